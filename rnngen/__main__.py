@@ -1,0 +1,5 @@
+"""`python -m rnngen` (and `torchrun -m rnngen`) runs the command-line interface."""
+
+from rnngen.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""Typed configuration: what a model is, how it is trained, how it samples.
+
+Model and training configurations are saved inside every checkpoint, so a checkpoint alone is
+enough to resume training or to sample. Values are checked once, here, where they come in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rnngen.errors import RnngenError
+
+MODEL_KINDS = ("rnn", "lstm", "gru")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _fields_from(cls, data: dict[str, Any], what: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise RnngenError(f"{what} has unknown fields {unknown}: it was written by another rnngen version")
+    return cls(**data)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A recurrent language model: embedding -> `layers` recurrent layers -> head over the vocabulary."""
+
+    kind: str = "lstm"
+    vocab_size: int = 0
+    embed: int = 384
+    hidden: int = 384
+    layers: int = 2
+    dropout: float = 0.0
+    tie: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in MODEL_KINDS:
+            raise RnngenError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
+        for name in ("embed", "hidden", "layers"):
+            if getattr(self, name) < 1:
+                raise RnngenError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RnngenError(f"--dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _fields_from(cls, data, "model config")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained. `steps` and `time_budget` (seconds) end training, whichever comes first."""
+
+    batch_size: int = 32
+    seq_len: int = 64
+    lr: float = 4e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 50
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    steps: int | None = None
+    time_budget: float | None = 180.0
+    eval_every: int = 200
+    eval_tokens: int | None = 200_000
+    log_every: int = 10
+    seed: int = 1337
+    device: str = "auto"
+    compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.time_budget is None:
+            raise RnngenError("training needs a budget: pass --steps N or --time SECONDS")
+        positive = {"batch_size": self.batch_size, "seq_len": self.seq_len, "eval_every": self.eval_every,
+                    "log_every": self.log_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise RnngenError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.lr <= 0:
+            raise RnngenError(f"--lr must be positive, got {self.lr}")
+        if self.clip < 0:
+            raise RnngenError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
+        if self.device not in DEVICES:
+            raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        return _fields_from(cls, data, "training config")
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How tokens are drawn. temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off."""
+
+    max_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int = 0
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise RnngenError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise RnngenError(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
+        if self.top_k < 0:
+            raise RnngenError(f"--top-k must be >= 1 (or 0 for no limit), got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise RnngenError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise RnngenError(f"--repetition-penalty must be positive (1 is off), got {self.repetition_penalty}")
+
+
+# Presets: sizes that fit the device's time budget. Every value can be overridden by an option.
+# "cpu" is the 2x384 LSTM measured in shared PERF_NOTES as the best plain recipe for 180 s on 2 cores.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "tiny": {
+        "model": {"kind": "lstm", "embed": 64, "hidden": 64, "layers": 1, "dropout": 0.0},
+        "train": {"batch_size": 8, "seq_len": 32, "lr": 1e-2, "warmup": 5, "steps": 100, "time_budget": None,
+                  "eval_every": 50, "eval_tokens": 20_000, "log_every": 5},
+    },
+    "cpu": {
+        "model": {"kind": "lstm", "embed": 384, "hidden": 384, "layers": 2, "dropout": 0.0},
+        "train": {"batch_size": 32, "seq_len": 64, "lr": 4e-3, "warmup": 50, "steps": None, "time_budget": 180.0,
+                  "eval_every": 100, "eval_tokens": 100_000},
+    },
+    "gpu": {
+        "model": {"kind": "lstm", "embed": 512, "hidden": 1024, "layers": 3, "dropout": 0.2},
+        "train": {"batch_size": 64, "seq_len": 128, "lr": 2e-3, "warmup": 200, "steps": None, "time_budget": 900.0,
+                  "eval_every": 500, "eval_tokens": 1_000_000},
+    },
+}

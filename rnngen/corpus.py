@@ -1,0 +1,384 @@
+"""Prepared corpora: `prepare()` turns a source into `corpora/<name>/`, `Corpus` opens one.
+
+A prepared corpus folder holds `tokenizer.model`, `train.bin` and `val.bin` (flat token arrays,
+uint16 when the vocabulary fits, else uint32, read back with `np.memmap` so memory does not grow
+with the corpus) and `meta.json` (source, tokenizer, documents/characters/tokens per split).
+Characters are counted per split so that bits per character can be computed for any tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnngen import __version__, sources, tokenizer
+from rnngen.errors import CorpusError
+from rnngen.files import write_json_atomic
+from rnngen.sources import SourceSpec
+
+META_FORMAT = 1
+# The tokenizer is trained on at most this many characters from the start of the train split.
+TOKENIZER_SAMPLE_CHARS = 4_000_000
+# Texts are encoded in batches of about this many characters; longer documents are cut at newlines
+# (the newline is a piece of its own, so cutting there does not change the tokens).
+BATCH_CHARS = 1_000_000
+
+# Progress callback: (stage, completed, total or None). Stages: load, tokenizer, encode, write.
+ProgressFn = Callable[[str, int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus."""
+
+    kind: str = "unigram"
+    vocab_size: int | None = None
+
+
+def default_vocab_size(kind: str, train_chars: int | None) -> int:
+    """A vocabulary that the corpus can fill: larger corpora get more pieces."""
+    if kind == "char":
+        return 4096  # an upper bound only: the vocabulary is every character seen
+    if train_chars is None:
+        return 8192
+    for limit, size in ((2_000_000, 1024), (20_000_000, 4096), (200_000_000, 8192)):
+        if train_chars < limit:
+            return size
+    return 16384
+
+
+def name_for(dataset: str, config: str | None) -> str:
+    """A folder name for a dataset: `Salesforce/wikitext` + `wikitext-2-raw-v1` -> `wikitext-2-raw-v1`."""
+    if sources.is_local(dataset):
+        base = Path(dataset).expanduser().resolve().stem
+    else:
+        base = dataset.rstrip("/").split("/")[-1]
+    if config and config not in base:
+        base = f"{base}-{config}" if not config.startswith(base) else config
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower() or "corpus"
+
+
+def _chunks(text: str) -> Iterator[str]:
+    while len(text) > BATCH_CHARS:
+        cut = text.rfind("\n", 0, BATCH_CHARS) + 1 or BATCH_CHARS
+        yield text[:cut]
+        text = text[cut:]
+    yield text
+
+
+class _TokenFile:
+    """Appends token ids to a flat binary file."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path = path
+        self.dtype = dtype
+        self.file = open(path, "wb")
+        self.tokens = 0
+
+    def write(self, ids: list[int]) -> None:
+        np.asarray(ids, dtype=self.dtype).tofile(self.file)
+        self.tokens += len(ids)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+@dataclass
+class _SplitStats:
+    documents: int = 0
+    characters: int = 0
+    tokens: int = 0
+
+
+def _encode_into(pieces: Iterable[tuple[str, bool]], tok: tokenizer.Tokenizer, out: _TokenFile, stats: _SplitStats,
+                 progress: ProgressFn, threads: int, boundaries: tuple[array, array] | None = None) -> None:
+    """Encode (text, ends_document) pieces into `out`, the end-of-text id after each document.
+
+    `boundaries` collects (tokens, characters) after each document, for a split made afterwards.
+    """
+    batch: list[str] = []
+    ends: list[bool] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        ids: list[int] = []
+        for piece_ids, text, end in zip(tok.encode_batch(batch, threads), batch, ends):
+            ids.extend(piece_ids)
+            stats.characters += len(text)
+            if end:
+                ids.append(tok.eot_id)
+                stats.documents += 1
+                if boundaries is not None:
+                    boundaries[0].append(out.tokens + len(ids))
+                    boundaries[1].append(stats.characters)
+        out.write(ids)
+        stats.tokens = out.tokens
+        progress("encode", stats.characters, None)
+        batch.clear()
+        ends.clear()
+        size = 0
+
+    for text, end in pieces:
+        parts = list(_chunks(text))
+        for i, part in enumerate(parts):
+            batch.append(part)
+            ends.append(end and i == len(parts) - 1)
+            size += len(part)
+            if size >= BATCH_CHARS:
+                flush()
+    if batch:
+        flush()
+
+
+def _whole(docs: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    return ((doc, True) for doc in docs)
+
+
+def _split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
+                         split: str) -> Iterator[tuple[str, bool]]:
+    """The train (or val) part of `docs` when the last `val_fraction` of the characters is held out.
+
+    The document that straddles the cut is cut by characters, as nanoGPT and char-rnn cut their
+    single text, so a single-document corpus is split too.
+    """
+    cut = total - round(total * val_fraction)
+    seen = 0
+    for doc in docs:
+        start, end = seen, seen + len(doc)
+        seen = end
+        if split == "train" and start < cut:
+            yield (doc, True) if end <= cut else (doc[: cut - start], False)
+        elif split == "val" and end > cut:
+            yield doc[max(0, cut - start):], True
+        if split == "train" and end >= cut:
+            return
+
+
+def _sample(docs: Iterable[str], limit: int) -> list[str]:
+    sample, size = [], 0
+    for doc in docs:
+        sample.append(doc[: limit - size])
+        size += len(sample[-1])
+        if size >= limit:
+            break
+    return sample
+
+
+def _train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | None, threads: int) -> bytes:
+    if spec.vocab_size is not None:
+        return tokenizer.train(sample, spec.kind, spec.vocab_size, threads)
+    try:
+        return tokenizer.train(sample, spec.kind, default_vocab_size(spec.kind, train_chars), threads)
+    except tokenizer.VocabTooLarge as exc:
+        # A default size the corpus cannot fill: take the largest that works rather than fail.
+        return tokenizer.train(sample, spec.kind, exc.largest, threads)
+
+
+def _move_tail(train_path: Path, val_path: Path, start_token: int, itemsize: int) -> None:
+    """Move the tokens from `start_token` on from train.bin into val.bin (streamed corpora)."""
+    with open(train_path, "r+b") as src, open(val_path, "wb") as dst:
+        src.seek(start_token * itemsize)
+        shutil.copyfileobj(src, dst, 16 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+        src.truncate(start_token * itemsize)
+
+
+def _tail_split(boundaries: tuple[array, array], val_fraction: float) -> tuple[int, int, int]:
+    """(first val token, train documents, train characters) at the document boundary nearest the cut."""
+    tokens, chars = boundaries
+    if len(chars) < 2:
+        raise CorpusError("a streamed corpus with a single document cannot be split: prepare it without --streaming, "
+                          "or name a validation split with --val-split")
+    cut = chars[-1] * (1 - val_fraction)
+    index = min(range(len(chars) - 1), key=lambda i: abs(chars[i] - cut))
+    return tokens[index], index + 1, chars[index]
+
+
+def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root: Path, name: str | None = None,
+            val_fraction: float = 0.1, force: bool = False, threads: int | None = None,
+            progress: ProgressFn = lambda stage, done, total: None) -> tuple["Corpus", bool]:
+    """Build `root/<name>/` from `spec` and return it with whether an existing one was reused.
+
+    The corpus is built in a temporary folder and renamed into place at the end, so an
+    interrupted prepare leaves no half corpus behind.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise CorpusError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    name = name or name_for(spec.dataset, spec.config)
+    target = Path(root) / name
+    request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
+    if target.exists() and not force:
+        existing = Corpus.open(target)
+        if existing.meta.get("request") == request:
+            return existing, True
+        raise CorpusError(f"{target} already holds a corpus prepared with other arguments: pass --force to "
+                          f"rebuild it, or --name NAME to keep both")
+    threads = threads or os.cpu_count() or 1
+    started = time.time()
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        for stale in Path(root).glob(f".tmp-{name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        work = Path(root) / f".tmp-{name}-{os.getpid()}"
+        work.mkdir()
+    except OSError as exc:
+        raise CorpusError(f"cannot write to {root}: {exc.strerror}: choose another folder with --corpora-dir") from exc
+    try:
+        meta = _build(spec, tok_spec, work, val_fraction, threads, progress)
+        meta.update(name=name, request=request, seconds=round(time.time() - started, 2))
+        write_json_atomic(work / "meta.json", meta)
+        progress("write", 1, 1)
+        if target.exists():
+            old = Path(root) / f".tmp-{name}-old-{os.getpid()}"
+            target.rename(old)
+            work.rename(target)
+            shutil.rmtree(old)
+        else:
+            work.rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return Corpus.open(target), False
+
+
+def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: float, threads: int,
+           progress: ProgressFn) -> dict[str, Any]:
+    progress("load", 0, None)
+    source = sources.open_source(spec)
+    progress("load", 1, 1)
+    if source.train_chars == 0:
+        raise CorpusError(f"{spec.dataset} has no text in split {source.info['train_split']!r} "
+                          f"(column {source.text_column!r})")
+    # Functions, not generators: the train documents are read twice (tokenizer sample, then encoding).
+    train_docs: Callable[[], Iterable[tuple[str, bool]]] = lambda: _whole(source.train)
+    val_docs: Callable[[], Iterable[tuple[str, bool]]] | None = None
+    if source.val is not None:
+        val_docs = lambda: _whole(source.val)
+    elif source.train_chars is not None:
+        train_docs = lambda: _split_by_characters(source.train, source.train_chars, val_fraction, "train")
+        val_docs = lambda: _split_by_characters(source.train, source.train_chars, val_fraction, "val")
+
+    progress("tokenizer", 0, None)
+    sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS)
+    if not any(sample):
+        raise CorpusError(f"{spec.dataset} has no text to train on")
+    model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
+    del sample
+    (work / "tokenizer.model").write_bytes(model)
+    tok = tokenizer.Tokenizer(model)
+    progress("tokenizer", 1, 1)
+
+    dtype = np.dtype(np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32)
+    stats = {"train": _SplitStats(), "val": _SplitStats()}
+    boundaries = None if val_docs is not None else (array("q"), array("q"))
+    out = _TokenFile(work / "train.bin", dtype)
+    _encode_into(train_docs(), tok, out, stats["train"], progress, threads, boundaries)
+    out.close()
+    if val_docs is not None:
+        out = _TokenFile(work / "val.bin", dtype)
+        _encode_into(val_docs(), tok, out, stats["val"], progress, threads)
+        out.close()
+        val_from = f"split {source.val_split}" if source.val_split else f"last {val_fraction:.0%} of the characters"
+    else:
+        first_val, documents, characters = _tail_split(boundaries, val_fraction)
+        _move_tail(work / "train.bin", work / "val.bin", first_val, dtype.itemsize)
+        total = stats["train"]
+        stats["val"] = _SplitStats(total.documents - documents, total.characters - characters, total.tokens - first_val)
+        stats["train"] = _SplitStats(documents, characters, first_val)
+        val_from = f"last {val_fraction:.0%} of the documents"
+    for split, split_stats in stats.items():
+        if split_stats.tokens == 0:
+            raise CorpusError(f"the {split} split of {spec.dataset} is empty: use a larger corpus or another "
+                              f"--val-fraction")
+    return {
+        "format": META_FORMAT,
+        "rnngen_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source.info,
+        "validation_from": val_from,
+        "tokenizer": {"type": tok_spec.kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256},
+        "dtype": dtype.name,
+        "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
+    }
+
+
+class Corpus:
+    """A prepared corpus folder: meta, tokenizer and memory-mapped token arrays."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+        self.meta = meta
+        self.name = meta.get("name", path.name)
+
+    @classmethod
+    def open(cls, path: Path) -> "Corpus":
+        """Open a corpus folder, checking that it is complete."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise CorpusError(f"{path} has no meta.json: rebuild it with `rnngen prepare ... --force`") from None
+        except (OSError, ValueError) as exc:
+            raise CorpusError(f"{meta_path} is unreadable ({exc}): rebuild it with `rnngen prepare ... --force`") from exc
+        if meta.get("format") != META_FORMAT:
+            raise CorpusError(f"{path} was prepared by another rnngen version: rebuild it with `rnngen prepare ... --force`")
+        return cls(path, meta)
+
+    @classmethod
+    def find(cls, root: Path, name: str) -> "Corpus":
+        """Open `root/<name>`, with an error that lists the prepared corpora when it is missing."""
+        path = Path(root) / name
+        if not path.is_dir():
+            known = ", ".join(meta["name"] for meta in list_corpora(root)) or "none yet"
+            raise CorpusError(f"no corpus named {name!r} in {root} (prepared: {known}): "
+                              f"run `rnngen prepare --dataset SOURCE --name {name}`")
+        return cls.open(path)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.meta["dtype"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["tokenizer"]["vocab_size"])
+
+    def characters(self, split: str) -> int:
+        return int(self.meta["splits"][split]["characters"])
+
+    def tokens(self, split: str) -> np.ndarray:
+        """The split's tokens, memory-mapped (nothing is read until used)."""
+        path = self.path / f"{split}.bin"
+        expected = int(self.meta["splits"][split]["tokens"])
+        size = path.stat().st_size if path.exists() else -1
+        if size != expected * self.dtype.itemsize:
+            state = "missing" if size < 0 else f"{size} bytes, expected {expected * self.dtype.itemsize}"
+            raise CorpusError(f"{path} is {state}: rebuild the corpus with `rnngen prepare ... --force`")
+        return np.memmap(path, dtype=self.dtype, mode="r", shape=(expected,))
+
+    def tokenizer(self) -> tokenizer.Tokenizer:
+        return tokenizer.Tokenizer.load(self.path / "tokenizer.model")
+
+
+def list_corpora(root: Path) -> list[dict[str, Any]]:
+    """The meta of every prepared corpus under `root`, by name."""
+    metas = []
+    for meta_path in sorted(Path(root).glob("*/meta.json")):
+        try:
+            metas.append(json.loads(meta_path.read_text()) | {"path": str(meta_path.parent)})
+        except (OSError, ValueError):
+            continue
+    return metas

@@ -1,0 +1,29 @@
+"""Which device to run on, and the autocast that goes with it."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from rnngen.errors import RnngenError
+
+
+def pick(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then MPS, then the CPU; naming an absent device is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "cuda" and not cuda:
+        raise RnngenError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu (or auto)")
+    if name == "mps" and not mps:
+        raise RnngenError("--device mps: Apple's MPS backend is not available here; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (no loss scaling needed, unlike fp16); full precision elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

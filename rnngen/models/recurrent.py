@@ -1,0 +1,135 @@
+"""Embedding -> fused recurrent layers (nn.RNN / nn.LSTM / nn.GRU) -> linear head.
+
+Training and prompt priming use PyTorch's fused layers (cuDNN on GPU, oneDNN on CPU). Decoding one
+token at a time uses `StepDecoder`, the same maths written with `torch.addmm` on the same weights:
+on a CPU a length-1 call of the fused layer costs several times the arithmetic (see
+shared PERF_NOTES), and decoding is nothing but length-1 calls.
+
+The equations PyTorch computes (gate order as in its weight layout):
+  RNN:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)                      (the lecture's RNN)
+  LSTM: i, f, g, o = split(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g);  h_t = sigmoid(o) * tanh(c_t)
+        (the standard cell: no sigmoid around c_t, unlike the lecture's slide)
+  GRU:  r, z, n = split(W_ih x_t + b_ih), split(W_hh h_{t-1} + b_hh)
+        n_t = tanh(n_x + r * n_h)  -- the reset gate applied AFTER the matrix product (cuDNN's variant)
+        h_t = (1 - z) * n_t + z * h_{t-1}  -- z keeps the old state, the reverse of Cho et al. 2014
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import nn
+
+from rnngen.config import ModelConfig
+
+# (h) for RNN and GRU, (h, c) for LSTM; each [layers, batch, hidden].
+State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
+
+_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+def detach_state(state: State | None) -> State | None:
+    """Cut the graph behind a carried state: truncated backpropagation through time."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.detach()
+    return tuple(s.detach() for s in state)
+
+
+class RecurrentLM(nn.Module):
+    """A recurrent language model: p(x_{t+1} | x_1..x_t) = softmax(W_y h_t)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed)
+        layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
+        self.rnn = _LAYERS[config.kind](config.embed, config.hidden, num_layers=config.layers, batch_first=True,
+                                        dropout=config.dropout if config.layers > 1 else 0.0, **layer_kwargs)
+        self.drop = nn.Dropout(config.dropout)
+        # Tying the head to the embedding (Press & Wolf 2017; Inan et al. 2017) saves parameters and
+        # helps small models; when the sizes differ, a projection maps hidden to embedding size.
+        self.proj = nn.Linear(config.hidden, config.embed, bias=False) if config.tie and config.hidden != config.embed else None
+        self.head = nn.Linear(config.embed if config.tie else config.hidden, config.vocab_size)
+        if config.tie:
+            self.head.weight = self.embedding.weight
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # Small embeddings: with a tied head, N(0, 1) rows would start with huge logits.
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+        if self.config.kind == "lstm":
+            # Forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015): remember by default.
+            hidden = self.config.hidden
+            for layer in range(self.config.layers):
+                with torch.no_grad():
+                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden: 2 * hidden].fill_(1.0)
+                    getattr(self.rnn, f"bias_hh_l{layer}")[hidden: 2 * hidden].fill_(0.0)
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """The zero state of a batch."""
+        zeros = torch.zeros(self.config.layers, batch, self.config.hidden, device=device)
+        return (zeros, zeros.clone()) if self.config.kind == "lstm" else zeros
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The head: hidden states of the last layer -> logits over the vocabulary."""
+        hidden = self.drop(hidden)
+        if self.proj is not None:
+            hidden = self.proj(hidden)
+        return self.head(hidden)
+
+    def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids [batch, time] -> logits [batch, time, vocab] and the state after the last step."""
+        out, state = self.rnn(self.embedding(ids), state)
+        return self.logits(out), state
+
+    def decoder(self) -> "StepDecoder":
+        """A decoder over a snapshot of the current weights, for generating one token at a time."""
+        return StepDecoder(self)
+
+
+class StepDecoder:
+    """One time step of the model with `torch.addmm`; matches `RecurrentLM.forward` to float precision."""
+
+    def __init__(self, model: RecurrentLM):
+        self.model = model
+        self.kind = model.config.kind
+        self.layers = []
+        with torch.no_grad():
+            for k in range(model.config.layers):
+                w_ih, w_hh = getattr(model.rnn, f"weight_ih_l{k}"), getattr(model.rnn, f"weight_hh_l{k}")
+                b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
+                if self.kind == "gru":
+                    # The GRU's reset gate multiplies W_hn h + b_hn, so the two products stay apart.
+                    self.layers.append((w_ih.t().contiguous(), b_ih.clone(), w_hh.t().contiguous(), b_hh.clone()))
+                else:
+                    # One product of [x, h] with [W_ih, W_hh] instead of two.
+                    self.layers.append((torch.cat([w_ih, w_hh], 1).t().contiguous(), (b_ih + b_hh).clone()))
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """ids [batch] and the state -> logits [batch, vocab] and the next state."""
+        x = self.model.embedding(ids)
+        hs, cs = (list(state[0]), list(state[1])) if self.kind == "lstm" else (list(state), None)
+        for k, weights in enumerate(self.layers):
+            h = hs[k]
+            if self.kind == "rnn":
+                h = torch.tanh(torch.addmm(weights[1], torch.cat([x, h], 1), weights[0]))
+            elif self.kind == "lstm":
+                i, f, g, o = torch.addmm(weights[1], torch.cat([x, h], 1), weights[0]).chunk(4, 1)
+                c = torch.sigmoid(f) * cs[k] + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+                cs[k] = c
+            else:
+                gx = torch.addmm(weights[1], x, weights[0]).chunk(3, 1)
+                gh = torch.addmm(weights[3], h, weights[2]).chunk(3, 1)
+                r = torch.sigmoid(gx[0] + gh[0])
+                z = torch.sigmoid(gx[1] + gh[1])
+                n = torch.tanh(gx[2] + r * gh[2])
+                h = (1 - z) * n + z * h
+            hs[k] = h
+            x = h
+        new_state = (torch.stack(hs), torch.stack(cs)) if self.kind == "lstm" else torch.stack(hs)
+        return self.model.logits(x), new_state

@@ -1,0 +1,116 @@
+"""Run folders: where a training run keeps its files. Reading them needs no torch (`rnngen runs` is instant).
+
+A run folder `checkpoints/<run>/` holds:
+  config.json        model, training and corpus identity (also inside every checkpoint file)
+  tokenizer.model    a copy of the corpus tokenizer
+  best.safetensors   weights with the lowest validation loss
+  last.safetensors   weights plus everything `--resume` needs (optimizer, RNG, carried state)
+  metrics.jsonl      one JSON object per log line and per evaluation
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rnngen.errors import CheckpointError
+from rnngen.files import write_atomic, write_json_atomic
+from rnngen.tokenizer import Tokenizer
+
+BEST, LAST = "best.safetensors", "last.safetensors"
+
+
+class RunFolder:
+    """A training run's folder."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def tokenizer_path(self) -> Path:
+        return self.path / "tokenizer.model"
+
+    def config(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.config_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{self.config_path} is missing or unreadable: {exc}") from exc
+
+    def write_config(self, header: dict[str, Any]) -> None:
+        write_json_atomic(self.config_path, header)
+
+    def tokenizer(self, expected_sha256: str | None, vocab_size: int) -> Tokenizer:
+        """The run's tokenizer, checked against the checkpoint that will use it."""
+        tok = Tokenizer.load(self.tokenizer_path)
+        if (expected_sha256 and tok.sha256 != expected_sha256) or tok.vocab_size != vocab_size:
+            raise CheckpointError(f"{self.tokenizer_path} does not match the checkpoint (vocabulary {tok.vocab_size} "
+                                  f"vs {vocab_size}): copy the tokenizer.model of the corpus the run was trained on")
+        return tok
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut short by a crash
+        return rows
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.metrics_path, "a") as file:
+            file.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metrics logged after `step`: on resume they are logged again."""
+        rows = [row for row in self.metrics() if row.get("step", 0) <= step]
+        write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+
+
+def list_runs(root: Path) -> list[RunFolder]:
+    """Run folders under `root`, the most recently written last."""
+    runs = [RunFolder(p.parent) for p in Path(root).glob("*/config.json")]
+    return sorted(runs, key=lambda run: max((p.stat().st_mtime for p in run.path.iterdir()), default=0))
+
+
+def resolve(checkpoint: str | None, root: Path) -> tuple[RunFolder, Path]:
+    """The run folder and checkpoint file a `--checkpoint` argument names.
+
+    None: the most recent run under `root`. A run folder (or a run name under `root`): its best
+    checkpoint, else its last. A file: that file, in its run folder.
+    """
+    if checkpoint is None:
+        runs = [run for run in list_runs(root) if run.file(BEST).exists() or run.file(LAST).exists()]
+        if not runs:
+            raise CheckpointError(f"no trained run in {root}: train one with `rnngen train`, or pass --checkpoint PATH")
+        run = runs[-1]
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.exists() and (Path(root) / checkpoint).exists():
+            path = Path(root) / checkpoint
+        if path.is_file():
+            return RunFolder(path.parent), path
+        if not path.is_dir():
+            raise CheckpointError(f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}")
+        run = RunFolder(path)
+    for name in (BEST, LAST):
+        if run.file(name).exists():
+            return run, run.file(name)
+    raise CheckpointError(f"{run.path} holds no checkpoint yet ({BEST} or {LAST})")

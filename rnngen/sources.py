@@ -1,0 +1,253 @@
+"""Where text comes from: every source goes through `datasets.load_dataset`.
+
+A source is a hub id (with optional config and revision), a local file (.txt, .md, .json, .jsonl,
+.csv, .parquet), a local folder of such files, or a local folder laid out like a hub dataset repo
+(a README.md whose YAML header names configs and splits). The embedded default, `pydocs`, is built
+in-process by `rnngen.pydocs`. This module yields documents as strings; it knows nothing of tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rnngen.errors import CorpusError
+
+DEFAULT_DATASET = "pydocs"
+VALIDATION_SPLITS = ("validation", "valid", "test")
+# How each local file type is read. A .txt file is one document, so a single text file (tiny
+# shakespeare) is a single-document corpus and lines are not torn into separate documents.
+FILE_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
+                 ".csv": "csv", ".parquet": "parquet"}
+HUB_PROBE_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What `rnngen prepare` was asked to read; saved in meta.json to recognise a cached rerun."""
+
+    dataset: str = DEFAULT_DATASET
+    config: str | None = None
+    revision: str | None = None
+    split: str = "train"
+    val_split: str | None = None
+    text_column: str | None = None
+    streaming: bool = False
+    max_chars: int | None = None
+
+
+@dataclass
+class Source:
+    """An opened source: document iterables for train (and validation, when the source has it)."""
+
+    train: Iterable[str]
+    val: Iterable[str] | None
+    text_column: str
+    val_split: str | None
+    info: dict[str, Any]
+    # Characters in the train documents (after --max-chars), known without streaming.
+    train_chars: int | None
+
+
+def is_local(dataset: str) -> bool:
+    """A dataset argument names a local path when it exists or is written like one."""
+    return Path(dataset).exists() or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
+
+
+def _hub_reachable() -> bool:
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def _go_offline() -> None:
+    """Make `datasets` answer from its cache at once instead of retrying an unreachable hub for ~25 s."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    # Both libraries read the variable at import time; patch them if they are already loaded.
+    for module_name in ("huggingface_hub.constants", "datasets.config"):
+        module = sys.modules.get(module_name)
+        if module is not None:
+            module.HF_HUB_OFFLINE = True
+
+
+def _offline_error(dataset: str) -> CorpusError:
+    return CorpusError(
+        f"cannot reach the Hugging Face hub for {dataset!r} and it is not in the local cache: "
+        f"pass a local file or folder (--dataset ./my_texts/) or use the embedded default (--dataset {DEFAULT_DATASET})")
+
+
+def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
+    """The arguments for `load_dataset` that read `spec.dataset`."""
+    kwargs: dict[str, Any] = {"streaming": spec.streaming}
+    if spec.revision:
+        kwargs["revision"] = spec.revision
+    if not is_local(spec.dataset):
+        return [spec.dataset, spec.config], kwargs
+    path = Path(spec.dataset).expanduser()
+    if not path.exists():
+        raise CorpusError(f"no such file or folder: {spec.dataset}")
+    if path.is_file():
+        builder = FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise CorpusError(f"cannot read {path.name}: use a {', '.join(sorted(FILE_BUILDERS))} file")
+        if builder == "text":
+            kwargs["sample_by"] = "document"
+        return [builder], {**kwargs, "data_files": {"train": str(path)}}
+    files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "README.md"]
+    if files and all(FILE_BUILDERS.get(p.suffix.lower()) == "text" for p in files):
+        kwargs["sample_by"] = "document"
+    return [str(path), spec.config], kwargs
+
+
+def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
+    """Turn what `datasets` raises into one line a user can act on (None: not a known case)."""
+    chain = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    for err in chain:
+        text = str(err)
+        name = type(err).__name__
+        if "scripts are no longer supported" in text:
+            return CorpusError(
+                f"{spec.dataset!r} is a script-based dataset, which the installed `datasets` no longer runs: "
+                f"try --revision refs/convert/parquet, or download its raw text file and pass its path")
+        if isinstance(err, UnicodeDecodeError):
+            return CorpusError(f"{spec.dataset} is not UTF-8 text ({err.reason} at byte {err.start}): "
+                               "convert it to UTF-8 first")
+        if name in ("DatasetNotFoundError", "FileNotFoundError", "EmptyDatasetError", "DataFilesNotFoundError"):
+            return CorpusError(f"dataset {spec.dataset!r} not found ({text.splitlines()[0] if text else name}): "
+                               "check the hub id or the path")
+        if isinstance(err, ConnectionError) or name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError"):
+            return _offline_error(spec.dataset)
+        if "BuilderConfig" in text and "not found" in text:
+            return CorpusError(f"dataset {spec.dataset!r} has no config {spec.config!r}: "
+                               f"{text.split('Available:')[-1].strip() if 'Available:' in text else text}")
+        if isinstance(err, ValueError) and "Unknown split" in text:
+            return CorpusError(f"{text}: pick one with --split")
+    return None
+
+
+def load(spec: SourceSpec) -> Any:
+    """`load_dataset` for the spec, with the hub probed first so an offline machine fails in seconds."""
+    if spec.dataset == DEFAULT_DATASET:
+        from rnngen import pydocs
+
+        return pydocs.load()
+    args, kwargs = _load_kwargs(spec)
+    if not is_local(spec.dataset) and not _hub_reachable():
+        _go_offline()
+    import datasets
+
+    datasets.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as exc:
+        explained = _explain(exc, spec)
+        if explained is None:
+            raise
+        raise explained from exc
+
+
+def _pick_column(features: Any, requested: str | None, dataset: str) -> str:
+    if features is None:
+        return requested or "text"
+    string_columns = [name for name, feat in features.items() if getattr(feat, "dtype", None) in ("string", "large_string")]
+    if requested:
+        if requested not in features:
+            raise CorpusError(f"{dataset} has no column {requested!r}; its columns are: {', '.join(features)}")
+        if requested not in string_columns:
+            raise CorpusError(f"column {requested!r} of {dataset} is not text; text columns: "
+                              f"{', '.join(string_columns) or 'none'}")
+        return requested
+    if "text" in string_columns:
+        return "text"
+    if len(string_columns) == 1:
+        return string_columns[0]
+    raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass --text-column, one of: "
+                      f"{', '.join(string_columns or list(features))}")
+
+
+def _documents(split_data: Any, column: str, max_chars: int | None, spec: SourceSpec) -> Iterator[str]:
+    """Yield the non-empty texts of one split, up to `max_chars` characters (the last one cut)."""
+    seen = 0
+    try:
+        for row in split_data.select_columns([column]).iter(batch_size=1000):
+            for text in row[column]:
+                if text is None or text == "":
+                    continue
+                if not isinstance(text, str):
+                    raise CorpusError(f"column {column!r} of {spec.dataset} holds {type(text).__name__}, not text")
+                if max_chars is not None and seen + len(text) >= max_chars:
+                    yield text[: max_chars - seen]
+                    return
+                seen += len(text)
+                yield text
+    except CorpusError:
+        raise
+    except Exception as exc:
+        explained = _explain(exc, spec)
+        if explained is None:
+            raise
+        raise explained from exc
+
+
+class _Documents:
+    """A re-iterable view of a split's documents (prepare reads the train split twice)."""
+
+    def __init__(self, split_data: Any, column: str, max_chars: int | None, spec: SourceSpec):
+        self._args = (split_data, column, max_chars, spec)
+
+    def __iter__(self) -> Iterator[str]:
+        return _documents(*self._args)
+
+
+def open_source(spec: SourceSpec) -> Source:
+    """Load the dataset and return its train and validation documents."""
+    data = load(spec)
+    splits = list(data.keys())
+    train_name = spec.split
+    if train_name not in data:
+        if spec.split == "train" and len(splits) == 1:
+            train_name = splits[0]
+        else:
+            raise CorpusError(f"{spec.dataset} has no split {spec.split!r}; its splits: {', '.join(splits)}: "
+                              "pick one with --split")
+    val_name = spec.val_split
+    if val_name is not None and val_name not in data:
+        raise CorpusError(f"{spec.dataset} has no split {val_name!r}; its splits: {', '.join(splits)}")
+    if val_name is None:
+        val_name = next((name for name in VALIDATION_SPLITS if name in data and name != train_name), None)
+    train = data[train_name]
+    column = _pick_column(train.features, spec.text_column, spec.dataset)
+    train_docs = _Documents(train, column, spec.max_chars, spec)
+    train_chars = None
+    if not spec.streaming:
+        train_chars = sum(len(doc) for doc in train_docs)
+    val_docs = _Documents(data[val_name], column, spec.max_chars, spec) if val_name else None
+    info = {
+        "dataset": spec.dataset,
+        "config": spec.config,
+        "revision": spec.revision,
+        "train_split": train_name,
+        "val_split": val_name,
+        "text_column": column,
+        "fingerprint": getattr(train, "_fingerprint", None),
+    }
+    if spec.dataset == DEFAULT_DATASET:
+        from rnngen import pydocs
+
+        info["packages"] = pydocs.package_versions()
+    return Source(train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info,
+                  train_chars=train_chars)

@@ -1,0 +1,135 @@
+"""A thin wrapper over sentencepiece: train from an iterator, load, encode, decode, stream-decode.
+
+Settings are chosen so that `decode(encode(text)) == text` for any text: no normalisation, spaces
+kept as they are, no dummy prefix, byte fallback for characters the vocabulary lacks, and the
+newline as a piece of its own (sentencepiece reads its training text line by line). Documents are
+separated by the end-of-text id, so the state after it is the start-of-document state.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import io
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import sentencepiece as spm
+
+from rnngen.errors import CorpusError
+
+TOKENIZER_TYPES = ("unigram", "bpe", "char")
+# sentencepiece skips training sentences longer than this many bytes; longer lines are cut.
+MAX_SENTENCE_BYTES = 16384
+
+
+class VocabTooLarge(CorpusError):
+    """The requested vocabulary is larger than the corpus can fill."""
+
+    def __init__(self, requested: int, largest: int):
+        super().__init__(f"--vocab-size {requested} is too large for this corpus: the largest that works is "
+                         f"{largest}; pass --vocab-size {largest} or less")
+        self.largest = largest
+
+
+def _sentences(texts: Iterable[str]) -> Iterator[str]:
+    for text in texts:
+        for line in text.split("\n"):
+            while len(line.encode()) > MAX_SENTENCE_BYTES:
+                yield line[: MAX_SENTENCE_BYTES // 4]
+                line = line[MAX_SENTENCE_BYTES // 4:]
+            if line:
+                yield line
+
+
+def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) -> bytes:
+    """Train a tokenizer on `texts` and return the serialized model.
+
+    For `char` the vocabulary is every character seen (plus bytes and specials) and `vocab_size`
+    is only an upper bound.
+    """
+    if kind not in TOKENIZER_TYPES:
+        raise CorpusError(f"unknown tokenizer {kind!r}: choose one of {', '.join(TOKENIZER_TYPES)}")
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=_sentences(texts), model_writer=model, model_type=kind, vocab_size=vocab_size,
+            hard_vocab_limit=kind != "char", byte_fallback=True, character_coverage=1.0,
+            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
+            user_defined_symbols=["\n"], split_digits=True, allow_whitespace_only_pieces=True,
+            max_sentence_length=MAX_SENTENCE_BYTES, num_threads=threads, minloglevel=2,
+            input_sentence_size=0)
+    except RuntimeError as exc:
+        largest = re.search(r"value <= (\d+)", str(exc))
+        if largest:
+            raise VocabTooLarge(vocab_size, int(largest.group(1))) from exc
+        if "no sentences" in str(exc).lower() or "empty" in str(exc).lower():
+            raise CorpusError("the corpus has no text to train a tokenizer on") from exc
+        raise
+    return model.getvalue()
+
+
+class Tokenizer:
+    """A loaded sentencepiece model."""
+
+    def __init__(self, model: bytes, source: str = "tokenizer.model"):
+        self.proto = model
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(model)
+        except RuntimeError as exc:
+            raise CorpusError(f"{source} is not a sentencepiece model: {exc}") from exc
+        self.vocab_size = self.sp.get_piece_size()
+        self.eot_id = self.sp.eos_id()
+        self.unk_id = self.sp.unk_id()
+        # Bytes of every piece, so that streaming decode can join byte-fallback pieces into characters.
+        self._piece_bytes = [self._bytes_of(i) for i in range(self.vocab_size)]
+
+    @classmethod
+    def load(cls, path: Path) -> "Tokenizer":
+        """Read `tokenizer.model` from a corpus or run folder."""
+        try:
+            return cls(Path(path).read_bytes(), str(path))
+        except OSError as exc:
+            raise CorpusError(f"cannot read tokenizer {path}: {exc.strerror}") from exc
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.proto).hexdigest()
+
+    def _bytes_of(self, index: int) -> bytes:
+        if self.sp.is_byte(index):
+            return bytes([int(self.sp.id_to_piece(index)[1:-1], 16)])
+        if self.sp.is_control(index):
+            return b""
+        if self.sp.is_unknown(index):
+            return " \u2047 ".encode()
+        return self.sp.id_to_piece(index).replace("\u2581", " ").encode()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def encode_batch(self, texts: list[str], threads: int = 1) -> list[list[int]]:
+        """Encode many texts at once in sentencepiece's C++ thread pool."""
+        return self.sp.encode(texts, num_threads=threads)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.sp.decode(list(ids))
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self._piece_bytes)
+
+
+class StreamDecoder:
+    """Turns ids into text one at a time; a character split over byte pieces appears when complete."""
+
+    def __init__(self, piece_bytes: list[bytes]):
+        self._piece_bytes = piece_bytes
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token: int) -> str:
+        return self._utf8.decode(self._piece_bytes[token])
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)

@@ -1,0 +1,305 @@
+"""The training loop: carried-state windows, AdamW, clipping, warmup + cosine, evaluation, checkpoints.
+
+Progress is reported through a callback (`on_event(kind, info)`), which the CLI renders; this
+module prints nothing. Everything `--resume` needs is in `last.safetensors`: with a fixed seed on
+the CPU, a run stopped and resumed computes the same losses as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnngen import checkpoint, device as devices
+from rnngen.batches import TokenStream
+from rnngen.checkpoint import Checkpoint
+from rnngen.files import write_atomic
+from rnngen.runs import BEST, LAST, RunFolder
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.corpus import Corpus
+from rnngen.errors import RnngenError, TrainingDiverged
+from rnngen.models import RecurrentLM, build, detach_state
+
+EventFn = Callable[[str, dict[str, Any]], None]
+LN2 = math.log(2)
+
+
+class Interrupted(RnngenError):
+    """Training was stopped by a signal after saving `last`; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopFlag:
+    """Set by a signal handler; the loop checks it between steps."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """SIGINT/SIGTERM ask the loop to save and stop; a second SIGINT exits at once.
+
+    Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
+    stays loadable whatever moment the process dies.
+    """
+    flag = StopFlag()
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.signal is not None:
+            os._exit(128 + signum)
+        flag.signal = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay to `min_lr_ratio * lr` at the end of the budget."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
+
+
+def progress_of(step: int, seconds: float, cfg: TrainConfig) -> float:
+    """How much of the budget is spent, in [0, 1]: steps or wall-clock time, whichever is further."""
+    fractions = []
+    if cfg.steps is not None:
+        fractions.append(step / cfg.steps)
+    if cfg.time_budget is not None:
+        fractions.append(seconds / cfg.time_budget)
+    return min(1.0, max(fractions))
+
+
+@torch.no_grad()
+def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
+             max_tokens: int | None, device: torch.device) -> dict[str, Any]:
+    """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
+
+    The split is cut into `rows` contiguous streams; the first token of each stream is context
+    only. With `max_tokens`, only the first `max_tokens` tokens are read (`bounded` says so), and
+    bits per character use the matching share of the split's characters.
+    """
+    total = len(tokens)
+    used = min(total, max_tokens) if max_tokens else total
+    rows = max(1, min(rows, used // (seq_len + 1)))
+    row_len = used // rows
+    data = torch.from_numpy(np.asarray(tokens[: rows * row_len], dtype=np.int64).reshape(rows, row_len)).to(device)
+    was_training = model.training
+    model.eval()
+    state, nll = None, torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, row_len - 1, seq_len):
+        chunk = data[:, start: start + seq_len + 1]
+        with devices.autocast(device):
+            logits, state = model(chunk[:, :-1], state)
+        nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
+                               reduction="sum").double()
+    model.train(was_training)
+    predicted = rows * (row_len - 1)
+    loss = nll.item() / predicted
+    chars = characters * predicted / total
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll.item() / chars / LN2,
+            "val_tokens": predicted, "bounded": used < total}
+
+
+def _rng_state(dev: torch.device) -> dict[str, torch.Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def _set_rng_state(state: dict[str, torch.Tensor], dev: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if dev.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], dev)
+
+
+def _state_to(state: Any, dev: torch.device) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.to(dev)
+    return tuple(s.to(dev) for s in state)
+
+
+def corpus_identity(corpus: Corpus) -> dict[str, Any]:
+    """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
+    return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
+            "train_tokens": corpus.meta["splits"]["train"]["tokens"],
+            "val_tokens": corpus.meta["splits"]["val"]["tokens"],
+            "val_characters": corpus.meta["splits"]["val"]["characters"]}
+
+
+class Trainer:
+    """Trains one model on one corpus into one run folder."""
+
+    def __init__(self, corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig, run: RunFolder,
+                 resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None):
+        self.corpus, self.model_cfg, self.cfg, self.run = corpus, model_cfg, train_cfg, run
+        self.on_event = on_event or (lambda kind, info: None)
+        self.stop = stop or StopFlag()
+        self.device = devices.pick(train_cfg.device)
+        torch.manual_seed(train_cfg.seed)
+        self.model = build(model_cfg).to(self.device)
+        self.forward = torch.compile(self.model) if train_cfg.compile else self.model
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_cfg.lr,
+                                           weight_decay=train_cfg.weight_decay, **fused)
+        self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len)
+        self.val_tokens = corpus.tokens("val")
+        self.step, self.seconds, self.best, self.saved_step = 0, 0.0, math.inf, 0
+        self.state = None
+        if resume_from is not None:
+            self._restore(resume_from)
+        else:
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.write_config(self._checkpoint(None).header())
+            write_atomic(run.tokenizer_path, (corpus.path / "tokenizer.model").read_bytes())
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        checkpoint.load_weights(self.model, ckpt, self.run.file(LAST))
+        trainer = ckpt.trainer or {}
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        _set_rng_state(trainer["rng"], self.device)
+        self.step = self.saved_step = ckpt.step
+        self.seconds = float(trainer["seconds"])
+        self.best = float(trainer["best"])
+        self.state = _state_to(trainer.get("hidden"), self.device)
+        self.run.truncate_metrics(self.step)
+
+    def _checkpoint(self, trainer: dict[str, Any] | None) -> Checkpoint:
+        return Checkpoint(model=self.model_cfg, train=self.cfg, corpus=corpus_identity(self.corpus),
+                          weights=checkpoint.model_weights(self.model), trainer=trainer,
+                          extra={"step": self.step, "best_val_loss": None if math.isinf(self.best) else self.best})
+
+    def save(self, best: bool = False) -> None:
+        """Write `last` (with all resume state) and, when asked, `best` (weights only)."""
+        if best:
+            checkpoint.save(self.run.file(BEST), self._checkpoint(None))
+        trainer = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(self.device),
+                   "seconds": self.seconds, "best": self.best, "hidden": self.state}
+        checkpoint.save(self.run.file(LAST), self._checkpoint(trainer))
+        self.saved_step = self.step
+        self.on_event("checkpoint", {"step": self.step, "best": best, "path": str(self.run.path)})
+
+    def _budget_spent(self) -> bool:
+        return progress_of(self.step, self.seconds, self.cfg) >= 1.0
+
+    def _evaluate(self) -> dict[str, Any]:
+        result = evaluate(self.model, self.val_tokens, self.corpus.characters("val"), self.cfg.batch_size,
+                          self.cfg.seq_len, self.cfg.eval_tokens, self.device)
+        result = {"event": "eval", "step": self.step, **result}
+        self.run.append_metrics(result)
+        improved = result["val_loss"] < self.best
+        if improved:
+            self.best = result["val_loss"]
+        self.on_event("eval", result)
+        self.save(best=improved)
+        return result
+
+    def _log(self, pending: list[tuple[torch.Tensor, torch.Tensor]], tokens_per_s: float, lr: float) -> None:
+        # The only host-device synchronisation of the loop: once per log interval.
+        values = torch.stack([torch.stack([loss.float(), norm.float()]) for loss, norm in pending]).cpu()
+        bad = (~torch.isfinite(values)).any(1).nonzero()
+        if len(bad):
+            step = self.step - len(pending) + int(bad[0]) + 1
+            raise TrainingDiverged(
+                f"the loss or the gradients became non-finite at step {step}: kept the last good checkpoint "
+                f"{self.run.file(LAST)} (step {self.saved_step}); "
+                f"start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
+        losses, norms = values[:, 0], values[:, 1]
+        row = {"event": "train", "step": self.step, "loss": losses.mean().item(), "lr": lr,
+               "grad_norm": norms.mean().item(),
+               "clipped": (norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
+               "tokens_per_s": tokens_per_s, "seconds": round(self.seconds, 3),
+               "epoch": round(self.stream.epoch(self.step), 4)}
+        self.run.append_metrics(row)
+        self.on_event("train", {**row, "progress": progress_of(self.step, self.seconds, self.cfg)})
+
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget is spent (or a signal arrives); returns a summary."""
+        cfg, model = self.cfg, self.model
+        self.on_event("start", {"run": str(self.run.path), "device": str(self.device), "step": self.step,
+                                "parameters": sum(p.numel() for p in model.parameters()),
+                                "train_tokens": len(self.stream.tokens), "tokens_per_step": cfg.batch_size * cfg.seq_len})
+        model.train()
+        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        clip = cfg.clip if cfg.clip > 0 else math.inf
+        pin = self.device.type == "cuda"
+        last_eval: dict[str, Any] | None = None
+        interval_start, interval_steps = time.perf_counter(), 0
+        lr = cfg.lr
+        while not self._budget_spent():
+            started = time.perf_counter()
+            if self.stream.starts_epoch(self.step):
+                self.state = None
+            batch = torch.from_numpy(self.stream.window(self.step))
+            if pin:
+                batch = batch.pin_memory()
+            batch = batch.to(self.device, non_blocking=True)
+            lr = lr_at(self.step, progress_of(self.step, self.seconds, cfg), cfg)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with devices.autocast(self.device):
+                logits, state = self.forward(batch[:, :-1], self.state)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state = detach_state(state)
+            pending.append((loss.detach(), norm.detach()))
+            self.step += 1
+            interval_steps += 1
+            self.seconds += time.perf_counter() - started
+            at_end = self._budget_spent()
+            if self.step % cfg.log_every == 0 or at_end or self.stop.signal is not None:
+                elapsed = time.perf_counter() - interval_start
+                self._log(pending, interval_steps * cfg.batch_size * cfg.seq_len / max(elapsed, 1e-9), lr)
+                pending.clear()
+                interval_start, interval_steps = time.perf_counter(), 0
+            if self.stop.signal is not None:
+                self.save()
+                name = signal.Signals(self.stop.signal).name
+                raise Interrupted(f"stopped by {name} at step {self.step}; saved {self.run.file(LAST)}; continue with "
+                                  f"`rnngen train --resume {self.run.path}`", 128 + self.stop.signal)
+            if self.step % cfg.eval_every == 0 or at_end:
+                last_eval = self._evaluate()
+                interval_start = time.perf_counter()
+        if last_eval is None:  # the budget was already spent when the run resumed
+            last_eval = self._evaluate()
+        summary = {"run": str(self.run.path), "steps": self.step, "seconds": self.seconds,
+                   "tokens": self.step * cfg.batch_size * cfg.seq_len,
+                   "tokens_per_s": self.step * cfg.batch_size * cfg.seq_len / max(self.seconds, 1e-9),
+                   "best_val_loss": self.best, "best_val_bpc": None, **last_eval}
+        summary["best_val_bpc"] = self._best_bpc()
+        self.on_event("done", summary)
+        return summary
+
+    def _best_bpc(self) -> float | None:
+        evals = [row for row in self.run.metrics() if row.get("event") == "eval"]
+        return min((row["val_bpc"] for row in evals), default=None)
+
+
+def new_run_name(corpus: str, kind: str) -> str:
+    """A run name that sorts by time: `<corpus>-<model>-<YYYYmmdd-HHMMSS>`."""
+    return f"{corpus}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+
