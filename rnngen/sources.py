@@ -138,14 +138,20 @@ def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
     return None
 
 
-def load(spec: SourceSpec) -> Any:
-    """`load_dataset` for the spec, with the hub probed first so an offline machine fails in seconds."""
+def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
+    """`load_dataset` for the spec, with the hub probed first so an offline machine fails in seconds.
+
+    Local sources are converted in `cache_dir`: the shared cache keys local folders by their name,
+    so two folders called `data` would otherwise be read as one.
+    """
     if spec.dataset == DEFAULT_DATASET:
         from rnngen import pydocs
 
         return pydocs.load()
     args, kwargs = _load_kwargs(spec)
-    if not is_local(spec.dataset) and not _hub_reachable():
+    if is_local(spec.dataset):
+        kwargs["cache_dir"] = str(cache_dir) if cache_dir else None
+    elif not _hub_reachable():
         _go_offline()
     import datasets
 
@@ -213,9 +219,9 @@ class _Documents:
         return _documents(*self._args)
 
 
-def open_source(spec: SourceSpec) -> Source:
+def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
     """Load the dataset and return its train and validation documents."""
-    data = load(spec)
+    data = load(spec, cache_dir)
     splits = list(data.keys())
     train_name = spec.split
     if train_name not in data:

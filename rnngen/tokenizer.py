@@ -64,6 +64,10 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
         largest = re.search(r"value <= (\d+)", str(exc))
         if largest:
             raise VocabTooLarge(vocab_size, int(largest.group(1))) from exc
+        smallest = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
+        if smallest:
+            raise CorpusError(f"--vocab-size {vocab_size} is too small: this corpus needs at least "
+                              f"{smallest.group(1)} pieces (its characters, 256 bytes and the specials)") from exc
         if "no sentences" in str(exc).lower() or "empty" in str(exc).lower():
             raise CorpusError("the corpus has no text to train a tokenizer on") from exc
         raise

@@ -1,0 +1,180 @@
+"""What the user sees: rich progress, live training metrics and summary tables.
+
+Progress and diagnostics go to stderr, results to stdout, so `rnngen complete ... > out.txt` holds
+only the completion. Without a terminal (or with --plain) rich prints plain lines instead.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.table import Table
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def human(n: float) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.4g}" if isinstance(n, float) else str(n)
+
+
+def duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class PrepareProgress:
+    """Renders `corpus.prepare` progress: one line per stage, with counts and rates."""
+
+    LABELS = {"load": "loading the dataset", "tokenizer": "training the tokenizer", "encode": "encoding",
+              "write": "writing"}
+
+    def __init__(self, plain: bool):
+        self.plain = plain or not err.is_terminal
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err)
+        self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
+
+    def __enter__(self) -> "PrepareProgress":
+        if not self.plain:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.plain:
+            self.progress.stop()
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage not in self.tasks:
+            for other in self.tasks.values():
+                self.progress.update(other, completed=1, total=1)
+            self.started[stage] = time.perf_counter()
+            self.tasks[stage] = self.progress.add_task(self.LABELS[stage], total=None, detail="")
+            if self.plain:
+                err.print(f"{self.LABELS[stage]}...")
+        detail = ""
+        if stage == "encode":
+            rate = done / max(time.perf_counter() - self.started[stage], 1e-9)
+            detail = f"{human(done)} characters, {rate / 1e6:.2f} MB/s"
+        self.progress.update(self.tasks[stage], completed=done, total=total, detail=detail)
+
+
+def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
+    """The summary of one prepared corpus."""
+    splits = meta["splits"]
+    table = Table(title=f"corpus {meta['name']}" + (" (reused: pass --force to rebuild)" if reused else ""),
+                  title_justify="left")
+    for column in ("split", "documents", "characters", "tokens", "tokens/char"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for split, stats in splits.items():
+        table.add_row(split, human(stats["documents"]), human(stats["characters"]), human(stats["tokens"]),
+                      f"{stats['tokens'] / max(stats['characters'], 1):.3f}")
+    tok = meta["tokenizer"]
+    table.caption = (f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
+                     f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}")
+    return table
+
+
+def corpora_table(metas: list[dict[str, Any]]) -> Table:
+    table = Table(title="prepared corpora", title_justify="left")
+    for column in ("name", "source", "tokenizer", "train tokens", "val tokens", "tokens/char", "created"):
+        table.add_column(column)
+    for meta in metas:
+        train = meta["splits"]["train"]
+        table.add_row(meta["name"], str(meta["source"]["dataset"]),
+                      f"{meta['tokenizer']['type']} {meta['tokenizer']['vocab_size']}", human(train["tokens"]),
+                      human(meta["splits"]["val"]["tokens"]), f"{train['tokens'] / max(train['characters'], 1):.3f}",
+                      meta.get("created", "")[:16].replace("T", " "))
+    return table
+
+
+class TrainDisplay:
+    """Renders training events: a live progress line with the figures people watch, then a summary."""
+
+    def __init__(self, plain: bool, budget: str):
+        self.plain = plain or not err.is_terminal
+        self.budget = budget
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
+            TextColumn("[cyan]{task.fields[speed]}"), TextColumn("loss [yellow]{task.fields[loss]}"),
+            TextColumn("val [green]{task.fields[val]}"), TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[clip]}"), TimeRemainingColumn(), console=err)
+        self.task: TaskID | None = None
+        self.val = "-"
+        self.last_plain = 0.0
+
+    def __enter__(self) -> "TrainDisplay":
+        if not self.plain:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if not self.plain:
+            self.progress.stop()
+
+    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        getattr(self, f"_on_{kind}")(info)
+
+    def _on_start(self, info: dict[str, Any]) -> None:
+        err.print(f"training on [bold]{info['device']}[/]: {human(info['parameters'])} parameters, "
+                  f"{human(info['tokens_per_step'])} tokens per step, {human(info['train_tokens'])} training tokens, "
+                  f"budget {self.budget}" + (f", resuming at step {info['step']}" if info["step"] else ""))
+        err.print(f"run folder: {info['run']}")
+        self.task = self.progress.add_task("train", total=1000, step="", speed="", loss="-", val="-", lr="", clip="")
+
+    def _on_train(self, info: dict[str, Any]) -> None:
+        fields = {"step": f"step {info['step']}", "speed": f"{human(info['tokens_per_s'])} tok/s",
+                  "loss": f"{info['loss']:.3f}", "val": self.val, "lr": f"{info['lr']:.2e}",
+                  "clip": f"|g| {info['grad_norm']:.2f}" + (f" clipped {info['clipped']:.0%}" if info["clipped"] else "")}
+        self.progress.update(self.task, completed=1000 * info["progress"], **fields)
+        if self.plain and time.monotonic() - self.last_plain >= 10:
+            self.last_plain = time.monotonic()
+            err.print(f"step {info['step']}  {fields['speed']}  loss {fields['loss']}  lr {fields['lr']}  "
+                      f"{fields['clip']}  ({info['progress']:.0%})")
+
+    def _on_eval(self, info: dict[str, Any]) -> None:
+        self.val = f"{info['val_loss']:.3f} ppl {info['val_ppl']:.1f} {info['val_bpc']:.3f} bpc"
+        if self.plain:
+            err.print(f"step {info['step']}  validation loss {self.val}"
+                      + (f" (first {human(info['val_tokens'])} tokens)" if info["bounded"] else ""))
+
+    def _on_checkpoint(self, info: dict[str, Any]) -> None:
+        pass  # the summary names the files; a line per save would drown the figures
+
+    def _on_done(self, info: dict[str, Any]) -> None:
+        if not self.plain and self.task is not None:
+            self.progress.update(self.task, completed=1000)
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="training summary", title_justify="left", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [("run", summary["run"]), ("steps", str(summary["steps"])), ("training time", duration(summary["seconds"])),
+            ("tokens", human(summary["tokens"])), ("tokens/s", human(summary["tokens_per_s"])),
+            ("final validation", f"loss {summary['val_loss']:.4f}, ppl {summary['val_ppl']:.2f}, "
+                                 f"{summary['val_bpc']:.4f} bits/char"
+                                 + (f" (first {human(summary['val_tokens'])} tokens)" if summary["bounded"] else "")),
+            ("best validation", f"loss {summary['best_val_loss']:.4f}, {summary['best_val_bpc']:.4f} bits/char")]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def runs_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="runs", title_justify="left")
+    for column in ("run", "model", "corpus", "steps", "best val bpc", "size", "updated"):
+        table.add_column(column, justify="right" if column in ("steps", "best val bpc", "size") else "left")
+    for row in rows:
+        table.add_row(*[str(row[key]) for key in ("run", "model", "corpus", "steps", "best", "size", "updated")])
+    return table

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny corpora and runs made inside the tests (no network, no ../shared)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rnngen import corpus
+from rnngen.cli import cli
+from rnngen.sources import SourceSpec
+
+WORDS = ("the model reads a token and updates its hidden state before it predicts the next one while "
+         "gradients flow back through time and vanish when the recurrent weights are small").split()
+# Made-up words give the tokenizers enough distinct pieces to fill a few hundred ids.
+WORDS += [a + b + c for a in ("ka", "lo", "mi", "sen", "tor") for b in ("ra", "vi", "nu", "pel") for c in ("", "s", "ed")]
+
+
+def sample_text(chars: int, seed: int = 0) -> str:
+    """Deterministic pseudo-English: sentences of the words above, with newlines between paragraphs."""
+    rng = random.Random(seed)
+    parts, size = [], 0
+    while size < chars:
+        sentence = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))).capitalize() + "."
+        parts.append(sentence + ("\n" if rng.random() < 0.2 else " "))
+        size += len(parts[-1])
+    return "".join(parts)[:chars]
+
+
+@pytest.fixture
+def text_file(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.txt"
+    path.write_text(sample_text(30_000))
+    return path
+
+
+@pytest.fixture
+def char_corpus(tmp_path: Path, text_file: Path) -> corpus.Corpus:
+    prepared, _ = corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("char"),
+                                 root=tmp_path / "corpora", name="notes")
+    return prepared
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Invoke `rnngen` in a scratch folder; returns click's Result."""
+    monkeypatch.setenv("RNNGEN_CORPORA", str(tmp_path / "corpora"))
+    monkeypatch.setenv("RNNGEN_CHECKPOINTS", str(tmp_path / "checkpoints"))
+
+    def invoke(*args: str, input: str | None = None):
+        return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,188 @@
+"""`rnngen prepare`: sources, splits, tokenizers, atomic writes, cached reruns and errors."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnngen import corpus, tokenizer
+from rnngen.errors import CorpusError
+from rnngen.sources import SourceSpec
+
+from conftest import sample_text
+
+
+def prepare(tmp_path: Path, dataset: str | Path, kind: str = "unigram", **spec):
+    vocab = spec.pop("vocab_size", None)
+    name = spec.pop("name", "c")
+    return corpus.prepare(SourceSpec(dataset=str(dataset), **spec), corpus.TokenizerSpec(kind, vocab),
+                          root=tmp_path / "corpora", name=name)
+
+
+def decoded(c: corpus.Corpus, split: str) -> str:
+    return c.tokenizer().decode(int(t) for t in c.tokens(split))
+
+
+def test_single_document_is_split_by_characters_like_nanogpt(tmp_path, text_file):
+    c, reused = prepare(tmp_path, text_file, "char")
+    text = text_file.read_text()
+    cut = len(text) - round(len(text) * 0.1)
+    assert not reused
+    assert c.characters("train") == cut and c.characters("val") == len(text) - cut
+    assert decoded(c, "train") == text[:cut]
+    # The held-out tail is one whole document: it ends with the end-of-text id.
+    assert decoded(c, "val") == text[cut:]
+    assert int(c.tokens("val")[-1]) == c.tokenizer().eot_id
+
+
+def test_hub_like_folder_uses_its_validation_split(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    pd.DataFrame({"text": [sample_text(2000, seed) for seed in range(10)], "id": range(10)}).to_parquet(
+        repo / "data" / "train-00000.parquet")
+    pd.DataFrame({"text": [sample_text(1500, 99)], "id": [0]}).to_parquet(repo / "data" / "validation-00000.parquet")
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
+        "  - split: validation\n    path: data/validation-*\n---\n# A local dataset repo\n")
+    c, _ = prepare(tmp_path, repo, "bpe")
+    assert c.meta["validation_from"] == "split validation"
+    assert c.meta["splits"]["train"]["documents"] == 10
+    assert decoded(c, "val") == sample_text(1500, 99)
+    assert c.meta["source"]["text_column"] == "text"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_json_and_csv_files_with_a_named_column(tmp_path, suffix):
+    docs = [sample_text(800, seed) for seed in range(20)]
+    frame = pd.DataFrame({"body": docs, "n": range(20)})
+    path = tmp_path / f"docs{suffix}"
+    frame.to_json(path, orient="records", lines=True) if suffix == ".jsonl" else frame.to_csv(path, index=False)
+    c, _ = prepare(tmp_path, path, "unigram")
+    assert c.meta["source"]["text_column"] == "body"  # the only string column
+    assert c.meta["splits"]["train"]["documents"] + c.meta["splits"]["val"]["documents"] == 20
+
+
+def test_folder_of_text_files_is_one_document_per_file(tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(5):
+        (folder / f"{i}.txt").write_text(sample_text(3000, i))
+    c, _ = prepare(tmp_path, folder, "char")
+    assert c.meta["splits"]["train"]["documents"] + c.meta["splits"]["val"]["documents"] == 5
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(min_size=0, max_size=200))
+def test_any_unicode_round_trips(shared_tokenizers, text):
+    for tok in shared_tokenizers:
+        assert tok.decode(tok.encode(text)) == text
+        stream = tok.stream_decoder()
+        assert "".join(stream.push(i) for i in tok.encode(text)) + stream.flush() == text
+
+
+@pytest.fixture(scope="module")
+def shared_tokenizers():
+    text = [sample_text(20_000)]
+    return [tokenizer.Tokenizer(tokenizer.train(text, kind, size)) for kind, size in (("unigram", 400), ("bpe", 400), ("char", 4096))]
+
+
+def test_emoji_and_other_scripts_encode_through_byte_fallback(shared_tokenizers):
+    for tok in shared_tokenizers:
+        text = "Grüße 😀 — 中文 ok\n\ttab"
+        ids = tok.encode(text)
+        assert tok.unk_id not in ids and tok.decode(ids) == text
+
+
+def test_token_dtype_follows_the_vocabulary(tmp_path, text_file):
+    c, _ = prepare(tmp_path, text_file, "char")
+    assert c.dtype == np.uint16
+    assert corpus.token_dtype(65_536) == np.uint16 and corpus.token_dtype(65_537) == np.uint32
+
+
+def test_rerun_reuses_and_force_rebuilds(tmp_path, text_file):
+    first, reused = prepare(tmp_path, text_file, "char")
+    assert not reused
+    _, reused = prepare(tmp_path, text_file, "char")
+    assert reused
+    with pytest.raises(CorpusError, match="--force"):
+        prepare(tmp_path, text_file, "unigram")
+    rebuilt, reused = corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("unigram"),
+                                     root=tmp_path / "corpora", name="c", force=True)
+    assert not reused and rebuilt.meta["tokenizer"]["type"] == "unigram"
+
+
+def test_interrupted_prepare_leaves_nothing(tmp_path, text_file, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(corpus, "_encode_into", boom)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(tmp_path, text_file, "char")
+    assert list((tmp_path / "corpora").iterdir()) == []
+
+
+def test_default_vocabulary_shrinks_to_fit_a_small_corpus(tmp_path, text_file):
+    c, _ = prepare(tmp_path, text_file, "unigram")
+    assert 256 < c.vocab_size < 1024
+
+
+def test_too_large_vocabulary_names_the_largest_that_works(tmp_path, text_file):
+    with pytest.raises(CorpusError, match=r"largest that works is \d+; pass --vocab-size \d+"):
+        prepare(tmp_path, text_file, "unigram", vocab_size=50_000)
+
+
+def test_errors_name_the_problem(tmp_path):
+    with pytest.raises(CorpusError, match="no such file or folder"):
+        prepare(tmp_path, tmp_path / "missing.txt")
+    frame = pd.DataFrame({"title": ["a", "b"], "body": ["x y", "z"]})
+    frame.to_parquet(tmp_path / "two.parquet")
+    with pytest.raises(CorpusError, match="--text-column, one of: title, body"):
+        prepare(tmp_path, tmp_path / "two.parquet")
+    with pytest.raises(CorpusError, match="no column 'txt'; its columns are: title, body"):
+        prepare(tmp_path, tmp_path / "two.parquet", text_column="txt")
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(CorpusError, match="no text"):
+        prepare(tmp_path, tmp_path / "empty.txt")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00abc\x80")
+    with pytest.raises(CorpusError, match="not UTF-8"):
+        prepare(tmp_path, tmp_path / "binary.txt")
+    script = tmp_path / "scripted"
+    script.mkdir()
+    (script / "scripted.py").write_text("import datasets\n")
+    with pytest.raises(CorpusError, match="script-based.*refs/convert/parquet"):
+        prepare(tmp_path, script)
+    assert not any((tmp_path / "corpora").glob("*/meta.json"))
+
+
+def test_unreachable_hub_fails_fast_with_the_fixes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    started = time.monotonic()
+    with pytest.raises(CorpusError, match="cannot reach the Hugging Face hub.*--dataset pydocs"):
+        prepare(tmp_path, "someone/some-dataset")
+    assert time.monotonic() - started < 15
+
+
+def test_truncated_token_file_is_reported(tmp_path, text_file):
+    c, _ = prepare(tmp_path, text_file, "char")
+    with open(c.path / "train.bin", "r+b") as f:
+        f.truncate(100)
+    with pytest.raises(CorpusError, match="train.bin is 100 bytes.*--force"):
+        corpus.Corpus.open(c.path).tokens("train")
+    (c.path / "meta.json").unlink()
+    with pytest.raises(CorpusError, match="no meta.json"):
+        corpus.Corpus.open(c.path)
+
+
+def test_meta_records_what_bits_per_character_needs(tmp_path, text_file):
+    c, _ = prepare(tmp_path, text_file, "unigram")
+    meta = json.loads((c.path / "meta.json").read_text())
+    for split in ("train", "val"):
+        assert set(meta["splits"][split]) == {"documents", "characters", "tokens"}
+    assert meta["tokenizer"]["vocab_size"] == c.tokenizer().vocab_size and meta["rnngen_version"]

@@ -1,0 +1,150 @@
+"""Training, checkpoints and resume: what a user relies on when a run stops, dies or diverges."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from rnngen import checkpoint, corpus
+from rnngen.config import ModelConfig, SampleConfig, TrainConfig
+from rnngen.errors import CheckpointError, TrainingDiverged
+from rnngen.generate import Completer
+from rnngen.runs import BEST, LAST, RunFolder, resolve
+from rnngen.sources import SourceSpec
+from rnngen.train import Interrupted, Trainer
+
+
+def tiny(c, **train) -> tuple[ModelConfig, TrainConfig]:
+    model = ModelConfig(kind=train.pop("kind", "lstm"), vocab_size=c.vocab_size, embed=32, hidden=32, layers=1,
+                        dropout=train.pop("dropout", 0.0))
+    settings = {"batch_size": 4, "seq_len": 16, "lr": 1e-2, "warmup": 2, "steps": 40, "time_budget": None,
+                "eval_every": 20, "eval_tokens": 2000, "log_every": 1, **train}
+    return model, TrainConfig(**settings)
+
+
+def losses(run: RunFolder) -> dict[int, float]:
+    return {row["step"]: row["loss"] for row in run.metrics() if row["event"] == "train"}
+
+
+def test_loss_falls(char_corpus, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "a")
+    summary = Trainer(char_corpus, *tiny(char_corpus, steps=200, batch_size=16, seq_len=32, lr=3e-2, eval_every=100), run).fit()
+    curve = losses(run)
+    assert sum(curve[s] for s in range(191, 201)) / 10 < 0.6 * sum(curve[s] for s in range(1, 11)) / 10
+    evals = [row["val_bpc"] for row in run.metrics() if row["event"] == "eval"]
+    assert evals[1] < evals[0] and summary["val_bpc"] == evals[1] and run.file(BEST).exists() and run.file(LAST).exists()
+
+
+def test_overfits_a_short_text_and_greedy_completion_reproduces_it(tmp_path):
+    text = tmp_path / "fox.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    c, _ = corpus.prepare(SourceSpec(dataset=str(text)), corpus.TokenizerSpec("char"), root=tmp_path / "corpora")
+    model_cfg, train_cfg = tiny(c, steps=800, batch_size=16, seq_len=32, lr=3e-2, eval_every=800)
+    run = RunFolder(tmp_path / "runs" / "fox")
+    Trainer(c, model_cfg, train_cfg, run).fit()
+    model, tok, _ = checkpoint.load_model(*resolve(str(run.path), tmp_path / "runs"))
+    completion = Completer(model, tok).complete("the quick brown", SampleConfig(max_tokens=40, temperature=0))
+    assert completion.text().startswith(" fox jumps over the lazy dog. the quick")
+
+
+def test_checkpoint_round_trip_gives_the_same_model(char_corpus, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "rt")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=20), run)
+    trainer.fit()
+    model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
+    ids = torch.tensor([char_corpus.tokenizer().encode("the model reads")])
+    trainer.model.eval()
+    torch.testing.assert_close(model(ids)[0], trainer.model(ids)[0], rtol=0, atol=0)
+    assert ckpt.model == trainer.model_cfg and ckpt.train == trainer.cfg and ckpt.step == 20
+    assert tok.sha256 == char_corpus.tokenizer().sha256
+
+
+def test_stopped_and_resumed_run_matches_an_unbroken_one_exactly(char_corpus, tmp_path):
+    model_cfg, train_cfg = tiny(char_corpus, steps=50, dropout=0.2, kind="gru")
+    unbroken = RunFolder(tmp_path / "runs" / "unbroken")
+    Trainer(char_corpus, model_cfg, train_cfg, unbroken).fit()
+
+    stopped = RunFolder(tmp_path / "runs" / "stopped")
+    trainer = Trainer(char_corpus, model_cfg, train_cfg, stopped)
+
+    def press_ctrl_c(kind, info):
+        if kind == "train" and info["step"] == 27:  # between two evaluations, mid-window of the schedule
+            trainer.stop.signal = 2
+
+    trainer.on_event = press_ctrl_c
+    with pytest.raises(Interrupted, match="--resume") as stop:
+        trainer.fit()
+    assert stop.value.exit_code == 130
+    resumed = Trainer(char_corpus, model_cfg, train_cfg, stopped, resume_from=checkpoint.load(stopped.file(LAST)))
+    resumed.fit()
+    # Same seed, same data position, same RNG and carried state: bit-for-bit the same losses on the CPU.
+    assert losses(stopped) == losses(unbroken)
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "nan")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=60), run)
+
+    def poison(kind, info):
+        if kind == "train" and info["step"] == 25:
+            with torch.no_grad():
+                trainer.model.head.bias.fill_(math.nan)
+
+    trainer.on_event = poison
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step 26.*step 20.*lower --lr"):
+        trainer.fit()
+    kept = checkpoint.load(run.file(LAST))
+    assert kept.step == 20 and all(torch.isfinite(t).all() for t in kept.weights.values())
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_whole(char_corpus, tmp_path, monkeypatch):
+    run = RunFolder(tmp_path / "runs" / "disk")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=20), run)
+    trainer.fit()
+    before = run.file(LAST).read_bytes()
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(CheckpointError, match="No space left on device.*previous checkpoint is intact"):
+        trainer.save()
+    monkeypatch.undo()
+    assert run.file(LAST).read_bytes() == before
+    assert checkpoint.load(run.file(LAST)).step == 20
+    assert sorted(p.name for p in run.path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_bad_checkpoint_files_get_errors_that_name_them(char_corpus, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "bad")
+    Trainer(char_corpus, *tiny(char_corpus, steps=20), run).fit()
+    data = run.file(LAST).read_bytes()
+    truncated = run.path / "truncated.safetensors"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated.safetensors is truncated or not a safetensors file"):
+        checkpoint.load(truncated)
+    foreign = run.path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.safetensors is a safetensors file but not an rnngen checkpoint"):
+        checkpoint.load(foreign)
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        checkpoint.load(run.path / "missing.safetensors")
+    other = tmp_path / "other.txt"
+    other.write_text("completely different text with other letters: xyzzy QQQ 12345 " * 50)
+    other_corpus, _ = corpus.prepare(SourceSpec(dataset=str(other)), corpus.TokenizerSpec("char"),
+                                     root=tmp_path / "corpora", name="other")
+    run.tokenizer_path.write_bytes((other_corpus.path / "tokenizer.model").read_bytes())
+    with pytest.raises(CheckpointError, match="tokenizer.model does not match the checkpoint"):
+        checkpoint.load_model(run, run.file(LAST))
+
+
+def test_checkpoint_from_another_format_is_refused(char_corpus, tmp_path, monkeypatch):
+    run = RunFolder(tmp_path / "runs" / "old")
+    Trainer(char_corpus, *tiny(char_corpus, steps=20), run).fit()
+    monkeypatch.setattr(checkpoint, "FORMAT", 99)
+    with pytest.raises(CheckpointError, match="reads format 99"):
+        checkpoint.load(run.file(LAST))
