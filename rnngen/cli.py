@@ -51,14 +51,17 @@ class Group(click.Group):
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
+            from rich.markup import escape
+
             from rnngen.display import err
 
             code = getattr(exc, "exit_code", 1)
             if isinstance(exc, RnngenError):
-                err.print(f"[red]error:[/] {exc}" if code == 1 else str(exc), markup=code == 1, highlight=False)
+                message = f"[red]error:[/] {escape(str(exc))}" if code == 1 else escape(str(exc))
+                err.print(message, soft_wrap=True)
             else:
                 err.print(f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",
-                          markup=False)
+                          markup=False, soft_wrap=True)
             ctx.exit(code)
 
 
@@ -424,8 +427,8 @@ def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name
 
     run, path = resolve(checkpoint_arg, obj["checkpoints"])
     dev = device.pick(device_name)
-    model, tok, _ = load_model(run, path, dev)
-    return Completer(model, tok, dev)
+    model, tok, ckpt = load_model(run, path, dev)
+    return Completer(model, tok, dev, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
 
 
 @cli.command()

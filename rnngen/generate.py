@@ -2,7 +2,9 @@
 
 Each generated token costs one step of the recurrence whatever the length so far: the state is all
 the model remembers. Prompts start after the end-of-text id, the state in which every training
-document began, so an empty prompt generates from the start of a document.
+document began, so an empty prompt generates from the start of a document. A corpus of a single
+text (tiny shakespeare) never showed the model that id in training: its prompts start after a
+newline from the zero state, the state every training stream started from.
 """
 
 from __future__ import annotations
@@ -72,8 +74,10 @@ class Completion:
 class Completer:
     """Completes prompts with a trained model."""
 
-    def __init__(self, model: RecurrentLM, tokenizer: Tokenizer, device: torch.device | str = "cpu"):
+    def __init__(self, model: RecurrentLM, tokenizer: Tokenizer, device: torch.device | str = "cpu",
+                 start_with_eot: bool = True):
         self.model = model.eval()
+        self.start = [tokenizer.eot_id] if start_with_eot else tokenizer.encode("\n")
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         self.decoder = model.decoder()
@@ -82,8 +86,7 @@ class Completer:
     def prime(self, prompt: str) -> tuple[torch.Tensor, State, list[int]]:
         """Run the prompt through the fused layers in one pass: next-token logits, state, prompt ids."""
         ids = self.tokenizer.encode(prompt)
-        context = torch.tensor([[self.tokenizer.eot_id, *ids]], device=self.device)
-        logits, state = self.model(context)
+        logits, state = self.model(torch.tensor([self.start + ids], device=self.device))
         return logits[0, -1], state, ids
 
     def complete(self, prompt: str, cfg: SampleConfig, generator: torch.Generator | None = None) -> Completion:

@@ -144,6 +144,7 @@ def corpus_identity(corpus: Corpus) -> dict[str, Any]:
     """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
     return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
             "train_tokens": corpus.meta["splits"]["train"]["tokens"],
+            "train_documents": corpus.meta["splits"]["train"]["documents"],
             "val_tokens": corpus.meta["splits"]["val"]["tokens"],
             "val_characters": corpus.meta["splits"]["val"]["characters"]}
 

@@ -1,0 +1,110 @@
+"""The command line as a user meets it: the README's first run, tables, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+TINY = ("--preset", "tiny", "--steps", "30", "--eval-every", "15", "--eval-tokens", "2000", "--plain")
+
+
+def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, tmp_path):
+    # `rnngen train` with no corpus prepares the embedded pydocs corpus itself (no network).
+    result = run_cli("train", *TINY, "--run", "first")
+    assert result.exit_code == 0, result.output
+    assert "preparing the embedded corpus pydocs" in result.output
+    meta = json.loads((tmp_path / "corpora" / "pydocs" / "meta.json").read_text())
+    assert meta["splits"]["train"]["characters"] > 1_000_000 and "torch" in meta["source"]["packages"]
+    result = run_cli("complete", "Studying Deep Learning is really", "--max-tokens", "20", "--seed", "1")
+    assert result.exit_code == 0 and result.output.strip()
+    result = run_cli("runs")
+    assert "first" in result.output and "pydocs" in result.output
+    result = run_cli("corpora")
+    assert "pydocs" in result.output and "unigram" in result.output
+
+
+@pytest.fixture
+def trained(run_cli, text_file):
+    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
+                   "--plain").exit_code == 0
+    result = run_cli("train", "--corpus", "notes", *TINY, "--run", "notes-run")
+    assert result.exit_code == 0, result.output
+    return "notes-run"
+
+
+def test_complete_reads_prompts_from_stdin_and_writes_json(run_cli, trained):
+    result = run_cli("complete", "-", "--json", "--max-tokens", "5", "--seed", "0", "--num-samples", "2",
+                     input="the model\ngradients\n")
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["prompt"], r["sample"]) for r in rows] == [("the model", 0), ("the model", 1),
+                                                          ("gradients", 0), ("gradients", 1)]
+    assert all(r["tokens"] <= 5 for r in rows)
+
+
+def test_same_seed_same_completion(run_cli, trained):
+    args = ("complete", "the", "--max-tokens", "30", "--seed", "4", "--temperature", "1.2", "--plain")
+    assert run_cli(*args).output == run_cli(*args).output
+
+
+def test_evaluate_reports_bits_per_character(run_cli, trained):
+    result = run_cli("evaluate", "--checkpoint", trained, "--json")
+    figures = json.loads(result.output)
+    assert figures["corpus"] == "notes" and 0 < figures["val_bpc"] < 10 and not figures["bounded"]
+
+
+def test_resume_continues_and_refuses_a_different_model(run_cli, trained, tmp_path):
+    result = run_cli("train", "--resume", trained, "--hidden", "128")
+    assert result.exit_code == 1 and "drop --hidden" in result.output
+    result = run_cli("train", "--resume", trained)
+    assert result.exit_code == 1 and "already spent its budget at step 30" in result.output
+    result = run_cli("train", "--resume", trained, "--steps", "40", "--plain")
+    assert result.exit_code == 0, result.output
+    assert "resuming at step 30" in result.output and "│ steps            │ 40" in result.output
+
+
+@pytest.mark.parametrize("args,message", [
+    (("complete", "hi", "--top-p", "1.5"), "Invalid value for '--top-p'"),
+    (("complete", "hi", "--max-tokens", "0"), "Invalid value for '--max-tokens'"),
+    (("complete", "hi", "--temperature", "-1"), "Invalid value for '--temperature'"),
+    (("complete", "hi", "--top-k", "-1"), "Invalid value for '--top-k'"),
+    (("complete", "hi", "--checkpoint", "nowhere"), "no checkpoint or run folder at nowhere"),
+    (("train", "--corpus", "nothing"), "no corpus named 'nothing'"),
+    (("train", "--model", "transformer"), "Invalid value for '--model'"),
+    (("train", "--resume", "nowhere"), "no checkpoint or run folder at nowhere"),
+    (("complete",), "give a PROMPT"),
+])
+def test_bad_input_gets_one_line_naming_the_fix(run_cli, trained, args, message):
+    result = run_cli(*args)
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_corrupt_checkpoint_and_truncated_corpus_are_one_line_errors(run_cli, trained, tmp_path):
+    best = tmp_path / "checkpoints" / trained / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    result = run_cli("complete", "hi", "--checkpoint", str(best))
+    assert result.exit_code == 1 and "best.safetensors is truncated" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    with open(tmp_path / "corpora" / "notes" / "train.bin", "r+b") as f:
+        f.truncate(10)
+    result = run_cli("train", "--corpus", "notes", *TINY)
+    assert result.exit_code == 1 and "train.bin is 10 bytes" in result.output
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys; from rnngen.cli import cli; from click.testing import CliRunner; "
+            "CliRunner().invoke(cli, ['--help']); CliRunner().invoke(cli, ['runs']); "
+            "print('torch' in sys.modules, 'datasets' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False",
+                                                                                                          "False"]
+
+
+def test_complete_does_not_import_datasets(run_cli, trained, tmp_path):
+    code = ("import sys; from rnngen.cli import cli; "
+            f"cli(['--checkpoints-dir', {str(tmp_path / 'checkpoints')!r}, 'complete', 'the', '--max-tokens', '3'], "
+            "standalone_mode=False); print('datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert out.strip().endswith("False")

@@ -1,0 +1,101 @@
+"""Sampling filters and completion: exactly the right tokens are kept, seeds reproduce, stops stop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rnngen.config import ModelConfig, SampleConfig
+from rnngen.errors import RnngenError
+from rnngen.generate import Completer, choose, filter_logits
+from rnngen.models import build
+from rnngen.tokenizer import Tokenizer, train
+
+from conftest import sample_text
+
+LOGITS = torch.tensor([2.0, 0.5, 3.0, -1.0, 1.0])  # softmax ~ [.23, .05, .63, .01, .08]
+
+
+def kept(logits: torch.Tensor) -> set[int]:
+    return set(torch.isfinite(logits).nonzero().flatten().tolist())
+
+
+def test_top_k_keeps_exactly_the_k_most_likely():
+    assert kept(filter_logits(LOGITS, SampleConfig(top_k=2))) == {0, 2}
+    assert kept(filter_logits(LOGITS, SampleConfig(top_k=1))) == {2}
+    assert kept(filter_logits(LOGITS, SampleConfig(top_k=0))) == {0, 1, 2, 3, 4}
+
+
+def test_top_p_keeps_the_smallest_set_that_reaches_p():
+    probs = torch.softmax(LOGITS, -1)
+    assert kept(filter_logits(LOGITS, SampleConfig(top_p=0.5, temperature=1.0))) == {2}  # 0.63 alone reaches 0.5
+    assert kept(filter_logits(LOGITS, SampleConfig(top_p=float(probs[2]) + 0.01, temperature=1.0))) == {0, 2}
+    assert kept(filter_logits(LOGITS, SampleConfig(top_p=0.9, temperature=1.0))) == {0, 2, 4}
+
+
+def test_repetition_penalty_lowers_seen_tokens_only():
+    seen = torch.tensor([False, False, True, True, False])
+    out = filter_logits(LOGITS, SampleConfig(repetition_penalty=2.0, temperature=1.0), seen)
+    assert out.tolist() == [2.0, 0.5, 1.5, -2.0, 1.0]
+
+
+def test_draws_follow_the_softmax():
+    gen = torch.Generator().manual_seed(0)
+    cfg = SampleConfig(temperature=1.0)
+    counts = torch.bincount(torch.tensor([choose(LOGITS, cfg, gen) for _ in range(20_000)]), minlength=5)
+    torch.testing.assert_close(counts / 20_000, torch.softmax(LOGITS, -1), atol=0.015, rtol=0)
+    assert choose(LOGITS, SampleConfig(temperature=0), gen) == 2
+
+
+@pytest.fixture(scope="module")
+def completer() -> Completer:
+    tok = Tokenizer(train([sample_text(20_000)], "unigram", 400))
+    torch.manual_seed(0)
+    model = build(ModelConfig(kind="gru", vocab_size=tok.vocab_size, embed=16, hidden=16, layers=1))
+    return Completer(model, tok)
+
+
+def test_seed_gives_identical_samples(completer):
+    cfg = SampleConfig(max_tokens=30, temperature=1.0, seed=7)
+    assert completer.complete("the model", cfg).text() == completer.complete("the model", cfg).text()
+    other = SampleConfig(max_tokens=30, temperature=1.0, seed=8)
+    assert completer.complete("the model", cfg).text() != completer.complete("the model", other).text()
+
+
+def test_stop_string_ends_the_completion_before_it(completer):
+    full = completer.complete("the", SampleConfig(max_tokens=60, seed=1)).text()
+    stop = full[10:13]
+    cut = completer.complete("the", SampleConfig(max_tokens=60, seed=1, stop=(stop,)))
+    pieces = list(cut)
+    assert "".join(pieces) == full[: full.find(stop)] and cut.reason == "stop"
+
+
+def test_odd_prompts_complete(completer):
+    cfg = SampleConfig(max_tokens=5, seed=0)
+    for prompt in ("", "😀 中文 Grüße", "x" * 100_000):
+        completion = completer.complete(prompt, cfg)
+        completion.text()
+        assert len(completion.tokens) <= 5 and completion.reason in ("max_tokens", "end_of_text")
+
+
+@settings(max_examples=30, deadline=None)
+@given(temperature=st.floats(0, 3), top_k=st.integers(0, 500), top_p=st.floats(0.01, 1.0),
+       penalty=st.floats(0.5, 2.0), seed=st.integers(0, 2**31))
+def test_any_valid_sampling_options_give_tokens_in_the_vocabulary(completer, temperature, top_k, top_p, penalty, seed):
+    cfg = SampleConfig(max_tokens=4, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty,
+                       seed=seed)
+    completion = completer.complete("the", cfg)
+    completion.text()
+    assert all(0 <= t < completer.tokenizer.vocab_size for t in completion.tokens)
+
+
+@settings(max_examples=30, deadline=None)
+@given(max_tokens=st.integers(-5, 0) | st.just(1), temperature=st.floats(-2, -0.01) | st.just(1.0),
+       top_k=st.integers(-5, -1) | st.just(0), top_p=st.floats(1.01, 3) | st.floats(-1, 0) | st.just(0.5))
+def test_invalid_sampling_options_are_refused_with_the_option_named(max_tokens, temperature, top_k, top_p):
+    if (max_tokens, temperature, top_k, top_p) == (1, 1.0, 0, 0.5):
+        return
+    with pytest.raises(RnngenError, match="--(max-tokens|temperature|top-k|top-p)"):
+        SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
