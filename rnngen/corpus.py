@@ -29,9 +29,11 @@ from rnngen.sources import SourceSpec
 META_FORMAT = 1
 # The tokenizer is trained on at most this many characters from the start of the train split.
 TOKENIZER_SAMPLE_CHARS = 4_000_000
-# Texts are encoded in batches of about this many characters; longer documents are cut at newlines
-# (the newline is a piece of its own, so cutting there does not change the tokens).
+# Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
+# Documents longer than CHUNK_CHARS are cut at newlines first, so that one long document is spread
+# too (the newline is a piece of its own: cutting there does not change the tokens).
 BATCH_CHARS = 1_000_000
+CHUNK_CHARS = 65_536
 
 # Progress callback: (stage, completed, total or None). Stages: load, tokenizer, encode, write.
 ProgressFn = Callable[[str, int, "int | None"], None]
@@ -74,8 +76,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
 
 
 def _chunks(text: str) -> Iterator[str]:
-    while len(text) > BATCH_CHARS:
-        cut = text.rfind("\n", 0, BATCH_CHARS) + 1 or BATCH_CHARS
+    while len(text) > CHUNK_CHARS:
+        cut = text.rfind("\n", 0, CHUNK_CHARS) + 1 or CHUNK_CHARS
         yield text[:cut]
         text = text[cut:]
     yield text

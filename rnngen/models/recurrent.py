@@ -1,9 +1,9 @@
 """Embedding -> fused recurrent layers (nn.RNN / nn.LSTM / nn.GRU) -> linear head.
 
 Training and prompt priming use PyTorch's fused layers (cuDNN on GPU, oneDNN on CPU). Decoding one
-token at a time uses `StepDecoder`, the same maths written with `torch.addmm` on the same weights:
-on a CPU a length-1 call of the fused layer costs several times the arithmetic (see
-shared PERF_NOTES), and decoding is nothing but length-1 calls.
+token at a time on the CPU uses `StepDecoder`, the same maths written out on the same weights: on a
+CPU a length-1 call of the fused layer costs several times the arithmetic (see shared PERF_NOTES),
+and decoding is nothing but length-1 calls.
 
 The equations PyTorch computes (gate order as in its weight layout):
   RNN:  h_t = tanh(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)                      (the lecture's RNN)
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -86,50 +87,65 @@ class RecurrentLM(nn.Module):
         return self.logits(out), state
 
     def decoder(self) -> "StepDecoder":
-        """A decoder over a snapshot of the current weights, for generating one token at a time."""
+        """A CPU decoder over a snapshot of the current weights, for generating one token at a time."""
         return StepDecoder(self)
 
 
 class StepDecoder:
-    """One time step of the model with `torch.addmm`; matches `RecurrentLM.forward` to float precision."""
+    """One time step of the model in NumPy, on a CPU copy of its weights.
+
+    Batch-1 decoding is a chain of matrix-vector products whose cost is reading the weights. On the
+    CPU, NumPy's BLAS does these products several times faster than PyTorch's kernels for a single
+    row (measured: 0.11 ms against 0.52 ms for the three products of the 2x384 LSTM preset), so the
+    step is written here with the same equations as PyTorch's layers (see the module docstring)
+    and tested equal to `RecurrentLM.forward`.
+    """
 
     def __init__(self, model: RecurrentLM):
-        self.model = model
         self.kind = model.config.kind
+        weights = {name: t.detach().float().cpu().numpy() for name, t in model.state_dict().items()}
+        self.embedding = weights["embedding.weight"]
         self.layers = []
-        with torch.no_grad():
-            for k in range(model.config.layers):
-                w_ih, w_hh = getattr(model.rnn, f"weight_ih_l{k}"), getattr(model.rnn, f"weight_hh_l{k}")
-                b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{k}"), getattr(model.rnn, f"bias_hh_l{k}")
-                if self.kind == "gru":
-                    # The GRU's reset gate multiplies W_hn h + b_hn, so the two products stay apart.
-                    self.layers.append((w_ih.t().contiguous(), b_ih.clone(), w_hh.t().contiguous(), b_hh.clone()))
-                else:
-                    # One product of [x, h] with [W_ih, W_hh] instead of two.
-                    self.layers.append((torch.cat([w_ih, w_hh], 1).t().contiguous(), (b_ih + b_hh).clone()))
+        for k in range(model.config.layers):
+            w_ih, w_hh = weights[f"rnn.weight_ih_l{k}"], weights[f"rnn.weight_hh_l{k}"]
+            b_ih, b_hh = weights[f"rnn.bias_ih_l{k}"], weights[f"rnn.bias_hh_l{k}"]
+            if self.kind == "gru":
+                # The GRU's reset gate multiplies W_hn h + b_hn, so the two products stay apart.
+                self.layers.append((np.ascontiguousarray(w_ih.T), b_ih, np.ascontiguousarray(w_hh.T), b_hh))
+            else:
+                # One product of [x, h] with [W_ih, W_hh] instead of two.
+                self.layers.append((np.ascontiguousarray(np.concatenate([w_ih, w_hh], 1).T), b_ih + b_hh))
+        self.proj = np.ascontiguousarray(weights["proj.weight"].T) if "proj.weight" in weights else None
+        self.head = np.ascontiguousarray(weights["head.weight"].T)
+        self.head_bias = weights["head.bias"]
 
-    @torch.no_grad()
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """ids [batch] and the state -> logits [batch, vocab] and the next state."""
-        x = self.model.embedding(ids)
-        hs, cs = (list(state[0]), list(state[1])) if self.kind == "lstm" else (list(state), None)
+        """ids [batch] and the state -> logits [batch, vocab] and the next state (CPU tensors)."""
+        x = self.embedding[ids.numpy()]
+        lstm = self.kind == "lstm"
+        hs = [h.numpy() for h in (state[0] if lstm else state)]
+        cs = [c.numpy() for c in state[1]] if lstm else None
         for k, weights in enumerate(self.layers):
             h = hs[k]
             if self.kind == "rnn":
-                h = torch.tanh(torch.addmm(weights[1], torch.cat([x, h], 1), weights[0]))
-            elif self.kind == "lstm":
-                i, f, g, o = torch.addmm(weights[1], torch.cat([x, h], 1), weights[0]).chunk(4, 1)
-                c = torch.sigmoid(f) * cs[k] + torch.sigmoid(i) * torch.tanh(g)
-                h = torch.sigmoid(o) * torch.tanh(c)
-                cs[k] = c
+                h = np.tanh(np.concatenate([x, h], 1) @ weights[0] + weights[1])
+            elif lstm:
+                i, f, g, o = np.split(np.concatenate([x, h], 1) @ weights[0] + weights[1], 4, 1)
+                cs[k] = _sigmoid(f) * cs[k] + _sigmoid(i) * np.tanh(g)
+                h = _sigmoid(o) * np.tanh(cs[k])
             else:
-                gx = torch.addmm(weights[1], x, weights[0]).chunk(3, 1)
-                gh = torch.addmm(weights[3], h, weights[2]).chunk(3, 1)
-                r = torch.sigmoid(gx[0] + gh[0])
-                z = torch.sigmoid(gx[1] + gh[1])
-                n = torch.tanh(gx[2] + r * gh[2])
-                h = (1 - z) * n + z * h
-            hs[k] = h
-            x = h
-        new_state = (torch.stack(hs), torch.stack(cs)) if self.kind == "lstm" else torch.stack(hs)
-        return self.model.logits(x), new_state
+                xr, xz, xn = np.split(x @ weights[0] + weights[1], 3, 1)
+                hr, hz, hn = np.split(h @ weights[2] + weights[3], 3, 1)
+                r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
+                h = (1 - z) * np.tanh(xn + r * hn) + z * h
+            hs[k] = x = h
+        if self.proj is not None:
+            x = x @ self.proj
+        logits = torch.from_numpy(x @ self.head + self.head_bias)
+        hidden = torch.from_numpy(np.stack(hs))
+        return logits, ((hidden, torch.from_numpy(np.stack(cs))) if lstm else hidden)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # The tanh form never overflows, unlike 1 / (1 + exp(-x)).
+    return 0.5 * (1.0 + np.tanh(0.5 * x))

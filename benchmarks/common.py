@@ -1,0 +1,47 @@
+"""What every benchmark shares: the machine description, timing, and a corpus to measure on."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+
+
+def machine() -> dict[str, Any]:
+    """The machine and versions a figure was measured on."""
+    import torch
+
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    try:
+        info["cpu_model"] = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                                 if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def median_time(fn: Callable[[], Any], repeats: int) -> float:
+    """The median wall-clock seconds of `repeats` calls."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def prepared(root: Path, dataset: str, kind: str, vocab: int | None, name: str):
+    """A corpus prepared once under `root` and reused by later benchmark runs."""
+    from rnngen import corpus
+    from rnngen.sources import SourceSpec
+
+    return corpus.prepare(SourceSpec(dataset=dataset), corpus.TokenizerSpec(kind, vocab), root=root, name=name)[0]

@@ -1,0 +1,83 @@
+"""Training throughput: rnngen's loop against a bare PyTorch loop, same model, data and optimizer.
+
+The bare loop is what a person would write by hand: slice a window, forward, loss, backward, clip,
+step, carry the detached state. rnngen's `Trainer.fit` adds batching from the memmap, the schedule,
+logging and metrics; its final evaluation and checkpoint are not counted. Runs alternate
+(bare, rnngen, bare, rnngen, ...) and medians are compared.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from rnngen.batches import TokenStream
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.models import build, detach_state
+from rnngen.runs import RunFolder
+from rnngen.train import Trainer
+
+
+def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
+    """Tokens per second of a hand-written truncated-BPTT loop."""
+    torch.manual_seed(cfg.seed)
+    model = build(model_cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stream = TokenStream(corpus.tokens("train"), cfg.batch_size, cfg.seq_len)
+    windows = [torch.from_numpy(stream.window(i)) for i in range(cfg.steps)]
+    state = None
+    started = time.perf_counter()
+    for batch in windows:
+        logits, state = model(batch[:, :-1], state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state = detach_state(state)
+    return cfg.steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - started)
+
+
+def rnngen_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
+    """Tokens per second of `Trainer.fit`, without its final evaluation and checkpoint."""
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run"))
+        evaluate = trainer._evaluate
+        spent = []
+
+        def timed_evaluate():
+            started = time.perf_counter()
+            result = evaluate()
+            spent.append(time.perf_counter() - started)
+            return result
+
+        trainer._evaluate = timed_evaluate
+        started = time.perf_counter()
+        trainer.fit()
+        return cfg.steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - started - sum(spent))
+
+
+def run(corpus, quick: bool) -> list[dict[str, Any]]:
+    steps, repeats = (15, 3) if quick else (40, 5)
+    rows = []
+    for kind in ("rnn", "lstm", "gru"):
+        model_cfg = ModelConfig(kind=kind, vocab_size=corpus.vocab_size, embed=256, hidden=512, layers=2)
+        cfg = TrainConfig(batch_size=32, seq_len=128, steps=steps, time_budget=None, eval_every=10**9,
+                          eval_tokens=1000, warmup=5)
+        bare, ours = [], []
+        for _ in range(repeats):
+            bare.append(bare_loop(corpus, model_cfg, cfg))
+            ours.append(rnngen_loop(corpus, model_cfg, cfg))
+        b, o = statistics.median(bare), statistics.median(ours)
+        rows.append({"benchmark": "train", "model": f"{kind} 2x512 emb256", "vocab": corpus.vocab_size,
+                     "batch": cfg.batch_size, "seq_len": cfg.seq_len, "bare_tokens_per_s": b,
+                     "rnngen_tokens_per_s": o, "ratio": o / b, "target": 0.95, "pass": o / b >= 0.95})
+    return rows
+
+
