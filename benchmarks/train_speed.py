@@ -64,7 +64,7 @@ def rnngen_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
 
 
 def run(corpus, quick: bool) -> list[dict[str, Any]]:
-    steps, repeats = (15, 3) if quick else (40, 5)
+    steps, repeats = (8, 2) if quick else (20, 3)
     rows = []
     for kind in ("rnn", "lstm", "gru"):
         model_cfg = ModelConfig(kind=kind, vocab_size=corpus.vocab_size, embed=256, hidden=512, layers=2)

@@ -200,35 +200,61 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
 @click.option("--seed", type=int, help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
-@click.option("--compile", "compile_", is_flag=True, default=None, help="torch.compile the model.")
-@click.option("--run", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
+@click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
 @click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; "
                                "--steps/--time/--eval-*/--device may change.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).")
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
 @click.pass_context
 def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
-          plain: bool, **options: Any) -> None:
+          nproc: int, plain: bool, **options: Any) -> None:
     """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
 
     \b
     rnngen train                                           # cpu preset: 2x384 LSTM, 3 minutes
     rnngen train --model gru --layers 1 --hidden 256 --steps 2000
-    rnngen train --corpus notes --time 600 --run notes-lstm
+    rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped
+    rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
     """
-    from rnngen import checkpoint
+    from rnngen import distributed
+
+    if nproc > 1 and not distributed.launched():
+        _launch_torchrun(nproc)
+    world = distributed.setup()
+    finished = False
+    try:
+        _train(ctx, world, corpus_name, preset, run_name, resume, plain, options)
+        finished = True
+    finally:
+        distributed.teardown(finished)
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Run this same command under torchrun with `nproc` processes, and exit with its status."""
+    import subprocess
+
+    args = sys.argv[1:]
+    at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
+    del args[at: at + (1 if "=" in args[at] else 2)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "rnngen", *args]
+    sys.exit(subprocess.call(command))
+
+
+def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
+           plain: bool, options: dict[str, Any]) -> None:
+    from rnngen import checkpoint, distributed
+    from rnngen.corpus import Corpus
     from rnngen.display import TrainDisplay, err, out, summary_table
     from rnngen.runs import LAST, RunFolder, resolve
-    from rnngen.train import Trainer, new_run_name, stop_on_signals
+    from rnngen.train import Trainer, new_run_name, progress_of, stop_on_signals
 
     obj = ctx.obj
     given = {key for key, value in options.items()
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
-    if options["compile_"]:
-        options["compile"] = options.pop("compile_")
-    else:
-        options.pop("compile_")
-        given.discard("compile_")
     resume_from = None
     if resume:
         run, _ = resolve(resume, obj["checkpoints"])
@@ -242,32 +268,39 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
         model_cfg = resume_from.model
         train_cfg = _train_config(resume_from.train.to_dict(), options, given)
         corpus = _resumed_corpus(resume_from, obj["corpora"])
-        if _spent(resume_from.step, train_cfg):
+        if progress_of(resume_from.step, resume_from.trainer["seconds"], train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
     else:
         import torch
 
         preset = preset if preset != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
-        corpus = _corpus_for_training(obj, corpus_name)
+        if world.main:  # one process prepares the embedded corpus; the others wait for it
+            _prepare_default_corpus(obj, corpus_name)
+        distributed.barrier()
+        corpus = Corpus.find(obj["corpora"], corpus_name)
         model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
                                    **{name: options[opt] for opt, name in MODEL_OPTIONS.items() if opt in given},
                                    "vocab_size": corpus.vocab_size})
         train_cfg = _train_config(PRESETS[preset]["train"], options, given)
-        run = RunFolder(obj["checkpoints"] / (run_name or new_run_name(corpus.name, model_cfg.kind)))
-        if run.config_path.exists():
-            raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --run")
+        # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
+        run = RunFolder(obj["checkpoints"] / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
+        if distributed.broadcast(run.config_path.exists()):
+            raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --name")
     budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
                                        f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
-    with stop_on_signals() as stop, TrainDisplay(plain, budget) as display:
-        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, on_event=display, stop=stop)
+    display = TrainDisplay(plain or not world.main, budget)
+    with stop_on_signals() as stop, display:
+        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, stop=stop, world=world,
+                          on_event=display if world.main else None)
         try:
             summary = trainer.fit()
         except _oom_type() as exc:
             raise RnngenError(f"the GPU ran out of memory with --batch-size {train_cfg.batch_size} --seq-len "
                               f"{train_cfg.seq_len}: try --batch-size {max(1, train_cfg.batch_size // 2)}") from exc
-    out.print(summary_table(summary))
-    err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
+    if world.main:
+        out.print(summary_table(summary))
+        err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
 
 
 def _oom_type() -> type[BaseException]:
@@ -288,19 +321,14 @@ def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]
     return TrainConfig(**values)
 
 
-def _spent(step: int, cfg: TrainConfig) -> bool:
-    return cfg.steps is not None and step >= cfg.steps and cfg.time_budget is None
-
-
-def _corpus_for_training(obj: dict[str, Any], name: str):
-    from rnngen.corpus import Corpus
+def _prepare_default_corpus(obj: dict[str, Any], name: str) -> None:
+    """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
     from rnngen.display import err
     from rnngen.sources import DEFAULT_DATASET, SourceSpec
 
     if name == DEFAULT_DATASET and not (obj["corpora"] / name).exists():
         err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
-        return _prepare(obj, SourceSpec(), "unigram", None, 0.1, None, False, False)
-    return Corpus.find(obj["corpora"], name)
+        _prepare(obj, SourceSpec(), "unigram", None, 0.1, None, False, False)
 
 
 def _resumed_corpus(ckpt: Any, root: Path):
@@ -388,13 +416,10 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, ma
 
     completer = _load_completer(obj, checkpoint, device)
     styled = not (plain or as_json) and out.is_terminal
-    import torch
+    from rnngen.generate import make_generator
 
-    generator = torch.Generator(device=completer.device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
+    # One generator for all prompts and samples: --num-samples 3 gives three different completions.
+    generator = make_generator(seed, completer.device)
     for prompt_text in prompts:
         for sample in range(num_samples):
             completion = completer.complete(prompt_text, cfg, generator)

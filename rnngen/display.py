@@ -126,7 +126,9 @@ class TrainDisplay:
         getattr(self, f"_on_{kind}")(info)
 
     def _on_start(self, info: dict[str, Any]) -> None:
-        err.print(f"training on [bold]{info['device']}[/]: {human(info['parameters'])} parameters, "
+        processes = (f" x {info['processes']} processes, global batch {info['rows']} rows"
+                     if info["processes"] > 1 else "")
+        err.print(f"training on [bold]{info['device']}[/]{processes}: {human(info['parameters'])} parameters, "
                   f"{human(info['tokens_per_step'])} tokens per step, {human(info['train_tokens'])} training tokens, "
                   f"budget {self.budget}" + (f", resuming at step {info['step']}" if info["step"] else ""))
         err.print(f"run folder: {info['run']}")

@@ -19,6 +19,16 @@ from rnngen.models import RecurrentLM, State
 from rnngen.tokenizer import Tokenizer
 
 
+def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
+    """A random generator for sampling: seeded for reproducible samples, else from the OS."""
+    generator = torch.Generator(device=device)
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
 def filter_logits(logits: torch.Tensor, cfg: SampleConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
     """Apply repetition penalty, temperature, top-k and top-p to logits [vocab]; removed tokens get -inf.
 
@@ -103,11 +113,7 @@ class Completer:
     def complete(self, prompt: str, cfg: SampleConfig, generator: torch.Generator | None = None) -> Completion:
         """A streamed completion of `prompt`; the prompt itself is not repeated in the output."""
         if generator is None:
-            generator = torch.Generator(device=self.device)
-            if cfg.seed is None:
-                generator.seed()
-            else:
-                generator.manual_seed(cfg.seed)
+            generator = make_generator(cfg.seed, self.device)
         completion = Completion(iter(()))
         completion.pieces = self._pieces(prompt, cfg, generator, completion)
         return completion

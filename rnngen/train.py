@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from rnngen import checkpoint, device as devices
+from rnngen import checkpoint, distributed, device as devices
 from rnngen.batches import TokenStream
 from rnngen.checkpoint import Checkpoint
 from rnngen.files import write_atomic
 from rnngen.runs import BEST, LAST, RunFolder
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.corpus import Corpus
+from rnngen.distributed import World
 from rnngen.errors import RnngenError, TrainingDiverged
 from rnngen.models import RecurrentLM, build, detach_state
 
@@ -101,12 +103,12 @@ def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int,
     used = min(total, max_tokens) if max_tokens else total
     rows = max(1, min(rows, used // (seq_len + 1)))
     row_len = used // rows
-    data = torch.from_numpy(np.asarray(tokens[: rows * row_len], dtype=np.int64).reshape(rows, row_len)).to(device)
+    streams = tokens[: rows * row_len].reshape(rows, row_len)  # still a memory map: read window by window
     was_training = model.training
     model.eval()
     state, nll = None, torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, row_len - 1, seq_len):
-        chunk = data[:, start: start + seq_len + 1]
+        chunk = torch.from_numpy(np.asarray(streams[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
         with devices.autocast(device):
             logits, state = model(chunk[:, :-1], state)
         nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
@@ -153,24 +155,36 @@ class Trainer:
     """Trains one model on one corpus into one run folder."""
 
     def __init__(self, corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig, run: RunFolder,
-                 resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None):
-        self.corpus, self.model_cfg, self.cfg, self.run = corpus, model_cfg, train_cfg, run
+                 resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None,
+                 world: World = World()):
+        self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.on_event = on_event or (lambda kind, info: None)
         self.stop = stop or StopFlag()
         self.device = devices.pick(train_cfg.device)
+        if self.device.type == "cuda" and world.size > 1:
+            self.device = torch.device("cuda", world.local_rank)
         torch.manual_seed(train_cfg.seed)
         self.model = build(model_cfg).to(self.device)
+        if world.size > 1:
+            torch.manual_seed(train_cfg.seed + world.rank)  # each rank its own dropout masks
         self.forward = torch.compile(self.model) if train_cfg.compile else self.model
+        if world.size > 1:
+            # DDP starts every rank from rank 0's weights and averages gradients during backward.
+            self.forward = DistributedDataParallel(self.forward, device_ids=[world.local_rank]
+                                                   if self.device.type == "cuda" else None)
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_cfg.lr,
                                            weight_decay=train_cfg.weight_decay, **fused)
-        self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len)
+        # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
+        self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
+                                  first_row=world.rank * train_cfg.batch_size,
+                                  total_rows=world.size * train_cfg.batch_size)
         self.val_tokens = corpus.tokens("val")
         self.step, self.seconds, self.best, self.saved_step = 0, 0.0, math.inf, 0
         self.state = None
         if resume_from is not None:
             self._restore(resume_from)
-        else:
+        elif world.main:
             run.path.mkdir(parents=True, exist_ok=True)
             run.write_config(self._checkpoint(None).header())
             write_atomic(run.tokenizer_path, (corpus.path / "tokenizer.model").read_bytes())
@@ -183,8 +197,20 @@ class Trainer:
         self.step = self.saved_step = ckpt.step
         self.seconds = float(trainer["seconds"])
         self.best = float(trainer["best"])
-        self.state = _state_to(trainer.get("hidden"), self.device)
-        self.run.truncate_metrics(self.step)
+        self.state = self._my_rows(_state_to(trainer.get("hidden"), self.device))
+        if self.world.main:
+            self.run.truncate_metrics(self.step)
+
+    def _my_rows(self, state: Any) -> Any:
+        """This rank's rows of a saved hidden state; none when the run resumes with another global batch."""
+        if state is None:
+            return None
+        parts = (state,) if isinstance(state, torch.Tensor) else state
+        rows = self.cfg.batch_size
+        if parts[0].size(1) != rows * self.world.size:
+            return None
+        mine = tuple(p[:, self.world.rank * rows: (self.world.rank + 1) * rows].contiguous() for p in parts)
+        return mine[0] if isinstance(state, torch.Tensor) else mine
 
     def _checkpoint(self, trainer: dict[str, Any] | None) -> Checkpoint:
         return Checkpoint(model=self.model_cfg, train=self.cfg, corpus=corpus_identity(self.corpus),
@@ -192,33 +218,45 @@ class Trainer:
                           extra={"step": self.step, "best_val_loss": None if math.isinf(self.best) else self.best})
 
     def save(self, best: bool = False) -> None:
-        """Write `last` (with all resume state) and, when asked, `best` (weights only)."""
-        if best:
-            checkpoint.save(self.run.file(BEST), self._checkpoint(None))
-        trainer = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(self.device),
-                   "seconds": self.seconds, "best": self.best, "hidden": self.state}
-        checkpoint.save(self.run.file(LAST), self._checkpoint(trainer))
+        """Write `last` (with all resume state) and, when asked, `best` (weights only).
+
+        Every rank calls this (the carried states of all rows are gathered); rank 0 writes.
+        """
+        hidden = self.state
+        if hidden is not None and self.world.size > 1:
+            hidden = (distributed.gather_rows(hidden) if isinstance(hidden, torch.Tensor)
+                      else tuple(distributed.gather_rows(h) for h in hidden))
+        if self.world.main:
+            if best:
+                checkpoint.save(self.run.file(BEST), self._checkpoint(None))
+            trainer = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(self.device),
+                       "seconds": self.seconds, "best": self.best, "hidden": hidden}
+            checkpoint.save(self.run.file(LAST), self._checkpoint(trainer))
+            self.on_event("checkpoint", {"step": self.step, "best": best, "path": str(self.run.path)})
         self.saved_step = self.step
-        self.on_event("checkpoint", {"step": self.step, "best": best, "path": str(self.run.path)})
 
     def _budget_spent(self) -> bool:
         return progress_of(self.step, self.seconds, self.cfg) >= 1.0
 
     def _evaluate(self) -> dict[str, Any]:
-        result = evaluate(self.model, self.val_tokens, self.corpus.characters("val"), self.cfg.batch_size,
-                          self.cfg.seq_len, self.cfg.eval_tokens, self.device)
-        result = {"event": "eval", "step": self.step, **result}
-        self.run.append_metrics(result)
-        improved = result["val_loss"] < self.best
+        # Rank 0 evaluates while the others wait: the split is small next to training.
+        result: dict[str, Any] = {}
+        if self.world.main:
+            result = evaluate(self.model, self.val_tokens, self.corpus.characters("val"), self.cfg.batch_size,
+                              self.cfg.seq_len, self.cfg.eval_tokens, self.device)
+            result = {"event": "eval", "step": self.step, **result}
+            self.run.append_metrics(result)
+            self.on_event("eval", result)
+        improved = distributed.broadcast(bool(result) and result["val_loss"] < self.best)
         if improved:
-            self.best = result["val_loss"]
-        self.on_event("eval", result)
+            self.best = distributed.broadcast(result.get("val_loss"))
         self.save(best=improved)
         return result
 
     def _log(self, pending: list[tuple[torch.Tensor, torch.Tensor]], tokens_per_s: float, lr: float) -> None:
         # The only host-device synchronisation of the loop: once per log interval.
-        values = torch.stack([torch.stack([loss.float(), norm.float()]) for loss, norm in pending]).cpu()
+        values = distributed.mean(torch.stack([torch.stack([loss.float(), norm.float()]) for loss, norm in pending]))
+        values = values.cpu()
         bad = (~torch.isfinite(values)).any(1).nonzero()
         if len(bad):
             step = self.step - len(pending) + int(bad[0]) + 1
@@ -232,15 +270,18 @@ class Trainer:
                "clipped": (norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
                "tokens_per_s": tokens_per_s, "seconds": round(self.seconds, 3),
                "epoch": round(self.stream.epoch(self.step), 4)}
-        self.run.append_metrics(row)
+        if self.world.main:
+            self.run.append_metrics(row)
         self.on_event("train", {**row, "progress": progress_of(self.step, self.seconds, self.cfg)})
 
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent (or a signal arrives); returns a summary."""
-        cfg, model = self.cfg, self.model
+        cfg, model, world = self.cfg, self.model, self.world
+        tokens_per_step = cfg.batch_size * cfg.seq_len * world.size
         self.on_event("start", {"run": str(self.run.path), "device": str(self.device), "step": self.step,
-                                "parameters": sum(p.numel() for p in model.parameters()),
-                                "train_tokens": len(self.stream.tokens), "tokens_per_step": cfg.batch_size * cfg.seq_len})
+                                "parameters": sum(p.numel() for p in model.parameters()), "processes": world.size,
+                                "rows": cfg.batch_size * world.size,
+                                "train_tokens": len(self.stream.tokens), "tokens_per_step": tokens_per_step})
         model.train()
         pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         clip = cfg.clip if cfg.clip > 0 else math.inf
@@ -248,7 +289,9 @@ class Trainer:
         last_eval: dict[str, Any] | None = None
         interval_start, interval_steps = time.perf_counter(), 0
         lr = cfg.lr
-        while not self._budget_spent():
+        done = self._budget_spent()
+        next_eval = (self.step // cfg.eval_every + 1) * cfg.eval_every
+        while not done:
             started = time.perf_counter()
             if self.stream.starts_epoch(self.step):
                 self.state = None
@@ -271,31 +314,39 @@ class Trainer:
             self.step += 1
             interval_steps += 1
             self.seconds += time.perf_counter() - started
-            at_end = self._budget_spent()
-            if self.step % cfg.log_every == 0 or at_end or self.stop.signal is not None:
-                elapsed = time.perf_counter() - interval_start
-                self._log(pending, interval_steps * cfg.batch_size * cfg.seq_len / max(elapsed, 1e-9), lr)
-                pending.clear()
-                interval_start, interval_steps = time.perf_counter(), 0
-            if self.stop.signal is not None:
+            # Decisions that all ranks must share (log, stop, end) are taken together at log steps;
+            # a single process takes them at every step.
+            boundary = self.step % cfg.log_every == 0 or (cfg.steps is not None and self.step >= cfg.steps)
+            if world.size == 1:
+                boundary = boundary or self._budget_spent() or self.stop.signal is not None
+            if not boundary:
+                continue
+            elapsed = time.perf_counter() - interval_start
+            self._log(pending, interval_steps * tokens_per_step / max(elapsed, 1e-9), lr)
+            pending.clear()
+            interval_start, interval_steps = time.perf_counter(), 0
+            done = distributed.any_rank(self._budget_spent(), self.device)
+            if distributed.any_rank(self.stop.signal is not None, self.device):
                 self.save()
-                name = signal.Signals(self.stop.signal).name
+                name = signal.Signals(self.stop.signal or signal.SIGTERM).name
                 raise Interrupted(f"stopped by {name} at step {self.step}; saved {self.run.file(LAST)}; continue with "
-                                  f"`rnngen train --resume {self.run.path}`", 128 + self.stop.signal)
-            if self.step % cfg.eval_every == 0 or at_end:
+                                  f"`rnngen train --resume {self.run.path}`", 128 + (self.stop.signal or signal.SIGTERM))
+            if self.step >= next_eval or done:
+                next_eval = (self.step // cfg.eval_every + 1) * cfg.eval_every
                 last_eval = self._evaluate()
                 interval_start = time.perf_counter()
         if last_eval is None:  # the budget was already spent when the run resumed
             last_eval = self._evaluate()
-        summary = {"run": str(self.run.path), "steps": self.step, "seconds": self.seconds,
-                   "tokens": self.step * cfg.batch_size * cfg.seq_len,
-                   "tokens_per_s": self.step * cfg.batch_size * cfg.seq_len / max(self.seconds, 1e-9),
-                   "best_val_loss": self.best, "best_val_bpc": None, **last_eval}
-        summary["best_val_bpc"] = self._best_bpc()
+        summary = {"run": str(self.run.path), "steps": self.step, "seconds": self.seconds, "processes": world.size,
+                   "tokens": self.step * tokens_per_step,
+                   "tokens_per_s": self.step * tokens_per_step / max(self.seconds, 1e-9),
+                   "best_val_loss": self.best, "best_val_bpc": self._best_bpc(), **last_eval}
         self.on_event("done", summary)
         return summary
 
     def _best_bpc(self) -> float | None:
+        if not self.world.main:
+            return None
         evals = [row for row in self.run.metrics() if row.get("event") == "eval"]
         return min((row["val_bpc"] for row in evals), default=None)
 

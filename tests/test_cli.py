@@ -13,7 +13,7 @@ TINY = ("--preset", "tiny", "--steps", "30", "--eval-every", "15", "--eval-token
 
 def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, tmp_path):
     # `rnngen train` with no corpus prepares the embedded pydocs corpus itself (no network).
-    result = run_cli("train", *TINY, "--run", "first")
+    result = run_cli("train", *TINY, "--name", "first")
     assert result.exit_code == 0, result.output
     assert "preparing the embedded corpus pydocs" in result.output
     meta = json.loads((tmp_path / "corpora" / "pydocs" / "meta.json").read_text())
@@ -30,7 +30,7 @@ def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, t
 def trained(run_cli, text_file):
     assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
                    "--plain").exit_code == 0
-    result = run_cli("train", "--corpus", "notes", *TINY, "--run", "notes-run")
+    result = run_cli("train", "--corpus", "notes", *TINY, "--name", "notes-run")
     assert result.exit_code == 0, result.output
     return "notes-run"
 

@@ -18,7 +18,7 @@ STEPS = "1500"
 def train_cmd(tmp_path: Path, run: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
             str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--log-every", "1",
-            "--eval-every", "100", "--eval-tokens", "2000", "--plain", "--run", run, *extra]
+            "--eval-every", "100", "--eval-tokens", "2000", "--plain", "--name", run, *extra]
 
 
 def wait_for_steps(metrics: Path, steps: int, process: subprocess.Popen) -> None:

@@ -1,0 +1,95 @@
+"""Data-parallel training on PyTorch's own engine: torchrun + DistributedDataParallel.
+
+`torchrun --nproc_per_node N -m rnngen train ...` (or `rnngen train --nproc N`) starts N processes;
+each calls `setup()`, which joins the process group that torchrun describes in the environment
+(NCCL on GPUs, gloo on CPUs). Outside torchrun every function here is a no-op for one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def launched() -> bool:
+    """True inside a torchrun worker with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup() -> World:
+    """Join the process group torchrun set up; a single `World()` outside torchrun."""
+    if not launched():
+        return World()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def teardown(finished: bool = True) -> None:
+    """Leave the process group; after a normal end, wait for every rank first (gloo aborts a process
+    that leaves while another still talks to it)."""
+    if dist.is_initialized():
+        if finished:
+            dist.barrier()
+        dist.destroy_process_group()
+
+
+def broadcast(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (a run name, a decision)."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of `tensor` over all ranks."""
+    if not dist.is_initialized():
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor)
+    return tensor / dist.get_world_size()
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when `flag` is true on any rank (a stop request reaching one process)."""
+    if not dist.is_initialized():
+        return flag
+    tensor = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def gather_rows(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's tensor along dim 1 (the batch rows of a hidden state)."""
+    if not dist.is_initialized():
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, 1)

@@ -1,0 +1,70 @@
+"""Data-parallel training with torchrun on CPU processes (gloo)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rnngen import checkpoint
+from rnngen.batches import TokenStream
+from rnngen.runs import RunFolder
+
+
+def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
+    args = ["-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
+            str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--steps", "40",
+            *(["--batch-size", str(batch)] if batch else []), "--log-every", "1", "--eval-every", "20", "--eval-tokens", "2000",
+            "--plain", "--name", run, *extra]
+    command = launcher + args if nproc > 1 else [sys.executable, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_ranks_read_disjoint_rows_of_one_global_batch():
+    tokens = np.arange(1000)
+    ranks = [TokenStream(tokens, rows=2, seq_len=10, first_row=rank * 2, total_rows=4) for rank in range(2)]
+    single = TokenStream(tokens, rows=4, seq_len=10)
+    for window in (0, 3):
+        parts = [stream.window(window) for stream in ranks]
+        assert not set(parts[0].ravel()) & set(parts[1].ravel())
+        assert np.array_equal(np.concatenate(parts), single.window(window))
+
+
+def test_two_processes_match_one_with_the_same_global_batch(char_corpus, tmp_path):
+    two = train(tmp_path, "two", 2, 4)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train(tmp_path, "one", 1, 8)
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    def curve(run: str) -> dict[int, float]:
+        rows = RunFolder(tmp_path / "checkpoints" / run).metrics()
+        return {row["step"]: row["loss"] for row in rows if row["event"] == "train"}
+
+    a, b = curve("two"), curve("one")
+    assert sorted(a) == sorted(b) == list(range(1, 41))
+    # Same data, same averaged gradients: only the order of floating-point sums differs.
+    assert max(abs(a[s] - b[s]) for s in a) < 1e-3
+    assert "2 processes, global batch 8 rows" in two.stderr
+
+    # One checkpoint, in the single-process format: it loads and completes in one process.
+    files = sorted(p.name for p in (tmp_path / "checkpoints" / "two").iterdir())
+    assert files == ["best.safetensors", "config.json", "last.safetensors", "metrics.jsonl", "tokenizer.model"]
+    model, tok, ckpt = checkpoint.load_model(RunFolder(tmp_path / "checkpoints" / "two"),
+                                             tmp_path / "checkpoints" / "two" / "best.safetensors")
+    assert ckpt.step == 40
+    complete = subprocess.run([sys.executable, "-m", "rnngen", "--checkpoints-dir", str(tmp_path / "checkpoints"),
+                               "complete", "the model", "--checkpoint", "two", "--max-tokens", "10", "--json"],
+                              capture_output=True, text=True)
+    assert json.loads(complete.stdout)["tokens"] >= 1
+
+
+def test_resume_with_another_world_size_through_nproc(char_corpus, tmp_path):
+    assert train(tmp_path, "grow", 1, 8).returncode == 0
+    # `rnngen train --nproc 2` launches torchrun itself.
+    resumed = train(tmp_path, "ignored", 1, None, "--resume", "grow", "--steps", "60", "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert checkpoint.load(tmp_path / "checkpoints" / "grow" / "last.safetensors").step == 60
