@@ -13,6 +13,7 @@ from typing import Any
 from rnngen.errors import RnngenError
 
 MODEL_KINDS = ("rnn", "lstm", "gru")
+IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -35,10 +36,15 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.0
     tie: bool = True
+    # "fused": PyTorch's layers (cuDNN on GPU); "scratch": the lecture's cells unrolled in Python,
+    # whose GRU is Cho et al.'s (reset before the product), not cuDNN's.
+    impl: str = "fused"
 
     def __post_init__(self) -> None:
         if self.kind not in MODEL_KINDS:
             raise RnngenError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
+        if self.impl not in IMPLS:
+            raise RnngenError(f"unknown --impl {self.impl!r}: choose one of {', '.join(IMPLS)}")
         for name in ("embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise RnngenError(f"--{name} must be at least 1, got {getattr(self, name)}")

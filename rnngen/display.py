@@ -180,3 +180,55 @@ def runs_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         table.add_row(*[str(row[key]) for key in ("run", "model", "corpus", "steps", "best", "size", "updated")])
     return table
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], low: float, high: float, width: int = 32) -> str:
+    """At most `width` characters (values sampled evenly) on a log scale between 10**low and 10**high."""
+    import math
+
+    step = max(1, math.ceil(len(values) / width))
+    values = values[::step]
+    span = max(high - low, 1e-9)
+    chars = []
+    for value in values:
+        level = (math.log10(max(value, 1e-300)) - low) / span
+        chars.append(SPARKS[min(len(SPARKS) - 1, max(0, int(level * len(SPARKS))))])
+    return "".join(chars)
+
+
+def gradient_table(profiles: list[Any], marks: list[int]) -> Table:
+    """||dL_T/dh_t|| at chosen distances, the vanishing distance and the vanilla RNN's factors."""
+    table = Table(title="||dL_T / dh_t|| by distance T - t (loss at the last step only)", title_justify="left")
+    table.add_column("model")
+    for mark in marks:
+        table.add_column(f"d={mark}", justify="right")
+    table.add_column("< 1e-3 at", justify="right")
+    table.add_column("‖W_h‖₂", justify="right")
+    table.add_column("1-tanh²", justify="right")
+    for prof in profiles:
+        vanish = prof.vanish_distance
+        table.add_row(prof.label, *[f"{prof.loss_grad[m]:.1e}" for m in marks],
+                      f"d={vanish}" if vanish is not None else f"> {len(prof.loss_grad) - 1}",
+                      f"{prof.spectral_norm:.3f}" if prof.spectral_norm is not None else "-",
+                      f"{prof.tanh_slope:.3f}" if prof.tanh_slope is not None else "-")
+    return table
+
+
+def gradient_sparklines(profiles: list[Any]) -> Table:
+    """Both norms as sparklines against distance (left: d = 0), on one log scale per measure."""
+    import math
+
+    table = Table(title="log-scale profiles, distance 0 on the left", title_justify="left")
+    table.add_column("model")
+    table.add_column("||dL_T/dh_t||")
+    table.add_column("||dh_T/dh_t||_F")
+    scales = []
+    for attr in ("loss_grad", "jacobian"):
+        values = [v for prof in profiles for v in getattr(prof, attr) if v > 0]
+        scales.append((math.log10(min(values)), math.log10(max(values))))
+    for prof in profiles:
+        table.add_row(prof.label, sparkline(prof.loss_grad, *scales[0]), sparkline(prof.jacobian, *scales[1]))
+    return table

@@ -147,6 +147,7 @@ def corpus_identity(corpus: Corpus) -> dict[str, Any]:
     return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
             "train_tokens": corpus.meta["splits"]["train"]["tokens"],
             "train_documents": corpus.meta["splits"]["train"]["documents"],
+            "train_characters": corpus.meta["splits"]["train"]["characters"],
             "val_tokens": corpus.meta["splits"]["val"]["tokens"],
             "val_characters": corpus.meta["splits"]["val"]["characters"]}
 

@@ -53,3 +53,15 @@ def run_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
 
     return invoke
+
+
+TINY = ("--preset", "tiny", "--steps", "30", "--eval-every", "15", "--eval-tokens", "2000", "--plain")
+
+
+@pytest.fixture
+def trained(run_cli, text_file):
+    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
+                   "--plain").exit_code == 0
+    result = run_cli("train", "--corpus", "notes", *TINY, "--name", "notes-run")
+    assert result.exit_code == 0, result.output
+    return "notes-run"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-TINY = ("--preset", "tiny", "--steps", "30", "--eval-every", "15", "--eval-tokens", "2000", "--plain")
+from conftest import TINY
 
 
 def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, tmp_path):
@@ -26,13 +26,14 @@ def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, t
     assert "pydocs" in result.output and "unigram" in result.output
 
 
-@pytest.fixture
-def trained(run_cli, text_file):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
-    result = run_cli("train", "--corpus", "notes", *TINY, "--name", "notes-run")
+def test_model_options_override_the_preset(run_cli, trained, tmp_path):
+    result = run_cli("train", "--corpus", "notes", *TINY, "--model", "gru", "--layers", "2", "--hidden", "24",
+                     "--no-tie", "--impl", "scratch", "--steps", "4", "--name", "gru-scratch")
     assert result.exit_code == 0, result.output
-    return "notes-run"
+    config = json.loads((tmp_path / "checkpoints" / "gru-scratch" / "config.json").read_text())
+    assert config["model"] | {"vocab_size": 0} == {"kind": "gru", "vocab_size": 0, "embed": 64, "hidden": 24,
+                                                   "layers": 2, "dropout": 0.0, "tie": False, "impl": "scratch"}
+    assert run_cli("complete", "the", "--checkpoint", "gru-scratch", "--max-tokens", "3").exit_code == 0
 
 
 def test_complete_reads_prompts_from_stdin_and_writes_json(run_cli, trained):

@@ -1,6 +1,7 @@
 """Embedding -> fused recurrent layers (nn.RNN / nn.LSTM / nn.GRU) -> linear head.
 
-Training and prompt priming use PyTorch's fused layers (cuDNN on GPU, oneDNN on CPU). Decoding one
+With `impl="scratch"` the layers are the lecture's cells from `rnngen.models.scratch`, unrolled
+in Python. Otherwise training and prompt priming use PyTorch's fused layers (cuDNN on GPU, oneDNN on CPU). Decoding one
 token at a time on the CPU uses `StepDecoder`, the same maths written out on the same weights: on a
 CPU a length-1 call of the fused layer costs several times the arithmetic (see shared PERF_NOTES),
 and decoding is nothing but length-1 calls.
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 from rnngen.config import ModelConfig
+from rnngen.models.scratch import ScratchRecurrent
 
 # (h) for RNN and GRU, (h, c) for LSTM; each [layers, batch, hidden].
 State = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
@@ -45,9 +47,13 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed)
-        layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
-        self.rnn = _LAYERS[config.kind](config.embed, config.hidden, num_layers=config.layers, batch_first=True,
-                                        dropout=config.dropout if config.layers > 1 else 0.0, **layer_kwargs)
+        dropout = config.dropout if config.layers > 1 else 0.0
+        if config.impl == "scratch":
+            self.rnn = ScratchRecurrent(config.kind, config.embed, config.hidden, config.layers, dropout)
+        else:
+            layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
+            self.rnn = _LAYERS[config.kind](config.embed, config.hidden, num_layers=config.layers, batch_first=True,
+                                            dropout=dropout, **layer_kwargs)
         self.drop = nn.Dropout(config.dropout)
         # Tying the head to the embedding (Press & Wolf 2017; Inan et al. 2017) saves parameters and
         # helps small models; when the sizes differ, a projection maps hidden to embedding size.
@@ -86,9 +92,13 @@ class RecurrentLM(nn.Module):
         out, state = self.rnn(self.embedding(ids), state)
         return self.logits(out), state
 
-    def decoder(self) -> "StepDecoder":
-        """A CPU decoder over a snapshot of the current weights, for generating one token at a time."""
-        return StepDecoder(self)
+    def decoder(self) -> "StepDecoder | None":
+        """A CPU decoder over a snapshot of the current weights, for generating one token at a time.
+
+        None for the from-scratch layers: their GRU is Cho's variant, which the decoder does not
+        compute, and their point is to be read, not to be fast.
+        """
+        return StepDecoder(self) if self.config.impl == "fused" else None
 
 
 class StepDecoder:

@@ -1,0 +1,69 @@
+"""Pictures with matplotlib, an optional extra (`pip install rnngen[plot]`)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from rnngen.errors import RnngenError
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise RnngenError("pictures need matplotlib: pip install 'rnngen[plot]' (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def gradient_curves(profiles: list[Any], out: Path) -> None:
+    """||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t, log scale, one line per model."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for prof in profiles:
+        distances = range(len(prof.loss_grad))
+        axes[0].semilogy(distances, prof.loss_grad, label=prof.label)
+        axes[1].semilogy(distances, prof.jacobian, label=prof.label)
+    axes[0].set_title("gradient reaching h_t: ||dL_T / dh_t||")
+    axes[1].set_title("Jacobian product: ||dh_T / dh_t||_F")
+    for ax in axes:
+        ax.set_xlabel("distance T - t (steps back)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def training_curves(runs: list[tuple[str, list[dict[str, Any]], float]], out: Path) -> None:
+    """Training and validation bits per character against steps and against wall-clock seconds.
+
+    `runs` holds (name, metrics rows, tokens per character of the training split).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for index, (name, rows, tokens_per_char) in enumerate(runs):
+        color = f"C{index}"
+        train = [row for row in rows if row.get("event") == "train"]
+        evals = [row for row in rows if row.get("event") == "eval"]
+        seconds_at = {row["step"]: row["seconds"] for row in train}
+        bpc = [row["loss"] / math.log(2) * tokens_per_char for row in train]
+        axes[0].plot([row["step"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
+        axes[1].plot([row["seconds"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
+        axes[0].plot([row["step"] for row in evals], [row["val_bpc"] for row in evals], "o-", color=color,
+                     label=f"{name} (validation)")
+        axes[1].plot([seconds_at.get(row["step"], math.nan) for row in evals], [row["val_bpc"] for row in evals],
+                     "o-", color=color, label=f"{name} (validation)")
+    axes[0].set_xlabel("step")
+    axes[1].set_xlabel("training seconds")
+    axes[0].set_ylabel("bits per character (thin: training)")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
