@@ -24,7 +24,8 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
     completer = Completer(model, tok)
     cfg = SampleConfig(temperature=0.8, top_k=40)
     generator = torch.Generator().manual_seed(0)
-    logits, state, _ = completer.prime("Studying Deep Learning is really")
+    context, _ = completer.prime("Studying Deep Learning is really")
+    logits, state = context.logits, context.state
     seen = torch.zeros(tok.vocab_size, dtype=torch.bool)
     stream = tok.stream_decoder()
     positions = 2100 if not quick else 600
@@ -35,7 +36,8 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
             token = choose(filter_logits(logits, cfg, seen), cfg, generator)
             seen[token] = True
             stream.push(token)
-            logits, state = completer.step(token, state)
+            logits, state = completer.step(torch.tensor([token]), state)
+            logits = logits[0]
             per_token.append(time.perf_counter() - started)
     early = statistics.median(per_token[5:50])
     late = statistics.median(per_token[-45:])

@@ -232,3 +232,64 @@ def gradient_sparklines(profiles: list[Any]) -> Table:
     for prof in profiles:
         table.add_row(prof.label, sparkline(prof.loss_grad, *scales[0]), sparkline(prof.jacobian, *scales[1]))
     return table
+
+
+# Probability bands for --show-probs: (lower bound, style, label).
+PROB_BANDS = [(0.5, "bold green", ">=50%"), (0.2, "green", "20-50%"), (0.05, "yellow", "5-20%"),
+              (0.01, "dark_orange", "1-5%"), (0.0, "bold red", "<1%")]
+
+
+def prob_style(prob: float) -> str:
+    return next(style for low, style, _ in PROB_BANDS if prob >= low)
+
+
+def probs_text(prompt: str, steps: list[Any]):
+    """The prompt, then each generated token coloured by the probability the model gave it."""
+    from rich.text import Text
+
+    text = Text(prompt, style="dim")
+    for step in steps:
+        text.append(step.text, style=f"{prob_style(step.prob)} underline")
+    return text
+
+
+def probability_legend():
+    from rich.text import Text
+
+    legend = Text("p(token): ", style="dim")
+    for _, style, label in PROB_BANDS:
+        legend.append(f" {label} ", style=f"{style} reverse")
+        legend.append(" ")
+    return legend
+
+
+def alternatives_table(steps: list[Any]) -> Table:
+    """Per generated token: its probability and the most likely tokens at that step."""
+    table = Table(title="what the model weighed at each step (softmax of the logits)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("token")
+    table.add_column("p", justify="right")
+    table.add_column("most likely")
+    for index, step in enumerate(steps, 1):
+        table.add_row(str(index), repr(step.text), f"{step.prob:.3f}",
+                      "  ".join(f"{token!r} {prob:.3f}" for token, prob in step.alternatives),
+                      style=None if step.prob >= 0.05 else "dim")
+    return table
+
+
+def samples_table(prompt: str, texts: list[str]) -> Table:
+    """Several samples of one prompt side by side."""
+    table = Table(title=prompt, title_justify="left", show_lines=True)
+    for index in range(len(texts)):
+        table.add_column(f"sample {index + 1}")
+    table.add_row(*texts)
+    return table
+
+
+def beams_table(prompt: str, beams: list[Any]) -> Table:
+    """Beam search results side by side, best first, with their scores."""
+    table = Table(title=prompt, title_justify="left", show_lines=True)
+    for index, beam in enumerate(beams):
+        table.add_column(f"beam {index + 1}\nscore {beam.score:.3f} (log p {beam.logprob:.2f})")
+    table.add_row(*[beam.text for beam in beams])
+    return table

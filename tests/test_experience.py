@@ -1,0 +1,76 @@
+"""The completion experience: interactive session, beam search, the model's probabilities shown."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from rich.console import Console
+
+from rnngen import checkpoint
+from rnngen.chat import ChatSession
+from rnngen.config import SampleConfig
+from rnngen.generate import Context, beam_search
+from rnngen.runs import resolve
+
+
+def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
+    script = "the model\n/temperature 0.1\n/settings\n/keep\ngradients\n/reset\n/top-p 2\n/quit\nnever read\n"
+    result = run_cli("chat", "--checkpoint", trained, "--max-tokens", "8", "--seed", "0", input=script)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "temperature 0.1" in out and "keep on" in out and "starts a new document" in out
+    assert "/top-p must be in (0, 1], got 2.0" in out
+    assert out.count("> ") == 8  # seven lines read, then /quit ends the session before the eighth
+    assert "never read" not in out
+
+
+def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path):
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    model, tok, _ = checkpoint.load_model(run, path)
+    from rnngen.generate import Completer
+
+    lines = iter(["/keep on", "the model", "/reset"])
+    session = ChatSession(Completer(model, tok), SampleConfig(max_tokens=5, seed=0), Console(file=open("/dev/null", "w")),
+                          read=lambda prompt: next(lines))
+    session.command(["keep", "on"])
+    session.turn("the model")
+    assert session.context is not None
+    session.command(["reset"])
+    assert session.context is None
+
+
+def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
+    # A Markov chain over {0: end, 1: a, 2: b}: greedy takes "a" (0.6), yet "b end" (0.4 * 0.95)
+    # beats every sequence that starts with "a" (at most 0.6 * 0.4).
+    table = torch.tensor([[1.0, 0.0, 0.0], [0.4, 0.3, 0.3], [0.95, 0.025, 0.025]])
+
+    def step(tokens, state):
+        return table[tokens].log(), tokens.view(1, -1, 1)
+
+    start = Context(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    beams = beam_search(step, start, beams=2, max_tokens=5, eot=0, length_penalty=0.0)
+    assert beams[0][0] == [2] and math.isclose(beams[0][1], math.log(0.38), rel_tol=1e-5)
+    assert beams[1][0] == [1] and math.isclose(beams[1][1], math.log(0.24), rel_tol=1e-5)
+
+
+def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trained, tmp_path):
+    result = run_cli("complete", "the model", "--checkpoint", trained, "--beam", "3", "--max-tokens", "10", "--json")
+    beams = [json.loads(line) for line in result.output.splitlines()]
+    assert len(beams) == 3 and beams[0]["score"] >= beams[1]["score"] >= beams[2]["score"]
+
+    result = run_cli("complete", "the model", "--checkpoint", trained, "--temperature", "0", "--max-tokens", "4",
+                     "--show-probs", "--top-alternatives", "3", "--json")
+    steps = json.loads(result.output)["steps"]
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    model, tok, _ = checkpoint.load_model(run, path)
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([[tok.eot_id, *tok.encode("the model")]]))
+    probs = torch.softmax(logits[0, -1], -1)
+    assert math.isclose(steps[0]["prob"], probs.max().item(), rel_tol=1e-4)  # oneDNN inference vs training kernels
+    assert steps[0]["alternatives"][0] == [steps[0]["token"], steps[0]["prob"]]
+    assert len(steps[0]["alternatives"]) == 3
+
+    result = run_cli("complete", "the model", "--checkpoint", trained, "--show-probs", "--max-tokens", "4")
+    assert result.exit_code == 0 and "p(token):" in result.output
