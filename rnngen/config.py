@@ -12,7 +12,8 @@ from typing import Any
 
 from rnngen.errors import RnngenError
 
-MODEL_KINDS = ("rnn", "lstm", "gru")
+MODEL_KINDS = ("rnn", "lstm", "gru", "mingru", "minlstm")
+MIN_KINDS = ("mingru", "minlstm")
 IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -45,6 +46,8 @@ class ModelConfig:
             raise RnngenError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
         if self.impl not in IMPLS:
             raise RnngenError(f"unknown --impl {self.impl!r}: choose one of {', '.join(IMPLS)}")
+        if self.impl == "scratch" and self.kind in MIN_KINDS:
+            raise RnngenError(f"--impl scratch is for rnn, lstm and gru; {self.kind} has one implementation")
         for name in ("embed", "hidden", "layers"):
             if getattr(self, name) < 1:
                 raise RnngenError(f"--{name} must be at least 1, got {getattr(self, name)}")

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnngen.config import ModelConfig
+from rnngen.config import MIN_KINDS, ModelConfig
+from rnngen.models.minimal import MinRecurrent
 from rnngen.models.scratch import ScratchRecurrent
 
 # (h) for RNN and GRU, (h, c) for LSTM; each [layers, batch, hidden].
@@ -48,7 +49,12 @@ class RecurrentLM(nn.Module):
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed)
         dropout = config.dropout if config.layers > 1 else 0.0
-        if config.impl == "scratch":
+        out_size = config.hidden
+        if config.kind in MIN_KINDS:
+            # Residual blocks: the stack's output has the embedding's size.
+            self.rnn = MinRecurrent(config.kind, config.embed, config.hidden, config.layers, config.dropout)
+            out_size = config.embed
+        elif config.impl == "scratch":
             self.rnn = ScratchRecurrent(config.kind, config.embed, config.hidden, config.layers, dropout)
         else:
             layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
@@ -57,8 +63,8 @@ class RecurrentLM(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         # Tying the head to the embedding (Press & Wolf 2017; Inan et al. 2017) saves parameters and
         # helps small models; when the sizes differ, a projection maps hidden to embedding size.
-        self.proj = nn.Linear(config.hidden, config.embed, bias=False) if config.tie and config.hidden != config.embed else None
-        self.head = nn.Linear(config.embed if config.tie else config.hidden, config.vocab_size)
+        self.proj = nn.Linear(out_size, config.embed, bias=False) if config.tie and out_size != config.embed else None
+        self.head = nn.Linear(config.embed if config.tie else out_size, config.vocab_size)
         if config.tie:
             self.head.weight = self.embedding.weight
         self._init_weights()
@@ -95,10 +101,10 @@ class RecurrentLM(nn.Module):
     def decoder(self) -> "StepDecoder | None":
         """A CPU decoder over a snapshot of the current weights, for generating one token at a time.
 
-        None for the from-scratch layers: their GRU is Cho's variant, which the decoder does not
-        compute, and their point is to be read, not to be fast.
+        None for the from-scratch layers (their GRU is Cho's variant, and their point is to be read,
+        not to be fast) and for minGRU/minLSTM, whose own length-1 path is already the recurrence.
         """
-        return StepDecoder(self) if self.config.impl == "fused" else None
+        return StepDecoder(self) if self.config.impl == "fused" and self.config.kind not in MIN_KINDS else None
 
 
 class StepDecoder:
