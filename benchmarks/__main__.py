@@ -3,7 +3,8 @@
     python -m benchmarks                    # all but quality, full size
     python -m benchmarks --quick            # small sizes, a minute or two
     python -m benchmarks train generate     # some of them
-    python -m benchmarks quality            # 2 x 180 s of training on tiny shakespeare
+    python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
+    python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from benchmarks import common
 
-ALL = ("train", "generate", "cold_start", "prepare", "quality")
+ALL = ("train", "generate", "cold_start", "prepare", "scan", "quality")
 
 
 @click.command()
@@ -27,9 +28,11 @@ ALL = ("train", "generate", "cold_start", "prepare", "quality")
 @click.option("--text", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=common.SHAKESPEARE,
               show_default=True, help="The text for the prepare and quality benchmarks.")
 @click.option("--seconds", type=float, default=180.0, show_default=True, help="Training budget of the quality runs.")
+@click.option("--models", default="lstm", show_default=True,
+              help="Models of the quality runs, comma-separated (char tokenizer for each; unigram for lstm).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
               help="Where the JSON results and the corpora they use go.")
-def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, out: Path) -> None:
+def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models: str, out: Path) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name != "quality")
     out.mkdir(parents=True, exist_ok=True)
@@ -52,9 +55,12 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, out: P
             rows += prepare_speed.run(str(text), "shakespeare", quick)
             if not quick:
                 rows += prepare_speed.run("pydocs", "pydocs", quick)
+        elif name == "scan":
+            from benchmarks import scan_speed
+            rows += scan_speed.run(quick)
         elif name == "quality":
             from benchmarks import quality
-            rows += quality.run(text, out / "corpora", 20.0 if quick else seconds)
+            rows += quality.run(text, out / "corpora", 20.0 if quick else seconds, models.split(","))
     result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "results": rows}
     path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
