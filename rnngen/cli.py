@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from rnngen import __version__
-from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, SampleConfig, TrainConfig
+from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
 
 SIZE_SUFFIXES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
@@ -146,15 +146,22 @@ def _prepare(obj: dict[str, Any], spec: Any, tokenizer_kind: str, vocab_size: in
 def corpora(obj: dict[str, Any], as_json: bool) -> None:
     """List the prepared corpora."""
     from rnngen.corpus import list_corpora
-    from rnngen.display import corpora_table, err, out
+    from rnngen.display import corpora_table
 
-    metas = list_corpora(obj["corpora"])
+    _listing(list_corpora(obj["corpora"]), as_json, corpora_table,
+             f"no corpora in {obj['corpora']} yet: run `rnngen prepare`")
+
+
+def _listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:
+    """Rows as JSON, as a table, or a line saying there are none."""
+    from rnngen.display import err, out
+
     if as_json:
-        click.echo(json.dumps(metas, indent=2))
-    elif not metas:
-        err.print(f"no corpora in {obj['corpora']} yet: run `rnngen prepare`")
+        click.echo(json.dumps(rows, indent=2))
+    elif not rows:
+        err.print(empty)
     else:
-        out.print(corpora_table(metas))
+        out.print(table(rows))
 
 
 # ---------------------------------------------------------------- training
@@ -351,7 +358,7 @@ def _resumed_corpus(ckpt: Any, root: Path):
 @click.pass_obj
 def runs(obj: dict[str, Any], as_json: bool) -> None:
     """List training runs: model, corpus, steps, best validation bits per character."""
-    from rnngen.display import err, out, runs_table
+    from rnngen.display import runs_table
     from rnngen.runs import list_runs
 
     rows = []
@@ -369,281 +376,10 @@ def runs(obj: dict[str, Any], as_json: bool) -> None:
                      "best": f"{min(evals):.4f}" if evals else "-", "size": f"{size / 1e6:.1f} MB",
                      "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
                      "path": str(run.path)})
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-    elif not rows:
-        err.print(f"no runs in {obj['checkpoints']} yet: run `rnngen train`")
-    else:
-        out.print(runs_table(rows))
-
-
-# ---------------------------------------------------------------- the lecture, measured
-
-@cli.command()
-@click.option("--checkpoint", help="Measure a trained run (name, folder or .safetensors file).")
-@click.option("--model", "kinds", default="rnn,lstm,gru", show_default=True,
-              help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.")
-@click.option("--corpus", "corpus_name", default="pydocs", show_default=True,
-              help="Where the window of tokens comes from (with --model).")
-@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="With --model.")
-@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="With --model.")
-@click.option("--length", type=click.IntRange(min=2), default=100, show_default=True, help="Window length T.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh models and the probes.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the curves as a PNG (needs matplotlib: pip install 'rnngen[plot]').")
-@click.pass_obj
-def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_name: str, layers: int, hidden: int,
-              length: int, seed: int, plot_path: Path | None) -> None:
-    """Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t.
-
-    
-    rnngen gradients                                        # fresh RNN, LSTM and GRU on pydocs
-    rnngen gradients --checkpoint notes-lstm --length 200
-    rnngen gradients --model rnn,lstm --hidden 256 --plot gradients.png
-    """
-    import torch
-
-    from rnngen.checkpoint import load_model
-    from rnngen.corpus import Corpus
-    from rnngen.display import gradient_sparklines, gradient_table, out
-    from rnngen.gradients import profile
-    from rnngen.models import build
-    from rnngen.runs import resolve
-
-    if checkpoint:
-        run, path = resolve(checkpoint, obj["checkpoints"])
-        model, _, ckpt = load_model(run, path)
-        corpus = _resumed_corpus(ckpt, obj["corpora"])
-        models = [(f"{run.name} ({ckpt.model.kind})", model)]
-    else:
-        names = [name.strip() for name in kinds.split(",") if name.strip()]
-        unknown = sorted(set(names) - set(MODEL_KINDS))
-        if unknown or not names:
-            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}",
-                                     param_hint="--model")
-        _prepare_default_corpus(obj, corpus_name)
-        corpus = Corpus.find(obj["corpora"], corpus_name)
-        models = []
-        for name in names:
-            torch.manual_seed(seed)
-            config = ModelConfig(kind=name, vocab_size=corpus.vocab_size, embed=hidden, hidden=hidden, layers=layers)
-            models.append((name, build(config)))
-    tokens = corpus.tokens("val")
-    if len(tokens) < length + 1:
-        raise RnngenError(f"the validation split of {corpus.name} has {len(tokens)} tokens: use --length "
-                          f"{len(tokens) - 1} or less")
-    ids = torch.from_numpy(tokens[: length + 1].astype("int64"))
-    profiles = [profile(model, ids, label, seed=seed) for label, model in models]
-    marks = sorted({d for d in (0, 10, 50) if d < length} | {length - 1})
-    out.print(gradient_table(profiles, marks))
-    out.print(gradient_sparklines(profiles))
-    if plot_path:
-        from rnngen.plot import gradient_curves
-
-        gradient_curves(profiles, plot_path)
-        out.print(f"wrote {plot_path}")
-
-
-@cli.command()
-@click.argument("runs", nargs=-1, required=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"),
-              show_default=True, help="The PNG to write.")
-@click.pass_obj
-def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
-    """Training and validation bits per character of RUNS, against steps and against time.
-
-    
-    rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
-    """
-    from rnngen.display import out
-    from rnngen.plot import training_curves
-    from rnngen.runs import resolve
-
-    curves = []
-    for name in runs:
-        run, _ = resolve(name, obj["checkpoints"])
-        corpus = run.config()["corpus"]
-        chars = corpus.get("train_characters") or corpus["val_characters"]
-        tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]
-        curves.append((run.name, run.metrics(), tokens / chars))
-    training_curves(curves, out_path)
-    out.print(f"wrote {out_path}")
+    _listing(rows, as_json, runs_table, f"no runs in {obj['checkpoints']} yet: run `rnngen train`")
 
 
 # ---------------------------------------------------------------- using a model
-
-def sampling_options(command):
-    """The options shared by `complete` and `chat`: which model, and how tokens are drawn."""
-    options = [
-        click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]"),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Tokens to generate."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
-                     help="Softmax temperature; 0 is greedy decoding."),
-        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Sample among the k most likely tokens only; 0 is no limit."),
-        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-                     help="Sample among the most likely tokens that make up this much probability (nucleus)."),
-        click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
-                     show_default=True, help="Divide the logits of tokens already present (CTRL); 1 is off."),
-        click.option("--seed", type=int, help="Seed for reproducible samples."),
-        click.option("--stop", multiple=True, help="End the completion before this string (repeatable)."),
-        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-                     help="Where to run the model."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float,
-                   seed: int | None, stop: tuple[str, ...]) -> SampleConfig:
-    return SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        repetition_penalty=repetition_penalty, seed=seed, stop=stop)
-
-
-@cli.command()
-@click.argument("prompt", required=False)
-@sampling_options
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
-@click.option("--beam", type=click.IntRange(min=1), help="Deterministic beam search with this many beams.")
-@click.option("--length-penalty", type=float, default=1.0, show_default=True,
-              help="With --beam: rank by logprob / ((5 + length) / 6) ** penalty; 0 ranks by logprob alone.")
-@click.option("--show-probs", is_flag=True, help="Colour each token by the probability the model gave it.")
-@click.option("--top-alternatives", type=click.IntRange(min=1),
-              help="Also list, for each token, the K most likely tokens with their probabilities.")
-@click.option("--plain", is_flag=True, help="Only the completion, no styling (the default when piped).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per completion.")
-@click.pass_obj
-def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
-             beam: int | None, length_penalty: float, show_probs: bool, top_alternatives: int | None, plain: bool,
-             as_json: bool, **sampling: Any) -> None:
-    """Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.
-
-    Without PROMPT on a terminal, opens an interactive session (as `rnngen chat`).
-
-    \b
-    rnngen complete "Studying Deep Learning is really"
-    rnngen complete "The function" --temperature 0 --max-tokens 50
-    rnngen complete "Returns" --top-p 0.9 --num-samples 3 --seed 1 --stop "."
-    rnngen complete "The gradient" --beam 4 --max-tokens 30
-    rnngen complete "The gradient" --show-probs --top-alternatives 3
-    printf 'First prompt\\nSecond prompt\\n' | rnngen complete - --json
-    """
-    from rnngen.display import out
-
-    if prompt is None:
-        if sys.stdin.isatty() and out.is_terminal:
-            return _chat(obj, checkpoint, device, False, sampling)
-        raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
-    cfg = _sample_config(**sampling)
-    prompts = [line.rstrip("\n") for line in sys.stdin] if prompt == "-" else [prompt]
-    completer = _load_completer(obj, checkpoint, device)
-    styled = not (plain or as_json) and out.is_terminal
-    for prompt_text in prompts:
-        if beam:
-            _show_beams(completer, prompt_text, beam, cfg.max_tokens, length_penalty, styled, as_json)
-        else:
-            _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled,
-                          as_json)
-
-
-def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
-                as_json: bool) -> None:
-    from rnngen.display import beams_table, out
-
-    found = completer.beam_search(prompt, beams, max_tokens, length_penalty)
-    if as_json:
-        for rank, found_beam in enumerate(found):
-            click.echo(json.dumps({"prompt": prompt, "beam": rank, "completion": found_beam.text,
-                                   "tokens": len(found_beam.tokens), "logprob": found_beam.logprob,
-                                   "score": found_beam.score}))
-    elif styled and len(found) > 1:
-        out.print(beams_table(prompt, found))
-    else:
-        click.echo(found[0].text)
-
-
-def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: int, show_probs: bool,
-                  alternatives: int, styled: bool, as_json: bool) -> None:
-    from rnngen.display import alternatives_table, out, probability_legend, probs_text, samples_table
-    from rnngen.generate import make_generator
-
-    # One generator for all prompts and samples: --num-samples 3 gives three different completions.
-    generator = make_generator(cfg.seed, completer.device)
-    streamed = styled and num_samples == 1 and not show_probs
-    texts = []
-    for sample in range(num_samples):
-        completion = completer.complete(prompt, cfg, generator, alternatives=alternatives)
-        if as_json:
-            row = {"prompt": prompt, "sample": sample, "completion": completion.text(),
-                   "tokens": len(completion.tokens), "stop_reason": completion.reason}
-            if show_probs or alternatives:
-                row["steps"] = [{"token": step.text, "prob": step.prob,
-                                 **({"alternatives": step.alternatives} if alternatives else {})}
-                                for step in completion.steps]
-            click.echo(json.dumps(row))
-        elif streamed:
-            out.print(prompt, style="bold", end="", markup=False)
-            for piece in completion:
-                out.print(piece, style="cyan", end="", markup=False)
-            out.print()
-        elif show_probs or alternatives:
-            completion.text()
-            out.print(probs_text(prompt, completion.steps) if show_probs else prompt + "".join(
-                step.text for step in completion.steps), markup=False)
-            if show_probs:
-                out.print(probability_legend())
-            if alternatives:
-                out.print(alternatives_table(completion.steps))
-        elif styled:
-            texts.append(completion.text())
-        else:
-            for piece in completion:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
-            sys.stdout.write("\n")
-    if texts:
-        out.print(samples_table(prompt, texts))
-
-
-@cli.command()
-@sampling_options
-@click.option("--keep/--no-keep", default=False, show_default=True,
-              help="Carry the model's state from one turn to the next (toggle with /keep).")
-@click.pass_obj
-def chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, **sampling: Any) -> None:
-    """An interactive session: the model loads once, each line you type is completed.
-
-    \b
-    /temperature 0.7, /top-k 20, /top-p 0.9, /max-tokens 100, /repetition-penalty 1.2, /seed 1
-    /keep (a running text across turns), /reset, /settings, /help, /quit (or Ctrl-D)
-    Ctrl-C stops the completion being written, not the session; the arrow keys recall earlier lines.
-    """
-    _chat(obj, checkpoint, device, keep, sampling)
-
-
-def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
-    from rnngen.chat import ChatSession
-    from rnngen.display import out
-
-    if sys.stdin.isatty():
-        import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
-    completer = _load_completer(obj, checkpoint, device)
-    ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
-
-
-def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
-    from rnngen import device
-    from rnngen.checkpoint import load_model
-    from rnngen.generate import Completer
-    from rnngen.runs import resolve
-
-    run, path = resolve(checkpoint_arg, obj["checkpoints"])
-    dev = device.pick(device_name)
-    model, tok, ckpt = load_model(run, path, dev)
-    return Completer(model, tok, dev, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
-
 
 @cli.command()
 @click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]")
@@ -693,3 +429,7 @@ def evaluate(obj: dict[str, Any], checkpoint: str | None, corpus_name: str | Non
 def main() -> None:
     """The console-script entry point."""
     cli(prog_name="rnngen")
+
+
+# The commands of these modules register themselves on `cli`.
+from rnngen import cli_complete, cli_lecture  # noqa: E402,F401

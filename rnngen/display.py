@@ -32,20 +32,15 @@ def duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-class PrepareProgress:
-    """Renders `corpus.prepare` progress: one line per stage, with counts and rates."""
+class _Live:
+    """A rich Progress that runs only on a terminal and without --plain (the subclass builds it)."""
 
-    LABELS = {"load": "loading the dataset", "tokenizer": "training the tokenizer", "encode": "encoding",
-              "write": "writing"}
+    progress: Progress
 
     def __init__(self, plain: bool):
         self.plain = plain or not err.is_terminal
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err)
-        self.tasks: dict[str, TaskID] = {}
-        self.started: dict[str, float] = {}
 
-    def __enter__(self) -> "PrepareProgress":
+    def __enter__(self):
         if not self.plain:
             self.progress.start()
         return self
@@ -53,6 +48,20 @@ class PrepareProgress:
     def __exit__(self, *exc: Any) -> None:
         if not self.plain:
             self.progress.stop()
+
+
+class PrepareProgress(_Live):
+    """Renders `corpus.prepare` progress: one line per stage, with counts and rates."""
+
+    LABELS = {"load": "loading the dataset", "tokenizer": "training the tokenizer", "encode": "encoding",
+              "write": "writing"}
+
+    def __init__(self, plain: bool):
+        super().__init__(plain)
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err)
+        self.tasks: dict[str, TaskID] = {}
+        self.started: dict[str, float] = {}
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
         if stage not in self.tasks:
@@ -98,11 +107,11 @@ def corpora_table(metas: list[dict[str, Any]]) -> Table:
     return table
 
 
-class TrainDisplay:
+class TrainDisplay(_Live):
     """Renders training events: a live progress line with the figures people watch, then a summary."""
 
     def __init__(self, plain: bool, budget: str):
-        self.plain = plain or not err.is_terminal
+        super().__init__(plain)
         self.budget = budget
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
@@ -112,15 +121,6 @@ class TrainDisplay:
         self.task: TaskID | None = None
         self.val = "-"
         self.last_plain = 0.0
-
-    def __enter__(self) -> "TrainDisplay":
-        if not self.plain:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if not self.plain:
-            self.progress.stop()
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         getattr(self, f"_on_{kind}")(info)

@@ -1,0 +1,185 @@
+"""`rnngen complete` and `rnngen chat`: options, and how completions are shown."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from rnngen.cli import cli
+from rnngen.config import DEVICES, SampleConfig
+
+
+def sampling_options(command):
+    """The options shared by `complete` and `chat`: which model, and how tokens are drawn."""
+    options = [
+        click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]"),
+        click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True,
+                     help="Tokens to generate."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
+                     help="Softmax temperature; 0 is greedy decoding."),
+        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Sample among the k most likely tokens only; 0 is no limit."),
+        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+                     help="Sample among the most likely tokens that make up this much probability (nucleus)."),
+        click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
+                     show_default=True, help="Divide the logits of tokens already present (CTRL); 1 is off."),
+        click.option("--seed", type=int, help="Seed for reproducible samples."),
+        click.option("--stop", multiple=True, help="End the completion before this string (repeatable)."),
+        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                     help="Where to run the model."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float,
+                   seed: int | None, stop: tuple[str, ...]) -> SampleConfig:
+    return SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        repetition_penalty=repetition_penalty, seed=seed, stop=stop)
+
+
+@cli.command()
+@click.argument("prompt", required=False)
+@sampling_options
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
+@click.option("--beam", type=click.IntRange(min=1), help="Deterministic beam search with this many beams.")
+@click.option("--length-penalty", type=float, default=1.0, show_default=True,
+              help="With --beam: rank by logprob / ((5 + length) / 6) ** penalty; 0 ranks by logprob alone.")
+@click.option("--show-probs", is_flag=True, help="Colour each token by the probability the model gave it.")
+@click.option("--top-alternatives", type=click.IntRange(min=1),
+              help="Also list, for each token, the K most likely tokens with their probabilities.")
+@click.option("--plain", is_flag=True, help="Only the completion, no styling (the default when piped).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per completion.")
+@click.pass_obj
+def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
+             beam: int | None, length_penalty: float, show_probs: bool, top_alternatives: int | None, plain: bool,
+             as_json: bool, **sampling: Any) -> None:
+    """Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.
+
+    Without PROMPT on a terminal, opens an interactive session (as `rnngen chat`).
+
+    \b
+    rnngen complete "Studying Deep Learning is really"
+    rnngen complete "The function" --temperature 0 --max-tokens 50
+    rnngen complete "Returns" --top-p 0.9 --num-samples 3 --seed 1 --stop "."
+    rnngen complete "The gradient" --beam 4 --max-tokens 30
+    rnngen complete "The gradient" --show-probs --top-alternatives 3
+    printf 'First prompt\\nSecond prompt\\n' | rnngen complete - --json
+    """
+    from rnngen.display import out
+
+    if prompt is None:
+        if sys.stdin.isatty() and out.is_terminal:
+            return _chat(obj, checkpoint, device, False, sampling)
+        raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
+    cfg = _sample_config(**sampling)
+    prompts = [line.rstrip("\n") for line in sys.stdin] if prompt == "-" else [prompt]
+    completer = _load_completer(obj, checkpoint, device)
+    styled = not (plain or as_json) and out.is_terminal
+    for prompt_text in prompts:
+        if beam:
+            _show_beams(completer, prompt_text, beam, cfg.max_tokens, length_penalty, styled, as_json)
+        else:
+            _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled,
+                          as_json)
+
+
+def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
+                as_json: bool) -> None:
+    from rnngen.display import beams_table, out
+
+    found = completer.beam_search(prompt, beams, max_tokens, length_penalty)
+    if as_json:
+        for rank, found_beam in enumerate(found):
+            click.echo(json.dumps({"prompt": prompt, "beam": rank, "completion": found_beam.text,
+                                   "tokens": len(found_beam.tokens), "logprob": found_beam.logprob,
+                                   "score": found_beam.score}))
+    elif styled and len(found) > 1:
+        out.print(beams_table(prompt, found))
+    else:
+        click.echo(found[0].text)
+
+
+def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: int, show_probs: bool,
+                  alternatives: int, styled: bool, as_json: bool) -> None:
+    from rnngen.display import alternatives_table, out, probability_legend, probs_text, samples_table
+    from rnngen.generate import make_generator
+
+    # One generator for all prompts and samples: --num-samples 3 gives three different completions.
+    generator = make_generator(cfg.seed, completer.device)
+    streamed = styled and num_samples == 1 and not show_probs
+    texts = []
+    for sample in range(num_samples):
+        completion = completer.complete(prompt, cfg, generator, alternatives=alternatives)
+        if as_json:
+            row = {"prompt": prompt, "sample": sample, "completion": completion.text(),
+                   "tokens": len(completion.tokens), "stop_reason": completion.reason}
+            if show_probs or alternatives:
+                row["steps"] = [{"token": step.text, "prob": step.prob,
+                                 **({"alternatives": step.alternatives} if alternatives else {})}
+                                for step in completion.steps]
+            click.echo(json.dumps(row))
+        elif streamed:
+            out.print(prompt, style="bold", end="", markup=False)
+            for piece in completion:
+                out.print(piece, style="cyan", end="", markup=False)
+            out.print()
+        elif show_probs or alternatives:
+            completion.text()
+            out.print(probs_text(prompt, completion.steps) if show_probs else prompt + "".join(
+                step.text for step in completion.steps), markup=False)
+            if show_probs:
+                out.print(probability_legend())
+            if alternatives:
+                out.print(alternatives_table(completion.steps))
+        elif styled:
+            texts.append(completion.text())
+        else:
+            for piece in completion:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+    if texts:
+        out.print(samples_table(prompt, texts))
+
+
+@cli.command()
+@sampling_options
+@click.option("--keep/--no-keep", default=False, show_default=True,
+              help="Carry the model's state from one turn to the next (toggle with /keep).")
+@click.pass_obj
+def chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, **sampling: Any) -> None:
+    """An interactive session: the model loads once, each line you type is completed.
+
+    \b
+    /temperature 0.7, /top-k 20, /top-p 0.9, /max-tokens 100, /repetition-penalty 1.2, /seed 1
+    /keep (a running text across turns), /reset, /settings, /help, /quit (or Ctrl-D)
+    Ctrl-C stops the completion being written, not the session; the arrow keys recall earlier lines.
+    """
+    _chat(obj, checkpoint, device, keep, sampling)
+
+
+def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
+    from rnngen.chat import ChatSession
+    from rnngen.display import out
+
+    if sys.stdin.isatty():
+        import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
+    completer = _load_completer(obj, checkpoint, device)
+    ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
+
+
+def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
+    from rnngen import device
+    from rnngen.checkpoint import load_model
+    from rnngen.generate import Completer
+    from rnngen.runs import resolve
+
+    run, path = resolve(checkpoint_arg, obj["checkpoints"])
+    dev = device.pick(device_name)
+    model, tok, ckpt = load_model(run, path, dev)
+    return Completer(model, tok, dev, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)

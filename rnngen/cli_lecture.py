@@ -1,0 +1,103 @@
+"""`rnngen gradients` and `rnngen plot`: the lecture's vanishing gradients and training curves, measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnngen.cli import _prepare_default_corpus, _resumed_corpus, cli
+from rnngen.config import MODEL_KINDS, ModelConfig
+from rnngen.errors import RnngenError
+
+
+@cli.command()
+@click.option("--checkpoint", help="Measure a trained run (name, folder or .safetensors file).")
+@click.option("--model", "kinds", default="rnn,lstm,gru", show_default=True,
+              help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.")
+@click.option("--corpus", "corpus_name", default="pydocs", show_default=True,
+              help="Where the window of tokens comes from (with --model).")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="With --model.")
+@click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="With --model.")
+@click.option("--length", type=click.IntRange(min=2), default=100, show_default=True, help="Window length T.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh models and the probes.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the curves as a PNG (needs matplotlib: pip install 'rnngen[plot]').")
+@click.pass_obj
+def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_name: str, layers: int, hidden: int,
+              length: int, seed: int, plot_path: Path | None) -> None:
+    """Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t.
+
+    
+    rnngen gradients                                        # fresh RNN, LSTM and GRU on pydocs
+    rnngen gradients --checkpoint notes-lstm --length 200
+    rnngen gradients --model rnn,lstm --hidden 256 --plot gradients.png
+    """
+    import torch
+
+    from rnngen.checkpoint import load_model
+    from rnngen.corpus import Corpus
+    from rnngen.display import gradient_sparklines, gradient_table, out
+    from rnngen.gradients import profile
+    from rnngen.models import build
+    from rnngen.runs import resolve
+
+    if checkpoint:
+        run, path = resolve(checkpoint, obj["checkpoints"])
+        model, _, ckpt = load_model(run, path)
+        corpus = _resumed_corpus(ckpt, obj["corpora"])
+        models = [(f"{run.name} ({ckpt.model.kind})", model)]
+    else:
+        names = [name.strip() for name in kinds.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(MODEL_KINDS))
+        if unknown or not names:
+            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}",
+                                     param_hint="--model")
+        _prepare_default_corpus(obj, corpus_name)
+        corpus = Corpus.find(obj["corpora"], corpus_name)
+        models = []
+        for name in names:
+            torch.manual_seed(seed)
+            config = ModelConfig(kind=name, vocab_size=corpus.vocab_size, embed=hidden, hidden=hidden, layers=layers)
+            models.append((name, build(config)))
+    tokens = corpus.tokens("val")
+    if len(tokens) < length + 1:
+        raise RnngenError(f"the validation split of {corpus.name} has {len(tokens)} tokens: use --length "
+                          f"{len(tokens) - 1} or less")
+    ids = torch.from_numpy(tokens[: length + 1].astype("int64"))
+    profiles = [profile(model, ids, label, seed=seed) for label, model in models]
+    marks = sorted({d for d in (0, 10, 50) if d < length} | {length - 1})
+    out.print(gradient_table(profiles, marks))
+    out.print(gradient_sparklines(profiles))
+    if plot_path:
+        from rnngen.plot import gradient_curves
+
+        gradient_curves(profiles, plot_path)
+        out.print(f"wrote {plot_path}")
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"),
+              show_default=True, help="The PNG to write.")
+@click.pass_obj
+def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
+    """Training and validation bits per character of RUNS, against steps and against time.
+
+    
+    rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
+    """
+    from rnngen.display import out
+    from rnngen.plot import training_curves
+    from rnngen.runs import resolve
+
+    curves = []
+    for name in runs:
+        run, _ = resolve(name, obj["checkpoints"])
+        corpus = run.config()["corpus"]
+        chars = corpus.get("train_characters") or corpus["val_characters"]
+        tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]
+        curves.append((run.name, run.metrics(), tokens / chars))
+    training_curves(curves, out_path)
+    out.print(f"wrote {out_path}")
