@@ -12,11 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import prepared
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
 from rnngen.runs import RunFolder
 from rnngen.train import Trainer
-
-from benchmarks.common import prepared
 
 
 def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[str, Any]]:

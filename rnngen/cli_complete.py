@@ -106,7 +106,13 @@ def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length
 
 def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: int, show_probs: bool,
                   alternatives: int, styled: bool, as_json: bool) -> None:
-    from rnngen.display import alternatives_table, out, probability_legend, probs_text, samples_table
+    from rnngen.display import (
+        alternatives_table,
+        out,
+        probability_legend,
+        probs_text,
+        samples_table,
+    )
     from rnngen.generate import make_generator
 
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.

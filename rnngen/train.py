@@ -20,16 +20,17 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from rnngen import checkpoint, distributed, device as devices
+from rnngen import checkpoint, distributed
+from rnngen import device as devices
 from rnngen.batches import TokenStream
 from rnngen.checkpoint import Checkpoint
-from rnngen.files import write_atomic
-from rnngen.runs import BEST, LAST, RunFolder
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.corpus import Corpus
 from rnngen.distributed import World
 from rnngen.errors import RnngenError, TrainingDiverged
+from rnngen.files import write_atomic
 from rnngen.models import RecurrentLM, build, detach_state
+from rnngen.runs import BEST, LAST, RunFolder
 
 EventFn = Callable[[str, dict[str, Any]], None]
 LN2 = math.log(2)

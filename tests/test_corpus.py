@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import sample_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnngen import corpus, tokenizer
 from rnngen.errors import CorpusError
 from rnngen.sources import SourceSpec
-
-from conftest import sample_text
 
 
 def prepare(tmp_path: Path, dataset: str | Path, kind: str = "unigram", **spec):

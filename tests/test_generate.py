@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import sample_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,8 +13,6 @@ from rnngen.errors import RnngenError
 from rnngen.generate import Completer, choose, filter_logits
 from rnngen.models import build
 from rnngen.tokenizer import Tokenizer, train
-
-from conftest import sample_text
 
 LOGITS = torch.tensor([2.0, 0.5, 3.0, -1.0, 1.0])  # softmax ~ [.23, .05, .63, .01, .08]
 

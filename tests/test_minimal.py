@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY, sample_text
 
 from rnngen.config import ModelConfig, SampleConfig
 from rnngen.generate import Completer
 from rnngen.models import build
 from rnngen.models.minimal import MinRecurrent
 from rnngen.tokenizer import Tokenizer, train
-
-from conftest import TINY, sample_text
 
 
 @pytest.mark.parametrize("kind", ["mingru", "minlstm"])
