@@ -185,3 +185,22 @@ def test_meta_records_what_bits_per_character_needs(tmp_path, text_file):
     for split in ("train", "val"):
         assert set(meta["splits"][split]) == {"documents", "characters", "tokens"}
     assert meta["tokenizer"]["vocab_size"] == c.tokenizer().vocab_size and meta["rnngen_version"]
+
+
+def test_streaming_holds_out_the_last_documents_and_matches_the_full_read(tmp_path):
+    docs = [sample_text(1000, seed) for seed in range(30)]
+    path = tmp_path / "docs.jsonl"
+    pd.DataFrame({"text": docs}).to_json(path, orient="records", lines=True)
+    streamed, _ = prepare(tmp_path, path, "char", streaming=True, name="streamed")
+    assert streamed.meta["validation_from"] == "last 10% of the documents"
+    assert streamed.meta["splits"]["val"]["documents"] == 3
+    assert decoded(streamed, "val") == "".join(docs[-3:])  # the end-of-text ids decode to nothing
+    limited, _ = prepare(tmp_path, path, "char", streaming=True, max_chars=5000, name="limited")
+    assert limited.characters("train") + limited.characters("val") == 5000
+
+
+def test_unwritable_corpora_folder_is_reported(tmp_path, text_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(CorpusError, match="cannot write to .*--corpora-dir"):
+        corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("char"), root=blocker / "corpora")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +71,22 @@ def test_resume_with_another_world_size_through_nproc(char_corpus, tmp_path):
     resumed = train(tmp_path, "ignored", 1, None, "--resume", "grow", "--steps", "60", "--nproc", "2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert checkpoint.load(tmp_path / "checkpoints" / "grow" / "last.safetensors").step == 60
+
+
+def test_interrupting_one_rank_stops_every_rank_with_last_saved(char_corpus, tmp_path):
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    args = ["-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
+            str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--steps", "100000",
+            "--batch-size", "4", "--log-every", "5", "--eval-every", "1000", "--plain", "--name", "stop"]
+    process = subprocess.Popen(launcher + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "checkpoints" / "stop" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (metrics.exists() and metrics.read_text().count("train") >= 20):
+        time.sleep(0.1)
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+    assert len(workers) == 2
+    os.kill(int(workers[1]), signal.SIGINT)  # one rank only, as when a scheduler signals one process
+    _, stderr = process.communicate(timeout=120)
+    assert "stopped by SIGINT" in stderr or "stopped by SIGTERM" in stderr
+    saved = checkpoint.load(tmp_path / "checkpoints" / "stop" / "last.safetensors")
+    assert saved.step >= 100 and saved.step % 5 == 0  # saved at the interrupt, not at an evaluation
