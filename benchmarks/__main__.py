@@ -19,7 +19,7 @@ from rich.table import Table
 
 from benchmarks import common
 
-ALL = ("train", "generate", "cold_start", "prepare", "scan", "quality")
+ALL = ("train", "generate", "cold_start", "prepare", "memory", "scan", "quality")
 
 
 @click.command()
@@ -35,7 +35,7 @@ ALL = ("train", "generate", "cold_start", "prepare", "scan", "quality")
 def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models: str, out: Path) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name != "quality")
-    if {"prepare", "quality"} & set(names) and not text.is_file():
+    if {"prepare", "memory", "quality"} & set(names) and not text.is_file():
         raise click.BadParameter(f"{text} does not exist: pass the tiny shakespeare input.txt", param_hint="--text")
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -57,6 +57,9 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models
             rows += prepare_speed.run(str(text), "shakespeare", quick)
             if not quick:
                 rows += prepare_speed.run("pydocs", "pydocs", quick)
+        elif name == "memory":
+            from benchmarks import memory
+            rows += memory.run(text, out / "corpora")
         elif name == "scan":
             from benchmarks import scan_speed
             rows += scan_speed.run(quick)
