@@ -1,7 +1,7 @@
 """Training throughput: rnngen's loop against a bare PyTorch loop, same model, data and optimizer.
 
 The bare loop is what a person would write by hand: slice a window, forward, loss, backward, clip,
-step, carry the detached state. rnngen's `Trainer.fit` adds batching from the memmap, the schedule,
+step, carry the detached state (on the same device, with the same bf16 autocast on CUDA). rnngen's `Trainer.fit` adds batching from the memmap, the schedule,
 logging and metrics; its final evaluation and checkpoint are not counted. Runs alternate
 (bare, rnngen, bare, rnngen, ...) and medians are compared.
 """
@@ -17,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rnngen import device as devices
 from rnngen.batches import TokenStream
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import build, detach_state
@@ -27,20 +28,26 @@ from rnngen.train import Trainer
 def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
     """Tokens per second of a hand-written truncated-BPTT loop."""
     torch.manual_seed(cfg.seed)
-    model = build(model_cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    device = devices.pick(cfg.device)
+    model = build(model_cfg).to(device)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     stream = TokenStream(corpus.tokens("train"), cfg.batch_size, cfg.seq_len)
-    windows = [torch.from_numpy(stream.window(i)) for i in range(cfg.steps)]
+    windows = [torch.from_numpy(stream.window(i)).to(device) for i in range(cfg.steps)]
     state = None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     started = time.perf_counter()
     for batch in windows:
-        logits, state = model(batch[:, :-1], state)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+        with devices.autocast(device):
+            logits, state = model(batch[:, :-1], state)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state = detach_state(state)
+    sync()
     return cfg.steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - started)
 
 
