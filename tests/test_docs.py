@@ -1,0 +1,37 @@
+"""The README's "lecture in code" table points at the lines that compute each equation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# (reference as written in the README, text its first line must hold)
+REFERENCES = [
+    ("rnngen/models/scratch.py:24", "torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)"),
+    ("rnngen/models/recurrent.py:89", "def logits"),
+    ("rnngen/models/scratch.py:31-33", "i_t = torch.sigmoid"),
+    ("rnngen/models/scratch.py:34", "c_cand = torch.tanh"),
+    ("rnngen/models/scratch.py:37", "c_t = f_t * c + i_t * c_cand"),
+    ("rnngen/models/scratch.py:38", "h_t = o_t * torch.tanh(c_t)"),
+    ("rnngen/models/scratch.py:51-54", "r_t = torch.sigmoid"),
+    ("rnngen/train.py:309", "F.cross_entropy"),
+    ("rnngen/train.py:310", "loss.backward()"),
+    ("rnngen/train.py:311", "clip_grad_norm_"),
+    ("rnngen/train.py:314", "detach_state"),
+    ("rnngen/gradients.py:65", "F.cross_entropy(model.logits(last), target).backward()"),
+    ("rnngen/gradients.py:72", "last.backward(probe)"),
+    ("rnngen/gradients.py:78", "matrix_norm"),
+    ("rnngen/gradients.py:80", "1 - hidden.square()"),
+]
+
+
+@pytest.mark.parametrize("reference,text", REFERENCES)
+def test_readme_line_references_hold_their_equation(reference, text):
+    readme = (ROOT / "README.md").read_text()
+    path, lines = reference.rsplit(":", 1)
+    line = lines.split("-")[0]
+    short = f"`:{line}`"
+    assert f"`{reference}" in readme or (path in readme and short in readme), f"README no longer cites {reference}"
+    assert text in (ROOT / path).read_text().splitlines()[int(line) - 1]
