@@ -43,6 +43,10 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
     from rnngen.models import build
     from rnngen.runs import resolve
 
+    if plot_path:
+        from rnngen.plot import require
+
+        require()
     if checkpoint:
         run, path = resolve(checkpoint, obj["checkpoints"])
         model, _, ckpt = load_model(run, path)
@@ -89,9 +93,10 @@ def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
     rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
     """
     from rnngen.display import out
-    from rnngen.plot import training_curves
+    from rnngen.plot import require, training_curves
     from rnngen.runs import resolve
 
+    require()
     curves = []
     for name in runs:
         run, _ = resolve(name, obj["checkpoints"])

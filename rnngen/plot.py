@@ -9,6 +9,11 @@ from typing import Any
 from rnngen.errors import RnngenError
 
 
+def require() -> None:
+    """Fail early, before any work, when matplotlib is missing."""
+    _pyplot()
+
+
 def _pyplot():
     try:
         import matplotlib

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
 from rnngen.config import ModelConfig
@@ -39,15 +41,24 @@ def test_lstm_with_open_forget_gates_keeps_the_gradient():
 
 
 def test_gradients_and_plot_commands(run_cli, trained, tmp_path):
-    png = tmp_path / "gradients.png"
-    result = run_cli("gradients", "--corpus", "notes", "--model", "rnn,lstm,gru", "--hidden", "16",
-                     "--length", "30", "--plot", str(png))
+    result = run_cli("gradients", "--corpus", "notes", "--model", "rnn,lstm,gru", "--hidden", "16", "--length", "30")
     assert result.exit_code == 0, result.output
-    assert all(kind in result.output for kind in ("rnn", "lstm", "gru")) and png.stat().st_size > 10_000
+    assert all(kind in result.output for kind in ("rnn", "lstm", "gru")) and "< 1e-3 at" in result.output
     result = run_cli("gradients", "--checkpoint", trained, "--length", "20")
     assert result.exit_code == 0 and "notes-run (lstm)" in result.output
     result = run_cli("gradients", "--corpus", "notes", "--model", "rnn,transformer")
     assert result.exit_code == 2 and "transformer" in result.output
-    curves = tmp_path / "curves.png"
-    result = run_cli("plot", trained, "--out", str(curves))
-    assert result.exit_code == 0 and curves.stat().st_size > 10_000
+
+
+def test_pictures_are_written_with_matplotlib_and_refused_clearly_without(run_cli, trained, tmp_path):
+    png, curves = tmp_path / "gradients.png", tmp_path / "curves.png"
+    gradients = run_cli("gradients", "--corpus", "notes", "--model", "rnn,lstm", "--hidden", "16", "--length", "20",
+                        "--plot", str(png))
+    plot = run_cli("plot", trained, "--out", str(curves))
+    if importlib.util.find_spec("matplotlib") is None:  # the optional extra is not installed
+        for result in (gradients, plot):
+            assert result.exit_code == 1 and "pip install 'rnngen[plot]'" in result.output
+            assert "d=0" not in result.output  # refused before any work
+    else:
+        assert gradients.exit_code == 0 and png.stat().st_size > 10_000
+        assert plot.exit_code == 0 and curves.stat().st_size > 10_000
