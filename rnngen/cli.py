@@ -167,7 +167,8 @@ def _listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) 
 # ---------------------------------------------------------------- training
 
 def _preset_help(section: str, key: str, text: str) -> str:
-    values = ", ".join(f"{name} {preset[section].get(key)}" for name, preset in PRESETS.items())
+    values = ", ".join(f"{name} {'-' if preset[section].get(key) is None else preset[section].get(key)}"
+                       for name, preset in PRESETS.items())
     return f"{text} [presets: {values}]"
 
 
@@ -183,7 +184,7 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
               help="A prepared corpus (see `rnngen corpora`); the embedded pydocs is prepared when missing.")
 @click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
               help="Sizes for the device: auto is gpu with CUDA, else cpu; tiny is a seconds-long smoke test.")
-@click.option("--model", "kind", type=click.Choice(MODEL_KINDS), help=_preset_help("model", "kind", "Recurrent layer type."))
+@click.option("--model", "kind", type=click.Choice(MODEL_KINDS), help=_preset_help("model", "kind", "Recurrent layer type; mingru/minlstm train with a parallel scan."))
 @click.option("--layers", type=click.IntRange(min=1), help=_preset_help("model", "layers", "Recurrent layers."))
 @click.option("--hidden", type=click.IntRange(min=1), help=_preset_help("model", "hidden", "Hidden units per layer."))
 @click.option("--embed", type=click.IntRange(min=1), help=_preset_help("model", "embed", "Embedding size."))
