@@ -70,7 +70,7 @@ class ChatSession:
             for piece in completion:
                 self.console.print(piece, style="cyan", end="", markup=False, highlight=False)
         except KeyboardInterrupt:
-            self.console.print(" [dim][stopped][/]", end="")
+            self.console.print(" [dim]\\[stopped][/]", end="")
         self.console.print()
         if self.keep:
             self.context = completion.context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -32,7 +33,7 @@ def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path)
     from rnngen.generate import Completer
 
     lines = iter(["/keep on", "the model", "/reset"])
-    session = ChatSession(Completer(model, tok), SampleConfig(max_tokens=5, seed=0), Console(file=open("/dev/null", "w")),
+    session = ChatSession(Completer(model, tok), SampleConfig(max_tokens=5, seed=0), Console(file=io.StringIO()),
                           read=lambda prompt: next(lines))
     session.command(["keep", "on"])
     session.turn("the model")
@@ -74,3 +75,22 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
 
     result = run_cli("complete", "the model", "--checkpoint", trained, "--show-probs", "--max-tokens", "4")
     assert result.exit_code == 0 and "p(token):" in result.output
+
+
+def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path):
+    from rnngen.generate import Completer, Completion
+
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    model, tok, _ = checkpoint.load_model(run, path)
+    completer = Completer(model, tok)
+
+    def interrupted():
+        yield "half a sent"
+        raise KeyboardInterrupt
+
+    completer.complete = lambda *args, **kwargs: Completion(interrupted())
+    lines = iter(["first prompt", "/settings", "/quit"])
+    screen = io.StringIO()
+    ChatSession(completer, SampleConfig(max_tokens=5), Console(file=screen, width=100),
+                read=lambda prompt: next(lines)).run()
+    assert "half a sent [stopped]" in screen.getvalue() and "temperature 0.8" in screen.getvalue()
