@@ -18,16 +18,23 @@ IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-def _fields_from(cls, data: dict[str, Any], what: str):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise RnngenError(f"{what} has unknown fields {unknown}: it was written by another rnngen version")
-    return cls(**data)
+class _Saved:
+    """A configuration saved as JSON inside checkpoints."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """The configuration from its JSON; fields this version does not know are an error."""
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise RnngenError(f"{cls.__name__} has unknown fields {unknown}: it was written by another rnngen version")
+        return cls(**data)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Saved):
     """A recurrent language model: embedding -> `layers` recurrent layers -> head over the vocabulary."""
 
     kind: str = "lstm"
@@ -54,16 +61,9 @@ class ModelConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise RnngenError(f"--dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _fields_from(cls, data, "model config")
-
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Saved):
     """How a model is trained. `steps` and `time_budget` (seconds) end training, whichever comes first."""
 
     batch_size: int = 32
@@ -96,13 +96,6 @@ class TrainConfig:
             raise RnngenError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        return _fields_from(cls, data, "training config")
 
 
 @dataclass(frozen=True)
