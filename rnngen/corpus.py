@@ -30,8 +30,9 @@ META_FORMAT = 1
 # The tokenizer is trained on at most this many characters from the start of the train split.
 TOKENIZER_SAMPLE_CHARS = 4_000_000
 # Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
-# Documents longer than CHUNK_CHARS are cut at newlines first, so that one long document is spread
-# too (the newline is a piece of its own: cutting there does not change the tokens).
+# Documents longer than CHUNK_CHARS are cut at a newline first, so that one long document is spread
+# too (the newline is a piece of its own: cutting there does not change the tokens; only a single
+# line longer than CHUNK_CHARS is cut inside the line).
 BATCH_CHARS = 1_000_000
 CHUNK_CHARS = 65_536
 

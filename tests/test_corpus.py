@@ -162,6 +162,7 @@ def test_errors_name_the_problem(tmp_path):
 
 def test_unreachable_hub_fails_fast_with_the_fixes(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test: going offline sets it
     started = time.monotonic()
     with pytest.raises(CorpusError, match="cannot reach the Hugging Face hub.*--dataset pydocs"):
         prepare(tmp_path, "someone/some-dataset")
