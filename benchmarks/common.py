@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +24,6 @@ def machine() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()
     return info
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """The median wall-clock seconds of `repeats` calls."""
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def prepared(root: Path, dataset: str, kind: str, vocab: int | None, name: str):

@@ -31,8 +31,8 @@ def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:
             total = time.perf_counter() - started
             chars = sum(prepared.characters(split) for split in ("train", "val"))
             encode_seconds = stages["encode"][-1] - stages["tokenizer"][-1]
-            documents = [prepared.tokenizer().decode(int(t) for t in prepared.tokens(split)) for split in ("train", "val")]
             tok = prepared.tokenizer()
+            documents = [tok.decode(int(t) for t in prepared.tokens(split)) for split in ("train", "val")]
             started = time.perf_counter()
             for text in documents:
                 for line_block in text.split("\n\n"):

@@ -181,11 +181,8 @@ def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, 
 
 def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
     from rnngen import device
-    from rnngen.checkpoint import load_model
     from rnngen.generate import Completer
     from rnngen.runs import resolve
 
     run, path = resolve(checkpoint_arg, obj["checkpoints"])
-    dev = device.pick(device_name)
-    model, tok, ckpt = load_model(run, path, dev)
-    return Completer(model, tok, dev, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
+    return Completer.from_checkpoint(run, path, device.pick(device_name))

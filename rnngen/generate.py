@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
+from rnngen.checkpoint import load_model
 from rnngen.config import SampleConfig
 from rnngen.models import RecurrentLM, State
+from rnngen.runs import RunFolder
 from rnngen.tokenizer import Tokenizer
 
 
@@ -127,6 +130,12 @@ class Completer:
         self.device = torch.device(device)
         # The fused layers serve length-1 steps well on a GPU; on the CPU the NumPy step is faster.
         self.decoder = model.decoder() if self.device.type == "cpu" else None
+
+    @classmethod
+    def from_checkpoint(cls, run: RunFolder, path: Path, device: torch.device | str = "cpu") -> "Completer":
+        """A completer for checkpoint `path` of `run`; prompts start as that corpus's documents did."""
+        model, tok, ckpt = load_model(run, path, device)
+        return cls(model, tok, device, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
 
     @torch.no_grad()
     def prime(self, prompt: str, context: Context | None = None) -> tuple[Context, list[int]]:

@@ -16,7 +16,6 @@ from rich.console import Console
 
 from rnngen import display
 from rnngen.chat import ChatSession
-from rnngen.checkpoint import load_model
 from rnngen.cli import cli
 from rnngen.config import SampleConfig
 from rnngen.generate import Completer
@@ -56,9 +55,7 @@ def main(checkpoint: str, prompt: str) -> None:
         console.print(f"[bold]{prompt_text}[/]{line}")
         return line
 
-    run, path = resolve(checkpoint, Path("checkpoints"))
-    model, tok, ckpt = load_model(run, path)
-    completer = Completer(model, tok, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
+    completer = Completer.from_checkpoint(*resolve(checkpoint, Path("checkpoints")))
     ChatSession(completer, SampleConfig(max_tokens=40, seed=3), console, read=typed).run()
     console.save_svg(str(DOCS / "chat.svg"), title="rnngen chat")
     click.echo(f"wrote {', '.join(sorted(p.name for p in DOCS.glob('*.svg')))} in {DOCS}")
