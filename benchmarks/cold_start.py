@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.runs import RunFolder
-from rnngen.train import Trainer
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
 
 
 def wall(cmd: list[str], repeats: int) -> float:

@@ -28,7 +28,7 @@ def machine() -> dict[str, Any]:
 
 def prepared(root: Path, dataset: str, kind: str, vocab: int | None, name: str):
     """A corpus prepared once under `root` and reused by later benchmark runs."""
-    from rnngen import corpus
-    from rnngen.sources import SourceSpec
+    from rnngen.data import corpus
+    from rnngen.data.sources import SourceSpec
 
     return corpus.prepare(SourceSpec(dataset=dataset), corpus.TokenizerSpec(kind, vocab), root=root, name=name)[0]

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from rnngen.config import PRESETS, ModelConfig, SampleConfig
-from rnngen.generate import Completer, choose, filter_logits
+from rnngen.generation.completer import Completer
+from rnngen.generation.sampling import choose, filter_logits
 from rnngen.models import build
 
 

@@ -19,9 +19,9 @@ RUN = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.corpus import Corpus
-from rnngen.runs import RunFolder
-from rnngen.train import Trainer
+from rnngen.data.corpus import Corpus
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
 corpus = Corpus.open(Path(sys.argv[1]))
 model = ModelConfig(**{**PRESETS["cpu"]["model"], "vocab_size": corpus.vocab_size})
 cfg = TrainConfig(**{**PRESETS["cpu"]["train"], "steps": 30, "time_budget": None, "eval_every": 30, "eval_tokens": 20000})

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnngen import corpus as corpora
-from rnngen.sources import SourceSpec
+from rnngen.data import corpus as corpora
+from rnngen.data.sources import SourceSpec
 
 
 def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:

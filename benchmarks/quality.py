@@ -14,8 +14,8 @@ from typing import Any
 
 from benchmarks.common import prepared
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.runs import RunFolder
-from rnngen.train import Trainer
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
 
 
 def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[str, Any]]:

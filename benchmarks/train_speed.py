@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from rnngen import device as devices
-from rnngen.batches import TokenStream
 from rnngen.config import ModelConfig, TrainConfig
+from rnngen.data.streams import TokenStream
 from rnngen.models import build, detach_state
-from rnngen.runs import RunFolder
-from rnngen.train import Trainer
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
 
 
 def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:

@@ -1,5 +1,5 @@
 """`python -m rnngen` (and `torchrun -m rnngen`) runs the command-line interface."""
 
-from rnngen.cli import main
+from rnngen.cli.main import main
 
 main()

@@ -14,12 +14,12 @@ import click
 from click.testing import CliRunner
 from rich.console import Console
 
-from rnngen import display
-from rnngen.chat import ChatSession
-from rnngen.cli import cli
+from rnngen.cli import display
+from rnngen.cli.chat import ChatSession
+from rnngen.cli.main import cli
 from rnngen.config import SampleConfig
-from rnngen.generate import Completer
-from rnngen.runs import resolve
+from rnngen.generation.completer import Completer
+from rnngen.training.runs import resolve
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rnngen import corpus
-from rnngen.cli import cli
-from rnngen.sources import SourceSpec
+from rnngen.cli.main import cli
+from rnngen.data import corpus
+from rnngen.data.sources import SourceSpec
 
 WORDS = ("the model reads a token and updates its hidden state before it predicts the next one while "
          "gradients flow back through time and vanish when the recurrent weights are small").split()

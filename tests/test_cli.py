@@ -95,7 +95,7 @@ def test_corrupt_checkpoint_and_truncated_corpus_are_one_line_errors(run_cli, tr
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from rnngen.cli import cli; from click.testing import CliRunner; "
+    code = ("import sys; from rnngen.cli.main import cli; from click.testing import CliRunner; "
             "CliRunner().invoke(cli, ['--help']); CliRunner().invoke(cli, ['runs']); "
             "print('torch' in sys.modules, 'datasets' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False",
@@ -103,7 +103,7 @@ def test_help_does_not_import_torch():
 
 
 def test_complete_does_not_import_datasets(run_cli, trained, tmp_path):
-    code = ("import sys; from rnngen.cli import cli; "
+    code = ("import sys; from rnngen.cli.main import cli; "
             f"cli(['--checkpoints-dir', {str(tmp_path / 'checkpoints')!r}, 'complete', 'the', '--max-tokens', '3'], "
             "standalone_mode=False); print('datasets' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout

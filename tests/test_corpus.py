@@ -13,9 +13,9 @@ from conftest import sample_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnngen import corpus, tokenizer
+from rnngen.data import corpus, tokenizer
+from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
-from rnngen.sources import SourceSpec
 
 
 def prepare(tmp_path: Path, dataset: str | Path, kind: str = "unigram", **spec):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rnngen import checkpoint
-from rnngen.batches import TokenStream
-from rnngen.runs import RunFolder
+from rnngen.data.streams import TokenStream
+from rnngen.training import checkpoint
+from rnngen.training.runs import RunFolder
 
 
 def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:

@@ -10,20 +10,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # (reference as written in the README, text its first line must hold)
 REFERENCES = [
     ("rnngen/models/scratch.py:24", "torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)"),
-    ("rnngen/models/recurrent.py:89", "def logits"),
+    ("rnngen/models/recurrent.py:76", "def logits"),
     ("rnngen/models/scratch.py:31-33", "i_t = torch.sigmoid"),
     ("rnngen/models/scratch.py:34", "c_cand = torch.tanh"),
     ("rnngen/models/scratch.py:37", "c_t = f_t * c + i_t * c_cand"),
     ("rnngen/models/scratch.py:38", "h_t = o_t * torch.tanh(c_t)"),
     ("rnngen/models/scratch.py:51-54", "r_t = torch.sigmoid"),
-    ("rnngen/train.py:309", "F.cross_entropy"),
-    ("rnngen/train.py:310", "loss.backward()"),
-    ("rnngen/train.py:311", "clip_grad_norm_"),
-    ("rnngen/train.py:314", "detach_state"),
-    ("rnngen/gradients.py:65", "F.cross_entropy(model.logits(last), target).backward()"),
-    ("rnngen/gradients.py:72", "last.backward(probe)"),
-    ("rnngen/gradients.py:78", "matrix_norm"),
-    ("rnngen/gradients.py:80", "1 - hidden.square()"),
+    ("rnngen/training/trainer.py:216", "F.cross_entropy"),
+    ("rnngen/training/trainer.py:217", "loss.backward()"),
+    ("rnngen/training/trainer.py:218", "clip_grad_norm_"),
+    ("rnngen/training/trainer.py:221", "detach_state"),
+    ("rnngen/analysis/gradients.py:65", "F.cross_entropy(model.logits(last), target).backward()"),
+    ("rnngen/analysis/gradients.py:72", "last.backward(probe)"),
+    ("rnngen/analysis/gradients.py:78", "matrix_norm"),
+    ("rnngen/analysis/gradients.py:80", "1 - hidden.square()"),
 ]
 
 

@@ -9,11 +9,12 @@ import math
 import torch
 from rich.console import Console
 
-from rnngen import checkpoint
-from rnngen.chat import ChatSession
+from rnngen.cli.chat import ChatSession
 from rnngen.config import SampleConfig
-from rnngen.generate import Context, beam_search
-from rnngen.runs import resolve
+from rnngen.generation.beam import beam_search
+from rnngen.generation.completer import Context
+from rnngen.training import checkpoint
+from rnngen.training.runs import resolve
 
 
 def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
@@ -30,7 +31,7 @@ def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
 def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path):
     run, path = resolve(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
-    from rnngen.generate import Completer
+    from rnngen.generation.completer import Completer
 
     lines = iter(["/keep on", "the model", "/reset"])
     session = ChatSession(Completer(model, tok), SampleConfig(max_tokens=5, seed=0), Console(file=io.StringIO()),
@@ -78,7 +79,7 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
 
 
 def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path):
-    from rnngen.generate import Completer, Completion
+    from rnngen.generation.completer import Completer, Completion
 
     run, path = resolve(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rnngen.config import ModelConfig, SampleConfig
+from rnngen.data.tokenizer import Tokenizer, train
 from rnngen.errors import RnngenError
-from rnngen.generate import Completer, choose, filter_logits
+from rnngen.generation.completer import Completer
+from rnngen.generation.sampling import choose, filter_logits
 from rnngen.models import build
-from rnngen.tokenizer import Tokenizer, train
 
 LOGITS = torch.tensor([2.0, 0.5, 3.0, -1.0, 1.0])  # softmax ~ [.23, .05, .63, .01, .08]
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import torch
 
+from rnngen.analysis.gradients import profile
 from rnngen.config import ModelConfig
-from rnngen.gradients import profile
 from rnngen.models import build
 
 

@@ -7,10 +7,10 @@ import torch
 from conftest import TINY, sample_text
 
 from rnngen.config import ModelConfig, SampleConfig
-from rnngen.generate import Completer
+from rnngen.data.tokenizer import Tokenizer, train
+from rnngen.generation.completer import Completer
 from rnngen.models import build
 from rnngen.models.minimal import MinRecurrent
-from rnngen.tokenizer import Tokenizer, train
 
 
 @pytest.mark.parametrize("kind", ["mingru", "minlstm"])

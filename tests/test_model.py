@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from rnngen.config import ModelConfig
+from rnngen.generation.step_decoder import StepDecoder
 from rnngen.models import build, detach_state
 
 
@@ -17,7 +18,7 @@ def test_step_decoder_matches_the_fused_pass(kind, embed, hidden, tie):
     model = build(ModelConfig(kind=kind, vocab_size=50, embed=embed, hidden=hidden, layers=2, tie=tie)).eval()
     ids = torch.randint(0, 50, (3, 12))
     full, final = model(ids)
-    decoder, state = model.decoder(), model.init_state(3)
+    decoder, state = StepDecoder(model), model.init_state(3)
     steps = []
     for t in range(ids.size(1)):
         logits, state = decoder.step(ids[:, t], state)

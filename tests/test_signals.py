@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnngen import checkpoint
+from rnngen.training import checkpoint
 
 STEPS = "1500"
 

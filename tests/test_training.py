@@ -9,13 +9,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rnngen import checkpoint, corpus
 from rnngen.config import ModelConfig, SampleConfig, TrainConfig
+from rnngen.data import corpus
+from rnngen.data.sources import SourceSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
-from rnngen.generate import Completer
-from rnngen.runs import BEST, LAST, RunFolder, resolve
-from rnngen.sources import SourceSpec
-from rnngen.train import Interrupted, Trainer
+from rnngen.generation.completer import Completer
+from rnngen.training import checkpoint
+from rnngen.training.runs import BEST, LAST, RunFolder, resolve
+from rnngen.training.signals import Interrupted
+from rnngen.training.trainer import Trainer
 
 
 def tiny(c, **train) -> tuple[ModelConfig, TrainConfig]:

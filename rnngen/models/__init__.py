@@ -1,6 +1,7 @@
 """Recurrent language models. Config in, `(logits, state)` out; no I/O, no printing."""
 
-from rnngen.models.recurrent import RecurrentLM, State, detach_state
+from rnngen.models.recurrent import RecurrentLM
+from rnngen.models.state import State, detach_state
 
 __all__ = ["RecurrentLM", "State", "detach_state", "build"]
 

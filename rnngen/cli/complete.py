@@ -8,7 +8,6 @@ from typing import Any
 
 import click
 
-from rnngen.cli import cli
 from rnngen.config import DEVICES, SampleConfig
 
 
@@ -42,7 +41,7 @@ def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float
                         repetition_penalty=repetition_penalty, seed=seed, stop=stop)
 
 
-@cli.command()
+@click.command()
 @click.argument("prompt", required=False)
 @sampling_options
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
@@ -70,7 +69,7 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
     rnngen complete "The gradient" --show-probs --top-alternatives 3
     printf 'First prompt\\nSecond prompt\\n' | rnngen complete - --json
     """
-    from rnngen.display import out
+    from rnngen.cli.display import out
 
     if prompt is None:
         if sys.stdin.isatty() and out.is_terminal:
@@ -90,7 +89,7 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
 
 def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
                 as_json: bool) -> None:
-    from rnngen.display import beams_table, out
+    from rnngen.cli.display import beams_table, out
 
     found = completer.beam_search(prompt, beams, max_tokens, length_penalty)
     if as_json:
@@ -106,14 +105,14 @@ def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length
 
 def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: int, show_probs: bool,
                   alternatives: int, styled: bool, as_json: bool) -> None:
-    from rnngen.display import (
+    from rnngen.cli.display import (
         alternatives_table,
         out,
         probability_legend,
         probs_text,
         samples_table,
     )
-    from rnngen.generate import make_generator
+    from rnngen.generation.sampling import make_generator
 
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.
     generator = make_generator(cfg.seed, completer.device)
@@ -153,7 +152,7 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
         out.print(samples_table(prompt, texts))
 
 
-@cli.command()
+@click.command()
 @sampling_options
 @click.option("--keep/--no-keep", default=False, show_default=True,
               help="Carry the model's state from one turn to the next (toggle with /keep).")
@@ -170,8 +169,8 @@ def chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, *
 
 
 def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
-    from rnngen.chat import ChatSession
-    from rnngen.display import out
+    from rnngen.cli.chat import ChatSession
+    from rnngen.cli.display import out
 
     if sys.stdin.isatty():
         import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
@@ -181,8 +180,8 @@ def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, 
 
 def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
     from rnngen import device
-    from rnngen.generate import Completer
-    from rnngen.runs import resolve
+    from rnngen.generation.completer import Completer
+    from rnngen.training.runs import resolve
 
     run, path = resolve(checkpoint_arg, obj["checkpoints"])
     return Completer.from_checkpoint(run, path, device.pick(device_name))

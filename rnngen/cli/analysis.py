@@ -7,12 +7,12 @@ from typing import Any
 
 import click
 
-from rnngen.cli import _prepare_default_corpus, _resumed_corpus, cli
+from rnngen.cli.common import prepare_default_corpus, run_corpus
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError
 
 
-@cli.command()
+@click.command()
 @click.option("--checkpoint", help="Measure a trained run (name, folder or .safetensors file).")
 @click.option("--model", "kinds", default="rnn,lstm,gru", show_default=True,
               help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.")
@@ -36,21 +36,21 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
     """
     import torch
 
-    from rnngen.checkpoint import load_model
-    from rnngen.corpus import Corpus
-    from rnngen.display import gradient_sparklines, gradient_table, out
-    from rnngen.gradients import profile
+    from rnngen.analysis.gradients import profile
+    from rnngen.cli.display import gradient_sparklines, gradient_table, out
+    from rnngen.data.corpus import Corpus
     from rnngen.models import build
-    from rnngen.runs import resolve
+    from rnngen.training.checkpoint import load_model
+    from rnngen.training.runs import resolve
 
     if plot_path:
-        from rnngen.plot import require
+        from rnngen.analysis.plot import require
 
         require()
     if checkpoint:
         run, path = resolve(checkpoint, obj["checkpoints"])
         model, _, ckpt = load_model(run, path)
-        corpus = _resumed_corpus(ckpt, obj["corpora"])
+        corpus = run_corpus(ckpt, obj["corpora"])
         models = [(f"{run.name} ({ckpt.model.kind})", model)]
     else:
         names = [name.strip() for name in kinds.split(",") if name.strip()]
@@ -58,7 +58,7 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
         if unknown or not names:
             raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}",
                                      param_hint="--model")
-        _prepare_default_corpus(obj, corpus_name)
+        prepare_default_corpus(obj, corpus_name)
         corpus = Corpus.find(obj["corpora"], corpus_name)
         models = []
         for name in names:
@@ -75,13 +75,13 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
     out.print(gradient_table(profiles, marks))
     out.print(gradient_sparklines(profiles))
     if plot_path:
-        from rnngen.plot import gradient_curves
+        from rnngen.analysis.plot import gradient_curves
 
         gradient_curves(profiles, plot_path)
         out.print(f"wrote {plot_path}")
 
 
-@cli.command()
+@click.command()
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"),
               show_default=True, help="The PNG to write.")
@@ -92,9 +92,9 @@ def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
     
     rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
     """
-    from rnngen.display import out
-    from rnngen.plot import require, training_curves
-    from rnngen.runs import resolve
+    from rnngen.analysis.plot import require, training_curves
+    from rnngen.cli.display import out
+    from rnngen.training.runs import resolve
 
     require()
     curves = []

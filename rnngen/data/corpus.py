@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from rnngen import __version__, sources, tokenizer
+from rnngen import __version__
+from rnngen.atomic import write_json_atomic
+from rnngen.data import sources, tokenizer
+from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
-from rnngen.files import write_json_atomic
-from rnngen.sources import SourceSpec
 
 META_FORMAT = 1
 # The tokenizer is trained on at most this many characters from the start of the train split.

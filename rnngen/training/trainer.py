@@ -7,119 +7,39 @@ the CPU, a run stopped and resumed computes the same losses as one that never st
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from rnngen import checkpoint, distributed
 from rnngen import device as devices
-from rnngen.batches import TokenStream
-from rnngen.checkpoint import Checkpoint
+from rnngen.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
-from rnngen.corpus import Corpus
-from rnngen.distributed import World
-from rnngen.errors import RnngenError, TrainingDiverged
-from rnngen.files import write_atomic
-from rnngen.models import RecurrentLM, build, detach_state
-from rnngen.runs import BEST, LAST, RunFolder
+from rnngen.data.corpus import Corpus
+from rnngen.data.streams import TokenStream
+from rnngen.errors import TrainingDiverged
+from rnngen.models import build
+from rnngen.models.state import (
+    detach_state,
+    map_state,
+    slice_rows,
+    state_rows,
+    state_to,
+)
+from rnngen.training import checkpoint, distributed
+from rnngen.training.checkpoint import Checkpoint
+from rnngen.training.distributed import World
+from rnngen.training.evaluate import evaluate
+from rnngen.training.runs import BEST, LAST, RunFolder
+from rnngen.training.schedule import lr_at, progress_of
+from rnngen.training.signals import Interrupted, StopFlag
 
 EventFn = Callable[[str, dict[str, Any]], None]
-LN2 = math.log(2)
-
-
-class Interrupted(RnngenError):
-    """Training was stopped by a signal after saving `last`; `exit_code` is 128 + the signal number."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class StopFlag:
-    """Set by a signal handler; the loop checks it between steps."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM ask the loop to save and stop; a second SIGINT exits at once.
-
-    Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
-    stays loadable whatever moment the process dies.
-    """
-    flag = StopFlag()
-
-    def handler(signum: int, frame: Any) -> None:
-        if flag.signal is not None:
-            os._exit(128 + signum)
-        flag.signal = signum
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def lr_at(step: int, progress: float, cfg: TrainConfig) -> float:
-    """Linear warmup over `warmup` steps, then cosine decay to `min_lr_ratio * lr` at the end of the budget."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    cosine = 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return cfg.lr * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cosine)
-
-
-def progress_of(step: int, seconds: float, cfg: TrainConfig) -> float:
-    """How much of the budget is spent, in [0, 1]: steps or wall-clock time, whichever is further."""
-    fractions = []
-    if cfg.steps is not None:
-        fractions.append(step / cfg.steps)
-    if cfg.time_budget is not None:
-        fractions.append(seconds / cfg.time_budget)
-    return min(1.0, max(fractions))
-
-
-@torch.no_grad()
-def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
-             max_tokens: int | None, device: torch.device) -> dict[str, Any]:
-    """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
-
-    The split is cut into `rows` contiguous streams; the first token of each stream is context
-    only. With `max_tokens`, only the first `max_tokens` tokens are read (`bounded` says so), and
-    bits per character use the matching share of the split's characters.
-    """
-    total = len(tokens)
-    used = min(total, max_tokens) if max_tokens else total
-    rows = max(1, min(rows, used // (seq_len + 1)))
-    row_len = used // rows
-    streams = tokens[: rows * row_len].reshape(rows, row_len)  # still a memory map: read window by window
-    was_training = model.training
-    model.eval()
-    state, nll = None, torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, row_len - 1, seq_len):
-        chunk = torch.from_numpy(np.asarray(streams[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
-        with devices.autocast(device):
-            logits, state = model(chunk[:, :-1], state)
-        nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
-                               reduction="sum").double()
-    model.train(was_training)
-    predicted = rows * (row_len - 1)
-    loss = nll.item() / predicted
-    chars = characters * predicted / total
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll.item() / chars / LN2,
-            "val_tokens": predicted, "bounded": used < total}
 
 
 def _rng_state(dev: torch.device) -> dict[str, torch.Tensor]:
@@ -133,14 +53,6 @@ def _set_rng_state(state: dict[str, torch.Tensor], dev: torch.device) -> None:
     torch.set_rng_state(state["cpu"])
     if dev.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], dev)
-
-
-def _state_to(state: Any, dev: torch.device) -> Any:
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return state.to(dev)
-    return tuple(s.to(dev) for s in state)
 
 
 def corpus_identity(corpus: Corpus) -> dict[str, Any]:
@@ -199,20 +111,16 @@ class Trainer:
         self.step = self.saved_step = ckpt.step
         self.seconds = float(trainer["seconds"])
         self.best = float(trainer["best"])
-        self.state = self._my_rows(_state_to(trainer.get("hidden"), self.device))
+        self.state = self._my_rows(state_to(trainer.get("hidden"), self.device))
         if self.world.main:
             self.run.truncate_metrics(self.step)
 
     def _my_rows(self, state: Any) -> Any:
         """This rank's rows of a saved hidden state; none when the run resumes with another global batch."""
-        if state is None:
-            return None
-        parts = (state,) if isinstance(state, torch.Tensor) else state
         rows = self.cfg.batch_size
-        if parts[0].size(1) != rows * self.world.size:
+        if state is None or state_rows(state) != rows * self.world.size:
             return None
-        mine = tuple(p[:, self.world.rank * rows: (self.world.rank + 1) * rows].contiguous() for p in parts)
-        return mine[0] if isinstance(state, torch.Tensor) else mine
+        return slice_rows(state, self.world.rank * rows, (self.world.rank + 1) * rows)
 
     def _checkpoint(self, trainer: dict[str, Any] | None) -> Checkpoint:
         return Checkpoint(model=self.model_cfg, train=self.cfg, corpus=corpus_identity(self.corpus),
@@ -225,9 +133,8 @@ class Trainer:
         Every rank calls this (the carried states of all rows are gathered); rank 0 writes.
         """
         hidden = self.state
-        if hidden is not None and self.world.size > 1:
-            hidden = (distributed.gather_rows(hidden) if isinstance(hidden, torch.Tensor)
-                      else tuple(distributed.gather_rows(h) for h in hidden))
+        if self.world.size > 1:
+            hidden = map_state(hidden, distributed.gather_rows)
         if self.world.main:
             if best:
                 checkpoint.save(self.run.file(BEST), self._checkpoint(None))

@@ -3,7 +3,7 @@
 A source is a hub id (with optional config and revision), a local file (.txt, .md, .json, .jsonl,
 .csv, .parquet), a local folder of such files, or a local folder laid out like a hub dataset repo
 (a README.md whose YAML header names configs and splits). The embedded default, `pydocs`, is built
-in-process by `rnngen.pydocs`. This module yields documents as strings; it knows nothing of tokens.
+in-process by `rnngen.data.pydocs`. This module yields documents as strings; it knows nothing of tokens.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
     so two folders called `data` would otherwise be read as one.
     """
     if spec.dataset == DEFAULT_DATASET:
-        from rnngen import pydocs
+        from rnngen.data import pydocs
 
         return pydocs.load()
     args, kwargs = _load_kwargs(spec)
@@ -252,7 +252,7 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
         "fingerprint": getattr(train, "_fingerprint", None),
     }
     if spec.dataset == DEFAULT_DATASET:
-        from rnngen import pydocs
+        from rnngen.data import pydocs
 
         info["packages"] = pydocs.package_versions()
     return Source(train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info,

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rnngen.atomic import write_atomic, write_json_atomic
+from rnngen.data.tokenizer import Tokenizer
 from rnngen.errors import CheckpointError
-from rnngen.files import write_atomic, write_json_atomic
-from rnngen.tokenizer import Tokenizer
 
 BEST, LAST = "best.safetensors", "last.safetensors"
 

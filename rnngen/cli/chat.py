@@ -14,7 +14,8 @@ from rich.console import Console
 
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
-from rnngen.generate import Completer, Context, make_generator
+from rnngen.generation.completer import Completer, Context
+from rnngen.generation.sampling import make_generator
 
 # command -> (SampleConfig field, parser, help)
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {

@@ -18,10 +18,10 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from rnngen import __version__
+from rnngen.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
-from rnngen.files import write_atomic
-from rnngen.runs import RunFolder
+from rnngen.training.runs import RunFolder
 
 FORMAT = 1
 

@@ -15,59 +15,14 @@ from pathlib import Path
 
 import torch
 
-from rnngen.checkpoint import load_model
 from rnngen.config import SampleConfig
+from rnngen.data.tokenizer import Tokenizer
+from rnngen.generation.beam import Beam, beam_search
+from rnngen.generation.sampling import choose, filter_logits, make_generator
+from rnngen.generation.step_decoder import StepDecoder
 from rnngen.models import RecurrentLM, State
-from rnngen.runs import RunFolder
-from rnngen.tokenizer import Tokenizer
-
-
-def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
-    """A random generator for sampling: seeded for reproducible samples, else from the OS."""
-    generator = torch.Generator(device=device)
-    if seed is None:
-        generator.seed()
-    else:
-        generator.manual_seed(seed)
-    return generator
-
-
-def filter_logits(logits: torch.Tensor, cfg: SampleConfig, seen: torch.Tensor | None = None) -> torch.Tensor:
-    """Apply repetition penalty, temperature, top-k and top-p to logits [vocab]; removed tokens get -inf.
-
-    The repetition penalty follows CTRL (Keskar et al. 2019): logits of tokens already in the text
-    are divided by the penalty when positive and multiplied when negative.
-    """
-    logits = logits.float()
-    if cfg.repetition_penalty != 1.0 and seen is not None:
-        penalised = torch.where(logits > 0, logits / cfg.repetition_penalty, logits * cfg.repetition_penalty)
-        logits = torch.where(seen, penalised, logits)
-    if cfg.temperature > 0:
-        logits = logits / cfg.temperature
-    if 0 < cfg.top_k < logits.numel():
-        kth = torch.topk(logits, cfg.top_k).values[-1]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if cfg.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        probs = torch.softmax(sorted_logits, -1)
-        # Keep the smallest prefix whose mass reaches top_p: drop a token once the mass before it does.
-        drop = (probs.cumsum(-1) - probs) >= cfg.top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
-    return logits
-
-
-def choose(logits: torch.Tensor, cfg: SampleConfig, generator: torch.Generator) -> int:
-    """Greedy at temperature 0, else one draw from softmax(logits).
-
-    The draw inverts the cumulative distribution at one uniform number: exact, and a few
-    microseconds where `torch.multinomial` costs a fifth of a millisecond (see shared PERF_NOTES).
-    """
-    if cfg.temperature == 0:
-        return int(torch.argmax(logits))
-    cdf = torch.softmax(logits, -1).cumsum(0)
-    u = torch.rand(1, generator=generator, device=logits.device) * cdf[-1]
-    # Filtered tokens add nothing to the sum, so `u` can never land on them; min() guards the top end.
-    return min(int(torch.searchsorted(cdf, u, right=True)), logits.numel() - 1)
+from rnngen.training.checkpoint import load_model
+from rnngen.training.runs import RunFolder
 
 
 @dataclass
@@ -109,16 +64,6 @@ class Completion:
         return "".join(self.pieces)
 
 
-@dataclass
-class Beam:
-    """A finished beam: its text, summed log-probability and length-normalised score."""
-
-    text: str
-    tokens: list[int]
-    logprob: float
-    score: float
-
-
 class Completer:
     """Completes prompts with a trained model."""
 
@@ -129,7 +74,8 @@ class Completer:
         self.tokenizer = tokenizer
         self.device = torch.device(device)
         # The fused layers serve length-1 steps well on a GPU; on the CPU the NumPy step is faster.
-        self.decoder = model.decoder() if self.device.type == "cpu" else None
+        # The scratch cells (Cho's GRU) and minGRU/minLSTM step through the model itself.
+        self.decoder = StepDecoder(model) if self.device.type == "cpu" and StepDecoder.supports(model.config) else None
 
     @classmethod
     def from_checkpoint(cls, run: RunFolder, path: Path, device: torch.device | str = "cpu") -> "Completer":
@@ -218,61 +164,3 @@ class Completer:
         context, _ = self.prime(prompt)
         found = beam_search(self.step, context, beams, max_tokens, self.tokenizer.eot_id, length_penalty)
         return [Beam(self.tokenizer.decode(tokens), tokens, logprob, score) for tokens, logprob, score in found]
-
-
-def _rows(state: State, index: torch.Tensor) -> State:
-    """The batch rows `index` of a state (beams are batch rows)."""
-    if isinstance(state, torch.Tensor):
-        return state.index_select(1, index)
-    return tuple(s.index_select(1, index) for s in state)
-
-
-def length_normalised(logprob: float, length: int, penalty: float) -> float:
-    """GNMT's length normalisation (Wu et al. 2016): logprob / ((5 + length) / 6) ** penalty."""
-    return logprob / ((5 + length) / 6) ** penalty
-
-
-def beam_search(step, context: Context, beams: int, max_tokens: int, eot: int,
-                length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
-    """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `context`.
-
-    Each beam is a batch row of the state. A beam ends at the end-of-text id or after `max_tokens`;
-    the search stops once `beams` beams have ended, and they are ranked by length-normalised
-    log-probability. Returns (tokens, logprob,
-    score) for up to `beams` beams, best first.
-    """
-    logprobs = torch.log_softmax(context.logits.float(), -1)[None]  # [1, V]
-    state = context.state
-    sequences: list[list[int]] = [[]]
-    totals = torch.zeros(1)
-    finished: list[tuple[list[int], float, float]] = []
-    for length in range(1, max_tokens + 1):
-        candidates = (totals[:, None] + logprobs.cpu()).flatten()  # [rows * V]
-        top = torch.topk(candidates, min(2 * beams, candidates.numel()))
-        rows, tokens, kept = [], [], []
-        for score, flat in zip(top.values.tolist(), top.indices.tolist()):
-            row, token = divmod(flat, logprobs.size(-1))
-            sequence = sequences[row] + [token]
-            if token == eot:
-                finished.append((sequence[:-1], score, length_normalised(score, length, length_penalty)))
-            elif len(kept) < beams:
-                rows.append(row)
-                tokens.append(token)
-                kept.append((sequence, score))
-        # Stop once `beams` beams have ended (early stopping, as Hugging Face's `early_stopping=True`).
-        if not kept or len(finished) >= beams:
-            break
-        sequences = [sequence for sequence, _ in kept]
-        totals = torch.tensor([score for _, score in kept])
-        state = _rows(state, torch.tensor(rows, device=_device_of(state)))
-        logits, state = step(torch.tensor(tokens), state)
-        logprobs = torch.log_softmax(logits.float(), -1)
-    else:
-        finished += [(sequence, float(total), length_normalised(float(total), max_tokens, length_penalty))
-                     for sequence, total in zip(sequences, totals)]
-    finished.sort(key=lambda item: -item[2])
-    return finished[:beams]
-
-
-def _device_of(state: State) -> torch.device:
-    return (state if isinstance(state, torch.Tensor) else state[0]).device

@@ -1,0 +1,1 @@
+"""The lecture, measured: gradient norms through time and training curves."""

@@ -1,0 +1,1 @@
+"""The `rnngen` command line; the only layer that parses options or renders to the terminal."""

@@ -1,0 +1,58 @@
+"""`rnngen evaluate`: a checkpoint's loss and bits per character on a corpus split."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from rnngen.cli.common import run_corpus
+from rnngen.config import DEVICES
+
+
+@click.command()
+@click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]")
+@click.option("--corpus", "corpus_name", help="A prepared corpus with the same tokenizer. [default: the run's corpus]")
+@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Evaluate the first N tokens only; 0 is the whole split.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.pass_obj
+def evaluate(obj: dict[str, Any], checkpoint: str | None, corpus_name: str | None, split: str, max_tokens: int,
+             batch_size: int, seq_len: int, device: str, as_json: bool) -> None:
+    """Loss, perplexity and bits per character of a checkpoint on a corpus split.
+
+    \b
+    rnngen evaluate                                  # the latest run, on its corpus's validation split
+    rnngen evaluate --checkpoint notes-lstm --split train --max-tokens 100000
+    """
+    from rnngen import device as devices
+    from rnngen.cli.display import out
+    from rnngen.data.corpus import Corpus
+    from rnngen.errors import CheckpointError
+    from rnngen.training.checkpoint import load_model
+    from rnngen.training.evaluate import evaluate as evaluate_split
+    from rnngen.training.runs import resolve
+
+    run, path = resolve(checkpoint, obj["checkpoints"])
+    dev = devices.pick(device)
+    model, tok, ckpt = load_model(run, path, dev)
+    corpus = Corpus.find(obj["corpora"], corpus_name) if corpus_name else run_corpus(ckpt, obj["corpora"])
+    if corpus.meta["tokenizer"]["sha256"] != tok.sha256:
+        raise CheckpointError(f"corpus {corpus.name} uses another tokenizer than {run.name}: pick a corpus "
+                              "prepared with the run's tokenizer")
+    result = evaluate_split(model, corpus.tokens(split), corpus.characters(split), batch_size, seq_len,
+                            max_tokens or None, dev)
+    result = {"checkpoint": str(path), "corpus": corpus.name, "split": split, **result}
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    out.print(f"{path} on {corpus.name}/{split}" + (f" (first {result['val_tokens']} tokens)" if result["bounded"] else ""))
+    out.print(f"loss {result['val_loss']:.4f} nats/token   perplexity {result['val_ppl']:.2f}   "
+              f"{result['val_bpc']:.4f} bits/char")
+
+

@@ -1,0 +1,96 @@
+"""The `rnngen` group: global options, the command table, and how errors reach the user.
+
+Each command lives in its own module, imported only when that command runs (click's lazy-group
+pattern), so `rnngen --help` and `rnngen runs` never pay for torch or datasets. Errors a user can
+fix are printed as one line; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnngen import __version__
+from rnngen.errors import RnngenError
+
+# name -> (module:attribute, the one-line help shown by `rnngen --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("rnngen.cli.prepare:prepare", "Turn a text dataset into a tokenizer and token arrays under corpora/NAME/."),
+    "corpora": ("rnngen.cli.prepare:corpora", "List the prepared corpora."),
+    "train": ("rnngen.cli.train:train", "Train a recurrent language model; checkpoints go to checkpoints/RUN/."),
+    "runs": ("rnngen.cli.train:runs", "List training runs: model, corpus, steps, best validation bits per character."),
+    "evaluate": ("rnngen.cli.evaluate:evaluate", "Loss, perplexity and bits per character of a checkpoint on a corpus split."),
+    "complete": ("rnngen.cli.complete:complete", "Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line."),
+    "chat": ("rnngen.cli.complete:chat", "An interactive session: the model loads once, each line you type is completed."),
+    "gradients": ("rnngen.cli.analysis:gradients", "Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t."),
+    "plot": ("rnngen.cli.analysis:plot", "Training and validation bits per character of RUNS, against steps and against time."),
+}
+
+
+class Group(click.Group):
+    """Loads a command's module when it is invoked, turns library errors into one line (exit 1) and
+    interruptions into their signal's exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The listing needs only names and short help: no command module is imported for it.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from rich.markup import escape
+
+            from rnngen.cli.display import err
+
+            code = getattr(exc, "exit_code", 1)
+            if isinstance(exc, RnngenError):
+                message = f"[red]error:[/] {escape(str(exc))}" if code == 1 else escape(str(exc))
+                err.print(message, soft_wrap=True)
+            else:
+                err.print(f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",
+                          markup=False, soft_wrap=True)
+            ctx.exit(code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.option("--corpora-dir", type=click.Path(file_okay=False, path_type=Path), default="corpora",
+              envvar="RNNGEN_CORPORA", show_default=True, show_envvar=True, help="Where prepared corpora live.")
+@click.option("--checkpoints-dir", type=click.Path(file_okay=False, path_type=Path), default="checkpoints",
+              envvar="RNNGEN_CHECKPOINTS", show_default=True, show_envvar=True, help="Where training runs live.")
+@click.version_option(__version__, prog_name="rnngen")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, corpora_dir: Path, checkpoints_dir: Path) -> None:
+    """Train recurrent language models (RNN, LSTM, GRU) on a text corpus and complete prompts.
+
+    \b
+    rnngen train                                   # prepares the embedded corpus, trains ~3 min on a CPU
+    rnngen complete "Studying Deep Learning is really"
+    rnngen prepare --dataset notes.txt --tokenizer char --name notes
+    """
+    ctx.obj = {"corpora": corpora_dir, "checkpoints": checkpoints_dir}
+
+
+def main() -> None:
+    """The console-script entry point."""
+    cli(prog_name="rnngen")
+
+

@@ -1,0 +1,77 @@
+"""`rnngen prepare` and `rnngen corpora`: text in, tokenizer and token arrays out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from rnngen.cli.common import Count, print_listing
+
+
+@click.command()
+@click.option("--dataset", default="pydocs", show_default=True,
+              help="A hub id (Salesforce/wikitext), a local file (.txt .md .json .jsonl .csv .parquet) or folder, "
+                   "or `pydocs`, the embedded docstring corpus that needs no network.")
+@click.option("--config", "config_name", help="The dataset's config (subset), e.g. wikitext-2-raw-v1.")
+@click.option("--revision", help="A hub branch, tag or commit, e.g. refs/convert/parquet.")
+@click.option("--split", default="train", show_default=True, help="The split to train on.")
+@click.option("--val-split", help="The split to validate on. [default: validation, valid or test when present, "
+                                  "else the held-out tail of the train split]")
+@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="Held out from the end of the text when the dataset has no validation split.")
+@click.option("--text-column", help="The column holding the text. [default: `text`, or the only string column]")
+@click.option("--streaming", is_flag=True, help="Stream the dataset instead of downloading it whole; memory stays flat.")
+@click.option("--max-chars", type=Count(), help="Read at most this many characters per split (e.g. 50M).")
+@click.option("--tokenizer", "tokenizer_kind", type=click.Choice(["unigram", "bpe", "char"]), default="unigram",
+              show_default=True, help="The sentencepiece model type.")
+@click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size. [default: sized to the corpus]")
+@click.option("--name", help="The corpus folder name. [default: derived from the dataset]")
+@click.option("--force", is_flag=True, help="Rebuild even if a corpus with this name exists.")
+@click.option("--plain", is_flag=True, help="Plain progress lines instead of live bars.")
+@click.pass_obj
+def prepare(obj: dict[str, Any], dataset: str, config_name: str | None, revision: str | None, split: str,
+            val_split: str | None, val_fraction: float, text_column: str | None, streaming: bool,
+            max_chars: int | None, tokenizer_kind: str, vocab_size: int | None, name: str | None, force: bool,
+            plain: bool) -> None:
+    """Turn a text dataset into a tokenizer and token arrays under corpora/NAME/.
+
+    \b
+    rnngen prepare                                        # the embedded pydocs corpus, offline
+    rnngen prepare --dataset Salesforce/wikitext --config wikitext-2-raw-v1
+    rnngen prepare --dataset roneneldan/TinyStories --streaming --max-chars 50M
+    rnngen prepare --dataset ./my_texts/                  # a folder of .txt/.jsonl/.parquet files
+    rnngen prepare --dataset notes.txt --tokenizer char --name notes
+    """
+    from rnngen.data.sources import SourceSpec
+
+    spec = SourceSpec(dataset=dataset, config=config_name, revision=revision, split=split, val_split=val_split,
+                      text_column=text_column, streaming=streaming, max_chars=max_chars)
+    prepare_corpus(obj, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain)
+
+
+def prepare_corpus(obj: dict[str, Any], spec: Any, tokenizer_kind: str, vocab_size: int | None, val_fraction: float,
+             name: str | None, force: bool, plain: bool):
+    from rnngen.cli.display import PrepareProgress, corpus_table, err, out
+    from rnngen.data import corpus
+
+    with PrepareProgress(plain) as progress:
+        prepared, reused = corpus.prepare(spec, corpus.TokenizerSpec(tokenizer_kind, vocab_size),
+                                          root=obj["corpora"], name=name, val_fraction=val_fraction, force=force,
+                                          progress=progress)
+    (err if reused else out).print(corpus_table(prepared.meta, reused))
+    return prepared
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the corpora's meta as JSON.")
+@click.pass_obj
+def corpora(obj: dict[str, Any], as_json: bool) -> None:
+    """List the prepared corpora."""
+    from rnngen.cli.display import corpora_table
+    from rnngen.data.corpus import list_corpora
+
+    print_listing(list_corpora(obj["corpora"]), as_json, corpora_table,
+             f"no corpora in {obj['corpora']} yet: run `rnngen prepare`")
+
+

@@ -1,0 +1,209 @@
+"""`rnngen train` and `rnngen runs`: options in, a run folder out; the loop itself is `rnngen.training`."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from rnngen.cli.common import Count, prepare_default_corpus, print_listing, run_corpus
+from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
+from rnngen.errors import RnngenError
+
+
+def _preset_help(section: str, key: str, text: str) -> str:
+    values = ", ".join(f"{name} {'-' if preset[section].get(key) is None else preset[section].get(key)}"
+                       for name, preset in PRESETS.items())
+    return f"{text} [presets: {values}]"
+
+
+# Options a resumed run may change: the budget and where it runs. Everything else is the run's own.
+RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain"}
+MODEL_OPTIONS = {"kind", "layers", "hidden", "embed", "dropout", "tie", "impl"}
+TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "steps", "time_budget", "eval_every",
+                 "eval_tokens", "log_every", "seed", "device", "compile"}
+
+
+@click.command()
+@click.option("--corpus", "corpus_name", default="pydocs", show_default=True,
+              help="A prepared corpus (see `rnngen corpora`); the embedded pydocs is prepared when missing.")
+@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
+              help="Sizes for the device: auto is gpu with CUDA, else cpu; tiny is a seconds-long smoke test.")
+@click.option("--model", "kind", type=click.Choice(MODEL_KINDS), help=_preset_help("model", "kind", "Recurrent layer type; mingru/minlstm train with a parallel scan."))
+@click.option("--layers", type=click.IntRange(min=1), help=_preset_help("model", "layers", "Recurrent layers."))
+@click.option("--hidden", type=click.IntRange(min=1), help=_preset_help("model", "hidden", "Hidden units per layer."))
+@click.option("--embed", type=click.IntRange(min=1), help=_preset_help("model", "embed", "Embedding size."))
+@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
+              help=_preset_help("model", "dropout", "Dropout between layers and before the head."))
+@click.option("--tie/--no-tie", default=None, help="Share the embedding with the output head. [default: tie]")
+@click.option("--impl", type=click.Choice(IMPLS),
+              help="fused: PyTorch's layers (cuDNN); scratch: the lecture's cells unrolled in Python, slower, "
+                   "with Cho et al.'s GRU. [default: fused]")
+@click.option("--batch-size", type=click.IntRange(min=1), help=_preset_help("train", "batch_size", "Streams per batch."))
+@click.option("--seq-len", type=click.IntRange(min=1),
+              help=_preset_help("train", "seq_len", "Tokens per window of truncated backpropagation through time."))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help=_preset_help("train", "lr", "Peak learning rate."))
+@click.option("--warmup", type=click.IntRange(min=0), help=_preset_help("train", "warmup", "Linear warmup steps."))
+@click.option("--weight-decay", type=click.FloatRange(min=0), help="AdamW weight decay. [default: 0.01]")
+@click.option("--clip", type=click.FloatRange(min=0), help="Gradient-norm clipping; 0 turns it off. [default: 1.0]")
+@click.option("--steps", type=Count(), help=_preset_help("train", "steps", "Stop after this many steps."))
+@click.option("--time", "time_budget", type=click.FloatRange(min=0, min_open=True),
+              help=_preset_help("train", "time_budget", "Stop after this many seconds of training."))
+@click.option("--eval-every", type=click.IntRange(min=1), help=_preset_help("train", "eval_every", "Steps between evaluations."))
+@click.option("--eval-tokens", type=click.IntRange(min=0),
+              help=_preset_help("train", "eval_tokens", "Validation tokens per evaluation; 0 is the whole split."))
+@click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
+@click.option("--seed", type=int, help="Random seed (weights, dropout). [default: 1337]")
+@click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
+@click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
+@click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
+@click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; "
+                               "--steps/--time/--eval-*/--device may change.")
+@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).")
+@click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
+@click.pass_context
+def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
+          nproc: int, plain: bool, **options: Any) -> None:
+    """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
+
+    \b
+    rnngen train                                           # cpu preset: 2x384 LSTM, 3 minutes
+    rnngen train --model gru --layers 1 --hidden 256 --steps 2000
+    rnngen train --corpus notes --time 600 --name notes-lstm
+    rnngen train --resume notes-lstm --steps 5000          # continue where it stopped
+    rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
+    """
+    from rnngen.training import distributed
+
+    if nproc > 1 and not distributed.launched():
+        _launch_torchrun(nproc)
+    world = distributed.setup()
+    finished = False
+    try:
+        _train(ctx, world, corpus_name, preset, run_name, resume, plain, options)
+        finished = True
+    finally:
+        distributed.teardown(finished)
+
+
+def _launch_torchrun(nproc: int) -> None:
+    """Run this same command under torchrun with `nproc` processes, and exit with its status."""
+    import subprocess
+
+    args = sys.argv[1:]
+    at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
+    del args[at: at + (1 if "=" in args[at] else 2)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "rnngen", *args]
+    sys.exit(subprocess.call(command))
+
+
+def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
+           plain: bool, options: dict[str, Any]) -> None:
+    from rnngen.cli.display import TrainDisplay, err, out, summary_table
+    from rnngen.data.corpus import Corpus
+    from rnngen.training import checkpoint, distributed
+    from rnngen.training.runs import LAST, RunFolder, resolve
+    from rnngen.training.schedule import progress_of
+    from rnngen.training.signals import stop_on_signals
+    from rnngen.training.trainer import Trainer, new_run_name
+
+    obj = ctx.obj
+    given = {key for key, value in options.items()
+             if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+    resume_from = None
+    if resume:
+        run, _ = resolve(resume, obj["checkpoints"])
+        resume_from = checkpoint.load(run.file(LAST))
+        fixed = sorted(given - RESUMABLE)
+        if corpus_name != "pydocs" and corpus_name != resume_from.corpus["name"]:
+            fixed.append("corpus")
+        if fixed:
+            raise RnngenError(f"--resume keeps the run's model, data and optimizer settings; drop "
+                              f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
+        model_cfg = resume_from.model
+        train_cfg = _train_config(resume_from.train.to_dict(), options, given)
+        corpus = run_corpus(resume_from, obj["corpora"])
+        if progress_of(resume_from.step, resume_from.trainer["seconds"], train_cfg) >= 1.0:
+            raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
+                              f"--steps or --time to continue")
+    else:
+        import torch
+
+        preset = preset if preset != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
+        if world.main:  # one process prepares the embedded corpus; the others wait for it
+            prepare_default_corpus(obj, corpus_name)
+        distributed.barrier()
+        corpus = Corpus.find(obj["corpora"], corpus_name)
+        model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
+                                   **{name: options[name] for name in MODEL_OPTIONS if name in given},
+                                   "vocab_size": corpus.vocab_size})
+        train_cfg = _train_config(PRESETS[preset]["train"], options, given)
+        # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
+        run = RunFolder(obj["checkpoints"] / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
+        if distributed.broadcast(run.config_path.exists()):
+            raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --name")
+    budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
+                                       f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
+    display = TrainDisplay(plain or not world.main, budget)
+    with stop_on_signals() as stop, display:
+        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, stop=stop, world=world,
+                          on_event=display if world.main else None)
+        try:
+            summary = trainer.fit()
+        except _oom_type() as exc:
+            raise RnngenError(f"the GPU ran out of memory with --batch-size {train_cfg.batch_size} --seq-len "
+                              f"{train_cfg.seq_len}: try --batch-size {max(1, train_cfg.batch_size // 2)}") from exc
+    if world.main:
+        out.print(summary_table(summary))
+        err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
+
+
+def _oom_type() -> type[BaseException]:
+    import torch
+
+    return getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+
+
+def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]) -> TrainConfig:
+    values = {**base, **{key: options[key] for key in TRAIN_OPTIONS if key in given}}
+    # A budget named on the command line replaces the preset's: --steps alone means no time limit.
+    if "steps" in given and "time_budget" not in given:
+        values["time_budget"] = None
+    if "time_budget" in given and "steps" not in given:
+        values["steps"] = None
+    if values.get("eval_tokens") == 0:
+        values["eval_tokens"] = None
+    return TrainConfig(**values)
+
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_obj
+def runs(obj: dict[str, Any], as_json: bool) -> None:
+    """List training runs: model, corpus, steps, best validation bits per character."""
+    from rnngen.cli.display import runs_table
+    from rnngen.training.runs import list_runs
+
+    rows = []
+    for run in list_runs(obj["checkpoints"]):
+        try:
+            config = run.config()
+        except RnngenError:
+            continue
+        metrics = run.metrics()
+        model = config["model"]
+        evals = [row["val_bpc"] for row in metrics if row.get("event") == "eval"]
+        size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
+        rows.append({"run": run.name, "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
+                     "corpus": config["corpus"]["name"], "steps": max((r.get("step", 0) for r in metrics), default=0),
+                     "best": f"{min(evals):.4f}" if evals else "-", "size": f"{size / 1e6:.1f} MB",
+                     "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
+                     "path": str(run.path)})
+    print_listing(rows, as_json, runs_table, f"no runs in {obj['checkpoints']} yet: run `rnngen train`")
+
+

@@ -1,0 +1,1 @@
+"""Checkpoint -> completion: priming a prompt, drawing tokens, beam search."""

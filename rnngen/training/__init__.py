@@ -1,0 +1,1 @@
+"""Model -> checkpoint: the training loop and everything a run folder holds."""

@@ -1,0 +1,46 @@
+"""Validation: loss, perplexity and bits per character of a model over a split, carrying the state."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnngen import device as devices
+from rnngen.models import RecurrentLM
+
+LN2 = math.log(2)
+
+
+@torch.no_grad()
+def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
+             max_tokens: int | None, device: torch.device) -> dict[str, Any]:
+    """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
+
+    The split is cut into `rows` contiguous streams; the first token of each stream is context
+    only. With `max_tokens`, only the first `max_tokens` tokens are read (`bounded` says so), and
+    bits per character use the matching share of the split's characters.
+    """
+    total = len(tokens)
+    used = min(total, max_tokens) if max_tokens else total
+    rows = max(1, min(rows, used // (seq_len + 1)))
+    row_len = used // rows
+    streams = tokens[: rows * row_len].reshape(rows, row_len)  # still a memory map: read window by window
+    was_training = model.training
+    model.eval()
+    state, nll = None, torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, row_len - 1, seq_len):
+        chunk = torch.from_numpy(np.asarray(streams[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
+        with devices.autocast(device):
+            logits, state = model(chunk[:, :-1], state)
+        nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
+                               reduction="sum").double()
+    model.train(was_training)
+    predicted = rows * (row_len - 1)
+    loss = nll.item() / predicted
+    chars = characters * predicted / total
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll.item() / chars / LN2,
+            "val_tokens": predicted, "bounded": used < total}

@@ -1,0 +1,48 @@
+"""Stopping on a signal: SIGINT/SIGTERM ask the loop to save `last` and stop between steps."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from rnngen.errors import RnngenError
+
+
+class Interrupted(RnngenError):
+    """Training was stopped by a signal after saving `last`; `exit_code` is 128 + the signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class StopFlag:
+    """Set by a signal handler; the loop checks it between steps."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """SIGINT/SIGTERM ask the loop to save and stop; a second SIGINT exits at once.
+
+    Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
+    stays loadable whatever moment the process dies.
+    """
+    flag = StopFlag()
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag.signal is not None:
+            os._exit(128 + signum)
+        flag.signal = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
