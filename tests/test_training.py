@@ -61,7 +61,7 @@ def test_checkpoint_round_trip_gives_the_same_model(char_corpus, tmp_path):
     ids = torch.tensor([char_corpus.tokenizer().encode("the model reads")])
     trainer.model.eval()
     torch.testing.assert_close(model(ids)[0], trainer.model(ids)[0], rtol=0, atol=0)
-    assert ckpt.model == trainer.model_cfg and ckpt.train == trainer.cfg and ckpt.step == 20
+    assert ckpt.model == trainer.model_cfg and ckpt.training == trainer.cfg and ckpt.step == 20
     assert tok.sha256 == char_corpus.tokenizer().sha256
 
 

@@ -125,9 +125,9 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
             raise RnngenError(f"--resume keeps the run's model, data and optimizer settings; drop "
                               f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
         model_cfg = resume_from.model
-        train_cfg = _train_config(resume_from.train.to_dict(), options, given)
+        train_cfg = _train_config(resume_from.training.to_dict(), options, given)
         corpus = run_corpus(resume_from, obj["corpora"])
-        if progress_of(resume_from.step, resume_from.trainer["seconds"], train_cfg) >= 1.0:
+        if progress_of(resume_from.step, resume_from.resume_state["seconds"], train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
     else:

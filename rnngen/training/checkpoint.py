@@ -8,7 +8,7 @@ crash or a full disk at any moment leaves the previous checkpoint whole.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +55,25 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
 
 @dataclass
 class Checkpoint:
-    """What one checkpoint file holds. `trainer` is None in weights-only (best) checkpoints."""
+    """What one checkpoint file holds.
+
+    `resume_state` (optimizer, RNG, clock, carried hidden state) is what `--resume` needs on top of
+    the weights; it is None in weights-only files such as `best.safetensors`.
+    """
 
     model: ModelConfig
-    train: TrainConfig
+    training: TrainConfig
     corpus: dict[str, Any]
     weights: dict[str, torch.Tensor]
-    trainer: dict[str, Any] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def step(self) -> int:
-        return int(self.extra.get("step", 0))
+    resume_state: dict[str, Any] | None = None
+    step: int = 0
+    best_val_loss: float | None = None
 
     def header(self) -> dict[str, Any]:
+        """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
         return {"format": FORMAT, "rnngen_version": __version__, "model": self.model.to_dict(),
-                "train": self.train.to_dict(), "corpus": self.corpus, **self.extra}
+                "train": self.training.to_dict(), "corpus": self.corpus, "step": self.step,
+                "best_val_loss": self.best_val_loss}
 
 
 def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -86,7 +89,7 @@ def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save(path: Path, ckpt: Checkpoint) -> None:
     """Write a checkpoint file atomically."""
     tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in ckpt.weights.items()}
-    trainer = _flatten(ckpt.trainer, "trainer", tensors) if ckpt.trainer is not None else None
+    trainer = _flatten(ckpt.resume_state, "trainer", tensors) if ckpt.resume_state is not None else None
     metadata = {"rnngen": json.dumps(ckpt.header()), "trainer": json.dumps(trainer)}
     try:
         write_atomic(path, save_tensors(tensors, metadata=metadata))
@@ -120,11 +123,9 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
     tensors = {name: t.to(map_location) for name, t in tensors.items()}
     weights = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
-    corpus = header.pop("corpus", {})
-    for key in ("format", "rnngen_version"):
-        header.pop(key, None)
-    return Checkpoint(model=model, train=train, corpus=corpus, weights=weights,
-                      trainer=_unflatten(trainer, tensors) if trainer is not None else None, extra=header)
+    return Checkpoint(model=model, training=train, corpus=header.get("corpus", {}), weights=weights,
+                      resume_state=_unflatten(trainer, tensors) if trainer is not None else None,
+                      step=int(header.get("step", 0)), best_val_loss=header.get("best_val_loss"))
 
 
 def _metadata(data: bytes, path: Path) -> tuple[dict[str, Any], Any]:

@@ -105,7 +105,7 @@ class Trainer:
 
     def _restore(self, ckpt: Checkpoint) -> None:
         checkpoint.load_weights(self.model, ckpt, self.run.file(LAST))
-        trainer = ckpt.trainer or {}
+        trainer = ckpt.resume_state or {}
         self.optimizer.load_state_dict(trainer["optimizer"])
         _set_rng_state(trainer["rng"], self.device)
         self.step = self.saved_step = ckpt.step
@@ -123,9 +123,9 @@ class Trainer:
         return slice_rows(state, self.world.rank * rows, (self.world.rank + 1) * rows)
 
     def _checkpoint(self, trainer: dict[str, Any] | None) -> Checkpoint:
-        return Checkpoint(model=self.model_cfg, train=self.cfg, corpus=corpus_identity(self.corpus),
-                          weights=checkpoint.model_weights(self.model), trainer=trainer,
-                          extra={"step": self.step, "best_val_loss": None if math.isinf(self.best) else self.best})
+        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=corpus_identity(self.corpus),
+                          weights=checkpoint.model_weights(self.model), resume_state=trainer, step=self.step,
+                          best_val_loss=None if math.isinf(self.best) else self.best)
 
     def save(self, best: bool = False) -> None:
         """Write `last` (with all resume state) and, when asked, `best` (weights only).
