@@ -15,8 +15,8 @@ from rnngen.data.sources import SourceSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.training import checkpoint
-from rnngen.training.runs import BEST, LAST, RunFolder, resolve
 from rnngen.training.events import Logged
+from rnngen.training.runs import BEST, LAST, RunFolder, resolve
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 

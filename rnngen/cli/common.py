@@ -10,7 +10,6 @@ from typing import Any
 import click
 
 
-
 @dataclass(frozen=True)
 class Paths:
     """Where corpora and runs live (`--corpora-dir`, `--checkpoints-dir`); the group's context object."""

@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from rnngen.cli.common import Count, Paths, pass_paths, prepare_default_corpus, print_listing
+from rnngen.cli.common import (
+    Count,
+    Paths,
+    pass_paths,
+    prepare_default_corpus,
+    print_listing,
+)
 from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
 

@@ -53,6 +53,7 @@ class Trainer:
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
+        self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             load_weights(self.model, resume_from, run.file(LAST))
