@@ -21,10 +21,10 @@ REFERENCES = [
     ("rnngen/training/trainer.py:97", "loss.backward()"),
     ("rnngen/training/trainer.py:98", "clip_grad_norm_"),
     ("rnngen/training/trainer.py:101", "detach_state"),
-    ("rnngen/analysis/gradients.py:65", "F.cross_entropy(model.logits(last), target).backward()"),
-    ("rnngen/analysis/gradients.py:72", "last.backward(probe)"),
-    ("rnngen/analysis/gradients.py:78", "matrix_norm"),
-    ("rnngen/analysis/gradients.py:80", "1 - hidden.square()"),
+    ("rnngen/analysis/gradients.py:66", "F.cross_entropy(model.logits(last), target).backward()"),
+    ("rnngen/analysis/gradients.py:73", "last.backward(probe)"),
+    ("rnngen/analysis/gradients.py:79", "matrix_norm"),
+    ("rnngen/analysis/gradients.py:81", "1 - hidden.square()"),
 ]
 
 
