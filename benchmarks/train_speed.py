@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from rnngen import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.streams import TokenStream
 from rnngen.models import build, detach_state
+from rnngen.training.evaluate import next_token_loss
 from rnngen.training.runs import RunFolder
 from rnngen.training.trainer import Trainer
 
@@ -41,7 +41,7 @@ def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
     for batch in windows:
         with devices.autocast(device):
             logits, state = model(batch[:, :-1], state)
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
+            loss = next_token_loss(logits, batch[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
         optimizer.step()
@@ -55,7 +55,7 @@ def rnngen_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
     """Tokens per second of `Trainer.fit`, without its final evaluation and checkpoint."""
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run"))
-        evaluate = trainer._evaluate
+        evaluate = trainer.evaluate_and_save
         spent = []
 
         def timed_evaluate():
@@ -64,7 +64,7 @@ def rnngen_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
             spent.append(time.perf_counter() - started)
             return result
 
-        trainer._evaluate = timed_evaluate
+        trainer.evaluate_and_save = timed_evaluate
         started = time.perf_counter()
         trainer.fit()
         return cfg.steps * cfg.batch_size * cfg.seq_len / (time.perf_counter() - started - sum(spent))

@@ -18,7 +18,7 @@ IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-class _Saved:
+class JsonConfig:
     """A configuration saved as JSON inside checkpoints."""
 
     def to_dict(self) -> dict[str, Any]:
@@ -34,7 +34,7 @@ class _Saved:
 
 
 @dataclass(frozen=True)
-class ModelConfig(_Saved):
+class ModelConfig(JsonConfig):
     """A recurrent language model: embedding -> `layers` recurrent layers -> head over the vocabulary."""
 
     kind: str = "lstm"
@@ -63,7 +63,7 @@ class ModelConfig(_Saved):
 
 
 @dataclass(frozen=True)
-class TrainConfig(_Saved):
+class TrainConfig(JsonConfig):
     """How a model is trained. `steps` and `time_budget` (seconds) end training, whichever comes first."""
 
     batch_size: int = 32

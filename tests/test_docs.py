@@ -16,14 +16,15 @@ REFERENCES = [
     ("rnngen/models/scratch.py:37", "c_t = f_t * c + i_t * c_cand"),
     ("rnngen/models/scratch.py:38", "h_t = o_t * torch.tanh(c_t)"),
     ("rnngen/models/scratch.py:51-54", "r_t = torch.sigmoid"),
-    ("rnngen/training/trainer.py:216", "F.cross_entropy"),
-    ("rnngen/training/trainer.py:217", "loss.backward()"),
-    ("rnngen/training/trainer.py:218", "clip_grad_norm_"),
-    ("rnngen/training/trainer.py:221", "detach_state"),
-    ("rnngen/analysis/gradients.py:65", "F.cross_entropy(model.logits(last), target).backward()"),
-    ("rnngen/analysis/gradients.py:72", "last.backward(probe)"),
-    ("rnngen/analysis/gradients.py:78", "matrix_norm"),
-    ("rnngen/analysis/gradients.py:80", "1 - hidden.square()"),
+    ("rnngen/training/evaluate.py:20", "F.cross_entropy"),
+    ("rnngen/training/trainer.py:96", "next_token_loss"),
+    ("rnngen/training/trainer.py:97", "loss.backward()"),
+    ("rnngen/training/trainer.py:98", "clip_grad_norm_"),
+    ("rnngen/training/trainer.py:101", "detach_state"),
+    ("rnngen/analysis/gradients.py:66", "F.cross_entropy(model.logits(last), target).backward()"),
+    ("rnngen/analysis/gradients.py:73", "last.backward(probe)"),
+    ("rnngen/analysis/gradients.py:79", "matrix_norm"),
+    ("rnngen/analysis/gradients.py:81", "1 - hidden.square()"),
 ]
 
 

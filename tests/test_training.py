@@ -15,6 +15,7 @@ from rnngen.data.sources import SourceSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.training import checkpoint
+from rnngen.training.events import Logged
 from rnngen.training.runs import BEST, LAST, RunFolder, resolve
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
@@ -73,8 +74,8 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one_exactly(char_corpus, tm
     stopped = RunFolder(tmp_path / "runs" / "stopped")
     trainer = Trainer(char_corpus, model_cfg, train_cfg, stopped)
 
-    def press_ctrl_c(kind, info):
-        if kind == "train" and info["step"] == 27:  # between two evaluations, mid-window of the schedule
+    def press_ctrl_c(event):
+        if isinstance(event, Logged) and event.step == 27:  # between two evaluations, mid-window of the schedule
             trainer.stop.signal = 2
 
     trainer.on_event = press_ctrl_c
@@ -91,8 +92,8 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, t
     run = RunFolder(tmp_path / "runs" / "nan")
     trainer = Trainer(char_corpus, *tiny(char_corpus, steps=60), run)
 
-    def poison(kind, info):
-        if kind == "train" and info["step"] == 25:
+    def poison(event):
+        if isinstance(event, Logged) and event.step == 25:
             with torch.no_grad():
                 trainer.model.head.bias.fill_(math.nan)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from rnngen.models import RecurrentLM
+from rnngen.models.state import hidden_of
 
 VANISHED = 1e-3
 
@@ -44,7 +45,7 @@ def _unroll(model: RecurrentLM, ids: torch.Tensor) -> tuple[torch.Tensor, list[t
     state, states = None, []
     for t in range(ids.size(1)):
         out, state = model.rnn(x[:, t: t + 1], state)
-        h = state[0] if isinstance(state, tuple) else state
+        h = hidden_of(state)
         h.retain_grad()
         states.append(h)
     last = out[:, -1]

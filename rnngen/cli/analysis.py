@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from rnngen.cli.common import prepare_default_corpus, run_corpus
+from rnngen.cli.common import Paths, pass_paths, prepare_default_corpus
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError
 
@@ -24,8 +23,8 @@ from rnngen.errors import RnngenError
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh models and the probes.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the curves as a PNG (needs matplotlib: pip install 'rnngen[plot]').")
-@click.pass_obj
-def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_name: str, layers: int, hidden: int,
+@pass_paths
+def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str, layers: int, hidden: int,
               length: int, seed: int, plot_path: Path | None) -> None:
     """Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t.
 
@@ -41,16 +40,16 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
     from rnngen.data.corpus import Corpus
     from rnngen.models import build
     from rnngen.training.checkpoint import load_model
-    from rnngen.training.runs import resolve
+    from rnngen.training.runs import corpus_of, resolve
 
     if plot_path:
         from rnngen.analysis.plot import require
 
         require()
     if checkpoint:
-        run, path = resolve(checkpoint, obj["checkpoints"])
+        run, path = resolve(checkpoint, paths.checkpoints)
         model, _, ckpt = load_model(run, path)
-        corpus = run_corpus(ckpt, obj["corpora"])
+        corpus = corpus_of(ckpt.corpus, paths.corpora)
         models = [(f"{run.name} ({ckpt.model.kind})", model)]
     else:
         names = [name.strip() for name in kinds.split(",") if name.strip()]
@@ -58,8 +57,8 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
         if unknown or not names:
             raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}",
                                      param_hint="--model")
-        prepare_default_corpus(obj, corpus_name)
-        corpus = Corpus.find(obj["corpora"], corpus_name)
+        prepare_default_corpus(paths, corpus_name)
+        corpus = Corpus.find(paths.corpora, corpus_name)
         models = []
         for name in names:
             torch.manual_seed(seed)
@@ -85,8 +84,8 @@ def gradients(obj: dict[str, Any], checkpoint: str | None, kinds: str, corpus_na
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"),
               show_default=True, help="The PNG to write.")
-@click.pass_obj
-def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
+@pass_paths
+def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     """Training and validation bits per character of RUNS, against steps and against time.
 
     
@@ -99,7 +98,7 @@ def plot(obj: dict[str, Any], runs: tuple[str, ...], out_path: Path) -> None:
     require()
     curves = []
     for name in runs:
-        run, _ = resolve(name, obj["checkpoints"])
+        run, _ = resolve(name, paths.checkpoints)
         corpus = run.config()["corpus"]
         chars = corpus.get("train_characters") or corpus["val_characters"]
         tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]

@@ -1,12 +1,24 @@
-"""What the command modules share: option types, the folders, the default corpus, listings."""
+"""What the command modules share: the folders, option types, the default corpus, listings."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where corpora and runs live (`--corpora-dir`, `--checkpoints-dir`); the group's context object."""
+
+    corpora: Path
+    checkpoints: Path
+
+
+pass_paths = click.make_pass_decorator(Paths)
 
 SIZE_SUFFIXES = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9}
 
@@ -41,27 +53,16 @@ def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: 
         out.print(table(rows))
 
 
-def prepare_default_corpus(obj: dict[str, Any], name: str) -> None:
+def prepare_default_corpus(paths: Paths, name: str) -> None:
     """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
-    from rnngen.cli.display import err
-    from rnngen.cli.prepare import prepare_corpus
-    from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
+    from rnngen.cli.display import PrepareProgress, corpus_table, err, out
+    from rnngen.data.corpus import ensure_default
+    from rnngen.data.sources import DEFAULT_DATASET
 
-    if name == DEFAULT_DATASET and not (obj["corpora"] / name).exists():
-        err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
-        prepare_corpus(obj, SourceSpec(), "unigram", None, 0.1, None, False, False)
-
-
-def run_corpus(ckpt: Any, root: Path):
-    from rnngen.data.corpus import Corpus
-    from rnngen.errors import CheckpointError
-
-    identity = ckpt.corpus
-    path = Path(identity["path"])
-    corpus = Corpus.open(path) if (path / "meta.json").exists() else Corpus.find(root, identity["name"])
-    if corpus.meta["tokenizer"]["sha256"] != identity["tokenizer"]["sha256"]:
-        raise CheckpointError(f"corpus {corpus.path} has a different tokenizer than the run was trained with: "
-                              "resume with the corpus the run started on")
-    return corpus
-
-
+    if name != DEFAULT_DATASET or (paths.corpora / name).exists():
+        return
+    err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
+    with PrepareProgress(False) as progress:
+        prepared = ensure_default(paths.corpora, progress)
+    if prepared is not None:
+        out.print(corpus_table(prepared.meta, False))

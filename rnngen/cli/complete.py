@@ -183,5 +183,5 @@ def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name
     from rnngen.generation.completer import Completer
     from rnngen.training.runs import resolve
 
-    run, path = resolve(checkpoint_arg, obj["checkpoints"])
+    run, path = resolve(checkpoint_arg, obj.checkpoints)
     return Completer.from_checkpoint(run, path, device.pick(device_name))

@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rnngen.training.events import Evaluated, Event, Finished, Logged, Started
+
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -129,38 +131,37 @@ class TrainDisplay(_Live):
         self.val = "-"
         self.last_plain = 0.0
 
-    def __call__(self, kind: str, info: dict[str, Any]) -> None:
-        getattr(self, f"_on_{kind}")(info)
+    def __call__(self, event: Event) -> None:
+        handler = {Started: self._on_start, Logged: self._on_train, Evaluated: self._on_eval,
+                   Finished: self._on_done}.get(type(event))
+        if handler is not None:  # a Saved line per checkpoint would drown the figures: the summary names the files
+            handler(event)
 
-    def _on_start(self, info: dict[str, Any]) -> None:
-        processes = (f" x {info['processes']} processes, global batch {info['rows']} rows"
-                     if info["processes"] > 1 else "")
-        err.print(f"training on [bold]{info['device']}[/]{processes}: {human(info['parameters'])} parameters, "
-                  f"{human(info['tokens_per_step'])} tokens per step, {human(info['train_tokens'])} training tokens, "
-                  f"budget {self.budget}" + (f", resuming at step {info['step']}" if info["step"] else ""))
-        err.print(f"run folder: {info['run']}")
+    def _on_start(self, event: Started) -> None:
+        processes = (f" x {event.processes} processes, global batch {event.rows} rows" if event.processes > 1 else "")
+        err.print(f"training on [bold]{event.device}[/]{processes}: {human(event.parameters)} parameters, "
+                  f"{human(event.tokens_per_step)} tokens per step, {human(event.train_tokens)} training tokens, "
+                  f"budget {self.budget}" + (f", resuming at step {event.step}" if event.step else ""))
+        err.print(f"run folder: {event.run}")
         self.task = self.progress.add_task("train", total=1000, step="", speed="", loss="-", val="-", lr="", clip="")
 
-    def _on_train(self, info: dict[str, Any]) -> None:
-        fields = {"step": f"step {info['step']}", "speed": f"{human(info['tokens_per_s'])} tok/s",
-                  "loss": f"{info['loss']:.3f}", "val": self.val, "lr": f"{info['lr']:.2e}",
-                  "clip": f"|g| {info['grad_norm']:.2f}" + (f" clipped {info['clipped']:.0%}" if info["clipped"] else "")}
-        self.progress.update(self.task, completed=1000 * info["progress"], **fields)
+    def _on_train(self, event: Logged) -> None:
+        fields = {"step": f"step {event.step}", "speed": f"{human(event.tokens_per_s)} tok/s",
+                  "loss": f"{event.loss:.3f}", "val": self.val, "lr": f"{event.lr:.2e}",
+                  "clip": f"|g| {event.grad_norm:.2f}" + (f" clipped {event.clipped:.0%}" if event.clipped else "")}
+        self.progress.update(self.task, completed=1000 * event.progress, **fields)
         if self.plain and time.monotonic() - self.last_plain >= 10:
             self.last_plain = time.monotonic()
-            err.print(f"step {info['step']}  {fields['speed']}  loss {fields['loss']}  lr {fields['lr']}  "
-                      f"{fields['clip']}  ({info['progress']:.0%})")
+            err.print(f"step {event.step}  {fields['speed']}  loss {fields['loss']}  lr {fields['lr']}  "
+                      f"{fields['clip']}  ({event.progress:.0%})")
 
-    def _on_eval(self, info: dict[str, Any]) -> None:
-        self.val = f"{info['val_loss']:.3f} ppl {info['val_ppl']:.1f} {info['val_bpc']:.3f} bpc"
+    def _on_eval(self, event: Evaluated) -> None:
+        self.val = f"{event.val_loss:.3f} ppl {event.val_ppl:.1f} {event.val_bpc:.3f} bpc"
         if self.plain:
-            err.print(f"step {info['step']}  validation loss {self.val}"
-                      + (f" (first {human(info['val_tokens'])} tokens)" if info["bounded"] else ""))
+            err.print(f"step {event.step}  validation loss {self.val}"
+                      + (f" (first {human(event.val_tokens)} tokens)" if event.bounded else ""))
 
-    def _on_checkpoint(self, info: dict[str, Any]) -> None:
-        pass  # the summary names the files; a line per save would drown the figures
-
-    def _on_done(self, info: dict[str, Any]) -> None:
+    def _on_done(self, event: Finished) -> None:
         if not self.plain and self.task is not None:
             self.progress.update(self.task, completed=1000)
 

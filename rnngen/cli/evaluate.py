@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
-from rnngen.cli.common import run_corpus
+from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES
 
 
@@ -21,8 +20,8 @@ from rnngen.config import DEVICES
 @click.option("--seq-len", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-@click.pass_obj
-def evaluate(obj: dict[str, Any], checkpoint: str | None, corpus_name: str | None, split: str, max_tokens: int,
+@pass_paths
+def evaluate(paths: Paths, checkpoint: str | None, corpus_name: str | None, split: str, max_tokens: int,
              batch_size: int, seq_len: int, device: str, as_json: bool) -> None:
     """Loss, perplexity and bits per character of a checkpoint on a corpus split.
 
@@ -33,18 +32,17 @@ def evaluate(obj: dict[str, Any], checkpoint: str | None, corpus_name: str | Non
     from rnngen import device as devices
     from rnngen.cli.display import out
     from rnngen.data.corpus import Corpus
-    from rnngen.errors import CheckpointError
     from rnngen.training.checkpoint import load_model
     from rnngen.training.evaluate import evaluate as evaluate_split
-    from rnngen.training.runs import resolve
+    from rnngen.training.runs import corpus_of, require_same_tokenizer, resolve
 
-    run, path = resolve(checkpoint, obj["checkpoints"])
+    run, path = resolve(checkpoint, paths.checkpoints)
     dev = devices.pick(device)
     model, tok, ckpt = load_model(run, path, dev)
-    corpus = Corpus.find(obj["corpora"], corpus_name) if corpus_name else run_corpus(ckpt, obj["corpora"])
-    if corpus.meta["tokenizer"]["sha256"] != tok.sha256:
-        raise CheckpointError(f"corpus {corpus.name} uses another tokenizer than {run.name}: pick a corpus "
-                              "prepared with the run's tokenizer")
+    corpus = Corpus.find(paths.corpora, corpus_name) if corpus_name else corpus_of(ckpt.corpus, paths.corpora)
+    require_same_tokenizer(f"corpus {corpus.name}", corpus.meta["tokenizer"],
+                           {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
+                           f"pick a corpus prepared with the tokenizer of {run.name}")
     result = evaluate_split(model, corpus.tokens(split), corpus.characters(split), batch_size, seq_len,
                             max_tokens or None, dev)
     result = {"checkpoint": str(path), "corpus": corpus.name, "split": split, **result}

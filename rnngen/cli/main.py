@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from rnngen import __version__
+from rnngen.cli.common import Paths
 from rnngen.errors import RnngenError
 
 # name -> (module:attribute, the one-line help shown by `rnngen --help` without importing the module)
@@ -86,7 +87,7 @@ def cli(ctx: click.Context, debug: bool, corpora_dir: Path, checkpoints_dir: Pat
     rnngen complete "Studying Deep Learning is really"
     rnngen prepare --dataset notes.txt --tokenizer char --name notes
     """
-    ctx.obj = {"corpora": corpora_dir, "checkpoints": checkpoints_dir}
+    ctx.obj = Paths(corpora=corpora_dir, checkpoints=checkpoints_dir)
 
 
 def main() -> None:

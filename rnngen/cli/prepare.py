@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from rnngen.cli.common import Count, print_listing
+from rnngen.cli.common import Count, Paths, pass_paths, print_listing
 
 
 @click.command()
@@ -29,8 +29,8 @@ from rnngen.cli.common import Count, print_listing
 @click.option("--name", help="The corpus folder name. [default: derived from the dataset]")
 @click.option("--force", is_flag=True, help="Rebuild even if a corpus with this name exists.")
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of live bars.")
-@click.pass_obj
-def prepare(obj: dict[str, Any], dataset: str, config_name: str | None, revision: str | None, split: str,
+@pass_paths
+def prepare(paths: Paths, dataset: str, config_name: str | None, revision: str | None, split: str,
             val_split: str | None, val_fraction: float, text_column: str | None, streaming: bool,
             max_chars: int | None, tokenizer_kind: str, vocab_size: int | None, name: str | None, force: bool,
             plain: bool) -> None:
@@ -47,17 +47,17 @@ def prepare(obj: dict[str, Any], dataset: str, config_name: str | None, revision
 
     spec = SourceSpec(dataset=dataset, config=config_name, revision=revision, split=split, val_split=val_split,
                       text_column=text_column, streaming=streaming, max_chars=max_chars)
-    prepare_corpus(obj, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain)
+    prepare_corpus(paths, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain)
 
 
-def prepare_corpus(obj: dict[str, Any], spec: Any, tokenizer_kind: str, vocab_size: int | None, val_fraction: float,
+def prepare_corpus(paths: Paths, spec: Any, tokenizer_kind: str, vocab_size: int | None, val_fraction: float,
              name: str | None, force: bool, plain: bool):
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
     from rnngen.data import corpus
 
     with PrepareProgress(plain) as progress:
         prepared, reused = corpus.prepare(spec, corpus.TokenizerSpec(tokenizer_kind, vocab_size),
-                                          root=obj["corpora"], name=name, val_fraction=val_fraction, force=force,
+                                          root=paths.corpora, name=name, val_fraction=val_fraction, force=force,
                                           progress=progress)
     (err if reused else out).print(corpus_table(prepared.meta, reused))
     return prepared
@@ -65,13 +65,13 @@ def prepare_corpus(obj: dict[str, Any], spec: Any, tokenizer_kind: str, vocab_si
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the corpora's meta as JSON.")
-@click.pass_obj
-def corpora(obj: dict[str, Any], as_json: bool) -> None:
+@pass_paths
+def corpora(paths: Paths, as_json: bool) -> None:
     """List the prepared corpora."""
     from rnngen.cli.display import corpora_table
     from rnngen.data.corpus import list_corpora
 
-    print_listing(list_corpora(obj["corpora"]), as_json, corpora_table,
-             f"no corpora in {obj['corpora']} yet: run `rnngen prepare`")
+    print_listing(list_corpora(paths.corpora), as_json, corpora_table,
+             f"no corpora in {paths.corpora} yet: run `rnngen prepare`")
 
 

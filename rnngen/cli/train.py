@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from rnngen.cli.common import Count, prepare_default_corpus, print_listing, run_corpus
+from rnngen.cli.common import (
+    Count,
+    Paths,
+    pass_paths,
+    prepare_default_corpus,
+    print_listing,
+)
 from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
 
@@ -106,17 +112,17 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
     from rnngen.training import checkpoint, distributed
-    from rnngen.training.runs import LAST, RunFolder, resolve
+    from rnngen.training.runs import LAST, RunFolder, corpus_of, resolve
     from rnngen.training.schedule import progress_of
     from rnngen.training.signals import stop_on_signals
     from rnngen.training.trainer import Trainer, new_run_name
 
-    obj = ctx.obj
+    paths = ctx.find_object(Paths)
     given = {key for key, value in options.items()
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
     resume_from = None
     if resume:
-        run, _ = resolve(resume, obj["checkpoints"])
+        run, _ = resolve(resume, paths.checkpoints)
         resume_from = checkpoint.load(run.file(LAST))
         fixed = sorted(given - RESUMABLE)
         if corpus_name != "pydocs" and corpus_name != resume_from.corpus["name"]:
@@ -126,7 +132,7 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
                               f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
         model_cfg = resume_from.model
         train_cfg = _train_config(resume_from.training.to_dict(), options, given)
-        corpus = run_corpus(resume_from, obj["corpora"])
+        corpus = corpus_of(resume_from.corpus, paths.corpora)
         if progress_of(resume_from.step, resume_from.resume_state["seconds"], train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
@@ -134,30 +140,30 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
         import torch
 
         preset = preset if preset != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
-        if world.main:  # one process prepares the embedded corpus; the others wait for it
-            prepare_default_corpus(obj, corpus_name)
+        if world.is_main:  # one process prepares the embedded corpus; the others wait for it
+            prepare_default_corpus(paths, corpus_name)
         distributed.barrier()
-        corpus = Corpus.find(obj["corpora"], corpus_name)
+        corpus = Corpus.find(paths.corpora, corpus_name)
         model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
                                    **{name: options[name] for name in MODEL_OPTIONS if name in given},
                                    "vocab_size": corpus.vocab_size})
         train_cfg = _train_config(PRESETS[preset]["train"], options, given)
         # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
-        run = RunFolder(obj["checkpoints"] / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
+        run = RunFolder(paths.checkpoints / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
         if distributed.broadcast(run.config_path.exists()):
             raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --name")
     budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
                                        f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
-    display = TrainDisplay(plain or not world.main, budget)
+    display = TrainDisplay(plain or not world.is_main, budget)
     with stop_on_signals() as stop, display:
         trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, stop=stop, world=world,
-                          on_event=display if world.main else None)
+                          on_event=display if world.is_main else None)
         try:
             summary = trainer.fit()
         except _oom_type() as exc:
             raise RnngenError(f"the GPU ran out of memory with --batch-size {train_cfg.batch_size} --seq-len "
                               f"{train_cfg.seq_len}: try --batch-size {max(1, train_cfg.batch_size // 2)}") from exc
-    if world.main:
+    if world.is_main:
         out.print(summary_table(summary))
         err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
 
@@ -183,27 +189,27 @@ def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
-@click.pass_obj
-def runs(obj: dict[str, Any], as_json: bool) -> None:
+@pass_paths
+def runs(paths: Paths, as_json: bool) -> None:
     """List training runs: model, corpus, steps, best validation bits per character."""
     from rnngen.cli.display import runs_table
     from rnngen.training.runs import list_runs
 
     rows = []
-    for run in list_runs(obj["checkpoints"]):
+    for run in list_runs(paths.checkpoints):
         try:
             config = run.config()
         except RnngenError:
             continue
         metrics = run.metrics()
         model = config["model"]
-        evals = [row["val_bpc"] for row in metrics if row.get("event") == "eval"]
+        best = run.best_val_bpc()
         size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
         rows.append({"run": run.name, "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
                      "corpus": config["corpus"]["name"], "steps": max((r.get("step", 0) for r in metrics), default=0),
-                     "best": f"{min(evals):.4f}" if evals else "-", "size": f"{size / 1e6:.1f} MB",
+                     "best": f"{best:.4f}" if best is not None else "-", "size": f"{size / 1e6:.1f} MB",
                      "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
                      "path": str(run.path)})
-    print_listing(rows, as_json, runs_table, f"no runs in {obj['checkpoints']} yet: run `rnngen train`")
+    print_listing(rows, as_json, runs_table, f"no runs in {paths.checkpoints} yet: run `rnngen train`")
 
 

@@ -383,6 +383,13 @@ class Corpus:
         return tokenizer.Tokenizer.load(self.path / "tokenizer.model")
 
 
+def ensure_default(root: Path, progress: ProgressFn = lambda stage, done, total: None) -> Corpus | None:
+    """Prepare the embedded corpus under `root` when it is missing (it needs no network); the new corpus, else None."""
+    if (Path(root) / sources.DEFAULT_DATASET).exists():
+        return None
+    return prepare(SourceSpec(), root=root, progress=progress)[0]
+
+
 def list_corpora(root: Path) -> list[dict[str, Any]]:
     """The meta of every prepared corpus under `root`, by name."""
     metas = []

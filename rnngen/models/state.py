@@ -44,6 +44,11 @@ def slice_rows(state: State | None, start: int, stop: int) -> State | None:
     return map_state(state, lambda part: part[:, start:stop].contiguous())
 
 
+def hidden_of(state: State) -> torch.Tensor:
+    """h of the state: the state itself, or the first of the LSTM's pair (h, c)."""
+    return state if isinstance(state, torch.Tensor) else state[0]
+
+
 def state_rows(state: State) -> int:
     """How many batch rows the state holds."""
-    return (state if isinstance(state, torch.Tensor) else state[0]).size(1)
+    return hidden_of(state).size(1)

@@ -24,7 +24,8 @@ class World:
     local_rank: int = 0
 
     @property
-    def main(self) -> bool:
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files and reports progress."""
         return self.rank == 0
 
 

@@ -15,6 +15,11 @@ from rnngen.models import RecurrentLM
 LN2 = math.log(2)
 
 
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy of logits [rows, T, vocab] against the next tokens [rows, T], in float32 (the softmax is in here)."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+
+
 @torch.no_grad()
 def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
              max_tokens: int | None, device: torch.device) -> dict[str, Any]:
@@ -36,8 +41,7 @@ def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int,
         chunk = torch.from_numpy(np.asarray(streams[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
         with devices.autocast(device):
             logits, state = model(chunk[:, :-1], state)
-        nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1),
-                               reduction="sum").double()
+        nll += next_token_loss(logits, chunk[:, 1:], reduction="sum").double()
     model.train(was_training)
     predicted = rows * (row_len - 1)
     loss = nll.item() / predicted

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.atomic import write_atomic, write_json_atomic
+from rnngen.data.corpus import Corpus
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.errors import CheckpointError
 
@@ -58,9 +59,9 @@ class RunFolder:
     def tokenizer(self, expected_sha256: str | None, vocab_size: int) -> Tokenizer:
         """The run's tokenizer, checked against the checkpoint that will use it."""
         tok = Tokenizer.load(self.tokenizer_path)
-        if (expected_sha256 and tok.sha256 != expected_sha256) or tok.vocab_size != vocab_size:
-            raise CheckpointError(f"{self.tokenizer_path} does not match the checkpoint (vocabulary {tok.vocab_size} "
-                                  f"vs {vocab_size}): copy the tokenizer.model of the corpus the run was trained on")
+        require_same_tokenizer(str(self.tokenizer_path), {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
+                               {"sha256": expected_sha256, "vocab_size": vocab_size},
+                               "copy the tokenizer.model of the corpus the run was trained on")
         return tok
 
     def metrics(self) -> list[dict[str, Any]]:
@@ -74,6 +75,10 @@ class RunFolder:
                 continue  # a line cut short by a crash
         return rows
 
+    def best_val_bpc(self) -> float | None:
+        """The lowest validation bits per character in the metrics; None before the first evaluation."""
+        return min((row["val_bpc"] for row in self.metrics() if row.get("event") == "eval"), default=None)
+
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics_path, "a") as file:
             file.write(json.dumps(row) + "\n")
@@ -82,6 +87,31 @@ class RunFolder:
         """Drop metrics logged after `step`: on resume they are logged again."""
         rows = [row for row in self.metrics() if row.get("step", 0) <= step]
         write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+
+
+def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str, Any], fix: str) -> None:
+    """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected; a figure expected as None is not compared."""
+    if any(expected.get(key) is not None and found.get(key) != expected[key] for key in ("sha256", "vocab_size")):
+        raise CheckpointError(f"{what} does not match the checkpoint's tokenizer (vocabulary {found.get('vocab_size')} "
+                              f"vs {expected.get('vocab_size')}): {fix}")
+
+
+def corpus_identity(corpus: Corpus) -> dict[str, Any]:
+    """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
+    splits = corpus.meta["splits"]
+    return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
+            "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
+            "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
+            "val_characters": splits["val"]["characters"]}
+
+
+def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
+    """The corpus a checkpoint was trained on (`Checkpoint.corpus`): at its recorded path, else by name under `root`."""
+    path = Path(identity["path"])
+    corpus = Corpus.open(path) if (path / "meta.json").exists() else Corpus.find(root, identity["name"])
+    require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
+                           "use the corpus the run was trained on")
+    return corpus
 
 
 def list_runs(root: Path) -> list[RunFolder]:

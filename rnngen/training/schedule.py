@@ -32,3 +32,37 @@ def progress_of(step: int, seconds: float, cfg: TrainConfig) -> float:
     if cfg.time_budget is not None:
         fractions.append(seconds / cfg.time_budget)
     return min(1.0, max(fractions))
+
+
+class Budget:
+    """How far a run is against its budget: optimizer steps taken and seconds spent training.
+
+    The clock counts training steps only (not evaluation or saving), and it is saved with the run,
+    so a resumed run continues the same schedule.
+    """
+
+    def __init__(self, cfg: TrainConfig, step: int = 0, seconds: float = 0.0):
+        self.cfg, self.step, self.seconds = cfg, step, seconds
+
+    def progress(self) -> float:
+        return progress_of(self.step, self.seconds, self.cfg)
+
+    def spent(self) -> bool:
+        return self.progress() >= 1.0
+
+    def lr(self) -> float:
+        """The learning rate of the next step."""
+        return lr_at(self.step, self.progress(), self.cfg)
+
+    def tick(self, seconds: float) -> None:
+        """One step done, which took `seconds`."""
+        self.step += 1
+        self.seconds += seconds
+
+    def log_due(self) -> bool:
+        """A log step: every `log_every` steps, and the last step of a step budget."""
+        return self.step % self.cfg.log_every == 0 or (self.cfg.steps is not None and self.step >= self.cfg.steps)
+
+    def next_eval(self) -> int:
+        """The first step after this one at which to evaluate."""
+        return (self.step // self.cfg.eval_every + 1) * self.cfg.eval_every

@@ -1,8 +1,9 @@
 """The training loop: carried-state windows, AdamW, clipping, warmup + cosine, evaluation, checkpoints.
 
-Progress is reported through a callback (`on_event(kind, info)`), which the CLI renders; this
-module prints nothing. Everything `--resume` needs is in `last.safetensors`: with a fixed seed on
-the CPU, a run stopped and resumed computes the same losses as one that never stopped.
+`fit()` is the loop; its parts live in their own modules: building the model and optimizer
+(`build`), the budget and schedule (`schedule`), the resume state (`resume`), metrics and events
+(`metrics`, `events`) and checkpoint assembly (`saver`). Progress is reported as typed events
+(`on_event(event)`), which the CLI renders; this module prints nothing.
 """
 
 from __future__ import annotations
@@ -10,59 +11,27 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
 
 from rnngen import device as devices
-from rnngen.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.corpus import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged
-from rnngen.models import build
-from rnngen.models.state import (
-    detach_state,
-    map_state,
-    slice_rows,
-    state_rows,
-    state_to,
-)
-from rnngen.training import checkpoint, distributed
-from rnngen.training.checkpoint import Checkpoint
+from rnngen.models.state import detach_state, map_state
+from rnngen.training import distributed, resume
+from rnngen.training.build import build_for_training
+from rnngen.training.checkpoint import Checkpoint, load_weights
 from rnngen.training.distributed import World
-from rnngen.training.evaluate import evaluate
-from rnngen.training.runs import BEST, LAST, RunFolder
-from rnngen.training.schedule import lr_at, progress_of
+from rnngen.training.evaluate import evaluate, next_token_loss
+from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Started
+from rnngen.training.metrics import Interval, Reporter
+from rnngen.training.runs import LAST, RunFolder
+from rnngen.training.saver import Saver
+from rnngen.training.schedule import Budget
 from rnngen.training.signals import Interrupted, StopFlag
-
-EventFn = Callable[[str, dict[str, Any]], None]
-
-
-def _rng_state(dev: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if dev.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(dev)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], dev: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if dev.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], dev)
-
-
-def corpus_identity(corpus: Corpus) -> dict[str, Any]:
-    """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
-    return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
-            "train_tokens": corpus.meta["splits"]["train"]["tokens"],
-            "train_documents": corpus.meta["splits"]["train"]["documents"],
-            "train_characters": corpus.meta["splits"]["train"]["characters"],
-            "val_tokens": corpus.meta["splits"]["val"]["tokens"],
-            "val_characters": corpus.meta["splits"]["val"]["characters"]}
 
 
 class Trainer:
@@ -72,195 +41,168 @@ class Trainer:
                  resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None,
                  world: World = World()):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
-        self.on_event = on_event or (lambda kind, info: None)
         self.stop = stop or StopFlag()
-        self.device = devices.pick(train_cfg.device)
-        if self.device.type == "cuda" and world.size > 1:
-            self.device = torch.device("cuda", world.local_rank)
-        torch.manual_seed(train_cfg.seed)
-        self.model = build(model_cfg).to(self.device)
-        if world.size > 1:
-            torch.manual_seed(train_cfg.seed + world.rank)  # each rank its own dropout masks
-        self.forward = torch.compile(self.model) if train_cfg.compile else self.model
-        if world.size > 1:
-            # DDP starts every rank from rank 0's weights and averages gradients during backward.
-            self.forward = DistributedDataParallel(self.forward, device_ids=[world.local_rank]
-                                                   if self.device.type == "cuda" else None)
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_cfg.lr,
-                                           weight_decay=train_cfg.weight_decay, **fused)
+        built = build_for_training(model_cfg, train_cfg, world)
+        self.device, self.model, self.train_model, self.optimizer = (built.device, built.model, built.train_model,
+                                                                     built.optimizer)
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
         self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
                                   first_row=world.rank * train_cfg.batch_size,
                                   total_rows=world.size * train_cfg.batch_size)
-        self.val_tokens = corpus.tokens("val")
-        self.step, self.seconds, self.best, self.saved_step = 0, 0.0, math.inf, 0
-        self.state = None
+        self.saver = Saver(run, self.model, model_cfg, train_cfg, corpus)
+        self.report = Reporter(run, world, on_event)
+        self.budget = Budget(train_cfg)
+        self.best = math.inf  # the lowest validation loss so far
+        self.lr = train_cfg.lr  # the rate of the last step, for the log line
+        self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
-            self._restore(resume_from)
-        elif world.main:
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_config(self._checkpoint(None).header())
-            write_atomic(run.tokenizer_path, (corpus.path / "tokenizer.model").read_bytes())
+            load_weights(self.model, resume_from, run.file(LAST))
+            restored = resume.restore(resume_from.resume_state or {}, self.optimizer, self.device,
+                                      train_cfg.batch_size, world)
+            self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
+            self.best, self.hidden = restored.best, restored.hidden
+            if world.is_main:
+                run.truncate_metrics(resume_from.step)
+        elif world.is_main:
+            self.saver.start_run()
+        self.saved_step = self.budget.step
 
-    def _restore(self, ckpt: Checkpoint) -> None:
-        checkpoint.load_weights(self.model, ckpt, self.run.file(LAST))
-        trainer = ckpt.resume_state or {}
-        self.optimizer.load_state_dict(trainer["optimizer"])
-        _set_rng_state(trainer["rng"], self.device)
-        self.step = self.saved_step = ckpt.step
-        self.seconds = float(trainer["seconds"])
-        self.best = float(trainer["best"])
-        self.state = self._my_rows(state_to(trainer.get("hidden"), self.device))
-        if self.world.main:
-            self.run.truncate_metrics(self.step)
+    @property
+    def on_event(self) -> EventFn:
+        return self.report.on_event
 
-    def _my_rows(self, state: Any) -> Any:
-        """This rank's rows of a saved hidden state; none when the run resumes with another global batch."""
-        rows = self.cfg.batch_size
-        if state is None or state_rows(state) != rows * self.world.size:
-            return None
-        return slice_rows(state, self.world.rank * rows, (self.world.rank + 1) * rows)
+    @on_event.setter
+    def on_event(self, fn: EventFn) -> None:
+        self.report.on_event = fn
 
-    def _checkpoint(self, trainer: dict[str, Any] | None) -> Checkpoint:
-        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=corpus_identity(self.corpus),
-                          weights=checkpoint.model_weights(self.model), resume_state=trainer, step=self.step,
-                          best_val_loss=None if math.isinf(self.best) else self.best)
+    def fit(self) -> dict[str, Any]:
+        """Train until the budget is spent (or a signal arrives); returns the summary (`Finished.to_dict()`)."""
+        self.report(self._started())
+        self.model.train()
+        clip = self.cfg.clip if self.cfg.clip > 0 else math.inf
+        interval, last_eval, evaluated = Interval(), None, False
+        next_eval = self.budget.next_eval()
+        done = self.budget.spent()
+        while not done:
+            started = time.perf_counter()
+            if self.stream.starts_epoch(self.budget.step):
+                self.hidden = None  # the streams start again from the beginning of the text
+            batch = self._window()
+            self._set_lr(self.budget.lr())
+            # One window of truncated backpropagation through time: forward from the carried state,
+            # cross-entropy against the next tokens, backward through this window only, clip, step.
+            with devices.autocast(self.device):
+                logits, hidden = self.train_model(batch[:, :-1], self.hidden)
+                loss = next_token_loss(logits, batch[:, 1:])
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.hidden = detach_state(hidden)
+            interval.add(loss, grad_norm)
+            self.budget.tick(time.perf_counter() - started)
+            if not self._decision_step():
+                continue
+            self.report(self._logged(interval))
+            interval.restart()
+            done = distributed.any_rank(self.budget.spent(), self.device)
+            self._stop_if_signalled()
+            if self.budget.step >= next_eval or done:
+                next_eval = self.budget.next_eval()
+                last_eval, evaluated = self.evaluate_and_save(), True
+                interval.restart()
+        if not evaluated:  # the budget was already spent when the run resumed
+            last_eval = self.evaluate_and_save()
+        finished = self._finished(last_eval)
+        self.report(finished)
+        return finished.to_dict()
+
+    def _window(self) -> torch.Tensor:
+        """This step's tokens [rows, seq_len + 1] on the device."""
+        batch = torch.from_numpy(self.stream.window(self.budget.step))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
+
+    def _set_lr(self, lr: float) -> None:
+        self.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _decision_step(self) -> bool:
+        # Decisions that all ranks must share (log, stop, end) are taken together at log steps;
+        # a single process takes them at every step.
+        if self.world.size == 1 and (self.budget.spent() or self.stop.signal is not None):
+            return True
+        return self.budget.log_due()
+
+    def _stop_if_signalled(self) -> None:
+        if distributed.any_rank(self.stop.signal is not None, self.device):
+            self.save()
+            number = self.stop.signal or signal.SIGTERM
+            raise Interrupted(f"stopped by {signal.Signals(number).name} at step {self.budget.step}; saved "
+                              f"{self.run.file(LAST)}; continue with `rnngen train --resume {self.run.path}`",
+                              128 + number)
+
+    def evaluate_and_save(self) -> Evaluated | None:
+        """Evaluate (rank 0, while the others wait: the split is small next to training), then save
+        `last`, and `best` when the validation loss improved. Every rank calls this; rank 0 gets the figures."""
+        result = None
+        if self.world.is_main:
+            figures = evaluate(self.model, self.corpus.tokens("val"), self.corpus.characters("val"),
+                               self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens, self.device)
+            result = Evaluated(step=self.budget.step, **figures)
+            self.report(result)
+        improved = distributed.broadcast(result is not None and result.val_loss < self.best)
+        if improved:
+            self.best = distributed.broadcast(result.val_loss if result is not None else None)
+        self.save(best=improved)
+        return result
 
     def save(self, best: bool = False) -> None:
         """Write `last` (with all resume state) and, when asked, `best` (weights only).
 
         Every rank calls this (the carried states of all rows are gathered); rank 0 writes.
         """
-        hidden = self.state
-        if self.world.size > 1:
-            hidden = map_state(hidden, distributed.gather_rows)
-        if self.world.main:
-            if best:
-                checkpoint.save(self.run.file(BEST), self._checkpoint(None))
-            trainer = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(self.device),
-                       "seconds": self.seconds, "best": self.best, "hidden": hidden}
-            checkpoint.save(self.run.file(LAST), self._checkpoint(trainer))
-            self.on_event("checkpoint", {"step": self.step, "best": best, "path": str(self.run.path)})
-        self.saved_step = self.step
+        hidden = self.hidden if self.world.size == 1 else map_state(self.hidden, distributed.gather_rows)
+        if self.world.is_main:
+            state = resume.capture(self.optimizer, self.device, self.budget.seconds, self.best, hidden)
+            self.report(self.saver.save(self.budget.step, self.best, state, best))
+        self.saved_step = self.budget.step
 
-    def _budget_spent(self) -> bool:
-        return progress_of(self.step, self.seconds, self.cfg) >= 1.0
+    def _started(self) -> Started:
+        return Started(run=str(self.run.path), device=str(self.device), step=self.budget.step,
+                       parameters=sum(p.numel() for p in self.model.parameters()), processes=self.world.size,
+                       rows=self.cfg.batch_size * self.world.size, train_tokens=len(self.stream.tokens),
+                       tokens_per_step=self._tokens_per_step())
 
-    def _evaluate(self) -> dict[str, Any]:
-        # Rank 0 evaluates while the others wait: the split is small next to training.
-        result: dict[str, Any] = {}
-        if self.world.main:
-            result = evaluate(self.model, self.val_tokens, self.corpus.characters("val"), self.cfg.batch_size,
-                              self.cfg.seq_len, self.cfg.eval_tokens, self.device)
-            result = {"event": "eval", "step": self.step, **result}
-            self.run.append_metrics(result)
-            self.on_event("eval", result)
-        improved = distributed.broadcast(bool(result) and result["val_loss"] < self.best)
-        if improved:
-            self.best = distributed.broadcast(result.get("val_loss"))
-        self.save(best=improved)
-        return result
+    def _tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.seq_len * self.world.size
 
-    def _log(self, pending: list[tuple[torch.Tensor, torch.Tensor]], tokens_per_s: float, lr: float) -> None:
-        # The only host-device synchronisation of the loop: once per log interval.
-        values = distributed.mean(torch.stack([torch.stack([loss.float(), norm.float()]) for loss, norm in pending]))
-        values = values.cpu()
-        bad = (~torch.isfinite(values)).any(1).nonzero()
-        if len(bad):
-            step = self.step - len(pending) + int(bad[0]) + 1
+    def _logged(self, interval: Interval) -> Logged:
+        """The interval's figures (the one host-device sync); an error when a step went non-finite."""
+        tokens_per_s = interval.steps_per_s() * self._tokens_per_step()
+        figures = interval.figures()
+        bad = interval.first_non_finite(figures)
+        if bad is not None:
             raise TrainingDiverged(
-                f"the loss or the gradients became non-finite at step {step}: kept the last good checkpoint "
-                f"{self.run.file(LAST)} (step {self.saved_step}); "
+                f"the loss or the gradients became non-finite at step {self.budget.step - len(figures) + bad + 1}: "
+                f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step}); "
                 f"start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
-        losses, norms = values[:, 0], values[:, 1]
-        row = {"event": "train", "step": self.step, "loss": losses.mean().item(), "lr": lr,
-               "grad_norm": norms.mean().item(),
-               "clipped": (norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
-               "tokens_per_s": tokens_per_s, "seconds": round(self.seconds, 3),
-               "epoch": round(self.stream.epoch(self.step), 4)}
-        if self.world.main:
-            self.run.append_metrics(row)
-        self.on_event("train", {**row, "progress": progress_of(self.step, self.seconds, self.cfg)})
+        losses, norms = figures[:, 0], figures[:, 1]
+        return Logged(step=self.budget.step, loss=losses.mean().item(), lr=self.lr, grad_norm=norms.mean().item(),
+                      clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
+                      tokens_per_s=tokens_per_s, seconds=round(self.budget.seconds, 3),
+                      epoch=round(self.stream.epoch(self.budget.step), 4), progress=self.budget.progress())
 
-    def fit(self) -> dict[str, Any]:
-        """Train until the budget is spent (or a signal arrives); returns a summary."""
-        cfg, model, world = self.cfg, self.model, self.world
-        tokens_per_step = cfg.batch_size * cfg.seq_len * world.size
-        self.on_event("start", {"run": str(self.run.path), "device": str(self.device), "step": self.step,
-                                "parameters": sum(p.numel() for p in model.parameters()), "processes": world.size,
-                                "rows": cfg.batch_size * world.size,
-                                "train_tokens": len(self.stream.tokens), "tokens_per_step": tokens_per_step})
-        model.train()
-        pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        clip = cfg.clip if cfg.clip > 0 else math.inf
-        pin = self.device.type == "cuda"
-        last_eval: dict[str, Any] | None = None
-        interval_start, interval_steps = time.perf_counter(), 0
-        lr = cfg.lr
-        done = self._budget_spent()
-        next_eval = (self.step // cfg.eval_every + 1) * cfg.eval_every
-        while not done:
-            started = time.perf_counter()
-            if self.stream.starts_epoch(self.step):
-                self.state = None
-            batch = torch.from_numpy(self.stream.window(self.step))
-            if pin:
-                batch = batch.pin_memory()
-            batch = batch.to(self.device, non_blocking=True)
-            lr = lr_at(self.step, progress_of(self.step, self.seconds, cfg), cfg)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with devices.autocast(self.device):
-                logits, state = self.forward(batch[:, :-1], self.state)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), batch[:, 1:].reshape(-1))
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.state = detach_state(state)
-            pending.append((loss.detach(), norm.detach()))
-            self.step += 1
-            interval_steps += 1
-            self.seconds += time.perf_counter() - started
-            # Decisions that all ranks must share (log, stop, end) are taken together at log steps;
-            # a single process takes them at every step.
-            boundary = self.step % cfg.log_every == 0 or (cfg.steps is not None and self.step >= cfg.steps)
-            if world.size == 1:
-                boundary = boundary or self._budget_spent() or self.stop.signal is not None
-            if not boundary:
-                continue
-            elapsed = time.perf_counter() - interval_start
-            self._log(pending, interval_steps * tokens_per_step / max(elapsed, 1e-9), lr)
-            pending.clear()
-            interval_start, interval_steps = time.perf_counter(), 0
-            done = distributed.any_rank(self._budget_spent(), self.device)
-            if distributed.any_rank(self.stop.signal is not None, self.device):
-                self.save()
-                name = signal.Signals(self.stop.signal or signal.SIGTERM).name
-                raise Interrupted(f"stopped by {name} at step {self.step}; saved {self.run.file(LAST)}; continue with "
-                                  f"`rnngen train --resume {self.run.path}`", 128 + (self.stop.signal or signal.SIGTERM))
-            if self.step >= next_eval or done:
-                next_eval = (self.step // cfg.eval_every + 1) * cfg.eval_every
-                last_eval = self._evaluate()
-                interval_start = time.perf_counter()
-        if last_eval is None:  # the budget was already spent when the run resumed
-            last_eval = self._evaluate()
-        summary = {"run": str(self.run.path), "steps": self.step, "seconds": self.seconds, "processes": world.size,
-                   "tokens": self.step * tokens_per_step,
-                   "tokens_per_s": self.step * tokens_per_step / max(self.seconds, 1e-9),
-                   "best_val_loss": self.best, "best_val_bpc": self._best_bpc(), **last_eval}
-        self.on_event("done", summary)
-        return summary
-
-    def _best_bpc(self) -> float | None:
-        if not self.world.main:
-            return None
-        evals = [row for row in self.run.metrics() if row.get("event") == "eval"]
-        return min((row["val_bpc"] for row in evals), default=None)
+    def _finished(self, last_eval: Evaluated | None) -> Finished:
+        tokens = self.budget.step * self._tokens_per_step()
+        return Finished(run=str(self.run.path), steps=self.budget.step, seconds=self.budget.seconds,
+                        processes=self.world.size, tokens=tokens,
+                        tokens_per_s=tokens / max(self.budget.seconds, 1e-9), best_val_loss=self.best,
+                        best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval)
 
 
 def new_run_name(corpus: str, kind: str) -> str:
     """A run name that sorts by time: `<corpus>-<model>-<YYYYmmdd-HHMMSS>`."""
     return f"{corpus}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-

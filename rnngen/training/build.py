@@ -1,0 +1,43 @@
+"""What a run trains: the model on its device, the wrapper that runs it (compiled, DDP), the optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from rnngen import device as devices
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.models import RecurrentLM, build
+from rnngen.training.distributed import World
+
+
+@dataclass
+class Built:
+    """`model` holds the weights (saved, evaluated); `train_model` runs the training forward pass:
+    the same model, compiled with `--compile` and wrapped in DDP with several processes."""
+
+    device: torch.device
+    model: RecurrentLM
+    train_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+
+
+def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World) -> Built:
+    """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters."""
+    device = devices.pick(cfg.device)
+    if device.type == "cuda" and world.size > 1:
+        device = torch.device("cuda", world.local_rank)
+    torch.manual_seed(cfg.seed)
+    model = build(model_cfg).to(device)
+    if world.size > 1:
+        torch.manual_seed(cfg.seed + world.rank)  # each rank its own dropout masks
+    train_model = torch.compile(model) if cfg.compile else model
+    if world.size > 1:
+        # DDP starts every rank from rank 0's weights and averages gradients during backward.
+        train_model = DistributedDataParallel(train_model, device_ids=[world.local_rank]
+                                              if device.type == "cuda" else None)
+    fused = {"fused": True} if device.type == "cuda" else {}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return Built(device, model, train_model, optimizer)

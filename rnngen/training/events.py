@@ -1,0 +1,99 @@
+"""What training reports, as typed events: the CLI renders them and metrics.jsonl stores them.
+
+`Logged` and `Evaluated` are the rows of metrics.jsonl (`to_dict()`, keyed by `"event"`: "train"
+or "eval"); `rnngen runs` and `rnngen plot` read those rows back. The other events are shown, not
+stored. This module needs no torch, so readers of metrics files stay light.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Started:
+    """Training begins (or resumes at `step`)."""
+
+    run: str
+    device: str
+    step: int
+    parameters: int
+    processes: int
+    rows: int  # the global batch: rows of all processes together
+    train_tokens: int
+    tokens_per_step: int
+
+
+@dataclass(frozen=True)
+class Logged:
+    """The mean figures of one log interval; `progress` (share of the budget spent) is shown, not stored."""
+
+    step: int
+    loss: float
+    lr: float
+    grad_norm: float
+    clipped: float  # the share of steps whose gradient norm was clipped
+    tokens_per_s: float
+    seconds: float
+    epoch: float
+    progress: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics.jsonl row."""
+        row = {"event": "train", **dataclasses.asdict(self)}
+        del row["progress"]
+        return row
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """Validation figures at `step` (`bounded`: only the first `val_tokens` predictions were read)."""
+
+    step: int
+    val_loss: float
+    val_ppl: float
+    val_bpc: float
+    val_tokens: int
+    bounded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics.jsonl row."""
+        return {"event": "eval", **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A checkpoint was written: `last`, and `best` too when validation improved."""
+
+    step: int
+    best: bool
+    path: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The run's summary: totals, the best validation figures and the last evaluation."""
+
+    run: str
+    steps: int
+    seconds: float
+    processes: int
+    tokens: int
+    tokens_per_s: float
+    best_val_loss: float
+    best_val_bpc: float | None
+    last_eval: Evaluated | None  # None on the ranks that do not evaluate
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as one flat dict (what `Trainer.fit` returns)."""
+        totals = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
+                  if field.name != "last_eval"}
+        return {**totals, **(dataclasses.asdict(self.last_eval) if self.last_eval else {})}
+
+
+METRICS_ROWS = (Logged, Evaluated)  # the events stored in metrics.jsonl
+Event = Started | Logged | Evaluated | Saved | Finished
+EventFn = Callable[[Event], None]

@@ -1,0 +1,40 @@
+"""Checkpoint assembly: the run's configuration, corpus identity and weights, written into the run folder."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rnngen.atomic import write_atomic
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.data.corpus import Corpus
+from rnngen.models import RecurrentLM
+from rnngen.training import checkpoint
+from rnngen.training.checkpoint import Checkpoint
+from rnngen.training.events import Saved
+from rnngen.training.runs import BEST, LAST, RunFolder, corpus_identity
+
+
+class Saver:
+    """Writes one run's checkpoints: `last` (with the resume state) and `best` (weights only)."""
+
+    def __init__(self, run: RunFolder, model: RecurrentLM, model_cfg: ModelConfig, cfg: TrainConfig, corpus: Corpus):
+        self.run, self.model, self.model_cfg, self.cfg, self.corpus = run, model, model_cfg, cfg, corpus
+
+    def checkpoint(self, step: int, best_val_loss: float, resume_state: dict[str, Any] | None) -> Checkpoint:
+        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=corpus_identity(self.corpus),
+                          weights=checkpoint.model_weights(self.model), resume_state=resume_state, step=step,
+                          best_val_loss=None if math.isinf(best_val_loss) else best_val_loss)
+
+    def start_run(self) -> None:
+        """A new run folder with its config.json and a copy of the corpus tokenizer."""
+        self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.write_config(self.checkpoint(0, math.inf, None).header())
+        write_atomic(self.run.tokenizer_path, (self.corpus.path / "tokenizer.model").read_bytes())
+
+    def save(self, step: int, best_val_loss: float, resume_state: dict[str, Any], best: bool) -> Saved:
+        """Write `best` when asked, then `last`."""
+        if best:
+            checkpoint.save(self.run.file(BEST), self.checkpoint(step, best_val_loss, None))
+        checkpoint.save(self.run.file(LAST), self.checkpoint(step, best_val_loss, resume_state))
+        return Saved(step=step, best=best, path=str(self.run.path))
