@@ -45,9 +45,10 @@ def prepare_default_corpus(obj: dict[str, Any], name: str) -> None:
     """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
     from rnngen.cli.display import err
     from rnngen.cli.prepare import prepare_corpus
+    from rnngen.data.corpus import outdated
     from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
 
-    if name == DEFAULT_DATASET and not (obj["corpora"] / name).exists():
+    if name == DEFAULT_DATASET and (not (obj["corpora"] / name).exists() or outdated(obj["corpora"] / name)):
         err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
         prepare_corpus(obj, SourceSpec(), "unigram", None, 0.1, None, False, False)
 

@@ -230,7 +230,7 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
     name = name or name_for(spec.dataset, spec.config)
     target = Path(root) / name
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
-    if target.exists() and not force:
+    if target.exists() and not force and not outdated(target):
         existing = Corpus.open(target)
         if existing.meta.get("request") == request:
             return existing, True
@@ -381,6 +381,18 @@ class Corpus:
 
     def tokenizer(self) -> tokenizer.Tokenizer:
         return tokenizer.Tokenizer.load(self.path / "tokenizer.model")
+
+
+def outdated(path: Path) -> bool:
+    """Whether `path` holds the embedded corpus made by an older recipe (it is rebuilt, not reused)."""
+    from rnngen.data import pydocs
+
+    try:
+        source = json.loads((Path(path) / "meta.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(source, dict) and source.get("dataset") == sources.DEFAULT_DATASET and \
+        source.get("recipe") != pydocs.RECIPE
 
 
 def list_corpora(root: Path) -> list[dict[str, Any]]:

@@ -255,5 +255,7 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
         from rnngen.data import pydocs
 
         info["packages"] = pydocs.package_versions()
+        info["recipe"] = pydocs.RECIPE
+        info.update(pydocs.kept_share(train))
     return Source(train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info,
                   train_chars=train_chars)
