@@ -16,11 +16,17 @@ from rnngen.cli.common import Count, print_listing
 @click.option("--config", "config_name", help="The dataset's config (subset), e.g. wikitext-2-raw-v1.")
 @click.option("--revision", help="A hub branch, tag or commit, e.g. refs/convert/parquet.")
 @click.option("--split", default="train", show_default=True, help="The split to train on.")
-@click.option("--val-split", help="The split to validate on. [default: validation, valid or test when present, "
-                                  "else the held-out tail of the train split]")
+@click.option("--val-split", help="The split to validate on. [default: validation or valid when present, else the "
+                                  "held-out tail of the train split; a test split only when named here]")
 @click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Held out from the end of the text when the dataset has no validation split.")
 @click.option("--text-column", help="The column holding the text. [default: `text`, or the only string column]")
+@click.option("--documents", type=click.Choice(["auto", "rows", "lines", "paragraphs", "articles"]), default="auto",
+              show_default=True,
+              help="What one document is: rows = as stored (one per text file, one per dataset row); lines = each "
+                   "line (names, titles, jokes); paragraphs = text between blank lines; articles = rows joined and "
+                   "cut at ` = Title = ` headings (wikitext, one line per row); auto = rows, or articles when the "
+                   "rows are the lines of such a text.")
 @click.option("--streaming", is_flag=True, help="Stream the dataset instead of downloading it whole; memory stays flat.")
 @click.option("--max-chars", type=Count(), help="Read at most this many characters per split (e.g. 50M).")
 @click.option("--tokenizer", "tokenizer_kind", type=click.Choice(["unigram", "bpe", "char"]), default="unigram",
@@ -31,14 +37,15 @@ from rnngen.cli.common import Count, print_listing
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of live bars.")
 @click.pass_obj
 def prepare(obj: dict[str, Any], dataset: str, config_name: str | None, revision: str | None, split: str,
-            val_split: str | None, val_fraction: float, text_column: str | None, streaming: bool,
+            val_split: str | None, val_fraction: float, text_column: str | None, documents: str, streaming: bool,
             max_chars: int | None, tokenizer_kind: str, vocab_size: int | None, name: str | None, force: bool,
             plain: bool) -> None:
     """Turn a text dataset into a tokenizer and token arrays under corpora/NAME/.
 
     \b
     rnngen prepare                                        # the embedded pydocs corpus, offline
-    rnngen prepare --dataset Salesforce/wikitext --config wikitext-2-raw-v1
+    rnngen prepare --dataset Salesforce/wikitext --config wikitext-2-raw-v1   # rows joined into articles
+    rnngen prepare --dataset names.txt --documents lines  # one document per line
     rnngen prepare --dataset roneneldan/TinyStories --streaming --max-chars 50M
     rnngen prepare --dataset ./my_texts/                  # a folder of .txt/.jsonl/.parquet files
     rnngen prepare --dataset notes.txt --tokenizer char --name notes
@@ -46,7 +53,7 @@ def prepare(obj: dict[str, Any], dataset: str, config_name: str | None, revision
     from rnngen.data.sources import SourceSpec
 
     spec = SourceSpec(dataset=dataset, config=config_name, revision=revision, split=split, val_split=val_split,
-                      text_column=text_column, streaming=streaming, max_chars=max_chars)
+                      text_column=text_column, streaming=streaming, max_chars=max_chars, documents=documents)
     prepare_corpus(obj, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain)
 
 

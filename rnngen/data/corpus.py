@@ -28,8 +28,10 @@ from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
 
 META_FORMAT = 1
-# The tokenizer is trained on at most this many characters from the start of the train split.
+# The tokenizer is trained on at most this many characters, taken evenly across the train split in
+# pieces of SAMPLE_PIECE_CHARS (from its start when the split's size is not known: streaming).
 TOKENIZER_SAMPLE_CHARS = 4_000_000
+SAMPLE_PIECE_CHARS = 10_000
 # Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
 # Documents longer than CHUNK_CHARS are cut at a newline first, so that one long document is spread
 # too (the newline is a piece of its own: cutting there does not change the tokens; only a single
@@ -176,13 +178,24 @@ def _split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
             return
 
 
-def _sample(docs: Iterable[str], limit: int) -> list[str]:
+def _sample(docs: Iterable[str], limit: int, total: int | None) -> list[str]:
+    """About `limit` characters of `docs`: every piece when they fit, else pieces spread evenly over
+    the `total` characters, so that the tokenizer sees the end of the corpus as well as its start."""
     sample, size = [], 0
+    if total is None or total <= limit:
+        for doc in docs:
+            sample.append(doc[: limit - size])
+            size += len(sample[-1])
+            if size >= limit:
+                break
+        return sample
+    share, piece_index = limit / total, 0
     for doc in docs:
-        sample.append(doc[: limit - size])
-        size += len(sample[-1])
-        if size >= limit:
-            break
+        for start in range(0, len(doc), SAMPLE_PIECE_CHARS):
+            # Piece i is taken when floor((i + 1) * share) steps up: a share of the pieces, evenly spaced.
+            if int((piece_index + 1) * share) > int(piece_index * share):
+                sample.append(doc[start:start + SAMPLE_PIECE_CHARS])
+            piece_index += 1
     return sample
 
 
@@ -282,7 +295,7 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         val_docs = lambda: _split_by_characters(source.train, source.train_chars, val_fraction, "val")
 
     progress("tokenizer", 0, None)
-    sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS)
+    sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS, source.train_chars)
     if not any(sample):
         raise CorpusError(f"{spec.dataset} has no text to train on")
     model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
@@ -309,6 +322,8 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         stats["val"] = _SplitStats(total.documents - documents, total.characters - characters, total.tokens - first_val)
         stats["train"] = _SplitStats(documents, characters, first_val)
         val_from = f"last {val_fraction:.0%} of the documents"
+    if source.val_split is None and "test" in source.info.get("splits", ()):
+        val_from += " (split test left for the end: --val-split test validates on it)"
     for split, split_stats in stats.items():
         if split_stats.tokens == 0:
             raise CorpusError(f"the {split} split of {spec.dataset} is empty: use a larger corpus or another "
