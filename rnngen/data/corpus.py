@@ -45,16 +45,20 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 
 @dataclass(frozen=True)
 class TokenizerSpec:
-    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus."""
+    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus. With `from_path` (a
+    tokenizer.model file) none is trained: the corpus is encoded with that one, so vocabularies match."""
 
     kind: str = "unigram"
     vocab_size: int | None = None
+    from_path: str | None = None
 
 
 def default_vocab_size(kind: str, train_chars: int | None) -> int:
     """A vocabulary that the corpus can fill: larger corpora get more pieces."""
     if kind == "char":
         return 4096  # an upper bound only: the vocabulary is every character seen
+    if kind == "word":
+        return 32768 if train_chars is None or train_chars >= 20_000_000 else 8192  # at most the words seen
     if train_chars is None:
         return 8192
     for limit, size in ((2_000_000, 1024), (20_000_000, 4096), (200_000_000, 8192)):
@@ -209,6 +213,21 @@ def _train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | 
         return tokenizer.train(sample, spec.kind, exc.largest, threads)
 
 
+def _kind_of(model_path: Path) -> str:
+    """The tokenizer type recorded next to a tokenizer.model (a corpus's meta.json, a run's config.json)."""
+    folder = model_path.parent
+    for file, keys in (("meta.json", ("tokenizer", "type")), ("config.json", ("corpus", "tokenizer", "type"))):
+        try:
+            value: Any = json.loads((folder / file).read_text())
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return "sentencepiece"
+
+
 def _move_tail(train_path: Path, val_path: Path, start_token: int, itemsize: int) -> None:
     """Move the tokens from `start_token` on from train.bin into val.bin (streamed corpora)."""
     with open(train_path, "r+b") as src, open(val_path, "wb") as dst:
@@ -243,6 +262,9 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
     name = name or name_for(spec.dataset, spec.config)
     target = Path(root) / name
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
+    if tok_spec.from_path:
+        # Checked before anything is built; its hash tells a rerun with a changed tokenizer from a cached one.
+        request["tokenizer"]["sha256"] = tokenizer.Tokenizer.load(Path(tok_spec.from_path)).sha256
     if target.exists() and not force and not outdated(target):
         existing = Corpus.open(target)
         if existing.meta.get("request") == request:
@@ -295,11 +317,16 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         val_docs = lambda: _split_by_characters(source.train, source.train_chars, val_fraction, "val")
 
     progress("tokenizer", 0, None)
-    sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS, source.train_chars)
-    if not any(sample):
-        raise CorpusError(f"{spec.dataset} has no text to train on")
-    model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
-    del sample
+    kind = tok_spec.kind
+    if tok_spec.from_path:
+        model = tokenizer.Tokenizer.load(Path(tok_spec.from_path)).proto
+        kind = _kind_of(Path(tok_spec.from_path))
+    else:
+        sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS, source.train_chars)
+        if not any(sample):
+            raise CorpusError(f"{spec.dataset} has no text to train on")
+        model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
+        del sample
     (work / "tokenizer.model").write_bytes(model)
     tok = tokenizer.Tokenizer(model)
     progress("tokenizer", 1, 1)
@@ -334,7 +361,8 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source.info,
         "validation_from": val_from,
-        "tokenizer": {"type": tok_spec.kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256},
+        "tokenizer": {"type": kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256, "lossless": tok.lossless,
+                      **({"from": str(tok_spec.from_path)} if tok_spec.from_path else {})},
         "dtype": dtype.name,
         "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
     }
