@@ -24,6 +24,8 @@ class Count(click.ParamType):
             number = float(text[:-1]) * SIZE_SUFFIXES[text[-1]] if text[-1:] in SIZE_SUFFIXES else float(text)
         except ValueError:
             self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
         if number < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
         return int(number)

@@ -67,7 +67,11 @@ class Source:
 
 def is_local(dataset: str) -> bool:
     """A dataset argument names a local path when it exists or is written like one."""
-    return Path(dataset).exists() or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
+    try:
+        exists = Path(dataset).exists()
+    except OSError:  # a name too long for the file system
+        exists = False
+    return exists or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
 
 
 def _hub_reachable() -> bool:
@@ -180,35 +184,40 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
         raise explained from exc
 
 
+def _is_text(feature: Any) -> bool:
+    """A string column, or a column of mixed types (`datasets` reads those as Json) that may hold text."""
+    return getattr(feature, "dtype", None) in ("string", "large_string") or type(feature).__name__ == "Json"
+
+
 def _pick_column(features: Any, requested: str | None, dataset: str) -> str:
     if features is None:
         return requested or "text"
-    string_columns = [name for name, feat in features.items() if getattr(feat, "dtype", None) in ("string", "large_string")]
+    text_columns = [name for name, feat in features.items() if _is_text(feat)]
     if requested:
         if requested not in features:
             raise CorpusError(f"{dataset} has no column {requested!r}; its columns are: {', '.join(features)}")
-        if requested not in string_columns:
+        if requested not in text_columns:
             raise CorpusError(f"column {requested!r} of {dataset} is not text; text columns: "
-                              f"{', '.join(string_columns) or 'none'}")
+                              f"{', '.join(text_columns) or 'none'}")
         return requested
-    if "text" in string_columns:
+    if "text" in text_columns:
         return "text"
-    if len(string_columns) == 1:
-        return string_columns[0]
+    if len(text_columns) == 1:
+        return text_columns[0]
     raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass --text-column, one of: "
-                      f"{', '.join(string_columns or list(features))}")
+                      f"{', '.join(text_columns or list(features))}")
 
 
 def _rows(split_data: Any, column: str, spec: SourceSpec) -> Iterator[str]:
-    """The texts of one split's rows, empty rows included (they mark breaks in line-per-row text)."""
+    """The texts of one split's rows, empty rows included (they mark breaks in line-per-row text).
+
+    Values that are not text (numbers, lists in a column of mixed types) are left out.
+    """
     try:
         for row in split_data.select_columns([column]).iter(batch_size=1000):
             for text in row[column]:
-                if text is None:
-                    continue
-                if not isinstance(text, str):
-                    raise CorpusError(f"column {column!r} of {spec.dataset} holds {type(text).__name__}, not text")
-                yield text
+                if isinstance(text, str):
+                    yield text
     except CorpusError:
         raise
     except Exception as exc:
