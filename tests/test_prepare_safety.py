@@ -123,3 +123,13 @@ def test_a_text_column_of_mixed_types_is_found_and_read(tmp_path):
                               root=tmp_path / "corpora", name=f"mixed-{column}")
         assert c.meta["source"]["text_column"] == "text"
         assert c.characters("train") + c.characters("val") == 10 * len(rows[0]["text"] + rows[2]["text"])
+
+
+def test_a_corpus_of_an_older_rnngen_asks_for_force(tmp_path, text_file):
+    c, _ = prepare(tmp_path, text_file)
+    meta = json.loads((c.path / "meta.json").read_text())
+    del meta["request"]["source"]["documents"]  # requests before --documents existed
+    (c.path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorpusError, match="prepared by an older rnngen.*--force"):
+        prepare(tmp_path, text_file)
+    assert not prepare(tmp_path, text_file, force=True)[1]

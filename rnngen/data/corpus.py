@@ -286,8 +286,12 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
             existing = Corpus.open(target)
-            if existing.meta.get("request") == request:
+            previous = existing.meta.get("request")
+            if previous == request:
                 return existing, True
+            if not isinstance(previous, dict) or "documents" not in previous.get("source", {}):
+                raise CorpusError(f"{target} was prepared by an older rnngen, whose rules for documents and "
+                                  f"validation differ: pass --force to rebuild it")
             raise CorpusError(f"{target} already holds a corpus prepared with other arguments: pass --force to "
                               f"rebuild it, or --name NAME to keep both")
         work = Path(root) / f"{TEMP_PREFIX}{name}-{os.getpid()}"
