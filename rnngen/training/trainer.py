@@ -35,6 +35,7 @@ from rnngen.training import checkpoint, distributed
 from rnngen.training.checkpoint import Checkpoint
 from rnngen.training.distributed import World
 from rnngen.training.evaluate import evaluate
+from rnngen.training.optim import adamw
 from rnngen.training.runs import BEST, LAST, RunFolder
 from rnngen.training.schedule import lr_at, progress_of
 from rnngen.training.signals import Interrupted, StopFlag
@@ -86,9 +87,7 @@ class Trainer:
             # DDP starts every rank from rank 0's weights and averages gradients during backward.
             self.forward = DistributedDataParallel(self.forward, device_ids=[world.local_rank]
                                                    if self.device.type == "cuda" else None)
-        fused = {"fused": True} if self.device.type == "cuda" else {}
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_cfg.lr,
-                                           weight_decay=train_cfg.weight_decay, **fused)
+        self.optimizer = adamw(self.model, train_cfg, self.device)
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
         self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
                                   first_row=world.rank * train_cfg.batch_size,
