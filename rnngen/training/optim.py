@@ -1,8 +1,8 @@
 """The optimizer: AdamW with weight decay on weight matrices only (nanoGPT's two parameter groups).
 
 Decay pulls a parameter towards zero. For a matrix that is a prior on small weights; for a bias
-it is a wrong target: it drags the LSTM's forget-gate bias (set to 1 on purpose) and every gate's
-offset back to 0, and decaying a norm's gain shrinks the signal it exists to scale.
+it is a wrong target: it drags every gate's learned offset (the forget gate's included) back to 0,
+and decaying a norm's gain shrinks the signal it exists to scale.
 """
 
 from __future__ import annotations
