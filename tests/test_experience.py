@@ -12,7 +12,7 @@ from rich.console import Console
 from rnngen.cli.chat import ChatSession
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
-from rnngen.generation.completer import Context
+from rnngen.generation.completer import ModelMemory
 from rnngen.training import checkpoint
 from rnngen.training.runs import resolve
 
@@ -38,9 +38,9 @@ def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path)
                           read=lambda prompt: next(lines))
     session.command(["keep", "on"])
     session.turn("the model")
-    assert session.context is not None
+    assert session.memory is not None
     session.command(["reset"])
-    assert session.context is None
+    assert session.memory is None
 
 
 def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
@@ -51,7 +51,7 @@ def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
     def step(tokens, state):
         return table[tokens].log(), tokens.view(1, -1, 1)
 
-    start = Context(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    start = ModelMemory(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
     beams = beam_search(step, start, beams=2, max_tokens=5, eot=0, length_penalty=0.0)
     assert beams[0][0] == [2] and math.isclose(beams[0][1], math.log(0.38), rel_tol=1e-5)
     assert beams[1][0] == [1] and math.isclose(beams[1][1], math.log(0.24), rel_tol=1e-5)

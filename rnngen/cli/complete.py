@@ -76,7 +76,7 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
             return _chat(obj, checkpoint, device, False, sampling)
         raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
     cfg = _sample_config(**sampling)
-    prompts = [line.rstrip("\n") for line in sys.stdin] if prompt == "-" else [prompt]
+    prompts = _stdin_prompts() if prompt == "-" else [prompt]
     completer = _load_completer(obj, checkpoint, device)
     styled = not (plain or as_json) and out.is_terminal
     for prompt_text in prompts:
@@ -85,6 +85,20 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
         else:
             _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled,
                           as_json)
+
+
+def _stdin_prompts() -> list[str]:
+    """Prompts from stdin, one a line; a line that is not UTF-8 is refused by its number."""
+    from rnngen.errors import RnngenError
+
+    prompts = []
+    for number, line in enumerate(click.get_binary_stream("stdin"), 1):
+        try:
+            prompts.append(line.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as exc:
+            raise RnngenError(f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                              "convert it first, e.g. with iconv -f latin1 -t utf-8") from None
+    return prompts
 
 
 def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
@@ -112,10 +126,8 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
         probs_text,
         samples_table,
     )
-    from rnngen.generation.sampling import make_generator
-
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.
-    generator = make_generator(cfg.seed, completer.device)
+    generator = completer.generator(cfg.seed)
     streamed = styled and num_samples == 1 and not show_probs
     texts = []
     for sample in range(num_samples):
@@ -173,15 +185,21 @@ def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, 
     from rnngen.cli.display import out
 
     if sys.stdin.isatty():
-        import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
+        try:
+            import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
+        except ImportError:
+            pass  # Windows' Python has no readline: lines are still read, without history
     completer = _load_completer(obj, checkpoint, device)
     ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
 
 
 def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
-    from rnngen import device
     from rnngen.generation.completer import Completer
     from rnngen.training.runs import resolve
 
     run, path = resolve(checkpoint_arg, obj["checkpoints"])
+    if device_name == "cpu":  # NumPy runs the model: torch is not even imported
+        return Completer.from_checkpoint(run, path, "cpu")
+    from rnngen import device
+
     return Completer.from_checkpoint(run, path, device.pick(device_name))
