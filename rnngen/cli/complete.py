@@ -92,7 +92,7 @@ def _stdin_prompts() -> list[str]:
     from rnngen.errors import RnngenError
 
     prompts = []
-    for number, line in enumerate(click.get_binary_stream("stdin"), 1):
+    for number, line in enumerate(sys.stdin.buffer, 1):
         try:
             prompts.append(line.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError as exc:
