@@ -109,9 +109,12 @@ class NumpyLM:
                         "b_hrz": b_hh[: 2 * hidden], "w_hn": w_hh[2 * hidden:].T.copy(), "b_hn": b_hh[2 * hidden:]}
             return {"w_in": w_ih.T.copy(), "b_in": b_ih, "w_h": w_hh.T.copy(), "b_h": b_hh}
         if self.config.kind == "lstm":
-            # Gates reordered from PyTorch's (i, f, g, o) to (i, f, o, g): one sigmoid over 3H values.
+            # Gates reordered from PyTorch's (i, f, g, o) to (i, f, o, g), and the rows of i, f, o halved
+            # (exact in floating point): sigmoid(v) = 1/2 + tanh(v/2)/2, so one tanh serves all four gates.
             order = np.r_[0: 2 * hidden, 3 * hidden: 4 * hidden, 2 * hidden: 3 * hidden]
-            w_ih, w_hh, b_ih, b_hh = w_ih[order], w_hh[order], b_ih[order], b_hh[order]
+            scale = np.r_[np.full(3 * hidden, 0.5, np.float32), np.ones(hidden, np.float32)]
+            w_ih, w_hh = w_ih[order] * scale[:, None], w_hh[order] * scale[:, None]
+            b_ih, b_hh = b_ih[order] * scale, b_hh[order] * scale
         return {"w_in": w_ih.T.copy(), "b_in": b_ih + b_hh, "w_h": w_hh.T.copy(),
                 "w_cat": np.concatenate([w_ih, w_hh], 1).T.copy()}
 
@@ -215,10 +218,11 @@ def _rnn_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
 
 
 def _lstm_update(gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The LSTM cell from its gate pre-activations, ordered (i, f, o, g): the new h and c."""
+    """The LSTM cell from its gate pre-activations (i/2, f/2, o/2, g): the new h and c."""
     size = c.shape[-1]
-    ifo = _sigmoid(gates[:, : 3 * size])
-    c = ifo[:, size: 2 * size] * c + ifo[:, :size] * np.tanh(gates[:, 3 * size:])
+    t = np.tanh(gates)
+    ifo = t[:, : 3 * size] * 0.5 + 0.5  # sigmoid(i), sigmoid(f), sigmoid(o)
+    c = ifo[:, size: 2 * size] * c + ifo[:, :size] * t[:, 3 * size:]
     return ifo[:, 2 * size:] * np.tanh(c), c
 
 
