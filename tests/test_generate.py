@@ -99,3 +99,12 @@ def test_invalid_sampling_options_are_refused_with_the_option_named(max_tokens, 
         return
     with pytest.raises(RnngenError, match="--(max-tokens|temperature|top-k|top-p)"):
         SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def test_a_completion_says_why_it_ended_only_once_it_has(completer):
+    completion = completer.complete("the model", SampleConfig(max_tokens=5, seed=0))
+    with pytest.raises(RuntimeError, match="known once the completion is consumed"):
+        completion.reason
+    assert completion.steps == [] and not completion.finished
+    completion.text()
+    assert completion.finished and completion.reason in ("max_tokens", "end_of_text") and completion.memory is not None

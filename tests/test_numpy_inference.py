@@ -117,17 +117,20 @@ def save_run(tmp_path, tok: Tokenizer, kind: str = "lstm", impl: str = "fused") 
     return run
 
 
-def test_cli_completion_on_the_cpu_imports_no_torch(tok, tmp_path):
+def test_complete_and_chat_on_the_cpu_import_no_torch(tok, tmp_path):
     run = save_run(tmp_path, tok)
     code = ("import sys; from rnngen.cli.main import cli; "
             f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the model', '--max-tokens', '5', "
             "'--seed', '1', '--show-probs', '--top-alternatives', '2', '--json'], standalone_mode=False); "
             f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the', '--beam', '2', '--max-tokens', "
-            "'4', '--json'], standalone_mode=False); print('torch' in sys.modules)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            "'4', '--json'], standalone_mode=False); "
+            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], standalone_mode=False); "
+            "print(); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="the model\n/quit\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[-1] == "False" and len(json.loads(lines[0])["steps"]) <= 5 and json.loads(lines[1])["beam"] == 0
+    assert result.stdout.count("> ") == 2  # chat read the prompt line, then /quit
 
 
 @pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
