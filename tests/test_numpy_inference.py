@@ -124,7 +124,8 @@ def test_complete_and_chat_on_the_cpu_import_no_torch(tok, tmp_path):
             "'--seed', '1', '--show-probs', '--top-alternatives', '2', '--json'], standalone_mode=False); "
             f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the', '--beam', '2', '--max-tokens', "
             "'4', '--json'], standalone_mode=False); "
-            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], standalone_mode=False); "
+            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], "
+            "standalone_mode=False); "
             "print(); print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="the model\n/quit\n")
     assert result.returncode == 0, result.stderr

@@ -73,10 +73,11 @@ def beam_search(step, memory: "ModelMemory", beams: int, max_tokens: int, eot: i
         # Stop once `beams` hypotheses have ended (early stopping, as Hugging Face's `early_stopping=True`).
         if not kept or len(finished) >= beams:
             break
-        sequences = [sequence for sequence, _ in kept]
-        if length == max_tokens:
-            finished += [(sequence, score, length_normalised(score, length, length_penalty)) for sequence, score in kept]
+        if length == max_tokens:  # the kept hypotheses end here: no step is computed past the last length
+            finished += [(sequence, score, length_normalised(score, length, length_penalty))
+                         for sequence, score in kept]
             break
+        sequences = [sequence for sequence, _ in kept]
         totals = ops.floats_like([score for _, score in kept], logprobs)
         state = select_rows(state, rows)
         logits, state = step(ops.ids(tokens), state)

@@ -1,7 +1,8 @@
 """Checkpoint files with torch: saving (atomically) and loading for training, resume and evaluation.
 
-The format, and reading it without torch, is `rnngen.training.checkpoint_format`. Each file is written to a temporary name in the same folder, flushed, fsynced and renamed, so a
-crash or a full disk at any moment leaves the previous checkpoint whole.
+The format, and reading it without torch, is `rnngen.training.checkpoint_format`. Each file is
+written to a temporary name in the same folder, flushed, fsynced and renamed, so a crash or a full
+disk at any moment leaves the previous checkpoint whole.
 """
 
 from __future__ import annotations

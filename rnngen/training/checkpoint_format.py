@@ -135,8 +135,9 @@ def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ..
     """Refuse a file whose weights are not exactly those its model configuration implies."""
     expected = parameter_shapes(config)
     if set(found) != set(expected):
-        raise CheckpointError(f"{path} does not fit its own model configuration: it lacks "
-                              f"{sorted(set(expected) - set(found))[:3]} and has extra {sorted(set(found) - set(expected))[:3]}")
+        lacks, extra = sorted(set(expected) - set(found))[:3], sorted(set(found) - set(expected))[:3]
+        raise CheckpointError(f"{path} does not fit its own model configuration: it lacks {lacks} and has extra "
+                              f"{extra}; use another checkpoint of the run")
     wrong = [name for name in expected if tuple(found[name]) != expected[name]]
     if wrong:
         name = wrong[0]
