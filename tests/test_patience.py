@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import TINY
@@ -76,3 +77,11 @@ def test_patience_from_the_command_line(run_cli, text_file, tmp_path):
     off = run_cli("train", "--resume", "flat", "--patience", "0", "--steps", "35", "--plain")
     assert off.exit_code == 0, off.output
     assert "stopped early" not in off.output and eval_steps(run)[-1] == 35
+
+
+def test_the_options_are_in_help_and_the_readme(run_cli):
+    help_text = run_cli("train", "--help").output
+    examples = [line for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+                if line.startswith("rnngen train ")]
+    for option in ("--patience", "--sample-prompt", "--no-samples"):
+        assert option in help_text and any(option in line for line in examples)

@@ -67,7 +67,7 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--sample-prompt", metavar="TEXT",
               help="The prompt of those samples. [default: \"Studying Deep Learning is really\" on pydocs, "
                    "else the opening words of the validation text]")
-@click.option("--patience", type=click.IntRange(min=0),
+@click.option("--patience", type=click.IntRange(min=0), metavar="N",
               help="Stop after N evaluations in a row without a lower validation loss (best.safetensors keeps "
                    "the best); 0 turns it off. [default: off]")
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
@@ -90,8 +90,8 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     rnngen train --model gru --layers 1 --hidden 256 --steps 2000
     rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped
-    rnngen train --steps 20000 --patience 5                # stop once 5 evaluations bring no better loss
-    rnngen train --sample-prompt "def main(" --eval-every 50   # watch it learn to complete a prompt
+    rnngen train --steps 20000 --patience 5                # stop once 5 evaluations bring no lower loss
+    rnngen train --sample-prompt "The loss" --eval-every 50 # watch it learn to complete a prompt
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
     """
     from rnngen.training import distributed
