@@ -25,7 +25,8 @@ def _preset_help(section: str, key: str, text: str) -> str:
     return f"{text} [presets: {values}]"
 
 
-# Options a resumed run may change: the budget and where it runs. Everything else is the run's own.
+# Options a resumed run may change: the budget, where it runs, its samples and its patience.
+# Everything else is the run's own.
 RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain", "samples",
              "sample_prompt", "patience"}
 MODEL_OPTIONS = {"kind", "layers", "hidden", "embed", "dropout", "tie", "impl"}
