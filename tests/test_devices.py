@@ -3,6 +3,8 @@ a GPU machine training on its CPU (NCCL vs gloo), a GPU run resumed on a CPU (fu
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -11,6 +13,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import build, minimal
 from rnngen.training import checkpoint, distributed
 from rnngen.training.evaluate import evaluate
+from rnngen.training.metrics import Interval
 from rnngen.training.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
@@ -94,3 +97,24 @@ def test_a_gpu_run_resumes_on_a_cpu_without_fused_adamw(char_corpus, tmp_path):
     assert trainer.fit()["steps"] == 20
     groups = checkpoint.load(run.file(LAST)).resume_state["optimizer"]["param_groups"]
     assert all(not group["fused"] for group in groups)
+
+
+def test_the_time_budget_counts_the_wait_for_the_device(char_corpus, tmp_path, monkeypatch):
+    # A GPU runs the queued steps after the host moved on; the host waits for them at the log
+    # step's synchronisation. The stand-in: a clock that only moves there, by 1 s per wait.
+    clock = [0.0]
+    synchronise = Interval.figures
+
+    def waiting_figures(self):
+        clock[0] += 1.0
+        return synchronise(self)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(Interval, "figures", waiting_figures)
+    model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
+    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=10, time_budget=None, eval_every=10,
+                            eval_tokens=500, log_every=5)
+    summary = Trainer(char_corpus, model_cfg, train_cfg, RunFolder(tmp_path / "runs" / "queued")).fit()
+    assert summary["seconds"] == 2.0
+    logged = [row for row in RunFolder(tmp_path / "runs" / "queued").metrics() if row["event"] == "train"]
+    assert [row["tokens_per_s"] for row in logged] == [5 * 4 * 16 / 1.0] * 2

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from rnngen import device as devices
 from rnngen.models import RecurrentLM
 from rnngen.training import distributed
-from rnngen.training.distributed import World
 
 LN2 = math.log(2)
 
@@ -24,7 +23,8 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str 
 
 @torch.no_grad()
 def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
-             max_tokens: int | None, device: torch.device, world: World = World()) -> dict[str, Any]:
+             max_tokens: int | None, device: torch.device,
+             world: distributed.World = distributed.World()) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
     The split is cut into `rows` contiguous streams; the first token of each stream is context

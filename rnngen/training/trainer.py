@@ -83,6 +83,7 @@ class Trainer:
         interval, last_eval, evaluated = Interval(), None, False
         next_eval = self.budget.next_eval()
         done = self.budget.spent()
+        # The budget's clock moves at log steps, after the wait for the device (see `Budget`).
         while not done:
             if self.stream.starts_epoch(self.budget.step):
                 self.hidden = None  # the streams start again from the beginning of the text
