@@ -124,7 +124,8 @@ class SampleConfig:
 
 
 # Presets: sizes that fit the device's time budget. Every value can be overridden by an option.
-# "cpu" is the 2x384 LSTM measured in shared PERF_NOTES as the best plain recipe for 180 s on 2 cores.
+# "cpu" is the 2x384 LSTM, the best plain recipe measured for 180 s on 2 CPU cores (tiny shakespeare,
+# batch 32, window 64, AdamW 4e-3 cosine: 1.678 nats/char against nanoGPT's CPU recipe's 1.886).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "model": {"kind": "lstm", "embed": 64, "hidden": 64, "layers": 1, "dropout": 0.0},
