@@ -25,11 +25,21 @@ SAMPLE = SampleConfig(max_tokens=40, seed=0)
 
 
 def default_prompt(corpus: Corpus, words: int = 4) -> str:
-    """The README's prompt on the embedded corpus, else the opening `words` words of the validation text."""
+    """The README's prompt on the embedded corpus, else the opening `words` words of the validation text.
+
+    A single text held out by characters (tiny shakespeare) has a validation split that starts
+    mid-word: its first, partial word is skipped.
+    """
     if corpus.meta.get("source", {}).get("dataset") == DEFAULT_DATASET:
         return PYDOCS_PROMPT
-    opening = corpus.tokenizer().decode(int(i) for i in corpus.tokens("val")[:16 * words])
-    return " ".join(re.findall(r"\S+", opening)[:words])
+    opening = corpus.tokenizer().decode(int(i) for i in corpus.tokens("val")[:16 * (words + 1)])
+    skip = 0 if starts_documents(corpus) else 1
+    return " ".join(re.findall(r"\S+", opening)[skip: skip + words])
+
+
+def starts_documents(corpus: Corpus) -> bool:
+    """Whether the corpus's texts are documents separated by the end-of-text id (else one text cut by characters)."""
+    return corpus.meta["splits"]["train"]["documents"] > 0
 
 
 class Sampler:
@@ -40,7 +50,7 @@ class Sampler:
         self.tokenizer = corpus.tokenizer()
         self.prompt = default_prompt(corpus) if prompt is None else prompt
         # Prompts start as the corpus's documents did (as `Completer.from_checkpoint` decides it).
-        self.start_with_eot = corpus.meta["splits"]["train"]["documents"] > 0
+        self.start_with_eot = starts_documents(corpus)
         self.last: Sampled | None = None
 
     def __call__(self, step: int) -> Sampled:
