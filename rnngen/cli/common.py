@@ -36,9 +36,21 @@ class Count(click.ParamType):
             number = float(text[:-1]) * SIZE_SUFFIXES[text[-1]] if text[-1:] in SIZE_SUFFIXES else float(text)
         except ValueError:
             self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
         if number < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
         return int(number)
+
+
+def require_folder_of(path: Path, option: str) -> None:
+    """A one-line error, before any work is done, when the folder `path` is to be written in does not exist."""
+    from rnngen.errors import RnngenError
+
+    folder = path.parent
+    if not folder.is_dir():
+        raise RnngenError(f"{option} {path}: the folder {folder} does not exist; create it first "
+                          f"(mkdir -p {folder}) or write elsewhere")
 
 
 def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:

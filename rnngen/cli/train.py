@@ -15,7 +15,15 @@ from rnngen.cli.common import (
     prepare_default_corpus,
     print_listing,
 )
-from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
+from rnngen.config import (
+    DEVICES,
+    IMPLS,
+    MAX_SEED,
+    MODEL_KINDS,
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+)
 from rnngen.errors import RnngenError
 
 
@@ -61,7 +69,7 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--eval-tokens", type=click.IntRange(min=0),
               help=_preset_help("train", "eval_tokens", "Validation tokens per evaluation; 0 is the whole split."))
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
-@click.option("--seed", type=int, help="Random seed (weights, dropout). [default: 1337]")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
@@ -111,7 +119,9 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
            plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
-    from rnngen.training import checkpoint, distributed
+    from rnngen.data.names import check_name
+    from rnngen.training import distributed
+    from rnngen.training.resume import seconds_of
     from rnngen.training.runs import LAST, RunFolder, corpus_of, resolve
     from rnngen.training.schedule import progress_of
     from rnngen.training.signals import stop_on_signals
@@ -120,10 +130,13 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
     paths = ctx.find_object(Paths)
     given = {key for key, value in options.items()
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+    if run_name is not None and not resume:
+        check_name(run_name, "run")
     resume_from = None
     if resume:
         run, _ = resolve(resume, paths.checkpoints)
-        resume_from = checkpoint.load(run.file(LAST))
+        _claim(ctx, run, True, world)
+        resume_from = _resume_checkpoint(run)
         fixed = sorted(given - RESUMABLE)
         if corpus_name != "pydocs" and corpus_name != resume_from.corpus["name"]:
             fixed.append("corpus")
@@ -133,9 +146,12 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
         model_cfg = resume_from.model
         train_cfg = _train_config(resume_from.training.to_dict(), options, given)
         corpus = corpus_of(resume_from.corpus, paths.corpora)
-        if progress_of(resume_from.step, resume_from.resume_state["seconds"], train_cfg) >= 1.0:
+        if progress_of(resume_from.step, seconds_of(resume_from, run), train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
+        if resume_from.resume_state is None and world.is_main:
+            err.print(f"{run.file(LAST)} holds weights only: resuming at step {resume_from.step} with a fresh "
+                      "optimizer and random state, so the losses will differ from an unbroken run")
     else:
         import torch
 
@@ -150,8 +166,7 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
         train_cfg = _train_config(PRESETS[preset]["train"], options, given)
         # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
         run = RunFolder(paths.checkpoints / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
-        if distributed.broadcast(run.config_path.exists()):
-            raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --name")
+        _claim(ctx, run, False, world)
     budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
                                        f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
     display = TrainDisplay(plain or not world.is_main, budget)
@@ -166,6 +181,35 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
     if world.is_main:
         out.print(summary_table(summary))
         err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
+
+
+def _claim(ctx: click.Context, run: Any, resuming: bool, world: Any) -> None:
+    """Rank 0 locks the run folder until the command ends; every rank raises the same error when it cannot."""
+    from rnngen.training import distributed
+
+    error = None
+    if world.is_main:
+        try:
+            ctx.call_on_close(run.claim(resuming).release)
+        except RnngenError as exc:
+            error = str(exc)
+    error = distributed.broadcast(error)
+    if error is not None:
+        raise RnngenError(error)
+
+
+def _resume_checkpoint(run: Any) -> Any:
+    """The run's `last` checkpoint; when it is damaged, the error says how to go on from `best`."""
+    from rnngen.training import checkpoint
+    from rnngen.training.runs import BEST, LAST
+
+    try:
+        return checkpoint.load(run.file(LAST))
+    except RnngenError as exc:
+        if not run.file(BEST).exists():
+            raise
+        raise RnngenError(f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
+                          f"cp {run.file(BEST)} {run.file(LAST)}") from exc
 
 
 def _oom_type() -> type[BaseException]:

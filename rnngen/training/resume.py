@@ -7,13 +7,16 @@ state carried into the next window are all saved in `last.safetensors` (`Checkpo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rnngen.models.state import State, slice_rows, state_rows, state_to
+from rnngen.training.checkpoint import Checkpoint
 from rnngen.training.distributed import World
+from rnngen.training.runs import RunFolder
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -57,3 +60,16 @@ def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, device: tor
     set_rng_state(saved["rng"], device)
     return Restored(float(saved["seconds"]), float(saved["best"]),
                     rank_rows(state_to(saved.get("hidden"), device), rows, world))
+
+
+def weights_only(ckpt: Checkpoint, run: RunFolder) -> Restored:
+    """Resume from a checkpoint without resume state (a `best.safetensors` copied over `last`): the
+    optimizer starts fresh, the clock is the one logged at the checkpoint's step, nothing is carried."""
+    torch.manual_seed(ckpt.training.seed + ckpt.step)  # new dropout masks, not the first steps' again
+    best = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
+    return Restored(seconds_of(ckpt, run), best, None)
+
+
+def seconds_of(ckpt: Checkpoint, run: RunFolder) -> float:
+    """The training seconds spent when `ckpt` was saved: in its resume state, else in the run's metrics."""
+    return float(ckpt.resume_state["seconds"]) if ckpt.resume_state is not None else run.seconds_at(ckpt.step)

@@ -57,15 +57,18 @@ class Trainer:
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             load_weights(self.model, resume_from, run.file(LAST))
-            restored = resume.restore(resume_from.resume_state or {}, self.optimizer, self.device,
-                                      train_cfg.batch_size, world)
+            if resume_from.resume_state is not None:
+                restored = resume.restore(resume_from.resume_state, self.optimizer, self.device,
+                                          train_cfg.batch_size, world)
+            else:
+                restored = resume.weights_only(resume_from, run)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden = restored.best, restored.hidden
             if world.is_main:
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
             self.saver.start_run()
-        self.saved_step = self.budget.step
+        self.saved_step = self.budget.step if resume_from is not None else None  # the step `last` holds
 
     @property
     def on_event(self) -> EventFn:
@@ -185,10 +188,11 @@ class Trainer:
         figures = interval.figures()
         bad = interval.first_non_finite(figures)
         if bad is not None:
+            kept = (f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step})"
+                    if self.saved_step is not None else "no checkpoint had been saved yet")
             raise TrainingDiverged(
                 f"the loss or the gradients became non-finite at step {self.budget.step - len(figures) + bad + 1}: "
-                f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step}); "
-                f"start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
+                f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
         losses, norms = figures[:, 0], figures[:, 1]
         return Logged(step=self.budget.step, loss=losses.mean().item(), lr=self.lr, grad_norm=norms.mean().item(),
                       clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,

@@ -1,0 +1,60 @@
+"""Exclusive locks between processes: one `rnngen train` per run folder.
+
+A lock is an `fcntl.flock` on a file that holds the owner's pid. The kernel drops it when the
+process exits, however it exits (`kill -9` included), so a lock is never left stale by a crash.
+The file itself stays: removing it would let a process that opened the old file and one that
+creates a new one both believe they hold the lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Self
+
+from rnngen.errors import RnngenError
+
+
+class Busy(RnngenError):
+    """Another live process holds the lock."""
+
+
+class Lock:
+    """An exclusive lock on `path`, taken without waiting; `release()` (or the process's exit) gives it up."""
+
+    def __init__(self, path: Path, busy_message: str):
+        self.path = Path(path)
+        self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's life
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            owner = self.file.read().strip() or "?"
+            self.file.close()
+            raise Busy(busy_message.format(pid=owner)) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.file.close()  # closing the file releases the lock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with id `pid` exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
