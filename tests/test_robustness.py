@@ -176,10 +176,10 @@ def test_out_of_memory_while_saving_keeps_the_previous_last(char_corpus, tmp_pat
     trainer.fit()
     before = run.file(LAST).read_bytes()
 
-    def no_memory(tensors, metadata=None):
+    def no_memory(tensors, filename, metadata=None):
         raise failure
 
-    monkeypatch.setattr(checkpoint, "save_tensors", no_memory)
+    monkeypatch.setattr(checkpoint, "save_file", no_memory)
     with pytest.raises(CheckpointError, match="out of memory while serializing it; the previous checkpoint is intact"):
         trainer.save(best=True)
     monkeypatch.undo()
@@ -189,14 +189,35 @@ def test_out_of_memory_while_saving_keeps_the_previous_last(char_corpus, tmp_pat
     assert resumed.fit()["steps"] == 30
 
 
+SAVE_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+import torch
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.training import checkpoint
+ckpt = checkpoint.Checkpoint(ModelConfig(vocab_size=10), TrainConfig(steps=1), {}, {"w": torch.ones(25_000_000)})
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 20_000_000, resource.RLIM_INFINITY))  # like `ulimit -v`
+checkpoint.save(sys.argv[1], ckpt)
+"""
+
+
+def test_a_checkpoint_is_written_with_less_free_memory_than_its_size(tmp_path):
+    # Serializing to bytes first needed the file's size twice more, and safetensors aborted the
+    # process when that failed; the file is now streamed to disk.
+    path = tmp_path / "last.safetensors"
+    result = subprocess.run([sys.executable, "-c", SAVE_UNDER_A_MEMORY_LIMIT, str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert path.stat().st_size > 100_000_000 and checkpoint.load(path).weights["w"].shape == (25_000_000,)
+
+
 def test_other_errors_while_saving_are_not_taken_for_memory(char_corpus, tmp_path, monkeypatch):
     run = RunFolder(tmp_path / "runs" / "other")
     trainer = Trainer(char_corpus, *tiny(char_corpus, steps=20), run)
 
-    def broken(tensors, metadata=None):
+    def broken(tensors, filename, metadata=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint, "save_tensors", broken)
+    monkeypatch.setattr(checkpoint, "save_file", broken)
     with pytest.raises(KeyboardInterrupt):
         trainer.save()
 
@@ -243,10 +264,12 @@ def test_temporary_files_carry_the_pid_and_dead_writers_files_are_removed(tmp_pa
 
 def test_resume_removes_what_a_kill_9_mid_write_left(cli, tmp_path):
     assert cli(*TRAIN, "--name", "killed").exit_code == 0
-    left = tmp_path / "checkpoints" / "killed" / ".last.safetensors.abc123.tmp"
-    left.write_bytes(b"half a checkpoint")
+    folder = tmp_path / "checkpoints" / "killed"
+    left = [folder / ".last.safetensors.abc123.tmp", folder / ".tmpXk2Lq9"]  # ours, and safetensors' own
+    for path in left:
+        path.write_bytes(b"half a checkpoint")
     assert cli("train", "--resume", "killed", "--steps", "30", "--plain").exit_code == 0
-    assert not left.exists()
+    assert not any(path.exists() for path in left)
 
 
 # 9. Names ------------------------------------------------------------------------------------------------------

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import save_file
 
 from rnngen import __version__
-from rnngen.atomic import write_atomic
+from rnngen.atomic import replacing
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.training.runs import RunFolder, what_is_kept, write_failed
@@ -94,7 +94,10 @@ def save(path: Path, ckpt: Checkpoint) -> None:
         tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in ckpt.weights.items()}
         trainer = _flatten(ckpt.resume_state, "trainer", tensors) if ckpt.resume_state is not None else None
         metadata = {"rnngen": json.dumps(ckpt.header()), "trainer": json.dumps(trainer)}
-        write_atomic(path, save_tensors(tensors, metadata=metadata))
+        # Written straight to the file: serializing to bytes first needs the whole file in memory
+        # twice more, and safetensors aborts the process when that allocation fails.
+        with replacing(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
     except OSError as exc:
         raise write_failed(path, exc) from exc
     except BaseException as exc:

@@ -62,6 +62,14 @@ def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, device: tor
                     rank_rows(state_to(saved.get("hidden"), device), rows, world))
 
 
+def restore_from(ckpt: Checkpoint, run: RunFolder, optimizer: torch.optim.Optimizer, device: torch.device,
+                 rows: int, world: World) -> Restored:
+    """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `weights_only` says."""
+    if ckpt.resume_state is None:
+        return weights_only(ckpt, run)
+    return restore(ckpt.resume_state, optimizer, device, rows, world)
+
+
 def weights_only(ckpt: Checkpoint, run: RunFolder) -> Restored:
     """Resume from a checkpoint without resume state (a `best.safetensors` copied over `last`): the
     optimizer starts fresh, the clock is the one logged at the checkpoint's step, nothing is carried."""

@@ -95,6 +95,9 @@ class RunFolder:
             if not resuming:
                 self._require_fresh()
             remove_stale_temps(self.path)
+            # safetensors' own temporary files (`.tmpXXXX`, no pid): only the holder of the lock writes here.
+            for stale in self.path.glob(".tmp*"):
+                stale.unlink(missing_ok=True)
         except BaseException:
             lock.release()
             raise

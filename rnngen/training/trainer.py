@@ -57,11 +57,8 @@ class Trainer:
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             load_weights(self.model, resume_from, run.file(LAST))
-            if resume_from.resume_state is not None:
-                restored = resume.restore(resume_from.resume_state, self.optimizer, self.device,
-                                          train_cfg.batch_size, world)
-            else:
-                restored = resume.weights_only(resume_from, run)
+            restored = resume.restore_from(resume_from, run, self.optimizer, self.device, train_cfg.batch_size,
+                                           world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden = restored.best, restored.hidden
             if world.is_main:
