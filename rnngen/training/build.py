@@ -11,6 +11,7 @@ from rnngen import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import RecurrentLM, build
 from rnngen.training.distributed import World
+from rnngen.training.optim import adamw
 
 
 @dataclass
@@ -25,7 +26,8 @@ class Built:
 
 
 def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World) -> Built:
-    """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters."""
+    """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters
+    (weight decay on the weight matrices only)."""
     device = devices.pick(cfg.device)
     if device.type == "cuda" and world.size > 1:
         device = torch.device("cuda", world.local_rank)
@@ -38,6 +40,4 @@ def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World) -
         # DDP starts every rank from rank 0's weights and averages gradients during backward.
         train_model = DistributedDataParallel(train_model, device_ids=[world.local_rank]
                                               if device.type == "cuda" else None)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return Built(device, model, train_model, optimizer)
+    return Built(device, model, train_model, adamw(model, cfg, device))
