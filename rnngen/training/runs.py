@@ -6,7 +6,7 @@ A run folder `checkpoints/<run>/` holds:
   best.safetensors   weights with the lowest validation loss
   last.safetensors   weights plus everything `--resume` needs (optimizer, RNG, carried state)
   metrics.jsonl      one JSON object per log line and per evaluation
-  .lock              held by the one process training the run (`RunFolder.claim`)
+  .lock              while one process trains the run (`RunFolder.claim`)
 """
 
 from __future__ import annotations
