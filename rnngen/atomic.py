@@ -1,26 +1,42 @@
-"""Files that are replaced whole or not at all."""
+"""Files that are replaced whole or not at all.
+
+The temporary file of a write is `.NAME.PID.RANDOM.tmp` next to its target: a process killed in
+the middle of a write leaves it behind, and the pid in its name tells a later process whether
+the writer is gone (`remove_stale_temps`).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rnngen.lock import alive
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+TEMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path next to `path`: what the block writes there replaces `path` when it ends
+    without an error, so readers see the old file or the new one, never a part."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.close(fd)
     try:
+        yield Path(tmp)
         # mkstemp makes the file private (0600) and the rename would keep that; give it the mode a
         # plain open() gives, so a group sharing checkpoints/ or corpora/ can read it.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -30,6 +46,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a part."""
+    with replacing(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def _umask() -> int:
@@ -42,3 +64,18 @@ def _umask() -> int:
 def write_json_atomic(path: Path, data: Any) -> None:
     """`write_atomic` of `data` as indented JSON."""
     write_atomic(path, json.dumps(data, indent=2).encode())
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Remove the temporary files that writers now dead left in `folder`; returns them.
+
+    A name without a pid (written by rnngen 0.1.0 and earlier) counts as stale: call this only where
+    no older process can be writing, e.g. in a run folder whose lock is held.
+    """
+    removed = []
+    for path in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        pid = path.name[: -len(TEMP_SUFFIX)].split(".")[-2]
+        if not (pid.isdigit() and alive(int(pid))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed

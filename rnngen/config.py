@@ -7,6 +7,7 @@ enough to resume training or to sample. Values are checked once, here, where the
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ MODEL_KINDS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 MIN_KINDS = ("mingru", "minlstm")
 IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**63 - 1  # torch takes 64 bits; each process of a data-parallel run adds its rank
 
 
 class JsonConfig:
@@ -90,6 +92,20 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
             raise RnngenError("training needs a budget: pass --steps N or --time SECONDS")
+        # NaN passes every comparison below and inf trains forever or not at all: numbers must be finite.
+        numbers = {"lr": self.lr, "min_lr_ratio": self.min_lr_ratio, "weight_decay": self.weight_decay,
+                   "clip": self.clip, "time": self.time_budget, "steps": self.steps}
+        for name, value in numbers.items():
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise RnngenError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if self.steps is not None and self.steps < 1:
+            raise RnngenError(f"--steps must be at least 1, got {self.steps}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise RnngenError(f"--time must be positive, got {self.time_budget}")
+        if self.weight_decay < 0:
+            raise RnngenError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise RnngenError(f"--seed must be from 0 to {MAX_SEED}, got {self.seed}")
         positive = {"batch_size": self.batch_size, "seq_len": self.seq_len, "eval_every": self.eval_every,
                     "log_every": self.log_every}
         for name, value in positive.items():
@@ -103,6 +119,9 @@ class TrainConfig(JsonConfig):
             raise RnngenError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.eval_tokens is not None and self.eval_tokens < self.seq_len + 1:
+            raise RnngenError(f"--eval-tokens {self.eval_tokens} is less than one window of --seq-len + 1 = "
+                              f"{self.seq_len + 1} tokens: pass at least that, or 0 for the whole split")
 
 
 @dataclass(frozen=True)

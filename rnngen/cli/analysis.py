@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from rnngen.cli.common import Paths, pass_paths, prepare_default_corpus
+from rnngen.cli.common import (
+    Paths,
+    pass_paths,
+    prepare_default_corpus,
+    require_folder_of,
+)
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError
 
@@ -45,6 +50,7 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
     if plot_path:
         from rnngen.analysis.plot import require
 
+        require_folder_of(plot_path, "--plot")
         require()
     if checkpoint:
         run, path = resolve(checkpoint, paths.checkpoints)
@@ -95,6 +101,7 @@ def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     from rnngen.cli.display import out
     from rnngen.training.runs import resolve
 
+    require_folder_of(out_path, "--out")
     require()
     curves = []
     for name in runs:

@@ -43,6 +43,16 @@ class Count(click.ParamType):
         return int(number)
 
 
+def require_folder_of(path: Path, option: str) -> None:
+    """A one-line error, before any work is done, when the folder `path` is to be written in does not exist."""
+    from rnngen.errors import RnngenError
+
+    folder = path.parent
+    if not folder.is_dir():
+        raise RnngenError(f"{option} {path}: the folder {folder} does not exist; create it first "
+                          f"(mkdir -p {folder}) or write elsewhere")
+
+
 def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:
     """Rows as JSON, as a table, or a line saying there are none."""
     from rnngen.cli.display import err, out

@@ -8,6 +8,7 @@ import click
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES
+from rnngen.errors import RnngenError
 
 
 @click.command()
@@ -36,6 +37,9 @@ def evaluate(paths: Paths, checkpoint: str | None, corpus_name: str | None, spli
     from rnngen.training.evaluate import evaluate as evaluate_split
     from rnngen.training.runs import corpus_of, require_same_tokenizer, resolve
 
+    if max_tokens == 1:
+        raise RnngenError("--max-tokens 1 leaves no token to predict (the first is context only): "
+                          "pass 2 or more, or 0 for the whole split")
     run, path = resolve(checkpoint, paths.checkpoints)
     dev = devices.pick(device)
     model, tok, ckpt = load_model(run, path, dev)

@@ -15,7 +15,15 @@ from rnngen.cli.common import (
     prepare_default_corpus,
     print_listing,
 )
-from rnngen.config import DEVICES, IMPLS, MODEL_KINDS, PRESETS, ModelConfig, TrainConfig
+from rnngen.config import (
+    DEVICES,
+    IMPLS,
+    MAX_SEED,
+    MODEL_KINDS,
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+)
 from rnngen.errors import RnngenError
 
 
@@ -72,7 +80,7 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
               help="Stop after N evaluations in a row without a lower validation loss (best.safetensors keeps "
                    "the best); 0 turns it off. [default: off]")
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
-@click.option("--seed", type=int, help="Random seed (weights, dropout). [default: 1337]")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
@@ -140,7 +148,9 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
            plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
-    from rnngen.training import checkpoint, distributed
+    from rnngen.data.names import check_name
+    from rnngen.training import distributed
+    from rnngen.training.resume import seconds_of
     from rnngen.training.runs import LAST, RunFolder, corpus_of, resolve
     from rnngen.training.schedule import progress_of
     from rnngen.training.signals import stop_on_signals
@@ -150,10 +160,12 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
     paths = ctx.find_object(Paths)
     given = {key for key, value in options.items()
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+    if run_name is not None and not resume:
+        check_name(run_name, "run")
     resume_from = None
     if resume:
         run, _ = resolve(resume, paths.checkpoints)
-        resume_from = checkpoint.load(run.file(LAST))
+        resume_from = _resume_checkpoint(run)
         fixed = sorted(given - RESUMABLE)
         if corpus_name != "pydocs" and corpus_name != resume_from.corpus["name"]:
             fixed.append("corpus")
@@ -163,14 +175,18 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
         model_cfg = resume_from.model
         train_cfg = _train_config(resume_from.training.to_dict(), options, given)
         corpus = corpus_of(resume_from.corpus, paths.corpora)
-        if progress_of(resume_from.step, resume_from.resume_state["seconds"], train_cfg) >= 1.0:
+        if progress_of(resume_from.step, seconds_of(resume_from, run), train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
-        stale = int(resume_from.resume_state.get("stale", 0))
+        stale = int((resume_from.resume_state or {}).get("stale", 0))
         if train_cfg.patience is not None and stale >= train_cfg.patience:
             raise RnngenError(f"{run.name} stopped at step {resume_from.step} after {stale} evaluations without a "
                               f"lower validation loss: pass a larger --patience (or --patience 0) to continue")
         world = distributed.setup(train_cfg.device)  # the run's device, unless --device changes it
+        _claim(ctx, run, True, world)
+        if resume_from.resume_state is None and world.is_main:
+            err.print(f"{run.file(LAST)} holds weights only: resuming at step {resume_from.step} with a fresh "
+                      "optimizer and random state, so the losses will differ from an unbroken run")
     else:
         import torch
 
@@ -185,8 +201,7 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
         train_cfg = _train_config(PRESETS[preset]["train"], options, given)
         # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
         run = RunFolder(paths.checkpoints / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
-        if distributed.broadcast(run.config_path.exists()):
-            raise RnngenError(f"{run.path} already exists: continue it with --resume {run.name}, or pick another --name")
+        _claim(ctx, run, False, world)
     budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
                                        f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
     display = TrainDisplay(plain or not world.is_main, budget)
@@ -201,6 +216,35 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
     if world.is_main:
         out.print(summary_table(summary))
         err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
+
+
+def _claim(ctx: click.Context, run: Any, resuming: bool, world: Any) -> None:
+    """Rank 0 locks the run folder until the command ends; every rank raises the same error when it cannot."""
+    from rnngen.training import distributed
+
+    error = None
+    if world.is_main:
+        try:
+            ctx.call_on_close(run.claim(resuming).release)
+        except RnngenError as exc:
+            error = str(exc)
+    error = distributed.broadcast(error)
+    if error is not None:
+        raise RnngenError(error)
+
+
+def _resume_checkpoint(run: Any) -> Any:
+    """The run's `last` checkpoint; when it is damaged, the error says how to go on from `best`."""
+    from rnngen.training import checkpoint
+    from rnngen.training.runs import BEST, LAST
+
+    try:
+        return checkpoint.load(run.file(LAST))
+    except RnngenError as exc:
+        if not run.file(BEST).exists():
+            raise
+        raise RnngenError(f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
+                          f"cp {run.file(BEST)} {run.file(LAST)}") from exc
 
 
 def _oom_type() -> type[BaseException]:

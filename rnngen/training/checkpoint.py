@@ -14,12 +14,12 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import save_file
 
-from rnngen.atomic import write_atomic
+from rnngen.atomic import replacing
 from rnngen.errors import CheckpointError
 from rnngen.training.checkpoint_format import FORMAT, Checkpoint, read_header
-from rnngen.training.runs import RunFolder
+from rnngen.training.runs import RunFolder, what_is_kept, write_failed
 
 __all__ = ["FORMAT", "Checkpoint", "save", "load", "load_weights", "load_model", "model_weights"]
 
@@ -62,15 +62,32 @@ def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save(path: Path, ckpt: Checkpoint) -> None:
-    """Write a checkpoint file atomically."""
-    tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in ckpt.weights.items()}
-    trainer = _flatten(ckpt.resume_state, "trainer", tensors) if ckpt.resume_state is not None else None
-    metadata = {"rnngen": json.dumps(ckpt.header()), "trainer": json.dumps(trainer)}
+    """Write a checkpoint file atomically; a full disk or too little memory is a `CheckpointError`
+    that says which checkpoint the run still has."""
+    path = Path(path)
     try:
-        write_atomic(path, save_tensors(tensors, metadata=metadata))
+        tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in ckpt.weights.items()}
+        trainer = _flatten(ckpt.resume_state, "trainer", tensors) if ckpt.resume_state is not None else None
+        metadata = {"rnngen": json.dumps(ckpt.header()), "trainer": json.dumps(trainer)}
+        # Written straight to the file: serializing to bytes first needs the whole file in memory
+        # twice more, and safetensors aborts the process when that allocation fails.
+        with replacing(path) as tmp:
+            save_file(tensors, tmp, metadata=metadata)
     except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror}; the previous checkpoint is intact "
-                              "(free some disk space, then resume)") from exc
+        raise write_failed(path, exc) from exc
+    except BaseException as exc:
+        if not _out_of_memory(exc):
+            raise
+        raise CheckpointError(f"cannot write checkpoint {path}: out of memory while serializing it; "
+                              f"{what_is_kept(path.parent, 'free some memory (or raise `ulimit -v`)')}") from None
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError, torch's CPU allocator, or the panic that safetensors'
+    Rust code raises when an allocation fails (pyo3's PanicException, a BaseException: matched by name)."""
+    kind = type(exc)
+    return (isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+            or (kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"))
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -8,13 +8,16 @@ clock and the hidden state carried into the next window are all saved in `last.s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rnngen.models.state import State, slice_rows, state_rows, state_to
+from rnngen.training.checkpoint import Checkpoint
 from rnngen.training.distributed import World
+from rnngen.training.runs import RunFolder
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -73,13 +76,56 @@ class Restored:
     stale: int = 0  # evaluations since the validation loss last improved
 
 
-def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, device: torch.device, rows: int,
-            world: World, seed: int) -> Restored:
+def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module, device: torch.device,
+            rows: int, world: World, seed: int) -> Restored:
     """Load the optimizer and this rank's RNG state saved by `capture` (`seed` serves a rank that has
     none); the clock, best loss, this rank's carried rows and the patience count (0 in checkpoints
     written before --patience)."""
-    optimizer.load_state_dict(saved["optimizer"])
+    optimizer.load_state_dict(regrouped(saved["optimizer"], optimizer, model))
     device_flags(optimizer)
     restore_rng(saved["rng"], device, world, seed)
     return Restored(float(saved["seconds"]), float(saved["best"]),
                     rank_rows(state_to(saved.get("hidden"), device), rows, world), int(saved.get("stale", 0)))
+
+
+def regrouped(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, Any]:
+    """An optimizer state saved with one parameter group (rnngen 0.1.0, which decayed every tensor),
+    laid out as `optimizer`'s groups (weight decay on matrices only); any other state as it is.
+
+    State is keyed by a parameter's position across the groups: in the one group, the order of
+    `model.parameters()`.
+    """
+    if len(saved["param_groups"]) != 1 or len(optimizer.param_groups) == 1:
+        return saved
+    model_order = {id(param): i for i, param in enumerate(model.parameters())}
+    positions = [model_order[id(param)] for group in optimizer.param_groups for param in group["params"]]
+    state = {new: saved["state"][old] for new, old in enumerate(positions) if old in saved["state"]}
+    hyper = {key: value for key, value in saved["param_groups"][0].items() if key != "params"}
+    groups, start = [], 0
+    for group in optimizer.param_groups:
+        size = len(group["params"])
+        groups.append({**hyper, "weight_decay": group["weight_decay"], "params": list(range(start, start + size))})
+        start += size
+    return {"state": state, "param_groups": groups}
+
+
+def restore_from(ckpt: Checkpoint, run: RunFolder, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                 device: torch.device, rows: int, world: World) -> Restored:
+    """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `weights_only` says."""
+    if ckpt.resume_state is None:
+        return weights_only(ckpt, run, world)
+    return restore(ckpt.resume_state, optimizer, model, device, rows, world, seed=ckpt.training.seed + ckpt.step)
+
+
+def weights_only(ckpt: Checkpoint, run: RunFolder, world: World) -> Restored:
+    """Resume from a checkpoint without resume state (a `best.safetensors` copied over `last`): the
+    optimizer starts fresh, the clock is the one logged at the checkpoint's step, nothing is carried."""
+    # New dropout masks, not the first steps' again, and each rank its own.
+    torch.manual_seed(ckpt.training.seed + ckpt.step + world.rank)
+    best = ckpt.best_val_loss if ckpt.best_val_loss is not None else math.inf
+    return Restored(seconds_of(ckpt, run), best, None)
+
+
+def seconds_of(ckpt: Checkpoint, run: RunFolder) -> float:
+    """The training seconds spent when `ckpt` was saved: in its resume state, else in the run's metrics."""
+    return float(ckpt.resume_state["seconds"]) if ckpt.resume_state is not None else run.seconds_at(ckpt.step)

@@ -6,20 +6,27 @@ A run folder `checkpoints/<run>/` holds:
   best.safetensors   weights with the lowest validation loss
   last.safetensors   weights plus everything `--resume` needs (optimizer, RNG, carried state)
   metrics.jsonl      one JSON object per log line and per evaluation
+  .lock              while one process trains the run (`RunFolder.claim`)
 """
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
 
-from rnngen.atomic import write_atomic, write_json_atomic
+from rnngen.atomic import remove_stale_temps, write_atomic, write_json_atomic
 from rnngen.data.corpus import Corpus
+from rnngen.data.names import check_name
 from rnngen.data.tokenizer import Tokenizer
-from rnngen.errors import CheckpointError
+from rnngen.errors import CheckpointError, RnngenError
+from rnngen.lock import Lock
 
 BEST, LAST = "best.safetensors", "last.safetensors"
+LOCK = ".lock"
+# What a run writes: a folder holding anything else is not a run, and a new run does not write into it.
+RUN_FILES = {"config.json", "tokenizer.model", "metrics.jsonl", BEST, LAST, LOCK}
 
 
 class RunFolder:
@@ -54,7 +61,10 @@ class RunFolder:
             raise CheckpointError(f"{self.config_path} is missing or unreadable: {exc}") from exc
 
     def write_config(self, header: dict[str, Any]) -> None:
-        write_json_atomic(self.config_path, header)
+        try:
+            write_json_atomic(self.config_path, header)
+        except OSError as exc:
+            raise write_failed(self.config_path, exc) from exc
 
     def tokenizer(self, expected_sha256: str | None, vocab_size: int) -> Tokenizer:
         """The run's tokenizer, checked against the checkpoint that will use it."""
@@ -64,29 +74,101 @@ class RunFolder:
                                "copy the tokenizer.model of the corpus the run was trained on")
         return tok
 
+    def has_checkpoint(self) -> bool:
+        return self.file(LAST).exists() or self.file(BEST).exists()
+
+    def claim(self, resuming: bool) -> Lock:
+        """Lock the run for this process until it exits (or `release()`), or raise a one-line error.
+
+        A new run takes a folder that does not exist yet, or one left by a run that stopped before its
+        first checkpoint (its files are replaced); a resumed run needs its folder. Temporary files of
+        writers killed mid-write are removed.
+        """
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            lock = Lock(self.path / LOCK, f"{self.path} is in use by another rnngen train (pid {{pid}}): wait for "
+                                          "it to finish, or pick another --name")
+        except OSError as exc:
+            raise RnngenError(f"cannot create the run folder {self.path}: {exc.strerror}; pass a writable "
+                              "--checkpoints-dir (or set RNNGEN_CHECKPOINTS)") from exc
+        try:
+            if not resuming:
+                self._require_fresh()
+            remove_stale_temps(self.path)
+            # safetensors' own temporary files (`.tmpXXXX`, no pid): only the holder of the lock writes here.
+            for stale in self.path.glob(".tmp*"):
+                stale.unlink(missing_ok=True)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _require_fresh(self) -> None:
+        if self.has_checkpoint():
+            raise RnngenError(f"{self.path} already exists: continue it with --resume {self.name}, "
+                              "or pick another --name")
+        # A run writes config.json first: files without it, or files a run never writes, are someone else's.
+        found = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
+        if found and ("config.json" not in found or set(found) - RUN_FILES):
+            raise RnngenError(f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): "
+                              "pick another --name")
+
     def metrics(self) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl; lines that are not JSON objects (cut short by a crash, edited) are skipped."""
         if not self.metrics_path.exists():
             return []
         rows = []
-        for line in self.metrics_path.read_text().splitlines():
+        for line in self.metrics_path.read_text(errors="replace").splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
-                continue  # a line cut short by a crash
+                continue
+            if isinstance(row, dict):
+                rows.append(row)
         return rows
+
+    def seconds_at(self, step: int) -> float:
+        """The training seconds logged at or before `step` (0.0 when none is)."""
+        rows = [row for row in self.metrics() if row.get("event") == "train" and _number(row.get("step")) <= step]
+        return max((_number(row.get("seconds")) for row in rows), default=0.0)
 
     def best_val_bpc(self) -> float | None:
         """The lowest validation bits per character in the metrics; None before the first evaluation."""
-        return min((row["val_bpc"] for row in self.metrics() if row.get("event") == "eval"), default=None)
+        return min((row["val_bpc"] for row in self.metrics()
+                    if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))), default=None)
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a") as file:
-            file.write(json.dumps(row) + "\n")
+        try:
+            with open(self.metrics_path, "a") as file:
+                file.write(json.dumps(row) + "\n")
+        except OSError as exc:
+            raise write_failed(self.metrics_path, exc) from exc
 
     def truncate_metrics(self, step: int) -> None:
         """Drop metrics logged after `step`: on resume they are logged again."""
-        rows = [row for row in self.metrics() if row.get("step", 0) <= step]
-        write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+        rows = [row for row in self.metrics() if _number(row.get("step", 0)) <= step]
+        try:
+            write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+        except OSError as exc:
+            raise write_failed(self.metrics_path, exc) from exc
+
+
+def write_failed(path: Path, exc: OSError) -> CheckpointError:
+    """The error for a failed write of `path` in a run folder: why, what the run still has, what to do."""
+    fix = "free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
+    return CheckpointError(f"cannot write {path}: {exc.strerror}; {what_is_kept(Path(path).parent, fix)}")
+
+
+def what_is_kept(folder: Path, fix: str) -> str:
+    """What a run folder holds after a failed write, and how to go on from there."""
+    last = Path(folder) / LAST
+    if last.exists():
+        return f"the previous checkpoint is intact ({last}): {fix}, then resume with --resume {folder}"
+    return f"the run has no checkpoint yet: {fix}, then start it again with the same command"
+
+
+def _number(value: Any) -> float:
+    return value if isinstance(value, (int, float)) else 0.0
 
 
 def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str, Any], fix: str) -> None:
@@ -108,7 +190,11 @@ def corpus_identity(corpus: Corpus) -> dict[str, Any]:
 def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
     """The corpus a checkpoint was trained on (`Checkpoint.corpus`): at its recorded path, else by name under `root`."""
     path = Path(identity["path"])
-    corpus = Corpus.open(path) if (path / "meta.json").exists() else Corpus.find(root, identity["name"])
+    if (path / "meta.json").exists():
+        corpus = Corpus.open(path)
+    else:
+        # The name comes from a file that may have been edited or sent by someone else.
+        corpus = Corpus.find(root, check_name(identity.get("name"), "the checkpoint's corpus"))
     require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
                            "use the corpus the run was trained on")
     return corpus
@@ -133,14 +219,24 @@ def resolve(checkpoint: str | None, root: Path) -> tuple[RunFolder, Path]:
         run = runs[-1]
     else:
         path = Path(checkpoint).expanduser()
-        if not path.exists() and (Path(root) / checkpoint).exists():
+        if not _exists(path) and _exists(Path(root) / checkpoint):
             path = Path(root) / checkpoint
-        if path.is_file():
+        if _exists(path) and path.is_file():
             return RunFolder(path.parent), path
-        if not path.is_dir():
+        if not _exists(path) or not path.is_dir():
             raise CheckpointError(f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}")
         run = RunFolder(path)
     for name in (BEST, LAST):
         if run.file(name).exists():
             return run, run.file(name)
-    raise CheckpointError(f"{run.path} holds no checkpoint yet ({BEST} or {LAST})")
+    raise CheckpointError(f"{run.path} holds no checkpoint yet ({BEST} or {LAST}): its training stopped before "
+                          f"the first save; start it again with `rnngen train --name {run.name}` and its options")
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError as exc:  # a name too long for the file system names nothing there
+        if exc.errno == errno.ENAMETOOLONG:
+            return False
+        raise

@@ -12,7 +12,7 @@ from rnngen.models import RecurrentLM
 from rnngen.training import checkpoint
 from rnngen.training.checkpoint import Checkpoint
 from rnngen.training.events import Saved
-from rnngen.training.runs import BEST, LAST, RunFolder, corpus_identity
+from rnngen.training.runs import BEST, LAST, RunFolder, corpus_identity, write_failed
 
 
 class Saver:
@@ -27,10 +27,15 @@ class Saver:
                           best_val_loss=None if math.isinf(best_val_loss) else best_val_loss)
 
     def start_run(self) -> None:
-        """A new run folder with its config.json and a copy of the corpus tokenizer."""
+        """A new run folder with its config.json and a copy of the corpus tokenizer; the metrics of an
+        attempt that stopped before its first checkpoint are dropped."""
         self.run.path.mkdir(parents=True, exist_ok=True)
+        self.run.metrics_path.unlink(missing_ok=True)
         self.run.write_config(self.checkpoint(0, math.inf, None).header())
-        write_atomic(self.run.tokenizer_path, (self.corpus.path / "tokenizer.model").read_bytes())
+        try:
+            write_atomic(self.run.tokenizer_path, (self.corpus.path / "tokenizer.model").read_bytes())
+        except OSError as exc:
+            raise write_failed(self.run.tokenizer_path, exc) from exc
 
     def save(self, step: int, best_val_loss: float, resume_state: dict[str, Any], best: bool) -> Saved:
         """Write `best` when asked, then `last`."""

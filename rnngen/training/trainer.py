@@ -61,15 +61,15 @@ class Trainer:
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             load_weights(self.model, resume_from, run.file(LAST))
-            restored = resume.restore(resume_from.resume_state or {}, self.optimizer, self.device,
-                                      train_cfg.batch_size, world, seed=train_cfg.seed + resume_from.step)
+            restored = resume.restore_from(resume_from, run, self.optimizer, self.model, self.device,
+                                           train_cfg.batch_size, world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden, self.stale = restored.best, restored.hidden, restored.stale
             if world.is_main:
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
             self.saver.start_run()
-        self.saved_step = self.budget.step
+        self.saved_step = self.budget.step if resume_from is not None else None  # the step `last` holds
 
     @property
     def on_event(self) -> EventFn:
@@ -204,10 +204,11 @@ class Trainer:
         tokens_per_s = interval.steps_per_s() * self._tokens_per_step()
         bad = interval.first_non_finite(figures)
         if bad is not None:
+            kept = (f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step})"
+                    if self.saved_step is not None else "no checkpoint had been saved yet")
             raise TrainingDiverged(
                 f"the loss or the gradients became non-finite at step {self.budget.step - len(figures) + bad + 1}: "
-                f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step}); "
-                f"start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
+                f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
         losses, norms = figures[:, 0], figures[:, 1]
         return Logged(step=self.budget.step, loss=losses.mean().item(), lr=self.lr, grad_norm=norms.mean().item(),
                       clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,

@@ -1,0 +1,71 @@
+"""Exclusive locks between processes: one `rnngen train` per run folder.
+
+A lock is an `fcntl.flock` on a file that holds the owner's pid. The kernel drops it when the
+process exits, however it exits (`kill -9` included), so a lock is never left stale by a crash.
+`release()` removes the file; a process that locked a file just removed (the path now names
+another file, or none) has locked nothing, and takes the lock again on the current file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+from typing import Self
+
+from rnngen.errors import RnngenError
+
+
+class Busy(RnngenError):
+    """Another live process holds the lock."""
+
+
+class Lock:
+    """An exclusive lock on `path`, taken without waiting; `release()` (or the process's exit) gives it up."""
+
+    def __init__(self, path: Path, busy_message: str):
+        self.path = Path(path)
+        while True:
+            self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's life
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                owner = self.file.read().strip() or "?"
+                self.file.close()
+                raise Busy(busy_message.format(pid=owner)) from None
+            if self._still_the_file():
+                break
+            self.file.close()
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def _still_the_file(self) -> bool:
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if not self.file.closed:
+            self.path.unlink(missing_ok=True)  # while still held: see the module's docstring
+            self.file.close()  # closing the file releases the lock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with id `pid` exists (it may belong to another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

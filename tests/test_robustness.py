@@ -1,0 +1,356 @@
+"""Run folders under pressure: two runs at once, runs that fail early, damaged or hostile files, bad numbers.
+
+Each test reproduces what a user hit (issue #17) and checks what they see now: one line naming the
+fix, and a run folder that can still be resumed or started again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_training import tiny
+
+from rnngen.atomic import remove_stale_temps, write_atomic
+from rnngen.errors import CheckpointError, RnngenError, TrainingDiverged
+from rnngen.training import checkpoint
+from rnngen.training.events import Logged
+from rnngen.training.runs import BEST, LAST, RunFolder
+from rnngen.training.trainer import Trainer
+
+TRAIN = ("train", "--corpus", "notes", "--preset", "tiny", "--steps", "20", "--eval-every", "10", "--eval-tokens",
+         "2000", "--plain")
+
+
+def rnngen(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
+            str(tmp_path / "checkpoints"), *args]
+
+
+def one_line(result) -> str:
+    """The error a user sees: exactly one line, no traceback, no 'a bug?'."""
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1, result.output
+    assert "Traceback" not in result.output and "a bug?" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def cli(run_cli, char_corpus):
+    """`rnngen` with the `notes` corpus prepared."""
+    return run_cli
+
+
+# 1. Two runs at once ------------------------------------------------------------------------------------------
+
+
+def test_two_trains_with_the_same_name_at_once_one_is_refused(char_corpus, tmp_path):
+    gru = subprocess.Popen(rnngen(tmp_path, *TRAIN, "--model", "gru", "--seed", "1", "--name", "same"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lstm = subprocess.Popen(rnngen(tmp_path, *TRAIN, "--model", "lstm", "--seed", "2", "--name", "same"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    errors = {"gru": gru.communicate(timeout=300)[1], "lstm": lstm.communicate(timeout=300)[1]}
+    codes = {"gru": gru.returncode, "lstm": lstm.returncode}
+    assert sorted(codes.values()) == [0, 1], errors
+    winner = min(codes, key=codes.get)
+    loser = "lstm" if winner == "gru" else "gru"
+    # Refused while the other trains, or (had it started late) because the run then exists.
+    assert ("in use by another rnngen train" in errors[loser] or "already exists" in errors[loser]), errors[loser]
+    assert len(errors[loser].strip().splitlines()) == 1
+    run = RunFolder(tmp_path / "checkpoints" / "same")
+    assert run.config()["model"]["kind"] == winner
+    assert checkpoint.load(run.file(LAST)).model.kind == winner
+    steps = [row["step"] for row in run.metrics() if row["event"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == 20  # one run's rows, none mixed in
+
+
+def test_a_run_in_use_cannot_be_resumed_by_a_second_process(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "busy").exit_code == 0
+    run = RunFolder(tmp_path / "checkpoints" / "busy")
+    with run.claim(resuming=True):  # another `rnngen train --resume busy` holds it
+        line = one_line(cli("train", "--resume", "busy", "--steps", "40", "--plain"))
+    assert f"in use by another rnngen train (pid {os.getpid()})" in line
+    assert checkpoint.load(run.file(LAST)).step == 20
+    assert cli("train", "--resume", "busy", "--steps", "40", "--plain").exit_code == 0
+
+
+def test_a_lock_dies_with_its_process(char_corpus, tmp_path):
+    folder = tmp_path / "checkpoints" / "crashed"
+    script = (f"import time\nfrom rnngen.training.runs import RunFolder\nlock = RunFolder({str(folder)!r}).claim(False)\n"
+              "print('locked', flush=True)\ntime.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(RnngenError, match=f"in use by another rnngen train \\(pid {holder.pid}\\)"):
+        RunFolder(folder).claim(False)
+    holder.kill()  # kill -9: no cleanup runs
+    holder.wait()
+    RunFolder(folder).claim(False).release()
+
+
+# 3. A run that fails before its first checkpoint ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--weight-decay", "inf"), "--weight-decay must be a finite number, got inf"),
+    (("--lr", "nan"), "--lr must be a finite number, got nan"),
+    (("--time", "nan"), "--time must be a finite number, got nan"),
+    (("--eval-every", "10", "--eval-tokens", "1"), "--eval-tokens 1 is less than one window of --seq-len + 1"),
+])
+def test_bad_numbers_are_refused_before_the_run_folder_exists(cli, tmp_path, args, message):
+    assert message in one_line(cli(*TRAIN, "--name", "early", *args))
+    assert not (tmp_path / "checkpoints" / "early").exists()
+
+
+def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(cli, tmp_path, monkeypatch):
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full_disk)
+        line = one_line(cli(*TRAIN, "--name", "full"))
+    assert "No space left on device; the run has no checkpoint yet" in line and "start it again" in line
+    assert "holds no checkpoint yet" in one_line(cli("train", "--resume", "full", "--plain"))
+    result = cli(*TRAIN, "--name", "full")  # the same command again reuses the folder
+    assert result.exit_code == 0, result.output
+    run = RunFolder(tmp_path / "checkpoints" / "full")
+    steps = [row["step"] for row in run.metrics() if row["event"] == "train"]
+    assert steps == sorted(set(steps)) and checkpoint.load(run.file(LAST)).step == 20
+
+
+def test_a_corrupt_train_split_then_fixed_corpus_trains_under_the_same_name(cli, char_corpus, tmp_path):
+    train_bin = char_corpus.path / "train.bin"
+    good = train_bin.read_bytes()
+    train_bin.write_bytes(good[:10])
+    assert "rebuild the corpus" in one_line(cli(*TRAIN, "--name", "corrupt"))
+    train_bin.write_bytes(good)
+    assert cli(*TRAIN, "--name", "corrupt").exit_code == 0
+
+
+def test_a_folder_of_other_files_is_not_taken_over(cli, tmp_path):
+    foreign = tmp_path / "checkpoints" / "mine"
+    foreign.mkdir(parents=True)
+    (foreign / "metrics.jsonl").write_text('{"someone": "else"}\n')
+    assert "holds files that are not a run's (metrics.jsonl)" in one_line(cli(*TRAIN, "--name", "mine"))
+    assert (foreign / "metrics.jsonl").read_text() == '{"someone": "else"}\n'
+
+
+# 4. Messages say what exists -----------------------------------------------------------------------------------
+
+
+def test_divergence_before_the_first_checkpoint_does_not_promise_one(char_corpus, tmp_path):
+    run = RunFolder(tmp_path / "runs" / "nan-early")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=40, eval_every=20), run)
+
+    def poison(event):
+        if isinstance(event, Logged) and event.step == 5:
+            with torch.no_grad():
+                trainer.model.head.bias.fill_(math.nan)
+
+    trainer.on_event = poison
+    with pytest.raises(TrainingDiverged, match="at step 6: no checkpoint had been saved yet; start again") as error:
+        trainer.fit()
+    assert "kept" not in str(error.value) and not run.file(LAST).exists()
+
+
+# 5. Out of memory while saving ---------------------------------------------------------------------------------
+
+
+class PanicException(BaseException):
+    """What safetensors' Rust code raises when an allocation fails (pyo3_runtime.PanicException)."""
+
+
+PanicException.__module__ = "pyo3_runtime"
+
+
+@pytest.mark.parametrize("failure", [MemoryError(), PanicException("capacity overflow")])
+def test_out_of_memory_while_saving_keeps_the_previous_last(char_corpus, tmp_path, monkeypatch, failure):
+    run = RunFolder(tmp_path / "runs" / "oom")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=20), run)
+    trainer.fit()
+    before = run.file(LAST).read_bytes()
+
+    def no_memory(tensors, filename, metadata=None):
+        raise failure
+
+    monkeypatch.setattr(checkpoint, "save_file", no_memory)
+    with pytest.raises(CheckpointError, match="out of memory while serializing it; the previous checkpoint is intact"):
+        trainer.save(best=True)
+    monkeypatch.undo()
+    assert run.file(LAST).read_bytes() == before
+    assert not [p for p in run.path.iterdir() if p.name.startswith(".")]
+    resumed = Trainer(char_corpus, *tiny(char_corpus, steps=30), run, resume_from=checkpoint.load(run.file(LAST)))
+    assert resumed.fit()["steps"] == 30
+
+
+SAVE_UNDER_A_MEMORY_LIMIT = """
+import resource, sys
+import torch
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.models import build
+from rnngen.training import checkpoint
+config = ModelConfig(kind="rnn", vocab_size=10, embed=8, hidden=5000, layers=1)  # 100 MB of weights
+weights = checkpoint.model_weights(build(config))
+ckpt = checkpoint.Checkpoint(config, TrainConfig(steps=1), {}, weights)
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + 20_000_000, resource.RLIM_INFINITY))  # like `ulimit -v`
+checkpoint.save(sys.argv[1], ckpt)
+"""
+
+
+def test_a_checkpoint_is_written_with_less_free_memory_than_its_size(tmp_path):
+    # Serializing to bytes first needed the file's size twice more, and safetensors aborted the
+    # process when that failed; the file is now streamed to disk.
+    path = tmp_path / "last.safetensors"
+    result = subprocess.run([sys.executable, "-c", SAVE_UNDER_A_MEMORY_LIMIT, str(path)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert path.stat().st_size > 100_000_000 and checkpoint.load(path).weights["rnn.weight_hh_l0"].shape == (5000, 5000)
+
+
+def test_other_errors_while_saving_are_not_taken_for_memory(char_corpus, tmp_path, monkeypatch):
+    run = RunFolder(tmp_path / "runs" / "other")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=20), run)
+
+    def broken(tensors, filename, metadata=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_file", broken)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save()
+
+
+# 6. Resuming from weights only ---------------------------------------------------------------------------------
+
+
+def test_a_truncated_last_gives_advice_that_works(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "cut").exit_code == 0
+    run = RunFolder(tmp_path / "checkpoints" / "cut")
+    data = run.file(LAST).read_bytes()
+    run.file(LAST).write_bytes(data[: len(data) // 2])
+    line = one_line(cli("train", "--resume", "cut", "--steps", "40", "--plain"))
+    advice = line[line.index("cp "):].split()
+    assert advice == ["cp", str(run.file(BEST)), str(run.file(LAST))]
+    run.file(LAST).write_bytes(run.file(BEST).read_bytes())  # what the advice says
+    result = cli("train", "--resume", "cut", "--steps", "40", "--plain")
+    assert result.exit_code == 0, result.output
+    assert "holds weights only: resuming at step 20 with a fresh optimizer" in result.output
+    resumed = checkpoint.load(run.file(LAST))
+    assert resumed.step == 40 and resumed.resume_state is not None
+
+
+# 7. Temporary files of killed writers --------------------------------------------------------------------------
+
+
+def test_temporary_files_carry_the_pid_and_dead_writers_files_are_removed(tmp_path, monkeypatch):
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (seen.append(Path(src).name), real_replace(src, dst)))
+    write_atomic(tmp_path / "last.safetensors", b"x")
+    assert seen[0].startswith(f".last.safetensors.{os.getpid()}.") and seen[0].endswith(".tmp")
+    monkeypatch.undo()
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=False)
+    stale = tmp_path / f".last.safetensors.{dead.stdout.strip()}.k2j4.tmp"
+    legacy = tmp_path / ".last.safetensors.abc123.tmp"  # written before temp names carried a pid
+    live = tmp_path / f".best.safetensors.{os.getpid()}.q9z1.tmp"
+    for path in (stale, legacy, live):
+        path.write_bytes(b"half a checkpoint")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, legacy])
+    assert live.exists() and (tmp_path / "last.safetensors").read_bytes() == b"x"
+
+
+def test_resume_removes_what_a_kill_9_mid_write_left(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "killed").exit_code == 0
+    folder = tmp_path / "checkpoints" / "killed"
+    left = [folder / ".last.safetensors.abc123.tmp", folder / ".tmpXk2Lq9"]  # ours, and safetensors' own
+    for path in left:
+        path.write_bytes(b"half a checkpoint")
+    assert cli("train", "--resume", "killed", "--steps", "30", "--plain").exit_code == 0
+    assert not any(path.exists() for path in left)
+
+
+# 9. Names ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["../../etc", ".", "..", "a/b", "x" * 101, ".hidden"])
+def test_run_names_are_one_safe_path_component(cli, tmp_path, name):
+    line = one_line(cli(*TRAIN, "--name", name))
+    assert line.startswith("error: run name ") and "is not allowed: use 1 to 100 letters" in line
+    checkpoints = tmp_path / "checkpoints"
+    assert {p.name for p in tmp_path.iterdir()} <= {"checkpoints", "corpora", "notes.txt"}
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+    assert not (tmp_path.parent / "etc").exists() and not list(tmp_path.glob("**/*.safetensors"))
+
+
+def test_a_corpus_name_read_back_from_a_checkpoint_is_checked(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "hostile").exit_code == 0
+    run = RunFolder(tmp_path / "checkpoints" / "hostile")
+    ckpt = checkpoint.load(run.file(BEST))
+    ckpt.corpus = {**ckpt.corpus, "name": "../../../etc", "path": str(tmp_path / "nowhere")}
+    checkpoint.save(run.file(BEST), ckpt)
+    line = one_line(cli("evaluate", "--checkpoint", str(run.file(BEST))))
+    assert "the checkpoint's corpus name '../../../etc' is not allowed" in line
+
+
+# One-liners ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--steps", "nan"), "Invalid value for '--steps': 'nan' is not a count"),
+    (("--steps", "inf"), "Invalid value for '--steps': 'inf' is not a count"),
+    (("--seed", str(2**64)), "Invalid value for '--seed'"),
+    (("--seed", "-1"), "Invalid value for '--seed'"),
+])
+def test_option_values_out_of_range_are_refused_by_the_parser(cli, tmp_path, args, message):
+    result = cli(*TRAIN, "--name", "opts", *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "checkpoints" / "opts").exists()
+
+
+def test_evaluate_max_tokens_1_names_the_fix(cli):
+    assert cli(*TRAIN, "--name", "ev").exit_code == 0
+    assert "--max-tokens 1 leaves no token to predict" in one_line(cli("evaluate", "--checkpoint", "ev",
+                                                                       "--max-tokens", "1"))
+    assert cli("evaluate", "--checkpoint", "ev", "--max-tokens", "2").exit_code == 0
+
+
+def test_over_long_names_in_resume_and_checkpoint_are_not_found(cli):
+    long = "x" * 300
+    assert f"no checkpoint or run folder at {long}" in one_line(cli("train", "--resume", long, "--plain"))
+    assert f"no checkpoint or run folder at {long}" in one_line(cli("evaluate", "--checkpoint", long))
+
+
+def test_plot_into_a_missing_folder_is_refused_before_reading_runs(cli, tmp_path):
+    target = tmp_path / "missing" / "curves.png"
+    assert f"--out {target}: the folder {target.parent} does not exist" in one_line(cli("plot", "any-run",
+                                                                                      "--out", str(target)))
+
+
+def test_a_read_only_checkpoints_folder_names_the_fix(cli, tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if "checkpoints" in self.parts:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)  # as root, chmod cannot make a folder read-only
+    line = one_line(cli(*TRAIN, "--name", "ro"))
+    assert "cannot create the run folder" in line and "Permission denied; pass a writable --checkpoints-dir" in line
+
+
+def test_a_metrics_line_that_is_json_but_not_an_object_breaks_no_listing(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "listed").exit_code == 0
+    metrics = tmp_path / "checkpoints" / "listed" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '[1, 2]\n"text"\n3\n{"event": "eval", "val_bpc": "x"}\n')
+    result = cli("runs", "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output)[0]
+    assert row["run"] == "listed" and row["steps"] == 20 and row["best"] != "-"
