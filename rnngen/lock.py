@@ -11,7 +11,6 @@ from __future__ import annotations
 import fcntl
 import os
 from pathlib import Path
-from typing import Self
 
 from rnngen.errors import RnngenError
 
@@ -21,9 +20,12 @@ class Busy(RnngenError):
 
 
 class Lock:
-    """An exclusive lock on `path`, taken without waiting; `release()` (or the process's exit) gives it up."""
+    """An exclusive lock on `path`, taken without waiting; `release()` (or the process's exit) gives it up.
 
-    def __init__(self, path: Path, busy_message: str):
+    When another process holds it, `error` is raised with `busy_message`, whose `{pid}` names that process.
+    """
+
+    def __init__(self, path: Path, busy_message: str, error: type[RnngenError] = Busy):
         self.path = Path(path)
         while True:
             self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's life
@@ -33,7 +35,7 @@ class Lock:
                 self.file.seek(0)
                 owner = self.file.read().strip() or "?"
                 self.file.close()
-                raise Busy(busy_message.format(pid=owner)) from None
+                raise error(busy_message.format(pid=owner)) from None
             if self._still_the_file():
                 break
             self.file.close()
@@ -53,7 +55,7 @@ class Lock:
             self.path.unlink(missing_ok=True)  # while still held: see the module's docstring
             self.file.close()  # closing the file releases the lock
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> "Lock":
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from rnngen.data import sources, tokenizer
 from rnngen.data.names import MAX_NAME_CHARS, check_name, is_valid_name
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
+from rnngen.lock import Lock, alive
 
 META_FORMAT = 1
 TEMP_PREFIX = ".tmp-"
@@ -326,67 +326,18 @@ def _build_into(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, target: P
         work.rename(target)
 
 
-class _Lock:
-    """An exclusive flock on `root/.lock-NAME` while a prepare runs; the kernel drops it if the process dies.
-
-    The file is removed on release, so a prepare leaves nothing behind. A prepare that locked a file
-    just removed (its path now names another file or none) takes the lock again on the current file.
-    """
-
-    def __init__(self, path: Path, name: str):
-        self.path = path
-        while True:
-            self.file = open(path, "a+")
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                self.file.seek(0)
-                holder = self.file.read().strip() or "?"
-                self.file.close()
-                raise CorpusError(f"another `rnngen prepare` (process {holder}) is preparing corpus {name} right "
-                                  f"now: wait for it to finish, or pass another --name") from None
-            try:
-                if os.stat(path).st_ino == os.fstat(self.file.fileno()).st_ino:
-                    break
-            except FileNotFoundError:
-                pass
-            self.file.close()
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
-
-    def __enter__(self) -> "_Lock":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        self.file.close()  # closing releases the lock
-
-
-def _lock(root: Path, name: str) -> _Lock:
-    return _Lock(root / f".lock-{name}", name)
+def _lock(root: Path, name: str) -> Lock:
+    """Held while a prepare builds corpus `name`; the file is removed on release, so a prepare leaves nothing."""
+    return Lock(root / f".lock-{name}", f"another `rnngen prepare` (process {{pid}}) is preparing corpus {name} "
+                "right now: wait for it to finish (or prepare under another --name)", CorpusError)
 
 
 def _remove_stale_temporaries(root: Path) -> None:
     """Remove the temporary folders of prepares whose process is gone (killed by SIGKILL, a crash, a reboot)."""
     for folder in root.glob(f"{TEMP_PREFIX}*"):
         match = re.fullmatch(rf"{re.escape(TEMP_PREFIX)}.+-(\d+)", folder.name)
-        if match and folder.is_dir() and not _alive(int(match.group(1))):
+        if match and folder.is_dir() and not alive(int(match.group(1))):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists but belongs to someone else
-    return True
 
 
 @contextlib.contextmanager
