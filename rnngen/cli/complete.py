@@ -14,7 +14,8 @@ from rnngen.config import DEVICES, SampleConfig
 def sampling_options(command):
     """The options shared by `complete` and `chat`: which model, and how tokens are drawn."""
     options = [
-        click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]"),
+        click.option("--checkpoint", help="A run folder or name, a .safetensors file, or hf:USER/NAME[@REVISION] from "
+                                          "the Hugging Face Hub. [default: the latest run's best]"),
         click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True,
                      help="Tokens to generate."),
         click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
