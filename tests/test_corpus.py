@@ -78,12 +78,30 @@ def test_folder_of_text_files_is_one_document_per_file(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(text=st.text(min_size=0, max_size=200))
+# The characters the tokenizer escapes are drawn often, not left to chance.
+@given(text=st.text(st.characters() | st.sampled_from("\u2581\uf8ff\uf8fe"), min_size=0, max_size=200))
 def test_any_unicode_round_trips(shared_tokenizers, text):
     for tok in shared_tokenizers:
         assert tok.decode(tok.encode(text)) == text
         stream = tok.stream_decoder()
         assert "".join(stream.push(i) for i in tok.encode(text)) + stream.flush() == text
+
+
+@pytest.mark.parametrize("text", ["\u2581", "a \u2581b\u2581\u2581 c", "\uf8ff", "\uf8ff\u2581\uf8fe\uf8ff\uf8ff",
+                                  "\uf8fe \uf8ff"])
+def test_sentencepiece_space_symbol_and_the_escape_round_trip(shared_tokenizers, text):
+    # sentencepiece writes spaces as U+2581 and decodes every U+2581 to a space: the text is escaped.
+    for tok in shared_tokenizers:
+        ids = tok.encode(text)
+        assert tok.decode(ids) == text
+        stream = tok.stream_decoder()
+        assert "".join(stream.push(i) for i in ids) + stream.flush() == text
+
+
+def test_tokenizer_trained_on_the_space_symbol_keeps_it(tmp_path):
+    text = [sample_text(5000) + " \u2581\u2581 word\u2581word " * 50]
+    tok = tokenizer.Tokenizer(tokenizer.train(text, "bpe", 300))
+    assert tok.decode(tok.encode(text[0])) == text[0]
 
 
 @pytest.fixture(scope="module")

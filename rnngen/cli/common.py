@@ -36,6 +36,8 @@ class Count(click.ParamType):
             number = float(text[:-1]) * SIZE_SUFFIXES[text[-1]] if text[-1:] in SIZE_SUFFIXES else float(text)
         except ValueError:
             self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
+        if number != number or number in (float("inf"), float("-inf")):
+            self.fail(f"{value!r} is not a count like 5000, 200k or 50M", param, ctx)
         if number < 1:
             self.fail(f"{value!r} must be at least 1", param, ctx)
         return int(number)
@@ -56,10 +58,10 @@ def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: 
 def prepare_default_corpus(paths: Paths, name: str) -> None:
     """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.data.corpus import ensure_default
+    from rnngen.data.corpus import ensure_default, outdated
     from rnngen.data.sources import DEFAULT_DATASET
 
-    if name != DEFAULT_DATASET or (paths.corpora / name).exists():
+    if name != DEFAULT_DATASET or ((paths.corpora / name).exists() and not outdated(paths.corpora / name)):
         return
     err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
     with PrepareProgress(False) as progress:

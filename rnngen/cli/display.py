@@ -98,9 +98,19 @@ def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
         table.add_row(split, human(stats["documents"]), human(stats["characters"]), human(stats["tokens"]),
                       f"{stats['tokens'] / max(stats['characters'], 1):.3f}")
     tok = meta["tokenizer"]
-    table.caption = (f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
+    table.caption = (f"{source_label(meta['source'])}; "
+                     f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
                      f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}")
     return table
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """The dataset, with how much of the raw text the embedded corpus kept as prose."""
+    label = str(source["dataset"])
+    if source.get("raw_docstring_chars"):
+        label += (f" (prose: {human(source['kept_chars'])} of {human(source['raw_docstring_chars'])} docstring "
+                  f"characters, {source['kept_chars'] / source['raw_docstring_chars']:.0%})")
+    return label
 
 
 def corpora_table(metas: list[dict[str, Any]]) -> Table:
@@ -109,7 +119,7 @@ def corpora_table(metas: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for meta in metas:
         train = meta["splits"]["train"]
-        table.add_row(meta["name"], str(meta["source"]["dataset"]),
+        table.add_row(meta["name"], source_label(meta["source"]),
                       f"{meta['tokenizer']['type']} {meta['tokenizer']['vocab_size']}", human(train["tokens"]),
                       human(meta["splits"]["val"]["tokens"]), f"{train['tokens'] / max(train['characters'], 1):.3f}",
                       meta.get("created", "")[:16].replace("T", " "))

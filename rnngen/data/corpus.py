@@ -8,10 +8,15 @@ Characters are counted per split so that bits per character can be computed for 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -24,12 +29,18 @@ import numpy as np
 from rnngen import __version__
 from rnngen.atomic import write_json_atomic
 from rnngen.data import sources, tokenizer
+from rnngen.data.names import MAX_NAME_CHARS, check_name, is_valid_name
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
 
 META_FORMAT = 1
-# The tokenizer is trained on at most this many characters from the start of the train split.
+TEMP_PREFIX = ".tmp-"
+# Errors of writing that a user fixes by freeing space or choosing another folder.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
+# The tokenizer is trained on at most this many characters, taken evenly across the train split in
+# pieces of SAMPLE_PIECE_CHARS (from its start when the split's size is not known: streaming).
 TOKENIZER_SAMPLE_CHARS = 4_000_000
+SAMPLE_PIECE_CHARS = 10_000
 # Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
 # Documents longer than CHUNK_CHARS are cut at a newline first, so that one long document is spread
 # too (the newline is a piece of its own: cutting there does not change the tokens; only a single
@@ -43,16 +54,20 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 
 @dataclass(frozen=True)
 class TokenizerSpec:
-    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus."""
+    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus. With `from_path` (a
+    tokenizer.model file) none is trained: the corpus is encoded with that one, so vocabularies match."""
 
     kind: str = "unigram"
     vocab_size: int | None = None
+    from_path: str | None = None
 
 
 def default_vocab_size(kind: str, train_chars: int | None) -> int:
     """A vocabulary that the corpus can fill: larger corpora get more pieces."""
     if kind == "char":
         return 4096  # an upper bound only: the vocabulary is every character seen
+    if kind == "word":
+        return 32768 if train_chars is None or train_chars >= 20_000_000 else 8192  # at most the words seen
     if train_chars is None:
         return 8192
     for limit, size in ((2_000_000, 1024), (20_000_000, 4096), (200_000_000, 8192)):
@@ -69,7 +84,7 @@ def name_for(dataset: str, config: str | None) -> str:
         base = dataset.rstrip("/").split("/")[-1]
     if config and config not in base:
         base = f"{base}-{config}" if not config.startswith(base) else config
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower() or "corpus"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower()[:MAX_NAME_CHARS].rstrip("-._") or "corpus"
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -176,13 +191,24 @@ def _split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
             return
 
 
-def _sample(docs: Iterable[str], limit: int) -> list[str]:
+def _sample(docs: Iterable[str], limit: int, total: int | None) -> list[str]:
+    """About `limit` characters of `docs`: every piece when they fit, else pieces spread evenly over
+    the `total` characters, so that the tokenizer sees the end of the corpus as well as its start."""
     sample, size = [], 0
+    if total is None or total <= limit:
+        for doc in docs:
+            sample.append(doc[: limit - size])
+            size += len(sample[-1])
+            if size >= limit:
+                break
+        return sample
+    share, piece_index = limit / total, 0
     for doc in docs:
-        sample.append(doc[: limit - size])
-        size += len(sample[-1])
-        if size >= limit:
-            break
+        for start in range(0, len(doc), SAMPLE_PIECE_CHARS):
+            # Piece i is taken when floor((i + 1) * share) steps up: a share of the pieces, evenly spaced.
+            if int((piece_index + 1) * share) > int(piece_index * share):
+                sample.append(doc[start:start + SAMPLE_PIECE_CHARS])
+            piece_index += 1
     return sample
 
 
@@ -194,6 +220,21 @@ def _train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | 
     except tokenizer.VocabTooLarge as exc:
         # A default size the corpus cannot fill: take the largest that works rather than fail.
         return tokenizer.train(sample, spec.kind, exc.largest, threads)
+
+
+def _kind_of(model_path: Path) -> str:
+    """The tokenizer type recorded next to a tokenizer.model (a corpus's meta.json, a run's config.json)."""
+    folder = model_path.parent
+    for file, keys in (("meta.json", ("tokenizer", "type")), ("config.json", ("corpus", "tokenizer", "type"))):
+        try:
+            value: Any = json.loads((folder / file).read_text())
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return "sentencepiece"
 
 
 def _move_tail(train_path: Path, val_path: Path, start_token: int, itemsize: int) -> None:
@@ -222,46 +263,147 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
             progress: ProgressFn = lambda stage, done, total: None) -> tuple["Corpus", bool]:
     """Build `root/<name>/` from `spec` and return it with whether an existing one was reused.
 
-    The corpus is built in a temporary folder and renamed into place at the end, so an
-    interrupted prepare leaves no half corpus behind.
+    The corpus is built in a temporary folder of this process and renamed into place at the end, so
+    an interrupted prepare leaves no half corpus behind; a lock per name refuses a second prepare of
+    the same name while the first runs.
     """
     if not 0.0 < val_fraction < 1.0:
         raise CorpusError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
-    name = name or name_for(spec.dataset, spec.config)
+    if spec.max_chars is not None and (not isinstance(spec.max_chars, int) or spec.max_chars < 1):
+        raise CorpusError(f"--max-chars must be a whole number of characters of at least 1, got {spec.max_chars}")
+    name = check_name(name if name is not None else name_for(spec.dataset, spec.config))
     target = Path(root) / name
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
-    if target.exists() and not force:
-        existing = Corpus.open(target)
-        if existing.meta.get("request") == request:
-            return existing, True
-        raise CorpusError(f"{target} already holds a corpus prepared with other arguments: pass --force to "
-                          f"rebuild it, or --name NAME to keep both")
-    threads = threads or os.cpu_count() or 1
-    started = time.time()
+    if tok_spec.from_path:
+        # Checked before anything is built; its hash tells a rerun with a changed tokenizer from a cached one.
+        request["tokenizer"]["sha256"] = tokenizer.Tokenizer.load(Path(tok_spec.from_path)).sha256
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
-        for stale in Path(root).glob(f".tmp-{name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        work = Path(root) / f".tmp-{name}-{os.getpid()}"
-        work.mkdir()
+        lock = _lock(Path(root), name)
     except OSError as exc:
         raise CorpusError(f"cannot write to {root}: {exc.strerror}: choose another folder with --corpora-dir") from exc
-    try:
-        meta = _build(spec, tok_spec, work, val_fraction, threads, progress)
-        shutil.rmtree(work / ".datasets-cache", ignore_errors=True)
-        meta.update(name=name, request=request, seconds=round(time.time() - started, 2))
-        write_json_atomic(work / "meta.json", meta)
-        progress("write", 1, 1)
-        if target.exists():
-            old = Path(root) / f".tmp-{name}-old-{os.getpid()}"
-            target.rename(old)
-            work.rename(target)
-            shutil.rmtree(old)
-        else:
-            work.rename(target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with lock, _sigterm_as_interrupt():
+        _remove_stale_temporaries(Path(root))
+        if target.exists() and not force and not outdated(target):
+            existing = Corpus.open(target)
+            previous = existing.meta.get("request")
+            if previous == request:
+                return existing, True
+            if not isinstance(previous, dict) or "documents" not in previous.get("source", {}):
+                raise CorpusError(f"{target} was prepared by an older rnngen, whose rules for documents and "
+                                  f"validation differ: pass --force to rebuild it")
+            raise CorpusError(f"{target} already holds a corpus prepared with other arguments: pass --force to "
+                              f"rebuild it, or --name NAME to keep both")
+        work = Path(root) / f"{TEMP_PREFIX}{name}-{os.getpid()}"
+        try:
+            shutil.rmtree(work, ignore_errors=True)  # left by a dead process whose id this one now has
+            work.mkdir()
+            _build_into(spec, tok_spec, work, target, name, request, val_fraction, threads, progress)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise CorpusError(f"cannot write corpus {name} in {root}: {exc.strerror}: free some space or choose "
+                              f"another folder with --corpora-dir") from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return Corpus.open(target), False
+
+
+def _build_into(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, target: Path, name: str,
+                request: dict[str, Any], val_fraction: float, threads: int | None, progress: ProgressFn) -> None:
+    started = time.time()
+    meta = _build(spec, tok_spec, work, val_fraction, threads or os.cpu_count() or 1, progress)
+    shutil.rmtree(work / ".datasets-cache", ignore_errors=True)
+    meta.update(name=name, request=request, seconds=round(time.time() - started, 2))
+    write_json_atomic(work / "meta.json", meta)
+    progress("write", 1, 1)
+    if target.exists():
+        old = target.parent / f"{TEMP_PREFIX}{name}-old-{os.getpid()}"
+        target.rename(old)
+        work.rename(target)
+        shutil.rmtree(old)
+    else:
+        work.rename(target)
+
+
+class _Lock:
+    """An exclusive flock on `root/.lock-NAME` while a prepare runs; the kernel drops it if the process dies.
+
+    The file is removed on release, so a prepare leaves nothing behind. A prepare that locked a file
+    just removed (its path now names another file or none) takes the lock again on the current file.
+    """
+
+    def __init__(self, path: Path, name: str):
+        self.path = path
+        while True:
+            self.file = open(path, "a+")
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                holder = self.file.read().strip() or "?"
+                self.file.close()
+                raise CorpusError(f"another `rnngen prepare` (process {holder}) is preparing corpus {name} right "
+                                  f"now: wait for it to finish, or pass another --name") from None
+            try:
+                if os.stat(path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            self.file.close()
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+
+    def __enter__(self) -> "_Lock":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.file.close()  # closing releases the lock
+
+
+def _lock(root: Path, name: str) -> _Lock:
+    return _Lock(root / f".lock-{name}", name)
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Remove the temporary folders of prepares whose process is gone (killed by SIGKILL, a crash, a reboot)."""
+    for folder in root.glob(f"{TEMP_PREFIX}*"):
+        match = re.fullmatch(rf"{re.escape(TEMP_PREFIX)}.+-(\d+)", folder.name)
+        if match and folder.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a `kill`, a job scheduler) stops a prepare as Ctrl-C does, so its temporary folder is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: float, threads: int,
@@ -282,11 +424,16 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         val_docs = lambda: _split_by_characters(source.train, source.train_chars, val_fraction, "val")
 
     progress("tokenizer", 0, None)
-    sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS)
-    if not any(sample):
-        raise CorpusError(f"{spec.dataset} has no text to train on")
-    model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
-    del sample
+    kind = tok_spec.kind
+    if tok_spec.from_path:
+        model = tokenizer.Tokenizer.load(Path(tok_spec.from_path)).proto
+        kind = _kind_of(Path(tok_spec.from_path))
+    else:
+        sample = _sample((text for text, _ in train_docs()), TOKENIZER_SAMPLE_CHARS, source.train_chars)
+        if not any(sample):
+            raise CorpusError(f"{spec.dataset} has no text to train on")
+        model = _train_tokenizer(sample, tok_spec, source.train_chars, threads)
+        del sample
     (work / "tokenizer.model").write_bytes(model)
     tok = tokenizer.Tokenizer(model)
     progress("tokenizer", 1, 1)
@@ -309,6 +456,8 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         stats["val"] = _SplitStats(total.documents - documents, total.characters - characters, total.tokens - first_val)
         stats["train"] = _SplitStats(documents, characters, first_val)
         val_from = f"last {val_fraction:.0%} of the documents"
+    if source.val_split is None and "test" in source.info.get("splits", ()):
+        val_from += " (split test left for the end: --val-split test validates on it)"
     for split, split_stats in stats.items():
         if split_stats.tokens == 0:
             raise CorpusError(f"the {split} split of {spec.dataset} is empty: use a larger corpus or another "
@@ -319,7 +468,8 @@ def _build(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source.info,
         "validation_from": val_from,
-        "tokenizer": {"type": tok_spec.kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256},
+        "tokenizer": {"type": kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256, "lossless": tok.lossless,
+                      **({"from": str(tok_spec.from_path)} if tok_spec.from_path else {})},
         "dtype": dtype.name,
         "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
     }
@@ -335,23 +485,30 @@ class Corpus:
 
     @classmethod
     def open(cls, path: Path) -> "Corpus":
-        """Open a corpus folder, checking that it is complete."""
+        """Open a corpus folder, checking that it is complete and that its tokenizer is the one in meta.json."""
         path = Path(path)
         meta_path = path / "meta.json"
+        rebuild = "rebuild it with `rnngen prepare ... --force`"
         try:
             meta = json.loads(meta_path.read_text())
         except FileNotFoundError:
-            raise CorpusError(f"{path} has no meta.json: rebuild it with `rnngen prepare ... --force`") from None
+            raise CorpusError(f"{path} has no meta.json: {rebuild}") from None
         except (OSError, ValueError) as exc:
-            raise CorpusError(f"{meta_path} is unreadable ({exc}): rebuild it with `rnngen prepare ... --force`") from exc
-        if meta.get("format") != META_FORMAT:
-            raise CorpusError(f"{path} was prepared by another rnngen version: rebuild it with `rnngen prepare ... --force`")
-        return cls(path, meta)
+            raise CorpusError(f"{meta_path} is unreadable ({exc}): {rebuild}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+            raise CorpusError(f"{path} was prepared by another rnngen version: {rebuild}")
+        if not _complete(meta):
+            raise CorpusError(f"{meta_path} lacks the name, tokenizer or splits of the corpus: {rebuild}")
+        corpus = cls(path, meta)
+        tok = corpus.tokenizer()  # a damaged tokenizer fails here, not after hours of training
+        if tok.sha256 != meta["tokenizer"].get("sha256") or tok.vocab_size != corpus.vocab_size:
+            raise CorpusError(f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: {rebuild}")
+        return corpus
 
     @classmethod
     def find(cls, root: Path, name: str) -> "Corpus":
         """Open `root/<name>`, with an error that lists the prepared corpora when it is missing."""
-        path = Path(root) / name
+        path = Path(root) / check_name(name)
         if not path.is_dir():
             known = ", ".join(meta["name"] for meta in list_corpora(root)) or "none yet"
             raise CorpusError(f"no corpus named {name!r} in {root} (prepared: {known}): "
@@ -384,18 +541,44 @@ class Corpus:
 
 
 def ensure_default(root: Path, progress: ProgressFn = lambda stage, done, total: None) -> Corpus | None:
-    """Prepare the embedded corpus under `root` when it is missing (it needs no network); the new corpus, else None."""
-    if (Path(root) / sources.DEFAULT_DATASET).exists():
+    """Prepare the embedded corpus under `root` when it is missing or was made by an older recipe (it needs no network); the new corpus, else None."""
+    path = Path(root) / sources.DEFAULT_DATASET
+    if path.exists() and not outdated(path):
         return None
     return prepare(SourceSpec(), root=root, progress=progress)[0]
 
 
+def outdated(path: Path) -> bool:
+    """Whether `path` holds the embedded corpus made by an older recipe (it is rebuilt, not reused)."""
+    from rnngen.data import pydocs
+
+    try:
+        source = json.loads((Path(path) / "meta.json").read_text())["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(source, dict) and source.get("dataset") == sources.DEFAULT_DATASET and \
+        source.get("recipe") != pydocs.RECIPE
+
+
+def _complete(meta: Any) -> bool:
+    """Whether a meta.json holds what opening and listing a corpus read, with a valid name."""
+    try:
+        return (isinstance(meta, dict) and is_valid_name(meta["name"]) and isinstance(meta["source"], dict)
+                and int(meta["tokenizer"]["vocab_size"]) > 0 and isinstance(meta["tokenizer"]["type"], str)
+                and all(int(meta["splits"][split][key]) >= 0 for split in ("train", "val")
+                        for key in ("documents", "characters", "tokens")))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def list_corpora(root: Path) -> list[dict[str, Any]]:
-    """The meta of every prepared corpus under `root`, by name."""
+    """The meta of every prepared corpus under `root`, by name; folders with a damaged meta.json are left out."""
     metas = []
     for meta_path in sorted(Path(root).glob("*/meta.json")):
         try:
-            metas.append(json.loads(meta_path.read_text()) | {"path": str(meta_path.parent)})
+            meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             continue
+        if _complete(meta):
+            metas.append(meta | {"path": str(meta_path.parent)})
     return metas

@@ -9,18 +9,27 @@ in-process by `rnngen.data.pydocs`. This module yields documents as strings; it 
 from __future__ import annotations
 
 import os
-import socket
+import re
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from rnngen.errors import CorpusError
 
 DEFAULT_DATASET = "pydocs"
-VALIDATION_SPLITS = ("validation", "valid", "test")
+# A `test` split is never taken for validation unless asked for (--val-split test): it is for the end.
+VALIDATION_SPLITS = ("validation", "valid")
+# What a document is: `rows` as stored (one per text file, one per dataset row), each `lines`, the
+# `paragraphs` between blank lines, or `articles`: rows joined into one text and cut at each
+# wikitext-style ` = Title = ` heading. `auto` is `rows`, or `articles` when the rows are the lines
+# of a text (headings among the first rows).
+DOCUMENT_MODES = ("auto", "rows", "lines", "paragraphs", "articles")
+_ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?\n?$")
+DETECT_ROWS = 2000
 # How each local file type is read. A .txt file is one document, so a single text file (tiny
 # shakespeare) is a single-document corpus and lines are not torn into separate documents.
 FILE_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
@@ -40,6 +49,7 @@ class SourceSpec:
     text_column: str | None = None
     streaming: bool = False
     max_chars: int | None = None
+    documents: str = "auto"
 
 
 @dataclass
@@ -57,16 +67,24 @@ class Source:
 
 def is_local(dataset: str) -> bool:
     """A dataset argument names a local path when it exists or is written like one."""
-    return Path(dataset).exists() or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
+    try:
+        exists = Path(dataset).exists()
+    except OSError:  # a name too long for the file system
+        exists = False
+    return exists or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
 
 
 def _hub_reachable() -> bool:
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    """One HEAD request to the hub; urllib goes through HTTPS_PROXY/HTTP_PROXY/NO_PROXY as the hub client does."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:
-        with socket.create_connection((endpoint.hostname, port), timeout=HUB_PROBE_SECONDS):
+        # A fresh opener reads the proxy variables now (urlopen's shared one keeps those of its first use).
+        opener = urllib.request.build_opener()
+        with opener.open(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_SECONDS):
             return True
-    except OSError:
+    except urllib.error.HTTPError:
+        return True  # an answer, even an error status, means the hub (or the proxy before it) is there
+    except (OSError, ValueError):
         return False
 
 
@@ -166,40 +184,40 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
         raise explained from exc
 
 
+def _is_text(feature: Any) -> bool:
+    """A string column, or a column of mixed types (`datasets` reads those as Json) that may hold text."""
+    return getattr(feature, "dtype", None) in ("string", "large_string") or type(feature).__name__ == "Json"
+
+
 def _pick_column(features: Any, requested: str | None, dataset: str) -> str:
     if features is None:
         return requested or "text"
-    string_columns = [name for name, feat in features.items() if getattr(feat, "dtype", None) in ("string", "large_string")]
+    text_columns = [name for name, feat in features.items() if _is_text(feat)]
     if requested:
         if requested not in features:
             raise CorpusError(f"{dataset} has no column {requested!r}; its columns are: {', '.join(features)}")
-        if requested not in string_columns:
+        if requested not in text_columns:
             raise CorpusError(f"column {requested!r} of {dataset} is not text; text columns: "
-                              f"{', '.join(string_columns) or 'none'}")
+                              f"{', '.join(text_columns) or 'none'}")
         return requested
-    if "text" in string_columns:
+    if "text" in text_columns:
         return "text"
-    if len(string_columns) == 1:
-        return string_columns[0]
+    if len(text_columns) == 1:
+        return text_columns[0]
     raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass --text-column, one of: "
-                      f"{', '.join(string_columns or list(features))}")
+                      f"{', '.join(text_columns or list(features))}")
 
 
-def _documents(split_data: Any, column: str, max_chars: int | None, spec: SourceSpec) -> Iterator[str]:
-    """Yield the non-empty texts of one split, up to `max_chars` characters (the last one cut)."""
-    seen = 0
+def _rows(split_data: Any, column: str, spec: SourceSpec) -> Iterator[str]:
+    """The texts of one split's rows, empty rows included (they mark breaks in line-per-row text).
+
+    Values that are not text (numbers, lists in a column of mixed types) are left out.
+    """
     try:
         for row in split_data.select_columns([column]).iter(batch_size=1000):
             for text in row[column]:
-                if text is None or text == "":
-                    continue
-                if not isinstance(text, str):
-                    raise CorpusError(f"column {column!r} of {spec.dataset} holds {type(text).__name__}, not text")
-                if max_chars is not None and seen + len(text) >= max_chars:
-                    yield text[: max_chars - seen]
-                    return
-                seen += len(text)
-                yield text
+                if isinstance(text, str):
+                    yield text
     except CorpusError:
         raise
     except Exception as exc:
@@ -209,14 +227,58 @@ def _documents(split_data: Any, column: str, max_chars: int | None, spec: Source
         raise explained from exc
 
 
+def split_documents(rows: Iterable[str], mode: str) -> Iterator[str]:
+    """Cut row texts into the non-empty documents of `mode` (one of DOCUMENT_MODES but auto)."""
+    if mode == "rows":
+        yield from (row for row in rows if row)
+    elif mode == "lines":
+        yield from (line for row in rows for line in row.split("\n") if line.strip())
+    elif mode == "paragraphs":
+        for row in rows:
+            yield from (part.strip("\n") for part in re.split(r"\n[ \t]*\n", row) if part.strip())
+    elif mode == "articles":
+        article: list[str] = []
+        for row in rows:
+            if _ARTICLE_HEADING.match(row) and any(part.strip() for part in article):
+                yield "".join(article).strip("\n")
+                article = []
+            article.append(row if row.endswith("\n") else row + "\n")
+        if any(part.strip() for part in article):
+            yield "".join(article).strip("\n")
+    else:
+        raise CorpusError(f"unknown --documents {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
+
+
+def detect_documents(rows: Iterable[str]) -> str:
+    """`articles` when the first rows are the lines of a text with ` = Title = ` headings, else `rows`."""
+    for number, row in enumerate(rows):
+        if number >= DETECT_ROWS:
+            break
+        if _ARTICLE_HEADING.match(row):
+            return "articles"
+    return "rows"
+
+
+def _limited(docs: Iterable[str], max_chars: int | None) -> Iterator[str]:
+    """The documents up to `max_chars` characters in all (the last one cut)."""
+    seen = 0
+    for text in docs:
+        if max_chars is not None and seen + len(text) >= max_chars:
+            yield text[: max_chars - seen]
+            return
+        seen += len(text)
+        yield text
+
+
 class _Documents:
     """A re-iterable view of a split's documents (prepare reads the train split twice)."""
 
-    def __init__(self, split_data: Any, column: str, max_chars: int | None, spec: SourceSpec):
-        self._args = (split_data, column, max_chars, spec)
+    def __init__(self, split_data: Any, column: str, mode: str, spec: SourceSpec):
+        self._args = (split_data, column, mode, spec)
 
     def __iter__(self) -> Iterator[str]:
-        return _documents(*self._args)
+        split_data, column, mode, spec = self._args
+        return _limited(split_documents(_rows(split_data, column, spec), mode), spec.max_chars)
 
 
 def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
@@ -237,23 +299,32 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
         val_name = next((name for name in VALIDATION_SPLITS if name in data and name != train_name), None)
     train = data[train_name]
     column = _pick_column(train.features, spec.text_column, spec.dataset)
-    train_docs = _Documents(train, column, spec.max_chars, spec)
+    mode = spec.documents
+    if mode == "auto":
+        mode = detect_documents(_rows(train, column, spec))
+    elif mode not in DOCUMENT_MODES:
+        raise CorpusError(f"unknown --documents {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
+    train_docs = _Documents(train, column, mode, spec)
     train_chars = None
     if not spec.streaming:
         train_chars = sum(len(doc) for doc in train_docs)
-    val_docs = _Documents(data[val_name], column, spec.max_chars, spec) if val_name else None
+    val_docs = _Documents(data[val_name], column, mode, spec) if val_name else None
     info = {
         "dataset": spec.dataset,
         "config": spec.config,
         "revision": spec.revision,
         "train_split": train_name,
         "val_split": val_name,
+        "splits": splits,
         "text_column": column,
+        "documents": mode,
         "fingerprint": getattr(train, "_fingerprint", None),
     }
     if spec.dataset == DEFAULT_DATASET:
         from rnngen.data import pydocs
 
         info["packages"] = pydocs.package_versions()
+        info["recipe"] = pydocs.RECIPE
+        info.update(pydocs.kept_share(train))
     return Source(train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info,
                   train_chars=train_chars)

@@ -1,9 +1,15 @@
 """A thin wrapper over sentencepiece: train from an iterator, load, encode, decode, stream-decode.
 
-Settings are chosen so that `decode(encode(text)) == text` for any text: no normalisation, spaces
+Settings are chosen so that `decode(encode(text)) == text` for any text (except with the `word`
+model, whose unknown words become the unknown id): no normalisation, spaces
 kept as they are, no dummy prefix, byte fallback for characters the vocabulary lacks, and the
 newline as a piece of its own (sentencepiece reads its training text line by line). Documents are
 separated by the end-of-text id, so the state after it is the start-of-document state.
+
+sentencepiece writes spaces as U+2581 (▁) inside pieces and decodes every U+2581 back to a space, so a
+real U+2581 in the text would come back as a space. The text is escaped before sentencepiece sees it
+(U+2581 -> ESCAPE + U+F8FE, ESCAPE -> ESCAPE ESCAPE, both private-use characters) and unescaped after
+decoding; `encode`, `decode`, `train` and the stream decoder all go through it.
 """
 
 from __future__ import annotations
@@ -19,9 +25,36 @@ import sentencepiece as spm
 
 from rnngen.errors import CorpusError
 
-TOKENIZER_TYPES = ("unigram", "bpe", "char")
+TOKENIZER_TYPES = ("unigram", "bpe", "char", "word")
+# The word model has no byte fallback (sentencepiece would spell an unknown word's leading space as the
+# bytes of U+2581): a word outside its vocabulary becomes the unknown id, decoded as " ⁇ ".
+LOSSY_TYPES = ("word",)
 # sentencepiece skips training sentences longer than this many bytes; longer lines are cut.
 MAX_SENTENCE_BYTES = 16384
+SPACE_META = "\u2581"
+ESCAPE = "\uf8ff"
+ESCAPED_META = "\uf8fe"
+_UNESCAPE = re.compile(ESCAPE + "(.)", re.DOTALL)
+
+
+def escape(text: str) -> str:
+    """The text as sentencepiece must see it so that U+2581 survives a round trip."""
+    if ESCAPE in text:
+        text = text.replace(ESCAPE, ESCAPE + ESCAPE)
+    return text.replace(SPACE_META, ESCAPE + ESCAPED_META) if SPACE_META in text else text
+
+
+def _unescaped(match: re.Match) -> str:
+    follower = match.group(1)
+    if follower == ESCAPE:
+        return ESCAPE
+    # An escape before anything else can only come from a model's sampling: keep it as it is.
+    return SPACE_META if follower == ESCAPED_META else match.group(0)
+
+
+def unescape(text: str) -> str:
+    """The inverse of `escape`."""
+    return _UNESCAPE.sub(_unescaped, text) if ESCAPE in text else text
 
 
 class VocabTooLarge(CorpusError):
@@ -35,7 +68,7 @@ class VocabTooLarge(CorpusError):
 
 def _sentences(texts: Iterable[str]) -> Iterator[str]:
     for text in texts:
-        for line in text.split("\n"):
+        for line in escape(text).split("\n"):
             while len(line.encode()) > MAX_SENTENCE_BYTES:
                 yield line[: MAX_SENTENCE_BYTES // 4]
                 line = line[MAX_SENTENCE_BYTES // 4:]
@@ -55,7 +88,7 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=_sentences(texts), model_writer=model, model_type=kind, vocab_size=vocab_size,
-            hard_vocab_limit=kind != "char", byte_fallback=True, character_coverage=1.0,
+            hard_vocab_limit=kind not in ("char", "word"), byte_fallback=kind not in LOSSY_TYPES, character_coverage=1.0,
             normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
             user_defined_symbols=["\n"], split_digits=True, allow_whitespace_only_pieces=True,
             max_sentence_length=MAX_SENTENCE_BYTES, num_threads=threads, minloglevel=2,
@@ -87,6 +120,11 @@ class Tokenizer:
         self.vocab_size = self.sp.get_piece_size()
         self.eot_id = self.sp.eos_id()
         self.unk_id = self.sp.unk_id()
+        # Without byte pieces (the word model) text outside the vocabulary is lost: `decode(encode(x))` may
+        # differ from x. Such a model splits only at spaces, so lines are encoded one by one around the
+        # newline piece, or the words next to a newline would be unknown.
+        self.lossless = any(self.sp.is_byte(i) for i in range(self.vocab_size))
+        self._newline_id = self.sp.piece_to_id("\n")
         # Bytes of every piece, so that streaming decode can join byte-fallback pieces into characters.
         self._piece_bytes = [self._bytes_of(i) for i in range(self.vocab_size)]
 
@@ -112,14 +150,26 @@ class Tokenizer:
         return self.sp.id_to_piece(index).replace("\u2581", " ").encode()
 
     def encode(self, text: str) -> list[int]:
-        return self.sp.encode(text)
+        return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: list[str], threads: int = 1) -> list[list[int]]:
         """Encode many texts at once in sentencepiece's C++ thread pool."""
-        return self.sp.encode(texts, num_threads=threads)
+        if self.lossless:
+            return self.sp.encode([escape(text) for text in texts], num_threads=threads)
+        lines = [text.split("\n") for text in texts]
+        encoded = iter(self.sp.encode([escape(line) for parts in lines for line in parts], num_threads=threads))
+        batch = []
+        for parts in lines:
+            ids: list[int] = []
+            for number in range(len(parts)):
+                if number:
+                    ids.append(self._newline_id)
+                ids.extend(next(encoded))
+            batch.append(ids)
+        return batch
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.sp.decode(list(ids))
+        return unescape(self.sp.decode(list(ids)))
 
     def stream_decoder(self) -> "StreamDecoder":
         return StreamDecoder(self._piece_bytes)
@@ -131,9 +181,19 @@ class StreamDecoder:
     def __init__(self, piece_bytes: list[bytes]):
         self._piece_bytes = piece_bytes
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._held = ""  # an escape character whose follower has not arrived yet
+
+    def _unescape(self, text: str) -> str:
+        text = self._held + text
+        # An odd run of escapes at the end leaves the last one waiting for its follower.
+        trailing = len(text) - len(text.rstrip(ESCAPE))
+        self._held = ESCAPE if trailing % 2 else ""
+        return unescape(text[: len(text) - len(self._held)])
 
     def push(self, token: int) -> str:
-        return self._utf8.decode(self._piece_bytes[token])
+        return self._unescape(self._utf8.decode(self._piece_bytes[token]))
 
     def flush(self) -> str:
-        return self._utf8.decode(b"", final=True)
+        text = self._unescape(self._utf8.decode(b"", final=True)) + self._held
+        self._held = ""
+        return text
