@@ -14,7 +14,7 @@ import math
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError
@@ -88,12 +88,13 @@ def download(ref: str) -> Path:
         raise HubError(f"cannot download {ref}: {str(exc).splitlines()[0]}") from exc
 
 
-def parameter_count(weights: Path) -> int:
-    """The number of model parameters in a checkpoint file, read from its safetensors header."""
+def checkpoint_facts(weights: Path) -> tuple[int, int]:
+    """(model parameters, training step) of a checkpoint file, read from its safetensors header without torch."""
     with open(weights, "rb") as file:
-        size = int.from_bytes(file.read(8), "little")
+        size = int.from_bytes(file.read(8), "little")  # the header's length, then the JSON header
         header = json.loads(file.read(size))
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name.startswith("model."))
+    step = json.loads(header.get("__metadata__", {}).get("rnngen", "{}")).get("step", 0)
+    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name.startswith("model.")), step
 
 
 def model_card(run: RunFolder, repo_id: str) -> str:
@@ -114,27 +115,28 @@ def model_card(run: RunFolder, repo_id: str) -> str:
                          tags=["rnngen", "recurrent-neural-network", model["kind"], "text-generation"],
                          datasets=[dataset] if on_hub else None, eval_results=results or None)
     size = f"{model['layers']} x {model['hidden']} {model['kind'].upper()}"
-    params = parameter_count(run.file(WEIGHTS))
+    params, step = checkpoint_facts(run.file(WEIGHTS))
     source = f"[{dataset}](https://huggingface.co/datasets/{dataset})" if on_hub else f"`{corpus['name']}`"
     settings = ", ".join(f"{key} {train[key]}" for key in ("batch_size", "seq_len", "lr", "warmup", "weight_decay",
                                                             "clip", "seed") if key in train)
+    tokenizer = corpus.get("tokenizer", {})
+    evaluated = (f"Validation: **{bpc:.4f} bits per character** on the corpus's validation split "
+                 f"({corpus.get('val_characters', 0):,} characters)." if bpc is not None else "Not evaluated yet.")
     lines = [
         "---", data.to_yaml(), "---", "", f"# {repo_id}", "",
-        f"A {size} recurrent language model ({params:,} parameters, embedding {model['embed']}, vocabulary "
-        f"{model['vocab_size']}) trained with rnngen on {source} for {config.get('step', 0):,} steps.",
-        "",
-        (f"Validation: **{bpc:.4f} bits per character** on the corpus's validation split "
-         f"({corpus.get('val_characters', 0):,} characters)." if bpc is not None else "Not evaluated yet."),
-        "", "## Use", "", "```bash", "pip install rnngen",
-        f'rnngen complete --checkpoint hf:{repo_id} "Your prompt"', "```", "", "```python", "import rnngen", "",
-        f'model = rnngen.load("hf:{repo_id}")', 'print(model.complete("Your prompt", max_tokens=50))', "```", "",
+        (f"A {size} recurrent language model ({params:,} parameters, embedding {model['embed']}, vocabulary "
+         f"{model['vocab_size']}) trained with rnngen on {source} for {step:,} steps."),
+        "", evaluated, "",
+        "## Use", "", "```bash", "pip install rnngen", f'rnngen complete --checkpoint hf:{repo_id} "Your prompt"',
+        "```", "", "```python", "import rnngen", "", f'model = rnngen.load("hf:{repo_id}")',
+        'print(model.complete("Your prompt", max_tokens=50))', "```", "",
         "## Training", "",
-        f"Corpus {corpus['name']}: {corpus.get('train_tokens', 0):,} training tokens, "
-        f"{corpus.get('train_characters', 0):,} characters; tokenizer {corpus.get('tokenizer', {}).get('type', '?')} "
-        f"(sha256 {str(corpus.get('tokenizer', {}).get('sha256', '?'))[:12]}).",
+        (f"Corpus {corpus['name']}: {corpus.get('train_tokens', 0):,} training tokens, "
+         f"{corpus.get('train_characters', 0):,} characters; tokenizer {tokenizer.get('type', '?')} "
+         f"(sha256 {str(tokenizer.get('sha256', '?'))[:12]})."),
         f"Training: {settings}.", "",
-        "Files: `best.safetensors` (weights and configuration; safetensors, no pickle), `config.json`, "
-        "`tokenizer.model` (sentencepiece).", "",
+        ("Files: `best.safetensors` (weights and configuration; safetensors, no pickle), `config.json`, "
+         "`tokenizer.model` (sentencepiece)."), "",
     ]
     return "\n".join(lines)
 

@@ -15,11 +15,6 @@ def first_val_bpc(run: Path) -> float:
     return next(row["val_bpc"] for row in rows if row["event"] == "eval")
 
 
-def needs_tokenizer_from(run_cli) -> None:
-    if "--tokenizer-from" not in run_cli("prepare", "--help").output:
-        pytest.skip("rnngen prepare --tokenizer-from has not landed on this branch yet")
-
-
 @pytest.fixture
 def base_run(run_cli, tmp_path) -> str:
     """A tiny model trained for a while on one text."""
@@ -33,7 +28,6 @@ def base_run(run_cli, tmp_path) -> str:
 
 
 def test_fine_tuning_beats_training_from_scratch_with_the_same_budget(run_cli, base_run, tmp_path):
-    needs_tokenizer_from(run_cli)
     mine = tmp_path / "mine.txt"
     mine.write_text(sample_text(20_000, seed=1))
     result = run_cli("prepare", "--dataset", str(mine), "--tokenizer-from", base_run, "--name", "mine", "--plain")

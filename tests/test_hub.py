@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from rnngen import hub
+from rnngen.training import checkpoint
 from rnngen.training.runs import RunFolder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -53,7 +54,9 @@ def test_upload_folder_holds_the_run_and_a_model_card_from_its_files(run_cli, tr
     metric = meta["model-index"][0]["results"][0]["metrics"][0]
     assert metric["type"] == "bpc" and metric["value"] == round(run.best_val_bpc(), 4)
     assert "rnngen complete --checkpoint hf:alice/notes-lstm" in card and 'rnngen.load("hf:alice/notes-lstm")' in card
-    assert f"{hub.parameter_count(run.file('best.safetensors')):,} parameters" in card
+    best = checkpoint.load(run.file("best.safetensors"))
+    params = sum(tensor.numel() for tensor in best.weights.values())
+    assert f"{params:,} parameters" in card and f"for {best.step} steps" in card
 
 
 def test_a_hub_corpus_is_named_in_the_card_metadata(run_cli, trained, tmp_path):
