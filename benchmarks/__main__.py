@@ -5,6 +5,9 @@
     python -m benchmarks train generate     # some of them
     python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
     python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
+    python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
+                                            # `rnngen train` + 20 completions scored for English
+    python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 """
 
 from __future__ import annotations
@@ -19,23 +22,37 @@ from rich.table import Table
 
 from benchmarks import common
 
-ALL = ("train", "generate", "cold_start", "prepare", "memory", "scan", "quality")
+ALL = ("train", "generate", "cold_start", "prepare", "memory", "scan", "quality", "firstrun", "sweep")
+# Long runs (minutes each) that run only when named.
+NAMED_ONLY = ("quality", "firstrun", "sweep")
 
 
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice(ALL))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run, not figures to quote.")
 @click.option("--text", type=click.Path(dir_okay=False, path_type=Path), default=common.SHAKESPEARE,
-              show_default=True, help="The text for the prepare and quality benchmarks (tiny shakespeare).")
-@click.option("--seconds", type=float, default=180.0, show_default=True, help="Training budget of the quality runs.")
+              show_default=True, help="The text for the prepare, quality, firstrun and sweep benchmarks (tiny shakespeare; "
+              "`pydocs` sweeps the embedded corpus).")
+@click.option("--seconds", type=float, default=180.0, show_default=True,
+              help="Training budget of the quality, firstrun and sweep runs.")
+@click.option("--steps", type=int, help="sweep: train every point this many steps instead of --seconds "
+              "(equal tokens on a machine shared with other work).")
+@click.option("--grid", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="sweep: a JSON list of points (default: one change at a time around the cpu preset).")
+@click.option("--only", help="sweep: run only these points of the grid, comma-separated names.")
+@click.option("--tokenizers", default="char,unigram", show_default=True,
+              help="firstrun: the tokenizers of the equal-time comparison; sweep: the first is the default.")
+@click.option("--parts", default="ab", show_default=True,
+              help="firstrun: a = plain loop vs cpu preset at equal time, b = `rnngen train` + completions.")
 @click.option("--models", default="lstm", show_default=True,
               help="Models of the quality runs, comma-separated (char tokenizer for each; unigram for lstm).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
               help="Where the JSON results and the corpora they use go.")
-def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models: str, out: Path) -> None:
+def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps: int | None, grid: Path | None,
+         only: str | None, tokenizers: str, parts: str, models: str, out: Path) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
-    names = names or tuple(name for name in ALL if name != "quality")
-    if {"prepare", "memory", "quality"} & set(names) and not text.is_file():
+    names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
+    if {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names) and not text.is_file() and str(text) != "pydocs":
         raise click.BadParameter(f"{text} does not exist: pass the tiny shakespeare input.txt", param_hint="--text")
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
@@ -66,6 +83,13 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models
         elif name == "quality":
             from benchmarks import quality
             rows += quality.run(text, out / "corpora", 20.0 if quick else seconds, models.split(","))
+        elif name == "firstrun":
+            from benchmarks import firstrun
+            rows += firstrun.run(text, out / "corpora", 20.0 if quick else seconds, tokenizers.split(","), parts)
+        elif name == "sweep":
+            from benchmarks import sweep
+            rows += sweep.run(text, out / "corpora", None if steps else seconds, steps, grid,
+                              tokenizers.split(",")[0], only.split(",") if only else None)
     result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "results": rows}
     path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -75,7 +99,7 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, models
         table.add_column(column)
     for row in rows:
         figures = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                            if k not in ("benchmark", "pass"))
+                            if k not in ("benchmark", "pass", "samples", "model", "train"))
         table.add_row(row["benchmark"], figures, str(row.get("pass")))
     console.print(table)
     console.print(f"written {path}")

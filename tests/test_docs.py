@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # (reference as written in the README, text its first line must hold)
 REFERENCES = [
     ("rnngen/models/scratch.py:24", "torch.tanh(x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)"),
-    ("rnngen/models/recurrent.py:76", "def logits"),
+    ("rnngen/models/recurrent.py:78", "def logits"),
     ("rnngen/models/scratch.py:31-33", "i_t = torch.sigmoid"),
     ("rnngen/models/scratch.py:34", "c_cand = torch.tanh"),
     ("rnngen/models/scratch.py:37", "c_t = f_t * c + i_t * c_cand"),

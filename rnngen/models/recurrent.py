@@ -57,16 +57,18 @@ class RecurrentLM(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # Small embeddings: with a tied head, N(0, 1) rows would start with huge logits.
+        # pytorch/examples' word_language_model: embedding and head uniform in ±0.1, head bias 0; the
+        # recurrent layers keep PyTorch's own init (every weight and bias uniform in ±1/sqrt(hidden)).
+        # No forget-gate bias of 1 (Gers et al. 2000): it suits sequences that start from a zero state,
+        # but training here carries the state across windows without end, and with the gate that open
+        # the cells integrate their input: on tiny shakespeare (2x384 LSTM, batch 32 x window 64,
+        # AdamW 4e-3, 80 equal steps) over half the cells of a carried stream sat beyond |c| = 5, where
+        # tanh(c) passes no gradient, and the training loss stalled at 3.30 nats against 2.63 for the
+        # plain loop. A head smaller than ±0.1 (nn.Linear's ±1/sqrt(hidden)) stalled the same way.
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if not self.config.tie:
+            nn.init.uniform_(self.head.weight, -0.1, 0.1)
         nn.init.zeros_(self.head.bias)
-        if self.config.kind == "lstm":
-            # Forget-gate bias 1 (Gers et al. 2000; Jozefowicz et al. 2015): remember by default.
-            hidden = self.config.hidden
-            for layer in range(self.config.layers):
-                with torch.no_grad():
-                    getattr(self.rnn, f"bias_ih_l{layer}")[hidden: 2 * hidden].fill_(1.0)
-                    getattr(self.rnn, f"bias_hh_l{layer}")[hidden: 2 * hidden].fill_(0.0)
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """The zero state of a batch."""

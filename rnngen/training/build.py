@@ -13,6 +13,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import RecurrentLM, build
 from rnngen.training.checkpoint import load, load_weights
 from rnngen.training.distributed import World
+from rnngen.training.optim import adamw
 
 
 @dataclass
@@ -27,7 +28,8 @@ class Built:
 
 
 def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None) -> Built:
-    """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters.
+    """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters
+    (weight decay on the weight matrices only).
 
     `init_from` (fine-tuning) starts from the weights of that checkpoint file instead of random ones."""
     device = devices.pick(cfg.device)
@@ -44,6 +46,4 @@ def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, i
         # DDP starts every rank from rank 0's weights and averages gradients during backward.
         train_model = DistributedDataParallel(train_model, device_ids=[world.local_rank]
                                               if device.type == "cuda" else None)
-    fused = {"fused": True} if device.type == "cuda" else {}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
-    return Built(device, model, train_model, optimizer)
+    return Built(device, model, train_model, adamw(model, cfg, device))

@@ -1,0 +1,169 @@
+"""The first run: does the default beat the loop a user would write, and does it read like English?
+
+(a) Quality at equal time. In one process and on the same split, the plain loop a user would write
+from pytorch/examples' word_language_model (embedding, 2x384 nn.LSTM, linear head, uniform ±0.1
+initialisation, batch 32, window 64, AdamW 4e-3 with cosine decay, clip 1.0, carried state, no
+dropout) and rnngen's `cpu` preset each train for the same wall time; both are scored by the same
+evaluation, in bits per character over the whole held-out text (the last 10%). Target: rnngen
+ahead by at least 0.10 bits/char with the char tokenizer and with the default one (unigram).
+
+(b) The first-run check. `rnngen train` exactly as the README's first command, then 20 completions
+of the README's prompt at the default sampling settings (seeds 1-20, 60 tokens). Scored: the share
+of alphabetic words found in an English word list (targets >= 92%), and the share of characters on
+prose lines, not on `>>>`/`...` lines or code indented by 4+ spaces (>= 95%).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks.common import prepared
+from rnngen.config import PRESETS, ModelConfig, TrainConfig
+from rnngen.training.evaluate import evaluate
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
+
+PROMPT = "Studying Deep Learning is really"
+WORDS = Path("/usr/share/dict/words")
+MARGIN = 0.10  # bits/char by which the preset must beat the plain loop
+# Absolute targets on the machine the README's figures come from (tiny shakespeare, 180 s).
+TARGET_BPC = {"unigram": 2.05, "char": 2.20}
+
+
+class PlainLM(nn.Module):
+    """pytorch/examples' RNNModel, LSTM, untied, no dropout, with its initialisation."""
+
+    def __init__(self, vocab: int, size: int = 384, layers: int = 2):
+        super().__init__()
+        self.encoder = nn.Embedding(vocab, size)
+        self.rnn = nn.LSTM(size, size, layers, batch_first=True)
+        self.decoder = nn.Linear(size, vocab)
+        nn.init.uniform_(self.encoder.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+        nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
+
+    def forward(self, ids: torch.Tensor, state=None):
+        out, state = self.rnn(self.encoder(ids), state)
+        return self.decoder(out), state
+
+
+def plain_loop(corpus, seconds: float, batch: int = 32, window: int = 64, lr: float = 4e-3) -> dict[str, Any]:
+    """The reference: batchify, carried state, AdamW with cosine decay over the wall-time budget."""
+    torch.manual_seed(1337)
+    model = PlainLM(corpus.vocab_size)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    train = np.asarray(corpus.tokens("train"), dtype=np.int64)
+    rows = torch.from_numpy(train[: len(train) // batch * batch].reshape(batch, -1))
+    state, step, spent, start = None, 0, 0.0, 0
+    while spent < seconds:
+        began = time.perf_counter()
+        if start + window + 1 > rows.size(1):
+            state, start = None, 0
+        chunk = rows[:, start: start + window + 1]
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * spent / seconds))
+        logits, state = model(chunk[:, :-1], state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state = tuple(s.detach() for s in state)
+        start += window
+        step += 1
+        spent += time.perf_counter() - began
+    scores = evaluate(model, corpus.tokens("val"), corpus.characters("val"), batch, window, None, torch.device("cpu"))
+    return {"steps": step, "seconds": spent, "tokens_per_s": step * batch * window / spent,
+            "val_bpc": scores["val_bpc"], "train_loss_last": loss.item()}
+
+
+def preset_run(corpus, seconds: float, preset: str = "cpu") -> dict[str, Any]:
+    """rnngen's preset through the library, evaluated once at the end over the whole held-out text."""
+    model_cfg = ModelConfig(**{**PRESETS[preset]["model"], "vocab_size": corpus.vocab_size})
+    cfg = dataclasses.replace(TrainConfig(**PRESETS[preset]["train"]), time_budget=seconds, steps=None,
+                              eval_tokens=None, eval_every=10**9)
+    with tempfile.TemporaryDirectory() as folder:
+        summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
+    return {"steps": summary["steps"], "seconds": summary["seconds"], "tokens_per_s": summary["tokens_per_s"],
+            "val_bpc": summary["val_bpc"]}
+
+
+def equal_time(text: Path, root: Path, seconds: float, tokenizers: list[str]) -> list[dict[str, Any]]:
+    """Part (a): the plain loop and the cpu preset back to back, for each tokenizer."""
+    rows = []
+    for kind in tokenizers:
+        corpus = prepared(root, str(text), kind, None, f"shakespeare-{kind}")
+        reference = plain_loop(corpus, seconds)
+        ours = preset_run(corpus, seconds)
+        lead = reference["val_bpc"] - ours["val_bpc"]
+        rows.append({"benchmark": "firstrun-equal-time", "tokenizer": f"{kind} {corpus.vocab_size}",
+                     "seconds": seconds, "plain_steps": reference["steps"],
+                     "plain_tokens_per_s": reference["tokens_per_s"], "plain_val_bpc": reference["val_bpc"],
+                     "rnngen_steps": ours["steps"], "rnngen_tokens_per_s": ours["tokens_per_s"],
+                     "rnngen_val_bpc": ours["val_bpc"], "lead_bpc": lead,
+                     "target_bpc": TARGET_BPC.get(kind), "pass": lead >= MARGIN})
+    return rows
+
+
+def english_words() -> set[str]:
+    if not WORDS.is_file():
+        raise SystemExit(f"{WORDS} is missing: install it with `apt-get update && apt-get install -y wamerican-large`")
+    return {line.strip().lower() for line in WORDS.open(encoding="utf-8", errors="replace")}
+
+
+def word_share(texts: list[str], words: set[str]) -> float:
+    """The share of alphabetic words (letters only, after stripping punctuation) that are English."""
+    found = [w for text in texts for w in (t.strip(".,;:!?\"'()[]{}`*") for t in text.split()) if w.isalpha()]
+    return sum(w.lower() in words for w in found) / max(1, len(found))
+
+
+def prose_share(texts: list[str]) -> float:
+    """The share of characters on prose lines: not a `>>>`/`...` prompt, not indented 4+ spaces."""
+    prose = total = 0
+    for text in texts:
+        for line in text.splitlines():
+            total += len(line)
+            if not line.lstrip().startswith((">>>", "...")) and not line.startswith(("    ", "\t")):
+                prose += len(line)
+    return prose / max(1, total)
+
+
+def first_run(seconds: float | None) -> list[dict[str, Any]]:
+    """Part (b): `rnngen train` then `rnngen complete PROMPT --seed S --max-tokens 60`, S = 1..20."""
+    words = english_words()
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "RNNGEN_CORPORA": f"{folder}/corpora", "RNNGEN_CHECKPOINTS": f"{folder}/checkpoints"}
+        rnngen = [sys.executable, "-m", "rnngen"]
+        began = time.perf_counter()
+        subprocess.run(rnngen + ["train", "--plain"] + (["--time", str(seconds)] if seconds else []), env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        trained = time.perf_counter() - began
+        texts = [PROMPT + subprocess.run(rnngen + ["complete", PROMPT, "--seed", str(seed), "--max-tokens", "60",
+                                                   "--plain"], env=env, check=True, capture_output=True,
+                                                  text=True).stdout for seed in range(1, 21)]
+    english, prose = word_share(texts, words), prose_share(texts)
+    return [{"benchmark": "firstrun-english", "train_wall_s": trained, "english_words": english,
+             "prose_chars": prose, "target_english": 0.92, "target_prose": 0.95,
+             "pass": english >= 0.92 and prose >= 0.95, "samples": texts}]
+
+
+def run(text: Path, root: Path, seconds: float, tokenizers: list[str], parts: str = "ab") -> list[dict[str, Any]]:
+    rows = []
+    if "a" in parts:
+        rows += equal_time(text, root, seconds, tokenizers)
+    if "b" in parts:
+        rows += first_run(None if seconds == 180.0 else seconds)
+    return rows

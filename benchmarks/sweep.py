@@ -1,0 +1,86 @@
+"""A sweep around the `cpu` preset: which model, sizes, vocabulary, batch, window, schedule, dropout
+and weight decay give the lowest held-out bits per character in the same budget.
+
+Each point is the preset with some values replaced, trained through the library and evaluated once
+at the end over the whole held-out text. The budget is wall time (`--seconds`, what a user gets) or,
+on a machine shared with other work, a number of steps (`--steps`), so that points compare at equal
+tokens whatever the load. A grid is a JSON list of points:
+
+    [{"name": "gru", "model": {"kind": "gru"}},
+     {"name": "unigram 2048", "tokenizer": "unigram", "vocab": 2048},
+     {"name": "lr 8e-3", "train": {"lr": 8e-3}}]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import prepared
+from rnngen.config import PRESETS, ModelConfig, TrainConfig
+from rnngen.training.runs import RunFolder
+from rnngen.training.trainer import Trainer
+
+# One change at a time from the preset; "preset" is the point every other one is read against.
+GRID: list[dict[str, Any]] = [
+    {"name": "preset"},
+    {"name": "gru", "model": {"kind": "gru"}},
+    {"name": "rnn", "model": {"kind": "rnn"}},
+    {"name": "untied", "model": {"tie": False}},
+    {"name": "width 256", "model": {"embed": 256, "hidden": 256}},
+    {"name": "width 512", "model": {"embed": 512, "hidden": 512}},
+    {"name": "depth 1", "model": {"layers": 1}},
+    {"name": "depth 3", "model": {"layers": 3}},
+    {"name": "dropout 0.1", "model": {"dropout": 0.1}},
+    {"name": "dropout 0.25", "model": {"dropout": 0.25}},
+    {"name": "batch 16", "train": {"batch_size": 16}},
+    {"name": "batch 64", "train": {"batch_size": 64}},
+    {"name": "window 32", "train": {"seq_len": 32}},
+    {"name": "window 128", "train": {"seq_len": 128}},
+    {"name": "lr 2e-3", "train": {"lr": 2e-3}},
+    {"name": "lr 8e-3", "train": {"lr": 8e-3}},
+    {"name": "no warmup", "train": {"warmup": 0}},
+    {"name": "cosine to 0", "train": {"min_lr_ratio": 0.0}},
+    {"name": "constant lr", "train": {"min_lr_ratio": 1.0}},
+    {"name": "weight decay 0", "train": {"weight_decay": 0.0}},
+    {"name": "weight decay 0.1", "train": {"weight_decay": 0.1}},
+    {"name": "unigram 512", "tokenizer": "unigram", "vocab": 512},
+    {"name": "unigram 1024", "tokenizer": "unigram", "vocab": 1024},
+    {"name": "unigram 2048", "tokenizer": "unigram", "vocab": 2048},
+]
+
+
+def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None, preset: str) -> dict[str, Any]:
+    """Train one point of the grid; its figures."""
+    model_cfg = ModelConfig(**{**PRESETS[preset]["model"], **spec.get("model", {}), "vocab_size": corpus.vocab_size})
+    train = {**PRESETS[preset]["train"], **spec.get("train", {})}
+    cfg = dataclasses.replace(TrainConfig(**train), time_budget=seconds, steps=steps, eval_tokens=None,
+                              eval_every=10**9)
+    with tempfile.TemporaryDirectory() as folder:
+        summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
+    return {"benchmark": "sweep", "point": spec["name"], "model": model_cfg.to_dict(),
+            "train": {k: train[k] for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio", "weight_decay")},
+            "tokenizer": f"{corpus.meta['tokenizer']['kind']} {corpus.vocab_size}"
+            if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
+            "steps": summary["steps"], "seconds": summary["seconds"], "tokens": summary["tokens"],
+            "tokens_per_s": summary["tokens_per_s"], "val_bpc": summary["val_bpc"]}
+
+
+def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: Path | None, tokenizer: str,
+        only: list[str] | None, preset: str = "cpu") -> list[dict[str, Any]]:
+    """Every point of `grid` (the built-in one when None) on `text`, in order."""
+    points = json.loads(grid.read_text()) if grid else GRID
+    if only:
+        points = [p for p in points if p["name"] in only]
+    rows = []
+    for spec in points:
+        kind, vocab = spec.get("tokenizer", tokenizer), spec.get("vocab")
+        name = f"{text.stem if text.is_file() else text}-{kind}{vocab or ''}"
+        corpus = prepared(root, str(text), kind, vocab, name)
+        rows.append(point(corpus, spec, seconds, steps, preset))
+        print(json.dumps({k: rows[-1][k] for k in ("point", "tokenizer", "steps", "tokens_per_s", "val_bpc")}),
+              flush=True)
+    return rows
