@@ -113,14 +113,16 @@ class SampleConfig:
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
             raise RnngenError(f"--max-tokens must be at least 1, got {self.max_tokens}")
-        if self.temperature < 0:
+        if not self.temperature >= 0:  # also refuses NaN
             raise RnngenError(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k < 0:
             raise RnngenError(f"--top-k must be >= 1 (or 0 for no limit), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise RnngenError(f"--top-p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise RnngenError(f"--repetition-penalty must be positive (1 is off), got {self.repetition_penalty}")
+        if not 0 < self.repetition_penalty < float("inf"):  # also refuses NaN
+            raise RnngenError(f"--repetition-penalty must be a positive number (1 is off), got {self.repetition_penalty}")
+        if self.seed is not None and not -(2**63) <= self.seed < 2**64:
+            raise RnngenError(f"--seed must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
 
 
 # Presets: sizes that fit the device's time budget. Every value can be overridden by an option.

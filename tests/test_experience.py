@@ -12,7 +12,7 @@ from rich.console import Console
 from rnngen.cli.chat import ChatSession
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
-from rnngen.generation.completer import Context
+from rnngen.generation.completer import ModelMemory
 from rnngen.training import checkpoint
 from rnngen.training.runs import resolve
 
@@ -38,9 +38,9 @@ def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path)
                           read=lambda prompt: next(lines))
     session.command(["keep", "on"])
     session.turn("the model")
-    assert session.context is not None
+    assert session.memory is not None
     session.command(["reset"])
-    assert session.context is None
+    assert session.memory is None
 
 
 def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
@@ -51,7 +51,7 @@ def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
     def step(tokens, state):
         return table[tokens].log(), tokens.view(1, -1, 1)
 
-    start = Context(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    start = ModelMemory(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
     beams = beam_search(step, start, beams=2, max_tokens=5, eot=0, length_penalty=0.0)
     assert beams[0][0] == [2] and math.isclose(beams[0][1], math.log(0.38), rel_tol=1e-5)
     assert beams[1][0] == [1] and math.isclose(beams[1][1], math.log(0.24), rel_tol=1e-5)
@@ -95,3 +95,73 @@ def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path)
     ChatSession(completer, SampleConfig(max_tokens=5), Console(file=screen, width=100),
                 read=lambda prompt: next(lines)).run()
     assert "half a sent [stopped]" in screen.getvalue() and "temperature 0.8" in screen.getvalue()
+
+
+def markov_step(table, calls):
+    def step(tokens, state):
+        calls.append(len(tokens))
+        return table[tokens].log(), state[:, : len(tokens)]
+
+    return step
+
+
+def test_beam_search_computes_no_step_past_its_last_length():
+    table = torch.tensor([[1.0, 0.0, 0.0], [0.1, 0.5, 0.4], [0.1, 0.4, 0.5]])
+    calls = []
+    start = ModelMemory(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    beams = beam_search(markov_step(table, calls), start, beams=2, max_tokens=4, eot=0, length_penalty=0.0)
+    assert len(calls) == 3  # lengths 2, 3 and 4 need a step each; length 1 is the primed logits
+    assert all(len(tokens) == 4 for tokens, _, _ in beams)
+
+
+def test_beam_search_ends_only_hypotheses_ranked_among_the_beams():
+    # With 2 beams, "a end" (0.9 * 0.3) ranks third among the extensions: below "a a" and "a b".
+    table = torch.tensor([[1.0, 0.0, 0.0], [0.3, 0.35, 0.35], [0.3, 0.35, 0.35]])
+    start = ModelMemory(torch.tensor([1e-9, 0.9, 0.1]).log(), torch.zeros(1, 1, 1))
+    beams = beam_search(markov_step(table, []), start, beams=2, max_tokens=3, eot=0, length_penalty=0.0)
+    assert [len(tokens) for tokens, _, _ in beams] == [3, 3]  # "a end" (0.27) would outscore them
+
+
+def test_keep_goes_on_from_the_text_written_before_ctrl_c(run_cli, trained, tmp_path):
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    from rnngen.generation.completer import Completer
+
+    screen = Console(file=io.StringIO())
+    printed = screen.print
+
+    def interrupt_on_text(*args, style=None, **kwargs):
+        if style == "cyan":
+            raise KeyboardInterrupt
+        printed(*args, **kwargs)
+
+    screen.print = interrupt_on_text
+    session = ChatSession(Completer.from_checkpoint(run, path), SampleConfig(max_tokens=50, seed=0), screen, keep=True)
+    session.turn("the model")
+    assert session.memory is not None  # was None: the running text was lost
+
+
+def test_a_bad_seed_in_chat_is_one_line_and_the_session_goes_on(run_cli, trained, tmp_path):
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    from rnngen.generation.completer import Completer
+
+    lines = iter(["/seed ²", f"/seed {2**64}", "/seed 5", "/quit"])
+    screen = io.StringIO()
+    ChatSession(Completer.from_checkpoint(run, path), SampleConfig(max_tokens=5), Console(file=screen, width=100),
+                read=lambda prompt: next(lines)).run()
+    out = screen.getvalue()
+    assert "/seed takes a whole number, not '²'" in out and "/seed must fit in 64 bits" in out and "seed 5" in out
+
+
+def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
+    import sys
+
+    from rnngen.cli import chat, complete
+
+    monkeypatch.setitem(sys.modules, "readline", None)  # as on Windows: `import readline` fails
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+    ran = []
+    monkeypatch.setattr(chat.ChatSession, "run", lambda self: ran.append(self))
+    complete._chat({"checkpoints": tmp_path / "checkpoints"}, trained, "cpu", False,
+                   {"max_tokens": 5, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
+                    "seed": None, "stop": ()})
+    assert len(ran) == 1

@@ -12,7 +12,7 @@ from rnngen.config import ModelConfig, SampleConfig
 from rnngen.data.tokenizer import Tokenizer, train
 from rnngen.errors import RnngenError
 from rnngen.generation.completer import Completer
-from rnngen.generation.sampling import choose, filter_logits
+from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.models import build
 
 LOGITS = torch.tensor([2.0, 0.5, 3.0, -1.0, 1.0])  # softmax ~ [.23, .05, .63, .01, .08]
@@ -44,9 +44,9 @@ def test_repetition_penalty_lowers_seen_tokens_only():
 def test_draws_follow_the_softmax():
     gen = torch.Generator().manual_seed(0)
     cfg = SampleConfig(temperature=1.0)
-    counts = torch.bincount(torch.tensor([choose(LOGITS, cfg, gen) for _ in range(20_000)]), minlength=5)
+    counts = torch.bincount(torch.tensor([draw_token(LOGITS, cfg, gen) for _ in range(20_000)]), minlength=5)
     torch.testing.assert_close(counts / 20_000, torch.softmax(LOGITS, -1), atol=0.015, rtol=0)
-    assert choose(LOGITS, SampleConfig(temperature=0), gen) == 2
+    assert draw_token(LOGITS, SampleConfig(temperature=0), gen) == 2
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +99,12 @@ def test_invalid_sampling_options_are_refused_with_the_option_named(max_tokens, 
         return
     with pytest.raises(RnngenError, match="--(max-tokens|temperature|top-k|top-p)"):
         SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+
+
+def test_a_completion_says_why_it_ended_only_once_it_has(completer):
+    completion = completer.complete("the model", SampleConfig(max_tokens=5, seed=0))
+    with pytest.raises(RuntimeError, match="known once the completion is consumed"):
+        completion.reason
+    assert completion.steps == [] and not completion.finished
+    completion.text()
+    assert completion.finished and completion.reason in ("max_tokens", "end_of_text") and completion.memory is not None

@@ -39,15 +39,17 @@ def test_scan_equals_the_step_by_step_recurrence(kind, length, with_state):
 def test_generation_after_priming_equals_feeding_the_prompt_token_by_token(kind):
     tok = Tokenizer(train([sample_text(20_000)], "unigram", 400))
     torch.manual_seed(0)
-    completer = Completer(build(ModelConfig(kind=kind, vocab_size=tok.vocab_size, embed=32, hidden=32, layers=2)), tok)
+    model = build(ModelConfig(kind=kind, vocab_size=tok.vocab_size, embed=32, hidden=32, layers=2)).eval()
+    completer = Completer(model, tok)  # on the CPU: the NumPy model
     prompt = "the model reads a token and updates"
     primed, _ = completer.prime(prompt)
     state = None
-    for token in [tok.eot_id, *tok.encode(prompt)]:
-        logits, state = completer.model(torch.tensor([[token]]), state)
-    torch.testing.assert_close(primed.logits, logits[0, -1], rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        for token in [tok.eot_id, *tok.encode(prompt)]:
+            logits, state = model(torch.tensor([[token]]), state)
+    torch.testing.assert_close(torch.from_numpy(primed.logits), logits[0, -1], rtol=1e-4, atol=1e-5)
     greedy = SampleConfig(max_tokens=20, temperature=0)
-    fed = completer.complete("", greedy, context=type(primed)(logits[0, -1], state)).text()
+    fed = completer.complete("", greedy, memory=type(primed)(logits[0, -1].numpy(), state.numpy())).text()
     assert completer.complete(prompt, greedy).text() == fed
 
 

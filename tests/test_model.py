@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from rnngen.config import ModelConfig
-from rnngen.generation.step_decoder import StepDecoder
+from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.models import build, detach_state
 
 
@@ -21,11 +21,13 @@ def test_step_decoder_matches_the_fused_pass(kind, embed, hidden, tie):
     model = build(ModelConfig(kind=kind, vocab_size=50, embed=embed, hidden=hidden, layers=2, tie=tie)).eval()
     ids = torch.randint(0, 50, (3, 12))
     full, final = model(ids)
-    decoder, state = StepDecoder(model), model.init_state(3)
+    decoder = NumpyLM.from_module(model)
+    state = decoder.init_state(3)
     steps = []
     for t in range(ids.size(1)):
-        logits, state = decoder.step(ids[:, t], state)
-        steps.append(logits)
+        logits, state = decoder.step(ids[:, t].numpy(), state)
+        steps.append(torch.from_numpy(logits))
+    state = tuple(map(torch.from_numpy, state)) if kind == "lstm" else torch.from_numpy(state)
     torch.testing.assert_close(torch.stack(steps, 1), full, rtol=1e-5, atol=1e-5)
     for a, b in zip(state if kind == "lstm" else (state,), final if kind == "lstm" else (final,)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

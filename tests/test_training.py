@@ -14,7 +14,7 @@ from rnngen.data import corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
-from rnngen.training import checkpoint
+from rnngen.training import checkpoint, checkpoint_format
 from rnngen.training.events import Logged
 from rnngen.training.runs import BEST, LAST, RunFolder, resolve
 from rnngen.training.signals import Interrupted
@@ -148,6 +148,6 @@ def test_bad_checkpoint_files_get_errors_that_name_them(char_corpus, tmp_path):
 def test_checkpoint_from_another_format_is_refused(char_corpus, tmp_path, monkeypatch):
     run = RunFolder(tmp_path / "runs" / "old")
     Trainer(char_corpus, *tiny(char_corpus, steps=20), run).fit()
-    monkeypatch.setattr(checkpoint, "FORMAT", 99)
+    monkeypatch.setattr(checkpoint_format, "FORMAT", 99)
     with pytest.raises(CheckpointError, match="reads format 99"):
         checkpoint.load(run.file(LAST))

@@ -14,8 +14,7 @@ from rich.console import Console
 
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
-from rnngen.generation.completer import Completer, Context
-from rnngen.generation.sampling import make_generator
+from rnngen.generation.completer import Completer, ModelMemory
 
 # command -> (SampleConfig field, parser, help)
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
@@ -43,8 +42,8 @@ class ChatSession:
                  read: Callable[[str], str] | None = None, keep: bool = False):
         self.completer, self.cfg, self.console, self.keep = completer, cfg, console, keep
         self.read = read or console.input  # input() with readline history, prompt drawn by rich
-        self.generator = make_generator(cfg.seed, completer.device)
-        self.context: Context | None = None
+        self.generator = completer.generator(cfg.seed)
+        self.memory: ModelMemory | None = None  # the running text's memory, with /keep
 
     def run(self) -> None:
         """Read lines until Ctrl-D or /quit."""
@@ -66,7 +65,7 @@ class ChatSession:
     def turn(self, prompt: str) -> None:
         """Complete one line, streaming; Ctrl-C stops this completion only."""
         completion = self.completer.complete(prompt, self.cfg, self.generator,
-                                             context=self.context if self.keep else None)
+                                             memory=self.memory if self.keep else None)
         try:
             for piece in completion:
                 self.console.print(piece, style="cyan", end="", markup=False, highlight=False)
@@ -74,7 +73,8 @@ class ChatSession:
             self.console.print(" [dim]\\[stopped][/]", end="")
         self.console.print()
         if self.keep:
-            self.context = completion.context
+            # After Ctrl-C too: the running text goes on from where the completion was stopped.
+            self.memory = completion.memory
 
     def command(self, words: list[str]) -> bool:
         """Run a /command; False means leave the session."""
@@ -89,21 +89,32 @@ class ChatSession:
             self.console.print("  " + "  ".join(f"{key} {value}" for key, value in settings.items())
                                + f"  keep {'on' if self.keep else 'off'}")
         elif name == "reset":
-            self.context = None
+            self.memory = None
             self.console.print("[dim]the next turn starts a new document[/]")
         elif name == "keep":
             self.keep = (args[0].lower() in ("on", "1", "yes")) if args else not self.keep
             if not self.keep:
-                self.context = None
+                self.memory = None
             self.console.print(f"[dim]keep {'on: turns continue one text' if self.keep else 'off'}[/]")
-        elif name == "seed" and len(args) == 1 and args[0].lstrip("-").isdigit():
-            self.generator.manual_seed(int(args[0]))
-            self.console.print(f"[dim]seed {args[0]}[/]")
+        elif name == "seed" and len(args) == 1:
+            self._seed(args[0])
         elif name in SETTINGS and len(args) == 1:
             self._set(name, args[0])
         else:
             self.console.print(f"[red]unknown command /{' '.join(words)}[/]: /help lists the commands")
         return True
+
+    def _seed(self, value: str) -> None:
+        if not (value.isascii() and value.lstrip("-").isdigit()):  # "²".isdigit() is True, yet int() refuses it
+            self.console.print(f"[red]/seed takes a whole number, not {value!r}[/]")
+            return
+        try:
+            self.cfg = dataclasses.replace(self.cfg, seed=int(value))
+        except RnngenError as exc:
+            self.console.print(f"[red]{exc}[/]".replace("--", "/"))
+            return
+        self.generator = self.completer.generator(self.cfg.seed)
+        self.console.print(f"[dim]seed {self.cfg.seed}[/]")
 
     def _set(self, name: str, value: str) -> None:
         field, parse, _ = SETTINGS[name]

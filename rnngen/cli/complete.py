@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
 import click
 
+from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES, SampleConfig
 
 
@@ -54,8 +56,8 @@ def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float
               help="Also list, for each token, the K most likely tokens with their probabilities.")
 @click.option("--plain", is_flag=True, help="Only the completion, no styling (the default when piped).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per completion.")
-@click.pass_obj
-def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
+@pass_paths
+def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
              beam: int | None, length_penalty: float, show_probs: bool, top_alternatives: int | None, plain: bool,
              as_json: bool, **sampling: Any) -> None:
     """Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.
@@ -74,11 +76,11 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
 
     if prompt is None:
         if sys.stdin.isatty() and out.is_terminal:
-            return _chat(obj, checkpoint, device, False, sampling)
+            return _chat(paths, checkpoint, device, False, sampling)
         raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
     cfg = _sample_config(**sampling)
-    prompts = [line.rstrip("\n") for line in sys.stdin] if prompt == "-" else [prompt]
-    completer = _load_completer(obj, checkpoint, device)
+    prompts = _stdin_prompts() if prompt == "-" else [prompt]
+    completer = _load_completer(paths, checkpoint, device)
     styled = not (plain or as_json) and out.is_terminal
     for prompt_text in prompts:
         if beam:
@@ -86,6 +88,20 @@ def complete(obj: dict[str, Any], prompt: str | None, checkpoint: str | None, de
         else:
             _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled,
                           as_json)
+
+
+def _stdin_prompts() -> list[str]:
+    """Prompts from stdin, one a line; a line that is not UTF-8 is refused by its number."""
+    from rnngen.errors import RnngenError
+
+    prompts = []
+    for number, line in enumerate(sys.stdin.buffer, 1):
+        try:
+            prompts.append(line.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as exc:
+            raise RnngenError(f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                              "convert it first, e.g. with iconv -f latin1 -t utf-8") from None
+    return prompts
 
 
 def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
@@ -113,10 +129,8 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
         probs_text,
         samples_table,
     )
-    from rnngen.generation.sampling import make_generator
-
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.
-    generator = make_generator(cfg.seed, completer.device)
+    generator = completer.generator(cfg.seed)
     streamed = styled and num_samples == 1 and not show_probs
     texts = []
     for sample in range(num_samples):
@@ -157,8 +171,8 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
 @sampling_options
 @click.option("--keep/--no-keep", default=False, show_default=True,
               help="Carry the model's state from one turn to the next (toggle with /keep).")
-@click.pass_obj
-def chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, **sampling: Any) -> None:
+@pass_paths
+def chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, **sampling: Any) -> None:
     """An interactive session: the model loads once, each line you type is completed.
 
     \b
@@ -166,23 +180,35 @@ def chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, *
     /keep (a running text across turns), /reset, /settings, /help, /quit (or Ctrl-D)
     Ctrl-C stops the completion being written, not the session; the arrow keys recall earlier lines.
     """
-    _chat(obj, checkpoint, device, keep, sampling)
+    _chat(paths, checkpoint, device, keep, sampling)
 
 
-def _chat(obj: dict[str, Any], checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
+def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
     from rnngen.cli.chat import ChatSession
     from rnngen.cli.display import out
 
     if sys.stdin.isatty():
-        import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
-    completer = _load_completer(obj, checkpoint, device)
+        try:
+            import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
+        except ImportError:
+            pass  # Windows' Python has no readline: lines are still read, without history
+    completer = _load_completer(paths, checkpoint, device)
     ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
 
 
-def _load_completer(obj: dict[str, Any], checkpoint_arg: str | None, device_name: str):
-    from rnngen import device
+def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str):
+    if device_name == "cpu":
+        # Batch-1 decoding multiplies by a few MB of weights per token: too little to share among
+        # threads. On 2 cores that also run other work, OpenBLAS's threads waiting on each other made
+        # a step of the cpu preset's model 10x slower (2.7 ms against 0.25 ms with one thread).
+        # Read when NumPy loads, which is next; a value the user set wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from rnngen.generation.completer import Completer
     from rnngen.training.runs import resolve
 
-    run, path = resolve(checkpoint_arg, obj.checkpoints)
+    run, path = resolve(checkpoint_arg, paths.checkpoints)
+    if device_name == "cpu":  # NumPy runs the model: torch is not even imported
+        return Completer.from_checkpoint(run, path, "cpu")
+    from rnngen import device
+
     return Completer.from_checkpoint(run, path, device.pick(device_name))

@@ -1,16 +1,19 @@
-"""Beam search over carried recurrent states: each beam is a batch row of the state."""
+"""Beam search over carried recurrent states: each beam is a batch row of the state.
+
+Written once for NumPy arrays and torch tensors alike (`rnngen.generation.arrays`).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from rnngen.models.state import select_rows
+from rnngen.errors import RnngenError
+from rnngen.generation.arrays import ops_for
 
 if TYPE_CHECKING:
-    from rnngen.generation.completer import Context
+    from rnngen.generation.completer import ModelMemory
 
 
 @dataclass
@@ -28,44 +31,56 @@ def length_normalised(logprob: float, length: int, penalty: float) -> float:
     return logprob / ((5 + length) / 6) ** penalty
 
 
-def beam_search(step, context: "Context", beams: int, max_tokens: int, eot: int,
-                length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
-    """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `context`.
+def select_rows(state: Any, rows: list[int]) -> Any:
+    """Batch rows `rows` of a state: an array [layers, batch, hidden] or a tuple of them (NumPy or torch)."""
+    return tuple(part[:, rows] for part in state) if isinstance(state, tuple) else state[:, rows]
 
-    Each beam is a batch row of the state. A beam ends at the end-of-text id or after `max_tokens`;
-    the search stops once `beams` beams have ended, and they are ranked by length-normalised
-    log-probability. Returns (tokens, logprob,
-    score) for up to `beams` beams, best first.
+
+def beam_search(step, memory: "ModelMemory", beams: int, max_tokens: int, eot: int,
+                length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
+    """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `memory`.
+
+    Each beam is a batch row of the state. At each length
+    the best 2 x `beams` extensions are ranked: an end-of-text among the first `beams` of them ends
+    a hypothesis (as Hugging Face's rule), the best `beams` others go on. The search stops once
+    `beams` hypotheses have ended, or at `max_tokens` (without computing a step past it). Returns
+    (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised score first.
     """
-    logprobs = torch.log_softmax(context.logits.float(), -1)[None]  # [1, V]
-    state = context.state
+    if not math.isfinite(length_penalty):
+        raise RnngenError(f"--length-penalty must be a finite number (1 is the usual, 0 ranks by logprob), "
+                          f"got {length_penalty}")
+    ops = ops_for(memory.logits)
+    logprobs = ops.log_softmax(memory.logits)[None]  # [1, V]
+    vocab = logprobs.shape[-1]
+    state = memory.state
     sequences: list[list[int]] = [[]]
-    totals = torch.zeros(1)
+    totals: Any = ops.floats_like([0.0], logprobs)
     finished: list[tuple[list[int], float, float]] = []
     for length in range(1, max_tokens + 1):
-        candidates = (totals[:, None] + logprobs.cpu()).flatten()  # [rows * V]
-        top = torch.topk(candidates, min(2 * beams, candidates.numel()))
+        candidates = (totals[:, None] + logprobs).flatten()  # [rows * V]
+        values, indices = ops.topk(candidates, min(2 * beams, candidates.shape[0]))
         rows, tokens, kept = [], [], []
-        for score, flat in zip(top.values.tolist(), top.indices.tolist()):
-            row, token = divmod(flat, logprobs.size(-1))
+        for rank, (score, flat) in enumerate(zip(values.tolist(), indices.tolist())):
+            row, token = divmod(flat, vocab)
             sequence = sequences[row] + [token]
             if token == eot:
-                finished.append((sequence[:-1], score, length_normalised(score, length, length_penalty)))
+                if rank < beams:
+                    finished.append((sequence[:-1], score, length_normalised(score, length, length_penalty)))
             elif len(kept) < beams:
                 rows.append(row)
                 tokens.append(token)
                 kept.append((sequence, score))
-        # Stop once `beams` beams have ended (early stopping, as Hugging Face's `early_stopping=True`).
+        # Stop once `beams` hypotheses have ended (early stopping, as Hugging Face's `early_stopping=True`).
         if not kept or len(finished) >= beams:
             break
+        if length == max_tokens:  # the kept hypotheses end here: no step is computed past the last length
+            finished += [(sequence, score, length_normalised(score, length, length_penalty))
+                         for sequence, score in kept]
+            break
         sequences = [sequence for sequence, _ in kept]
-        totals = torch.tensor([score for _, score in kept])
-        state = select_rows(state, torch.tensor(rows))
-        logits, state = step(torch.tensor(tokens), state)
-        logprobs = torch.log_softmax(logits.float(), -1)
-    else:
-        finished += [(sequence, float(total), length_normalised(float(total), max_tokens, length_penalty))
-                     for sequence, total in zip(sequences, totals)]
+        totals = ops.floats_like([score for _, score in kept], logprobs)
+        state = select_rows(state, rows)
+        logits, state = step(ops.ids(tokens), state)
+        logprobs = ops.log_softmax(logits)
     finished.sort(key=lambda item: -item[2])
     return finished[:beams]
-

@@ -1,10 +1,13 @@
-"""Completion: prime the prompt in one fused pass, then decode token by token with the carried state.
+"""Completion: prime the prompt in one pass, then decode token by token with the carried state.
 
 Each generated token costs one step of the recurrence whatever the length so far: the state is all
 the model remembers. Prompts start after the end-of-text id, the state in which every training
 document began, so an empty prompt generates from the start of a document. A corpus of a single
 text (tiny shakespeare) never showed the model that id in training: its prompts start after a
 newline from the zero state, the state every training stream started from.
+
+On the CPU the model runs in NumPy (`NumpyLM`) and completion never imports torch; on a GPU it is
+the torch model (`TorchLM`). Sampling and beam search are the same code on either's arrays.
 """
 
 from __future__ import annotations
@@ -12,25 +15,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from rnngen.config import SampleConfig
 from rnngen.data.tokenizer import Tokenizer
+from rnngen.errors import RnngenError
 from rnngen.generation.beam import Beam, beam_search
-from rnngen.generation.sampling import choose, filter_logits, make_generator
-from rnngen.generation.step_decoder import StepDecoder
-from rnngen.models import RecurrentLM, State
-from rnngen.training.checkpoint import load_model
+from rnngen.generation.numpy_lm import NumpyLM
+from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.training.runs import RunFolder
 
 
 @dataclass
-class Context:
+class ModelMemory:
     """What the model remembers after some text: the next-token logits and the recurrent state."""
 
-    logits: torch.Tensor
-    state: State
+    logits: Any  # [vocab], a NumPy array or a torch tensor
+    state: Any
 
 
 @dataclass
@@ -44,14 +45,31 @@ class TokenStep:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
-@dataclass
 class Completion:
-    """One completion, streamed as text pieces; `steps`, `reason` and `context` are set once it is consumed."""
+    """One completion, generated while it is streamed: iterate it for text pieces, or call `text()`.
 
-    pieces: Iterator[str]
-    steps: list[TokenStep] = field(default_factory=list)
-    reason: str = ""
-    context: Context | None = None  # the model's state after the completion, to continue from
+    `steps` and `memory` describe the text generated so far, at any moment: after an interruption
+    (Ctrl-C in a chat) they hold the completion up to it, and `memory` continues from there.
+    `reason` ("max_tokens", "end_of_text" or "stop") exists once the stream has ended; reading it
+    earlier is an error rather than a silent empty value.
+    """
+
+    def __init__(self, pieces: Iterator[str]):
+        self.pieces = pieces
+        self.steps: list[TokenStep] = []
+        self.memory: ModelMemory | None = None  # the model's memory after the text so far, to continue from
+        self._reason: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self._reason is not None
+
+    @property
+    def reason(self) -> str:
+        if self._reason is None:
+            raise RuntimeError("Completion.reason is known once the completion is consumed: "
+                               "iterate it or call text() first")
+        return self._reason
 
     @property
     def tokens(self) -> list[int]:
@@ -61,83 +79,112 @@ class Completion:
         return self.pieces
 
     def text(self) -> str:
+        """The rest of the completion's text, generating it."""
         return "".join(self.pieces)
 
 
-class Completer:
-    """Completes prompts with a trained model."""
+def on_cpu(device: Any) -> bool:
+    return str(device) == "cpu"
 
-    def __init__(self, model: RecurrentLM, tokenizer: Tokenizer, device: torch.device | str = "cpu",
-                 start_with_eot: bool = True):
-        self.model = model.eval()
+
+class Completer:
+    """Completes prompts with a trained model.
+
+    `model` is a `NumpyLM`, a `TorchLM`, or a torch `RecurrentLM`, which runs in NumPy on the CPU
+    and as a `TorchLM` on any other device.
+    """
+
+    def __init__(self, model: Any, tokenizer: Tokenizer, device: Any = "cpu", start_with_eot: bool = True):
+        if not hasattr(model, "prime"):
+            if on_cpu(device):
+                model = NumpyLM.from_module(model)
+            else:
+                from rnngen.generation.torch_lm import TorchLM
+
+                model = TorchLM(model, device)
+        self.lm = model
         self.start = [tokenizer.eot_id] if start_with_eot else tokenizer.encode("\n")
         self.tokenizer = tokenizer
-        self.device = torch.device(device)
-        # The fused layers serve length-1 steps well on a GPU; on the CPU the NumPy step is faster.
-        # The scratch cells (Cho's GRU) and minGRU/minLSTM step through the model itself.
-        self.decoder = StepDecoder(model) if self.device.type == "cpu" and StepDecoder.supports(model.config) else None
 
     @classmethod
-    def from_checkpoint(cls, run: RunFolder, path: Path, device: torch.device | str = "cpu") -> "Completer":
-        """A completer for checkpoint `path` of `run`; prompts start as that corpus's documents did."""
-        model, tok, ckpt = load_model(run, path, device)
+    def from_checkpoint(cls, run: RunFolder, path: Path, device: Any = "cpu") -> "Completer":
+        """A completer for checkpoint `path` of `run`; prompts start as that corpus's documents did.
+
+        On the CPU the weights are read with `safetensors.numpy`: no torch is imported.
+        """
+        if on_cpu(device):
+            from rnngen.training.checkpoint_format import read_numpy
+
+            ckpt = read_numpy(path)
+            tok = run.tokenizer(ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size)
+            model: Any = NumpyLM(ckpt.model, ckpt.weights)
+        else:
+            from rnngen.generation.torch_lm import TorchLM
+            from rnngen.training.checkpoint import load_model
+
+            module, tok, ckpt = load_model(run, path, device)
+            model = TorchLM(module, device)
         return cls(model, tok, device, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
 
-    @torch.no_grad()
-    def prime(self, prompt: str, context: Context | None = None) -> tuple[Context, list[int]]:
-        """Run the prompt through the fused layers in one pass, from the start of a document or
-        from `context`; returns the context after it and the prompt's ids."""
+    def generator(self, seed: int | None) -> Any:
+        """A random generator for sampling with this completer: seeded for reproducible samples, else from the OS."""
+        return self.lm.generator(seed)
+
+    def prime(self, prompt: str, memory: ModelMemory | None = None) -> tuple[ModelMemory, list[int]]:
+        """Run the prompt through the model in one pass, from the start of a document or from
+        `memory`; returns the memory after it and the prompt's ids."""
         ids = self.tokenizer.encode(prompt)
-        if context is not None and not ids:
-            return context, ids
-        feed = ids if context is not None else self.start + ids
-        logits, state = self.model(torch.tensor([feed], device=self.device), context.state if context else None)
-        return Context(logits[0, -1], state), ids
+        if memory is not None and not ids:
+            return memory, ids
+        feed = ids if memory is not None else self.start + ids
+        logits, state = self.lm.prime(feed, memory.state if memory else None)
+        return ModelMemory(logits, state), ids
 
-    @torch.no_grad()
-    def step(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+    def step(self, tokens: Any, state: Any) -> tuple[Any, Any]:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""
-        if self.decoder is not None:
-            return self.decoder.step(tokens.cpu(), state)
-        logits, state = self.model(tokens[:, None].to(self.device), state)
-        return logits[:, -1], state
+        return self.lm.step(tokens, state)
 
-    def complete(self, prompt: str, cfg: SampleConfig, generator: torch.Generator | None = None,
-                 context: Context | None = None, alternatives: int = 0) -> Completion:
+    def complete(self, prompt: str, cfg: SampleConfig, generator: Any = None, memory: ModelMemory | None = None,
+                 alternatives: int = 0) -> Completion:
         """A streamed completion of `prompt` (the prompt itself is not repeated in the output).
 
-        `context` continues from an earlier completion instead of the start of a document;
+        `memory` continues from an earlier completion instead of the start of a document;
         `alternatives` > 0 records that many most likely tokens at each step.
         """
+        vocab = self.tokenizer.vocab_size
+        if alternatives > vocab:
+            raise RnngenError(f"--top-alternatives {alternatives} is more than the vocabulary's {vocab} tokens: "
+                              f"use at most {vocab}")
         if generator is None:
-            generator = make_generator(cfg.seed, self.device)
+            generator = self.generator(cfg.seed)
         completion = Completion(iter(()))
-        completion.pieces = self._pieces(prompt, cfg, generator, completion, context, alternatives)
+        completion.pieces = self._generate(prompt, cfg, generator, completion, memory, alternatives)
         return completion
 
-    @torch.no_grad()
-    def _pieces(self, prompt: str, cfg: SampleConfig, generator: torch.Generator, completion: Completion,
-                context: Context | None, alternatives: int) -> Iterator[str]:
-        context, prompt_ids = self.prime(prompt, context)
-        logits, state = context.logits, context.state
-        seen = torch.zeros(self.tokenizer.vocab_size, dtype=torch.bool, device=self.device)
+    def _generate(self, prompt: str, cfg: SampleConfig, generator: Any, completion: Completion,
+                  memory: ModelMemory | None, alternatives: int) -> Iterator[str]:
+        memory, prompt_ids = self.prime(prompt, memory)
+        completion.memory = memory
+        logits, state = memory.logits, memory.state
+        ops = self.lm.ops
+        seen = self.lm.flags(self.tokenizer.vocab_size)
         seen[prompt_ids] = True
         decoder = self.tokenizer.stream_decoder()
         holdback = max((len(stop) for stop in cfg.stop), default=1) - 1
-        text, emitted = "", 0
-        completion.reason = "max_tokens"
+        text, emitted, reason = "", 0, "max_tokens"
         for _ in range(cfg.max_tokens):
-            token = choose(filter_logits(logits, cfg, seen), cfg, generator)
-            probs = torch.softmax(logits.float(), -1)  # the model's own distribution, before any filter
+            token = draw_token(filter_logits(logits, cfg, seen), cfg, generator)
+            probs = ops.softmax(logits)  # the model's own distribution, before any filter
             step = TokenStep(token, "", float(probs[token]))
             if alternatives:
-                top = torch.topk(probs, alternatives)
-                step.alternatives = [(self.tokenizer.decode([int(i)]), float(p)) for p, i in zip(top.values, top.indices)]
-            # The token is fed even when it ends the completion, so that `context` follows all the text.
-            logits, state = self.step(torch.tensor([token]), state)
+                values, indices = ops.topk(probs, alternatives)
+                step.alternatives = [(self.tokenizer.decode([i]), p) for p, i in zip(values.tolist(), indices.tolist())]
+            # The token is fed even when it ends the completion, so that `memory` follows all the text.
+            logits, state = self.lm.step(self.lm.ids([token]), state)
             logits = logits[0]
+            completion.memory = ModelMemory(logits, state)
             if token == self.tokenizer.eot_id:
-                completion.reason = "end_of_text"
+                reason = "end_of_text"
                 break
             completion.steps.append(step)
             seen[token] = True
@@ -145,22 +192,21 @@ class Completer:
             text += step.text
             hits = [i for i in (text.find(stop, max(0, emitted - holdback)) for stop in cfg.stop) if i >= 0]
             if hits:
-                completion.reason = "stop"
+                reason = "stop"
                 text = text[: min(hits)]
                 break
             # Hold back what could be the start of a stop string until it is known not to be one.
             if len(text) - holdback > emitted:
                 yield text[emitted: len(text) - holdback]
                 emitted = len(text) - holdback
-        completion.context = Context(logits, state)
-        if completion.reason != "stop":
+        if reason != "stop":
             text += decoder.flush()
+        completion._reason = reason
         if len(text) > emitted:
             yield text[emitted:]
 
-    @torch.no_grad()
     def beam_search(self, prompt: str, beams: int, max_tokens: int, length_penalty: float = 1.0) -> list[Beam]:
         """Deterministic beam search over the carried states; the best beam first."""
-        context, _ = self.prime(prompt)
-        found = beam_search(self.step, context, beams, max_tokens, self.tokenizer.eot_id, length_penalty)
+        memory, _ = self.prime(prompt)
+        found = beam_search(self.lm.step, memory, beams, max_tokens, self.tokenizer.eot_id, length_penalty)
         return [Beam(self.tokenizer.decode(tokens), tokens, logprob, score) for tokens, logprob, score in found]

@@ -2,7 +2,7 @@
 
 With `impl="scratch"` the layers are the lecture's cells from `rnngen.models.scratch`, unrolled
 in Python. Otherwise training and prompt priming use PyTorch's fused layers (cuDNN on GPU, oneDNN on
-CPU). Decoding one token at a time on the CPU uses `rnngen.generation.step_decoder`, the same maths
+CPU). Decoding one token at a time on the CPU uses `rnngen.generation.numpy_lm`, the same maths
 written out in NumPy on the same weights.
 
 The equations PyTorch computes (gate order as in its weight layout):

@@ -1,14 +1,13 @@
-"""Checkpoint files, written atomically and read without running any pickle code.
+"""Checkpoint files with torch: saving (atomically) and loading for training, resume and evaluation.
 
-A checkpoint is one safetensors file: tensors as tensors, everything else as JSON in its metadata.
-Each file is written to a temporary name in the same folder, flushed, fsynced and renamed, so a
-crash or a full disk at any moment leaves the previous checkpoint whole.
+The format, and reading it without torch, is `rnngen.training.checkpoint_format`. Each file is
+written to a temporary name in the same folder, flushed, fsynced and renamed, so a crash or a full
+disk at any moment leaves the previous checkpoint whole.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +16,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from rnngen import __version__
 from rnngen.atomic import write_atomic
-from rnngen.config import ModelConfig, TrainConfig
-from rnngen.errors import CheckpointError, RnngenError
+from rnngen.errors import CheckpointError
+from rnngen.training.checkpoint_format import FORMAT, Checkpoint, read_header
 from rnngen.training.runs import RunFolder
 
-FORMAT = 1
+__all__ = ["FORMAT", "Checkpoint", "save", "load", "load_weights", "load_model", "model_weights"]
 
 
 def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -53,29 +51,6 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return obj
 
 
-@dataclass
-class Checkpoint:
-    """What one checkpoint file holds.
-
-    `resume_state` (optimizer, RNG, clock, carried hidden state) is what `--resume` needs on top of
-    the weights; it is None in weights-only files such as `best.safetensors`.
-    """
-
-    model: ModelConfig
-    training: TrainConfig
-    corpus: dict[str, Any]
-    weights: dict[str, torch.Tensor]
-    resume_state: dict[str, Any] | None = None
-    step: int = 0
-    best_val_loss: float | None = None
-
-    def header(self) -> dict[str, Any]:
-        """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
-        return {"format": FORMAT, "rnngen_version": __version__, "model": self.model.to_dict(),
-                "train": self.training.to_dict(), "corpus": self.corpus, "step": self.step,
-                "best_val_loss": self.best_val_loss}
-
-
 def model_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's parameters and buffers, each stored once (a tied head shares the embedding)."""
     weights, seen = {}, set()
@@ -99,42 +74,26 @@ def save(path: Path, ckpt: Checkpoint) -> None:
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint file; any problem is a `CheckpointError` naming the file."""
+    """Read a checkpoint file; any problem is a `CheckpointError` naming the file.
+
+    The header and the tensors' shapes are checked (`checkpoint_format.read_header`) before any
+    tensor is read.
+    """
     path = Path(path)
+    header = read_header(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"no checkpoint at {path}") from None
+        tensors = load_tensors(path.read_bytes())
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
-    try:
-        tensors = load_tensors(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
                               "e.g. best.safetensors or last.safetensors of the same run") from exc
-    header, trainer = _metadata(data, path)
-    if header.get("format") != FORMAT:
-        raise CheckpointError(f"{path} was written by rnngen {header.get('rnngen_version', '?')} in checkpoint "
-                              f"format {header.get('format')}; this rnngen {__version__} reads format {FORMAT}")
-    try:
-        model = ModelConfig.from_dict(header.pop("model"))
-        train = TrainConfig.from_dict(header.pop("train"))
-    except (KeyError, TypeError, RnngenError) as exc:
-        raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
     tensors = {name: t.to(map_location) for name, t in tensors.items()}
     weights = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
-    return Checkpoint(model=model, training=train, corpus=header.get("corpus", {}), weights=weights,
+    trainer = header.trainer
+    return Checkpoint(model=header.model, training=header.training, corpus=header.corpus, weights=weights,
                       resume_state=_unflatten(trainer, tensors) if trainer is not None else None,
-                      step=int(header.get("step", 0)), best_val_loss=header.get("best_val_loss"))
-
-
-def _metadata(data: bytes, path: Path) -> tuple[dict[str, Any], Any]:
-    # A safetensors file starts with an 8-byte little-endian header length, then the JSON header.
-    size = int.from_bytes(data[:8], "little")
-    meta = json.loads(data[8: 8 + size]).get("__metadata__") or {}
-    if "rnngen" not in meta:
-        raise CheckpointError(f"{path} is a safetensors file but not an rnngen checkpoint")
-    return json.loads(meta["rnngen"]), json.loads(meta.get("trainer", "null"))
+                      step=header.step, best_val_loss=header.best_val_loss)
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint, path: Path) -> None:

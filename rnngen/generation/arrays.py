@@ -1,0 +1,141 @@
+"""The few array operations sampling and beam search need, for NumPy arrays and for torch tensors.
+
+Completion on the CPU runs on NumPy arrays, so that it never imports torch; on a GPU it runs on
+torch tensors where the model's logits are. The sampling filters, the draw and beam search are
+written once against `ops_for(array)`, which returns the backend of the array they are given.
+Both backends return results of the same meaning; only the random numbers differ: NumPy's PCG64
+and torch's Philox/MT streams give different samples for one seed, each the same on every run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# torch.manual_seed's range: negative seeds are taken modulo 2**64, as torch does.
+SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+
+
+class NumpyOps:
+    """Array operations on NumPy arrays (float32 logits, int64 ids)."""
+
+    @staticmethod
+    def floats(x: np.ndarray) -> np.ndarray:
+        return np.array(x, dtype=np.float32)  # a copy: the filters write into it
+
+    @staticmethod
+    def ids(values: list[int]) -> np.ndarray:
+        return np.asarray(values, dtype=np.int64)
+
+    @staticmethod
+    def floats_like(values: list[float], like: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=np.float32)
+
+    @staticmethod
+    def flags(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=bool)
+
+    @staticmethod
+    def where(cond: np.ndarray, a: Any, b: Any) -> np.ndarray:
+        return np.where(cond, a, b)
+
+    @staticmethod
+    def log_softmax(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float32, copy=False)
+        shifted = x - x.max(-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+    @staticmethod
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+
+    @staticmethod
+    def topk(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The k largest values of a 1-D array and their indices, largest first (ties: lower index first)."""
+        top = np.argpartition(-x, k - 1)[:k] if k < x.size else np.arange(x.size)
+        top = top[np.lexsort((top, -x[top]))]
+        return x[top], top
+
+    @staticmethod
+    def order(x: np.ndarray) -> np.ndarray:
+        """Indices that sort a 1-D array, largest first (ties: lower index first)."""
+        return np.argsort(-x, kind="stable")
+
+    @staticmethod
+    def searchsorted(cdf: np.ndarray, u: float) -> int:
+        return int(np.searchsorted(cdf, u, side="right"))
+
+    @staticmethod
+    def generator(seed: int | None) -> np.random.Generator:
+        return np.random.default_rng(None if seed is None else seed % 2**64)
+
+    @staticmethod
+    def uniform(generator: np.random.Generator) -> float:
+        return float(generator.random())
+
+
+class TorchOps:
+    """The same operations on torch tensors, on the tensors' device."""
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+
+    def floats(self, x):
+        return x.float().clone()
+
+    def ids(self, values: list[int], device: Any = "cpu"):
+        return self.torch.tensor(values, dtype=self.torch.long, device=device)
+
+    def floats_like(self, values: list[float], like):
+        return self.torch.tensor(values, dtype=self.torch.float32, device=like.device)
+
+    def flags(self, n: int, device: Any = "cpu"):
+        return self.torch.zeros(n, dtype=self.torch.bool, device=device)
+
+    def where(self, cond, a, b):
+        return self.torch.where(cond, a, b)
+
+    def log_softmax(self, x):
+        return self.torch.log_softmax(x.float(), -1)
+
+    def softmax(self, x):
+        return self.torch.softmax(x.float(), -1)
+
+    def topk(self, x, k: int):
+        top = self.torch.topk(x, k)
+        return top.values, top.indices
+
+    def order(self, x):
+        return self.torch.sort(x, descending=True, stable=True).indices
+
+    def searchsorted(self, cdf, u: float) -> int:
+        return int(self.torch.searchsorted(cdf, self.torch.tensor([u], device=cdf.device), right=True))
+
+    def generator(self, seed: int | None, device: Any = "cpu"):
+        generator = self.torch.Generator(device=device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        return generator
+
+    def uniform(self, generator) -> float:
+        return float(self.torch.rand(1, generator=generator, device=generator.device))
+
+
+NUMPY = NumpyOps()
+_torch_ops: TorchOps | None = None
+
+
+def ops_for(array: Any) -> NumpyOps | TorchOps:
+    """The backend of `array`: NumPy for NumPy arrays, torch (imported only then) for anything else."""
+    global _torch_ops
+    if isinstance(array, np.ndarray):
+        return NUMPY
+    if _torch_ops is None:
+        _torch_ops = TorchOps()
+    return _torch_ops

@@ -1,0 +1,160 @@
+"""The checkpoint file format, read without torch: the JSON header, the tensors' shapes, NumPy weights.
+
+A checkpoint is one safetensors file: tensors as tensors, everything else as JSON in its metadata
+(key "rnngen": format, configurations, corpus identity; key "trainer": what `--resume` needs).
+The model's weights are stored under "model." names, a tied head once (as the embedding).
+
+Completion on the CPU reads checkpoints here with `safetensors.numpy`, so it never imports torch.
+Before any array is built, the shapes the header's configuration implies are checked against the
+shapes listed in the file: a 200 kB file whose header says "hidden": 12000 is refused in
+milliseconds instead of allocating gigabytes for a model it cannot fill.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnngen import __version__
+from rnngen.config import MIN_KINDS, ModelConfig, TrainConfig
+from rnngen.errors import CheckpointError, RnngenError
+
+FORMAT = 1
+GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3}
+
+
+@dataclass
+class Checkpoint:
+    """What one checkpoint file holds.
+
+    `weights` are torch tensors (`rnngen.training.checkpoint.load`) or NumPy arrays (`read_numpy`).
+    `resume_state` (optimizer, RNG, clock, carried hidden state) is what `--resume` needs on top of
+    the weights; it is None in weights-only files such as `best.safetensors`, and whenever only
+    the weights were read.
+    """
+
+    model: ModelConfig
+    training: TrainConfig
+    corpus: dict[str, Any]
+    weights: dict[str, Any]
+    resume_state: dict[str, Any] | None = None
+    step: int = 0
+    best_val_loss: float | None = None
+
+    def header(self) -> dict[str, Any]:
+        """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
+        return {"format": FORMAT, "rnngen_version": __version__, "model": self.model.to_dict(),
+                "train": self.training.to_dict(), "corpus": self.corpus, "step": self.step,
+                "best_val_loss": self.best_val_loss}
+
+
+@dataclass
+class Header:
+    """A checkpoint's header, read and checked: the configurations and the file's tensor shapes."""
+
+    model: ModelConfig
+    training: TrainConfig
+    corpus: dict[str, Any]
+    step: int
+    best_val_loss: float | None
+    trainer: Any  # the flattened resume state (JSON with tensor names), None in weights-only files
+    shapes: dict[str, tuple[int, ...]]  # every tensor in the file
+
+
+def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every weight a model of `config` stores (a tied head once)."""
+    vocab, embed, hidden = config.vocab_size, config.embed, config.hidden
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (vocab, embed)}
+    gates = GATES[config.kind]
+    if config.kind in MIN_KINDS:
+        for k in range(config.layers):
+            shapes |= {f"rnn.norms.{k}.weight": (embed,), f"rnn.norms.{k}.bias": (embed,),
+                       f"rnn.layers.{k}.proj.weight": (gates * hidden, embed),
+                       f"rnn.layers.{k}.proj.bias": (gates * hidden,),
+                       f"rnn.outs.{k}.weight": (embed, hidden), f"rnn.outs.{k}.bias": (embed,),
+                       f"rnn.ff_norms.{k}.weight": (embed,), f"rnn.ff_norms.{k}.bias": (embed,),
+                       f"rnn.ffs.{k}.0.weight": (4 * embed, embed), f"rnn.ffs.{k}.0.bias": (4 * embed,),
+                       f"rnn.ffs.{k}.2.weight": (embed, 4 * embed), f"rnn.ffs.{k}.2.bias": (embed,)}
+        shapes |= {"rnn.final_norm.weight": (embed,), "rnn.final_norm.bias": (embed,)}
+        out_size = embed
+    else:
+        for k in range(config.layers):
+            shapes |= {f"rnn.weight_ih_l{k}": (gates * hidden, embed if k == 0 else hidden),
+                       f"rnn.weight_hh_l{k}": (gates * hidden, hidden),
+                       f"rnn.bias_ih_l{k}": (gates * hidden,), f"rnn.bias_hh_l{k}": (gates * hidden,)}
+        out_size = hidden
+    if config.tie and out_size != embed:
+        shapes["proj.weight"] = (embed, out_size)
+    if not config.tie:
+        shapes["head.weight"] = (vocab, out_size)
+    shapes["head.bias"] = (vocab,)
+    return shapes
+
+
+def read_header(path: Path) -> Header:
+    """The checked header of checkpoint `path`; no tensor is read. Any problem is a `CheckpointError`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        with safe_open(path, framework="numpy") as file:
+            meta = file.metadata() or {}
+            shapes = {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}
+    except (SafetensorError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
+                              "e.g. best.safetensors or last.safetensors of the same run") from exc
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
+    if "rnngen" not in meta:
+        raise CheckpointError(f"{path} is a safetensors file but not an rnngen checkpoint")
+    try:
+        header, trainer = json.loads(meta["rnngen"]), json.loads(meta.get("trainer", "null"))
+    except ValueError as exc:
+        raise CheckpointError(f"{path} has an unreadable header ({exc})") from exc
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        found = header if not isinstance(header, dict) else header.get("format")
+        version = header.get("rnngen_version", "?") if isinstance(header, dict) else "?"
+        raise CheckpointError(f"{path} was written by rnngen {version} in checkpoint format {found}; "
+                              f"this rnngen {__version__} reads format {FORMAT}")
+    try:
+        model = ModelConfig.from_dict(header["model"])
+        train = TrainConfig.from_dict(header["train"])
+    except (KeyError, TypeError, RnngenError) as exc:
+        raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
+    check_shapes(path, model, {name[len("model."):]: shape for name, shape in shapes.items()
+                               if name.startswith("model.")})
+    return Header(model=model, training=train, corpus=header.get("corpus", {}), step=int(header.get("step", 0)),
+                  best_val_loss=header.get("best_val_loss"), trainer=trainer, shapes=shapes)
+
+
+def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a file whose weights are not exactly those its model configuration implies."""
+    expected = parameter_shapes(config)
+    if set(found) != set(expected):
+        lacks, extra = sorted(set(expected) - set(found))[:3], sorted(set(found) - set(expected))[:3]
+        raise CheckpointError(f"{path} does not fit its own model configuration: it lacks {lacks} and has extra "
+                              f"{extra}; use another checkpoint of the run")
+    wrong = [name for name in expected if tuple(found[name]) != expected[name]]
+    if wrong:
+        name = wrong[0]
+        raise CheckpointError(f"{path} does not fit its own model configuration: {name} is "
+                              f"{list(found[name])} where {config.kind} embed={config.embed} hidden={config.hidden} "
+                              f"vocab={config.vocab_size} needs {list(expected[name])}; the header is damaged: "
+                              "use another checkpoint of the run")
+
+
+def read_numpy(path: Path) -> Checkpoint:
+    """The checkpoint's configuration and model weights as float32 NumPy arrays (no torch, no resume state)."""
+    import numpy as np
+    from safetensors import safe_open
+
+    header = read_header(path)
+    with safe_open(path, framework="numpy") as file:
+        weights = {name[len("model."):]: np.asarray(file.get_tensor(name), dtype=np.float32)
+                   for name in header.shapes if name.startswith("model.")}
+    return Checkpoint(model=header.model, training=header.training, corpus=header.corpus, weights=weights,
+                      step=header.step, best_val_loss=header.best_val_loss)

@@ -1,0 +1,210 @@
+"""Completion on the CPU without torch: the NumPy model equals the torch model for every kind, and
+checkpoints are read, checked and completed from without importing torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import sample_text
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from rnngen.config import ModelConfig, SampleConfig, TrainConfig
+from rnngen.data.tokenizer import Tokenizer, train
+from rnngen.errors import CheckpointError, RnngenError
+from rnngen.generation import numpy_lm, torch_lm
+from rnngen.generation.completer import Completer
+from rnngen.generation.numpy_lm import NumpyLM
+from rnngen.generation.torch_lm import TorchLM
+from rnngen.models import build
+from rnngen.training import checkpoint
+from rnngen.training.checkpoint_format import parameter_shapes, read_header
+from rnngen.training.runs import RunFolder
+
+KINDS = [("rnn", "fused"), ("lstm", "fused"), ("gru", "fused"), ("rnn", "scratch"), ("lstm", "scratch"),
+         ("gru", "scratch"), ("mingru", "fused"), ("minlstm", "fused")]
+IDS = [f"{kind}-{impl}" for kind, impl in KINDS]
+
+
+@pytest.fixture(scope="module")
+def tok() -> Tokenizer:
+    return Tokenizer(train([sample_text(20_000)], "unigram", 400))
+
+
+def model_of(kind: str, impl: str, vocab: int, embed: int = 12, hidden: int = 16, tie: bool = True):
+    torch.manual_seed(0)
+    model = build(ModelConfig(kind=kind, impl=impl, vocab_size=vocab, embed=embed, hidden=hidden, layers=2, tie=tie))
+    with torch.no_grad():  # livelier weights than the initialisation, so that differences show
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
+    return model.eval()
+
+
+def states(state) -> list[np.ndarray]:
+    parts = state if isinstance(state, tuple) else (state,)
+    return [part.numpy() if isinstance(part, torch.Tensor) else part for part in parts]
+
+
+@pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
+@pytest.mark.parametrize("tie", [True, False])
+def test_primed_logits_and_state_equal_the_torch_model(kind, impl, tie, monkeypatch):
+    model = model_of(kind, impl, 40, tie=tie)
+    ids = torch.randint(0, 40, (1, 23), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        full, final = model(ids)
+    # Chunks of 5 tokens: the carried state between chunks must give the one-pass result.
+    monkeypatch.setattr(numpy_lm, "CHUNK", 5)
+    monkeypatch.setattr(torch_lm, "CHUNK", 5)
+    for lm in (NumpyLM.from_module(model), TorchLM(model)):
+        logits, state = lm.prime(ids[0].tolist())
+        logits = logits.numpy() if isinstance(logits, torch.Tensor) else logits
+        np.testing.assert_allclose(logits, full[0, -1].numpy(), rtol=1e-4, atol=1e-5)
+        for ours, theirs in zip(states(state), states(final)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
+def test_completions_beams_and_probabilities_equal_the_torch_path(kind, impl, tok):
+    model = model_of(kind, impl, tok.vocab_size, embed=16, hidden=24)
+    on_numpy, on_torch = Completer(NumpyLM.from_module(model), tok), Completer(TorchLM(model), tok)
+    greedy = SampleConfig(max_tokens=25, temperature=0)
+    a = on_numpy.complete("the model", greedy, alternatives=3)
+    b = on_torch.complete("the model", greedy, alternatives=3)
+    assert a.text() == b.text() and a.tokens == b.tokens and a.reason == b.reason
+    np.testing.assert_allclose([s.prob for s in a.steps], [s.prob for s in b.steps], rtol=1e-4)
+    assert [[t for t, _ in s.alternatives] for s in a.steps] == [[t for t, _ in s.alternatives] for s in b.steps]
+    beams_a = on_numpy.beam_search("the model", 3, 8)
+    beams_b = on_torch.beam_search("the model", 3, 8)
+    assert [beam.tokens for beam in beams_a] == [beam.tokens for beam in beams_b]
+    np.testing.assert_allclose([beam.score for beam in beams_a], [beam.score for beam in beams_b], rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
+def test_parameter_shapes_are_what_the_model_stores(kind, impl):
+    for tie, embed in ((True, 12), (True, 16), (False, 12)):
+        model = build(ModelConfig(kind=kind, impl=impl, vocab_size=30, embed=embed, hidden=16, layers=2, tie=tie))
+        stored = {name: tuple(t.shape) for name, t in checkpoint.model_weights(model).items()}
+        assert parameter_shapes(model.config) == stored
+
+
+def test_seeded_samples_repeat_on_every_run_and_differ_between_seeds(tok):
+    completer = Completer(model_of("lstm", "fused", tok.vocab_size), tok)
+    cfg = SampleConfig(max_tokens=30, temperature=1.0, top_k=50, top_p=0.95, repetition_penalty=1.2, seed=7)
+    first = completer.complete("the model", cfg).text()
+    assert completer.complete("the model", cfg).text() == first
+    assert Completer(model_of("lstm", "fused", tok.vocab_size), tok).complete("the model", cfg).text() == first
+    other = SampleConfig(max_tokens=30, temperature=1.0, top_k=50, top_p=0.95, repetition_penalty=1.2, seed=8)
+    assert completer.complete("the model", other).text() != first
+
+
+def save_run(tmp_path, tok: Tokenizer, kind: str = "lstm", impl: str = "fused") -> RunFolder:
+    """A run folder as training leaves it: tokenizer, config.json and best.safetensors."""
+    model = model_of(kind, impl, tok.vocab_size)
+    run = RunFolder(tmp_path / "checkpoints" / "run")
+    run.path.mkdir(parents=True)
+    run.tokenizer_path.write_bytes(tok.proto)
+    ckpt = checkpoint.Checkpoint(model=model.config, training=TrainConfig(steps=1),
+                                 corpus={"tokenizer": {"sha256": tok.sha256}, "train_documents": 1},
+                                 weights=checkpoint.model_weights(model))
+    run.write_config(ckpt.header())
+    checkpoint.save(run.file("best.safetensors"), ckpt)
+    return run
+
+
+def test_complete_and_chat_on_the_cpu_import_no_torch(tok, tmp_path):
+    run = save_run(tmp_path, tok)
+    code = ("import sys; from rnngen.cli.main import cli; "
+            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the model', '--max-tokens', '5', "
+            "'--seed', '1', '--show-probs', '--top-alternatives', '2', '--json'], standalone_mode=False); "
+            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the', '--beam', '2', '--max-tokens', "
+            "'4', '--json'], standalone_mode=False); "
+            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], "
+            "standalone_mode=False); "
+            "print(); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="the model\n/quit\n")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "False" and len(json.loads(lines[0])["steps"]) <= 5 and json.loads(lines[1])["beam"] == 0
+    assert result.stdout.count("> ") == 2  # chat read the prompt line, then /quit
+
+
+@pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
+def test_a_checkpoint_completes_alike_read_with_or_without_torch(kind, impl, tok, tmp_path):
+    run = save_run(tmp_path, tok, kind, impl)
+    cfg = SampleConfig(max_tokens=12, temperature=0)
+    without = Completer.from_checkpoint(run, run.file("best.safetensors"))
+    model, _, _ = checkpoint.load_model(run, run.file("best.safetensors"))
+    assert isinstance(without.lm, NumpyLM)
+    assert without.complete("the", cfg).tokens == Completer(TorchLM(model), tok).complete("the", cfg).tokens
+
+
+def test_a_header_that_does_not_fit_its_tensors_is_refused_before_anything_is_built(tok, tmp_path):
+    run = save_run(tmp_path, tok)
+    path = run.file("best.safetensors")
+    tensors = load_file(path)
+    for hidden in (12000, 10**9):
+        with safe_open(path, framework="numpy") as file:
+            meta = file.metadata()
+        header = json.loads(meta["rnngen"])
+        header["model"]["hidden"] = hidden
+        bad = tmp_path / f"hidden-{hidden}.safetensors"
+        save_file(tensors, bad, metadata={**meta, "rnngen": json.dumps(header)})
+        started = time.perf_counter()
+        for read in (read_header, checkpoint.load):
+            with pytest.raises(CheckpointError, match="does not fit its own model configuration.*needs"):
+                read(bad)
+        with pytest.raises(CheckpointError, match="does not fit"):
+            Completer.from_checkpoint(run, bad)
+        assert time.perf_counter() - started < 5  # today: 12 s and 2.5 GB for 12000, 1 TB asked for 10**9
+
+
+def test_long_prompts_are_primed_in_chunks(tok, monkeypatch):
+    # A prompt far longer than a chunk holds no [tokens, vocab] or [tokens, 4 hidden] array at once.
+    model = model_of("lstm", "fused", tok.vocab_size)
+    sizes = []
+    real = NumpyLM._run
+
+    def watched(self, x, state):
+        sizes.append(x.shape[0])
+        return real(self, x, state)
+
+    monkeypatch.setattr(NumpyLM, "_run", watched)
+    completer = Completer(model, tok)
+    ids = tok.encode("gradients flow back through time " * 400)
+    completer.prime("gradients flow back through time " * 400)
+    assert max(sizes) == numpy_lm.CHUNK and sum(sizes) == len(ids) + 1
+
+
+def test_bad_values_get_one_line_errors_naming_the_fix(tok):
+    completer = Completer(model_of("gru", "fused", tok.vocab_size), tok)
+    with pytest.raises(RnngenError, match="--repetition-penalty must be a positive number"):
+        SampleConfig(repetition_penalty=float("nan"))
+    with pytest.raises(RnngenError, match="--temperature must be >= 0"):
+        SampleConfig(temperature=float("nan"))
+    with pytest.raises(RnngenError, match="--length-penalty must be a finite number"):
+        completer.beam_search("the", 2, 5, length_penalty=float("nan"))
+    with pytest.raises(RnngenError, match="--seed must fit in 64 bits"):
+        SampleConfig(seed=2**64)
+    SampleConfig(seed=2**64 - 1), SampleConfig(seed=-1)
+    with pytest.raises(RnngenError, match=f"--top-alternatives {tok.vocab_size + 1} is more than the vocabulary"):
+        completer.complete("the", SampleConfig(), alternatives=tok.vocab_size + 1)
+
+
+def test_complete_refuses_bad_values_in_one_line(run_cli, tok, tmp_path):
+    save_run(tmp_path, tok)
+    cases = {("--repetition-penalty", "nan"): "--repetition-penalty must be a positive number",
+             ("--beam", "2", "--length-penalty", "nan"): "--length-penalty must be a finite number",
+             ("--seed", str(2**64)): "--seed must fit in 64 bits",
+             ("--top-alternatives", "100000"): "is more than the vocabulary"}
+    for args, message in cases.items():
+        result = run_cli("complete", "the", "--max-tokens", "3", *args)
+        assert result.exit_code == 1 and message in result.output and "a bug?" not in result.output
+        assert len(result.output.strip().splitlines()) == 1
+    result = run_cli("complete", "-", "--max-tokens", "3", input=b"the model\n\xe6 latin-1\n")
+    assert result.exit_code == 1 and "line 2 of stdin is not UTF-8" in result.output
