@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Model", "load", "__version__"]
+__all__ = ["Model", "__version__", "load"]
 
 if TYPE_CHECKING:
     from rnngen.api import Model, load
