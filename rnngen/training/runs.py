@@ -64,6 +64,11 @@ class RunFolder:
                                "copy the tokenizer.model of the corpus the run was trained on")
         return tok
 
+    def documents(self) -> str | None:
+        """How the run's corpus was cut into documents (`prepare --documents`): rows, lines, paragraphs or
+        articles; None for a run trained before rnngen recorded it."""
+        return self.config().get("corpus", {}).get("documents")
+
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
             return []
