@@ -12,6 +12,7 @@ import huggingface_hub.constants
 import pytest
 import yaml
 
+import rnngen
 from rnngen import hub
 from rnngen.training import checkpoint
 from rnngen.training.runs import RunFolder
@@ -95,6 +96,8 @@ def test_hf_checkpoint_loads_from_the_hub_cache_offline_everywhere(run_cli, trai
         result = run_cli(*args, "--checkpoint", ref)
         assert result.exit_code == 0, result.output
         assert result.output == local.output
+    model = rnngen.load("hf:alice/notes")
+    assert model.complete("The model", max_tokens=20, seed=3) + "\n" == local.output
     result = run_cli("evaluate", "--checkpoint", "hf:alice/notes", "--corpus", "notes", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["val_bpc"] == json.loads(run_cli("evaluate", "--checkpoint", trained, "--json").output)["val_bpc"]
