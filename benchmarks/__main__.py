@@ -1,6 +1,6 @@
 """Run rnngen's benchmarks, print a table and write JSON.
 
-    python -m benchmarks                    # all but quality, full size
+    python -m benchmarks --text input.txt   # all but quality/firstrun/sweep; tiny shakespeare for prepare and memory
     python -m benchmarks --quick            # small sizes, a minute or two
     python -m benchmarks train generate     # some of them
     python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
@@ -30,9 +30,9 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice(ALL))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run, not figures to quote.")
-@click.option("--text", type=click.Path(dir_okay=False, path_type=Path), default=common.SHAKESPEARE,
-              show_default=True, help="The text for the prepare, quality, firstrun and sweep benchmarks (tiny shakespeare; "
-              "`pydocs` sweeps the embedded corpus).")
+@click.option("--text", type=click.Path(dir_okay=False, path_type=Path), envvar="RNNGEN_BENCH_TEXT", show_envvar=True,
+              help="The text for the prepare, memory, quality, firstrun and sweep benchmarks: tiny shakespeare's "
+              "input.txt (`pydocs` sweeps the embedded corpus).")
 @click.option("--seconds", type=float, default=180.0, show_default=True,
               help="Training budget of the quality, firstrun and sweep runs.")
 @click.option("--steps", type=int, help="sweep: train every point this many steps instead of --seconds "
@@ -52,8 +52,10 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
          only: str | None, tokenizers: str, parts: str, models: str, out: Path) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
-    if {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names) and not text.is_file() and str(text) != "pydocs":
-        raise click.BadParameter(f"{text} does not exist: pass the tiny shakespeare input.txt", param_hint="--text")
+    if {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names) and str(text) != "pydocs" and \
+            (text is None or not text.is_file()):
+        raise click.BadParameter(f"{text or 'no file given'}: pass the path of tiny shakespeare's input.txt "
+                                 f"({common.SHAKESPEARE_URL})", param_hint="--text")
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     pydocs = common.prepared(out / "corpora", "pydocs", "unigram", None, "pydocs")

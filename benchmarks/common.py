@@ -7,7 +7,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-SHAKESPEARE = Path(__file__).resolve().parents[1].parent / "shared" / "corpora" / "tinyshakespeare" / "input.txt"
+# Tiny shakespeare (public domain), as char-rnn distributes it; the benchmarks that need it take its path.
+SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 
 
 def machine() -> dict[str, Any]:

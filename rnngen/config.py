@@ -81,6 +81,11 @@ class TrainConfig(JsonConfig):
     seed: int = 1337
     device: str = "auto"
     compile: bool = False
+    # At each evaluation rank 0 completes a fixed prompt (None: the corpus's own, see training.samples).
+    samples: bool = True
+    sample_prompt: str | None = None
+    # Stop after this many evaluations in a row without a lower validation loss; None never stops early.
+    patience: int | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
@@ -92,6 +97,8 @@ class TrainConfig(JsonConfig):
                 raise RnngenError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.lr <= 0:
             raise RnngenError(f"--lr must be positive, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise RnngenError(f"--patience must be at least 1 (--patience 0 turns it off), got {self.patience}")
         if self.clip < 0:
             raise RnngenError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:

@@ -52,6 +52,9 @@ def test_two_processes_match_one_with_the_same_global_batch(char_corpus, tmp_pat
     # Same data, same averaged gradients: only the order of floating-point sums differs.
     assert max(abs(a[s] - b[s]) for s in a) < 1e-3
     assert "2 processes, global batch 8 rows" in two.stderr
+    # Rank 0 alone draws the sample at each evaluation.
+    assert [row["step"] for row in RunFolder(tmp_path / "checkpoints" / "two").metrics()
+            if row["event"] == "sample"] == [20, 40]
 
     # One checkpoint, in the single-process format: it loads and completes in one process.
     files = sorted(p.name for p in (tmp_path / "checkpoints" / "two").iterdir())

@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from rnngen.cli.chat import ChatSession
+from rnngen.cli.common import Paths
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
 from rnngen.generation.completer import ModelMemory
@@ -161,7 +162,7 @@ def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     ran = []
     monkeypatch.setattr(chat.ChatSession, "run", lambda self: ran.append(self))
-    complete._chat({"checkpoints": tmp_path / "checkpoints"}, trained, "cpu", False,
+    complete._chat(Paths(tmp_path / "corpora", tmp_path / "checkpoints"), trained, "cpu", False,
                    {"max_tokens": 5, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
                     "seed": None, "stop": ()})
     assert len(ran) == 1

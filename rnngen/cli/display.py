@@ -20,8 +20,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-from rnngen.training.events import Evaluated, Event, Finished, Logged, Started
+from rnngen.training.events import Evaluated, Event, Finished, Logged, Sampled, Started
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -143,7 +144,7 @@ class TrainDisplay(_Live):
 
     def __call__(self, event: Event) -> None:
         handler = {Started: self._on_start, Logged: self._on_train, Evaluated: self._on_eval,
-                   Finished: self._on_done}.get(type(event))
+                   Sampled: self._on_sample, Finished: self._on_done}.get(type(event))
         if handler is not None:  # a Saved line per checkpoint would drown the figures: the summary names the files
             handler(event)
 
@@ -171,9 +172,25 @@ class TrainDisplay(_Live):
             err.print(f"step {event.step}  validation loss {self.val}"
                       + (f" (first {human(event.val_tokens)} tokens)" if event.bounded else ""))
 
+    def _on_sample(self, event: Sampled) -> None:
+        # One line per evaluation, above the live bar: the run's samples read from noise to words.
+        line = Text(f"step {event.step}  sample: ")
+        line.append_text(sample_text(event.prompt, event.text))
+        err.print(line, soft_wrap=self.plain)
+
     def _on_done(self, event: Finished) -> None:
         if not self.plain and self.task is not None:
             self.progress.update(self.task, completed=1000)
+        if event.stopped:
+            err.print(event.stopped, style="bold", markup=False, soft_wrap=True)
+
+
+def sample_text(prompt: str, completion: str) -> Text:
+    """A sample on one line (newlines shown as \\n), the prompt in brackets and dimmed, the completion bold."""
+    def one_line(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+    return Text.assemble((f"[{one_line(prompt)}]", "dim"), (one_line(completion), "bold"))
 
 
 def summary_table(summary: dict[str, Any]) -> Table:
@@ -186,6 +203,10 @@ def summary_table(summary: dict[str, Any]) -> Table:
                                  f"{summary['val_bpc']:.4f} bits/char"
                                  + (f" (first {human(summary['val_tokens'])} tokens)" if summary["bounded"] else "")),
             ("best validation", f"loss {summary['best_val_loss']:.4f}, {summary['best_val_bpc']:.4f} bits/char")]
+    if summary.get("stopped"):
+        rows.append(("stopped", Text(summary["stopped"])))
+    if "sample" in summary:
+        rows.append(("last sample", sample_text(summary["sample_prompt"], summary["sample"])))
     for row in rows:
         table.add_row(*row)
     return table

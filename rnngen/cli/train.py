@@ -25,11 +25,13 @@ def _preset_help(section: str, key: str, text: str) -> str:
     return f"{text} [presets: {values}]"
 
 
-# Options a resumed run may change: the budget and where it runs. Everything else is the run's own.
-RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain"}
+# Options a resumed run may change: the budget, where it runs, its samples and its patience.
+# Everything else is the run's own.
+RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain", "samples",
+             "sample_prompt", "patience"}
 MODEL_OPTIONS = {"kind", "layers", "hidden", "embed", "dropout", "tie", "impl"}
 TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "steps", "time_budget", "eval_every",
-                 "eval_tokens", "log_every", "seed", "device", "compile"}
+                 "eval_tokens", "log_every", "seed", "device", "compile", "samples", "sample_prompt", "patience"}
 
 
 @click.command()
@@ -60,13 +62,22 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--eval-every", type=click.IntRange(min=1), help=_preset_help("train", "eval_every", "Steps between evaluations."))
 @click.option("--eval-tokens", type=click.IntRange(min=0),
               help=_preset_help("train", "eval_tokens", "Validation tokens per evaluation; 0 is the whole split."))
+@click.option("--samples/--no-samples", default=None,
+              help="At each evaluation, show a 40-token completion of a fixed prompt (seeded, so samples compare "
+                   "across evaluations; stored in metrics.jsonl, not counted in --time). [default: samples]")
+@click.option("--sample-prompt", metavar="TEXT",
+              help="The prompt of those samples. [default: \"Studying Deep Learning is really\" on pydocs, "
+                   "else the opening words of the validation text]")
+@click.option("--patience", type=click.IntRange(min=0), metavar="N",
+              help="Stop after N evaluations in a row without a lower validation loss (best.safetensors keeps "
+                   "the best); 0 turns it off. [default: off]")
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
 @click.option("--seed", type=int, help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
 @click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; "
-                               "--steps/--time/--eval-*/--device may change.")
+                               "--steps/--time/--eval-*/--device/--patience/--samples may change.")
 @click.option("--init-from", metavar="CHECKPOINT",
               help="Fine-tune: start a new run from this checkpoint's weights (a run, a .safetensors file or "
                    "hf:USER/NAME) with its model sizes, a fresh optimizer and schedule; the corpus must use its "
@@ -85,6 +96,8 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped
     rnngen train --corpus my_texts --init-from notes-lstm --steps 500 --lr 1e-3   # fine-tune
+    rnngen train --steps 20000 --patience 5                # stop once 5 evaluations bring no lower loss
+    rnngen train --sample-prompt "The loss" --eval-every 50 # watch it learn to complete a prompt
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
     """
     from rnngen.training import distributed
@@ -143,6 +156,10 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
         if progress_of(resume_from.step, resume_from.resume_state["seconds"], train_cfg) >= 1.0:
             raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
                               f"--steps or --time to continue")
+        stale = int(resume_from.resume_state.get("stale", 0))
+        if train_cfg.patience is not None and stale >= train_cfg.patience:
+            raise RnngenError(f"{run.name} stopped at step {resume_from.step} after {stale} evaluations without a "
+                              f"lower validation loss: pass a larger --patience (or --patience 0) to continue")
     else:
         import torch
 
@@ -216,6 +233,8 @@ def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]
         values["steps"] = None
     if values.get("eval_tokens") == 0:
         values["eval_tokens"] = None
+    if values.get("patience") == 0:
+        values["patience"] = None
     return TrainConfig(**values)
 
 

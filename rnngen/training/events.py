@@ -1,7 +1,7 @@
 """What training reports, as typed events: the CLI renders them and metrics.jsonl stores them.
 
-`Logged` and `Evaluated` are the rows of metrics.jsonl (`to_dict()`, keyed by `"event"`: "train"
-or "eval"); `rnngen runs` and `rnngen plot` read those rows back. The other events are shown, not
+`Logged`, `Evaluated` and `Sampled` are the rows of metrics.jsonl (`to_dict()`, keyed by `"event"`:
+"train", "eval" or "sample"); `rnngen runs` and `rnngen plot` read those rows back. The other events are shown, not
 stored. This module needs no torch, so readers of metrics files stay light.
 """
 
@@ -65,6 +65,19 @@ class Evaluated:
 
 
 @dataclass(frozen=True)
+class Sampled:
+    """A completion of the run's fixed prompt at `step`, drawn right after the evaluation."""
+
+    step: int
+    prompt: str
+    text: str  # the completion alone, without the prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics.jsonl row."""
+        return {"event": "sample", **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
 class Saved:
     """A checkpoint was written: `last`, and `best` too when validation improved."""
 
@@ -86,14 +99,17 @@ class Finished:
     best_val_loss: float
     best_val_bpc: float | None
     last_eval: Evaluated | None  # None on the ranks that do not evaluate
+    last_sample: Sampled | None = None  # None with --no-samples, and on the ranks that do not sample
+    stopped: str | None = None  # why the run stopped before its budget was spent (--patience)
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as one flat dict (what `Trainer.fit` returns)."""
+        """The summary as one flat dict (what `Trainer.fit` returns); `sample_prompt` and `sample` are the last sample."""
         totals = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                  if field.name != "last_eval"}
-        return {**totals, **(dataclasses.asdict(self.last_eval) if self.last_eval else {})}
+                  if field.name not in ("last_eval", "last_sample")}
+        sample = {"sample_prompt": self.last_sample.prompt, "sample": self.last_sample.text} if self.last_sample else {}
+        return {**totals, **(dataclasses.asdict(self.last_eval) if self.last_eval else {}), **sample}
 
 
-METRICS_ROWS = (Logged, Evaluated)  # the events stored in metrics.jsonl
-Event = Started | Logged | Evaluated | Saved | Finished
+METRICS_ROWS = (Logged, Evaluated, Sampled)  # the events stored in metrics.jsonl
+Event = Started | Logged | Evaluated | Sampled | Saved | Finished
 EventFn = Callable[[Event], None]

@@ -1,4 +1,4 @@
-"""What `--resume` restores beyond the weights: optimizer, RNG, clock, best loss and the carried state.
+"""What `--resume` restores beyond the weights: optimizer, RNG, clock, best loss, patience and the carried state.
 
 With a fixed seed on the CPU, a run stopped and resumed computes the same losses as one that never
 stopped: the optimizer moments, the random generators (dropout), the budget's clock and the hidden
@@ -37,10 +37,11 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
 
 
 def capture(optimizer: torch.optim.Optimizer, device: torch.device, seconds: float, best: float,
-            hidden: State | None) -> dict[str, Any]:
-    """The resume state to save (`hidden` holds the rows of all ranks)."""
+            hidden: State | None, stale: int = 0) -> dict[str, Any]:
+    """The resume state to save (`hidden` holds the rows of all ranks; `stale` counts the evaluations
+    since the validation loss last improved, for --patience)."""
     return {"optimizer": optimizer.state_dict(), "rng": rng_state(device), "seconds": seconds, "best": best,
-            "hidden": hidden}
+            "hidden": hidden, "stale": stale}
 
 
 @dataclass
@@ -48,12 +49,14 @@ class Restored:
     seconds: float
     best: float
     hidden: State | None  # this rank's rows, on the device
+    stale: int = 0  # evaluations since the validation loss last improved
 
 
 def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, device: torch.device, rows: int,
             world: World) -> Restored:
-    """Load the optimizer and RNG state saved by `capture`; the clock, best loss and this rank's carried rows."""
+    """Load the optimizer and RNG state saved by `capture`; the clock, best loss, this rank's carried rows
+    and the patience count (0 in checkpoints written before --patience)."""
     optimizer.load_state_dict(saved["optimizer"])
     set_rng_state(saved["rng"], device)
     return Restored(float(saved["seconds"]), float(saved["best"]),
-                    rank_rows(state_to(saved.get("hidden"), device), rows, world))
+                    rank_rows(state_to(saved.get("hidden"), device), rows, world), int(saved.get("stale", 0)))

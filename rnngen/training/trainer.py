@@ -2,8 +2,9 @@
 
 `fit()` is the loop; its parts live in their own modules: building the model and optimizer
 (`build`), the budget and schedule (`schedule`), the resume state (`resume`), metrics and events
-(`metrics`, `events`) and checkpoint assembly (`saver`). Progress is reported as typed events
-(`on_event(event)`), which the CLI renders; this module prints nothing.
+(`metrics`, `events`), checkpoint assembly (`saver`) and the sample drawn at each evaluation
+(`samples`). Progress is reported as typed events (`on_event(event)`), which the CLI renders; this
+module prints nothing.
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from rnngen.data.corpus import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged
 from rnngen.models.state import detach_state, map_state
-from rnngen.training import distributed, resume
+from rnngen.training import distributed, resume, samples
 from rnngen.training.build import build_for_training
 from rnngen.training.checkpoint import Checkpoint, load_weights
 from rnngen.training.distributed import World
 from rnngen.training.evaluate import evaluate, next_token_loss
 from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Started
 from rnngen.training.metrics import Interval, Reporter
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.training.runs import BEST, LAST, RunFolder
 from rnngen.training.saver import Saver
 from rnngen.training.schedule import Budget
 from rnngen.training.signals import Interrupted, StopFlag
@@ -54,6 +55,9 @@ class Trainer:
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
+        self.stale = 0  # evaluations in a row without a lower validation loss, for --patience
+        self.sampler = (samples.Sampler(self.model, corpus, train_cfg.sample_prompt, self.device)
+                        if train_cfg.samples and world.is_main else None)
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
@@ -61,7 +65,7 @@ class Trainer:
             restored = resume.restore(resume_from.resume_state or {}, self.optimizer, self.device,
                                       train_cfg.batch_size, world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
-            self.best, self.hidden = restored.best, restored.hidden
+            self.best, self.hidden, self.stale = restored.best, restored.hidden, restored.stale
             if world.is_main:
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
@@ -77,7 +81,7 @@ class Trainer:
         self.report.on_event = fn
 
     def fit(self) -> dict[str, Any]:
-        """Train until the budget is spent (or a signal arrives); returns the summary (`Finished.to_dict()`)."""
+        """Train until the budget is spent, --patience runs out or a signal arrives; returns `Finished.to_dict()`."""
         self.report(self._started())
         self.model.train()
         clip = self.cfg.clip if self.cfg.clip > 0 else math.inf
@@ -111,6 +115,7 @@ class Trainer:
             if self.budget.step >= next_eval or done:
                 next_eval = self.budget.next_eval()
                 last_eval, evaluated = self.evaluate_and_save(), True
+                done = done or self.out_of_patience()
                 interval.restart()
         if not evaluated:  # the budget was already spent when the run resumed
             last_eval = self.evaluate_and_save()
@@ -146,19 +151,27 @@ class Trainer:
                               128 + number)
 
     def evaluate_and_save(self) -> Evaluated | None:
-        """Evaluate (rank 0, while the others wait: the split is small next to training), then save
-        `last`, and `best` when the validation loss improved. Every rank calls this; rank 0 gets the figures."""
+        """Evaluate (rank 0, while the others wait: the split is small next to training) and draw the
+        sample, then save `last`, and `best` when the validation loss improved. Every rank calls this;
+        rank 0 gets the figures. Like evaluation, the sample is outside the budget's clock."""
         result = None
         if self.world.is_main:
             figures = evaluate(self.model, self.corpus.tokens("val"), self.corpus.characters("val"),
                                self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens, self.device)
             result = Evaluated(step=self.budget.step, **figures)
             self.report(result)
+            if self.sampler is not None:
+                self.report(self.sampler(self.budget.step))
         improved = distributed.broadcast(result is not None and result.val_loss < self.best)
         if improved:
             self.best = distributed.broadcast(result.val_loss if result is not None else None)
+        self.stale = 0 if improved else self.stale + 1
         self.save(best=improved)
         return result
+
+    def out_of_patience(self) -> bool:
+        """Whether --patience evaluations in a row brought no lower validation loss (the same on every rank)."""
+        return self.cfg.patience is not None and self.stale >= self.cfg.patience
 
     def save(self, best: bool = False) -> None:
         """Write `last` (with all resume state) and, when asked, `best` (weights only).
@@ -167,7 +180,7 @@ class Trainer:
         """
         hidden = self.hidden if self.world.size == 1 else map_state(self.hidden, distributed.gather_rows)
         if self.world.is_main:
-            state = resume.capture(self.optimizer, self.device, self.budget.seconds, self.best, hidden)
+            state = resume.capture(self.optimizer, self.device, self.budget.seconds, self.best, hidden, self.stale)
             self.report(self.saver.save(self.budget.step, self.best, state, best))
         self.saved_step = self.budget.step
 
@@ -198,10 +211,16 @@ class Trainer:
 
     def _finished(self, last_eval: Evaluated | None) -> Finished:
         tokens = self.budget.step * self._tokens_per_step()
+        stopped = None
+        if self.out_of_patience() and not self.budget.spent():
+            stopped = (f"stopped early at step {self.budget.step}: {self.stale} evaluations without a lower "
+                       f"validation loss (--patience {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
+                       f"loss {self.best:.4f}")
         return Finished(run=str(self.run.path), steps=self.budget.step, seconds=self.budget.seconds,
                         processes=self.world.size, tokens=tokens,
                         tokens_per_s=tokens / max(self.budget.seconds, 1e-9), best_val_loss=self.best,
-                        best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval)
+                        best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval,
+                        last_sample=self.sampler.last if self.sampler is not None else None, stopped=stopped)
 
 
 def new_run_name(corpus: str, kind: str) -> str:
