@@ -51,6 +51,9 @@ def test_fine_tuning_refuses_another_tokenizer_and_other_sizes(run_cli, base_run
     assert run_cli("prepare", "--dataset", str(other), "--tokenizer", "char", "--name", "other", "--plain").exit_code == 0
     result = run_cli("train", "--corpus", "other", "--init-from", base_run, *TINY)
     assert result.exit_code == 1 and "--tokenizer-from base-run" in result.output
+    best = tmp_path / "checkpoints" / base_run / "best.safetensors"
+    result = run_cli("train", "--corpus", "other", "--init-from", str(best), *TINY)
+    assert result.exit_code == 1 and f"--tokenizer-from {best.parent}" in result.output
     assert [run.name for run in (tmp_path / "checkpoints").iterdir()] == [base_run]  # no run folder was started
     result = run_cli("train", "--corpus", "base", "--init-from", base_run, "--hidden", "32", *TINY)
     assert result.exit_code == 1 and "drop --hidden" in result.output

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -209,11 +210,14 @@ def _fine_tune_model(init_from: str, corpus: Any, options: dict[str, Any], given
     if fixed:
         raise RnngenError(f"--init-from takes the model's sizes from {init_from}; drop "
                           f"{', '.join('--' + name.replace('_', '-') for name in fixed)}")
-    _, path = resolve(init_from, paths.checkpoints)
+    run, path = resolve(init_from, paths.checkpoints)
     source = checkpoint.load(path)
+    # --tokenizer-from reads a run (name or folder): for a checkpoint file or a hub model, name its folder.
+    is_run = Path(init_from).is_dir() or (paths.checkpoints / init_from).is_dir()
+    tokenizer_from = init_from if is_run else run.path
     require_same_tokenizer(f"corpus {corpus.name}", corpus.meta["tokenizer"], source.corpus.get("tokenizer", {}),
                            f"prepare it with the tokenizer of {init_from}: "
-                           f"rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {init_from}")
+                           f"rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {tokenizer_from}")
     changes = {"dropout": options["dropout"]} if "dropout" in given else {}
     return dataclasses.replace(source.model, **changes), path
 
