@@ -134,7 +134,7 @@ class SampleConfig:
 
 # Presets: sizes that fit the device's time budget. Every value can be overridden by an option.
 # "cpu": a 2x384 LSTM, batch 32 x window 64, AdamW 4e-3, was the best plain recipe for 180 s on 2 CPU cores
-# (tiny shakespeare, char: 2.42 bits/char against 2.50 for 2x512 and 2.52 for 2x256). The sweep of
+# (tiny shakespeare, char, plain loops: 2.42 bits/char against 2.50 for 2x512 and 2.52 for 2x256). The sweep of
 # `python -m benchmarks sweep` has not yet been run on an idle machine since the init fix, so kind and
 # sizes stay. "gpu" is untuned: no GPU has been available to measure it.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny corpora and runs made inside the tests (no network, no ../shared)."""
+"""Shared fixtures: tiny corpora and runs made inside the tests (no network, no files from outside the repository)."""
 
 from __future__ import annotations
 

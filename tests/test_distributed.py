@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from rnngen.data.streams import TokenStream
 from rnngen.training import checkpoint
-from rnngen.training.runs import RunFolder
+from rnngen.training.evaluate import evaluate
+from rnngen.training.runs import LAST, RunFolder
 
 
 def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:
@@ -93,3 +95,54 @@ def test_interrupting_one_rank_stops_every_rank_with_last_saved(char_corpus, tmp
     assert "stopped by SIGINT" in stderr or "stopped by SIGTERM" in stderr
     saved = checkpoint.load(tmp_path / "checkpoints" / "stop" / "last.safetensors")
     assert saved.step >= 100 and saved.step % 5 == 0  # saved at the interrupt, not at an evaluation
+
+
+RANKS_SCRIPT = '''
+import hashlib, json, sys
+from pathlib import Path
+import torch
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.data.corpus import Corpus
+from rnngen.training import checkpoint, distributed
+from rnngen.training.evaluate import evaluate
+from rnngen.training.runs import LAST, RunFolder
+from rnngen.training.trainer import Trainer
+
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+world = distributed.setup("cpu")
+corpus = Corpus.find(root / "corpora", "notes")
+model_cfg = ModelConfig(kind="lstm", vocab_size=corpus.vocab_size, embed=16, hidden=16, layers=1, dropout=0.2)
+train_cfg = TrainConfig(batch_size=3, seq_len=16, lr=1e-2, warmup=2, steps=6, time_budget=None, eval_every=6,
+                        eval_tokens=None, log_every=3, device="cpu")
+run = RunFolder(root / "checkpoints" / "ranks")
+trainer = Trainer(corpus, model_cfg, train_cfg, run, world=world)
+summary = trainer.fit()
+distributed.barrier()  # rank 0 has written last
+saved_rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+longer = TrainConfig(**{**train_cfg.to_dict(), "steps": 12})
+Trainer(corpus, model_cfg, longer, run, resume_from=checkpoint.load(run.file(LAST)), world=world)
+resumed_rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()
+(out / f"rank{world.rank}.json").write_text(json.dumps(
+    {"val_loss": summary["val_loss"], "saved_rng": saved_rng, "resumed_rng": resumed_rng}))
+distributed.teardown()
+'''
+
+
+def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpus, tmp_path):
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_SCRIPT)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), str(tmp_path), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    # Each rank draws its own dropout masks, and a resumed rank continues its own generator.
+    assert ranks[0]["saved_rng"] != ranks[1]["saved_rng"]
+    assert [r["resumed_rng"] for r in ranks] == [r["saved_rng"] for r in ranks]
+
+    # Both ranks report the loss that one process computes over all 6 rows of the same model.
+    assert ranks[0]["val_loss"] == ranks[1]["val_loss"]
+    run = RunFolder(tmp_path / "checkpoints" / "ranks")
+    model, _, _ = checkpoint.load_model(run, run.file(LAST))
+    figures = evaluate(model, char_corpus.tokens("val"), char_corpus.characters("val"), 6, 16, None,
+                       torch.device("cpu"))
+    assert abs(figures["val_loss"] - ranks[0]["val_loss"]) < 1e-5

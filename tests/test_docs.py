@@ -16,7 +16,7 @@ REFERENCES = [
     ("rnngen/models/scratch.py:37", "c_t = f_t * c + i_t * c_cand"),
     ("rnngen/models/scratch.py:38", "h_t = o_t * torch.tanh(c_t)"),
     ("rnngen/models/scratch.py:51-54", "r_t = torch.sigmoid"),
-    ("rnngen/training/evaluate.py:20", "F.cross_entropy"),
+    ("rnngen/training/evaluate.py:21", "F.cross_entropy"),
     ("rnngen/training/trainer.py:101", "next_token_loss"),
     ("rnngen/training/trainer.py:102", "loss.backward()"),
     ("rnngen/training/trainer.py:103", "clip_grad_norm_"),

@@ -166,3 +166,15 @@ def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
                    {"max_tokens": 5, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
                     "seed": None, "stop": ()})
     assert len(ran) == 1
+
+
+def test_chat_shows_text_that_looks_like_markup_as_typed(run_cli, trained, tmp_path):
+    run, path = resolve(trained, tmp_path / "checkpoints")
+    from rnngen.generation.completer import Completer
+
+    lines = iter(["/[/x]", "/temperature [bold]", "/quit"])
+    screen = io.StringIO()
+    ChatSession(Completer.from_checkpoint(run, path), SampleConfig(max_tokens=5), Console(file=screen, width=100),
+                read=lambda prompt: next(lines)).run()
+    out = screen.getvalue()
+    assert "unknown command /[/x]" in out and "not '[bold]'" in out

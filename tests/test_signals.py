@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rnngen.training import checkpoint
 
 STEPS = "1500"
@@ -62,3 +64,59 @@ def test_kill_9_leaves_the_newest_checkpoint_loadable(char_corpus, tmp_path):
     process.wait()
     for name in ("best.safetensors", "last.safetensors"):
         assert checkpoint.load(tmp_path / "checkpoints" / "killed" / name).step >= 112
+
+
+SIGNALLED = """
+import os, signal, sys
+from rnngen.training.signals import stop_on_signals
+with stop_on_signals() as flag:
+    for name in sys.argv[1:]:
+        os.kill(os.getpid(), getattr(signal, name))  # handled before os.kill returns
+    print("saving after", signal.Signals(flag.signal).name)
+"""
+
+
+@pytest.mark.parametrize(("signals", "code", "saves"), [
+    (["SIGTERM", "SIGTERM"], 0, "SIGTERM"),  # a cluster signals every task, and torchrun passes its own on
+    (["SIGTERM", "SIGINT"], 130, None),      # a person's Ctrl-C: exits at once
+    (["SIGINT", "SIGINT"], 130, None),
+])
+def test_only_a_repeated_sigint_exits_without_saving(signals, code, saves):
+    done = subprocess.run([sys.executable, "-c", SIGNALLED, *signals], capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    assert done.stdout.strip() == (f"saving after {saves}" if saves else "")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def children(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in found]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_nproc_wrapper_saves_and_leaves_no_workers(char_corpus, tmp_path, sig):
+    cmd = train_cmd(tmp_path, "wrapped", "--steps", "100000", "--eval-every", "100000", "--log-every", "5",
+                    "--batch-size", "4", "--nproc", "2", "--device", "cpu")
+    process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    try:
+        wait_for_steps(tmp_path / "checkpoints" / "wrapped" / "metrics.jsonl", 4, process)
+        workers = [worker for launcher in children(process.pid) for worker in children(launcher)]
+        assert len(workers) == 2
+        os.kill(process.pid, sig)  # the wrapper only, as `kill PID` or a scheduler does
+        _, stderr = process.communicate(timeout=120)
+        assert process.returncode == 128 + sig, stderr[-3000:]
+        assert f"stopped by {sig.name}" in stderr
+        assert checkpoint.load(tmp_path / "checkpoints" / "wrapped" / "last.safetensors").step >= 20
+        assert not [worker for worker in workers if alive(worker)]
+    finally:
+        for pid in [process.pid, *workers]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

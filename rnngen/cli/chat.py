@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
@@ -101,17 +102,17 @@ class ChatSession:
         elif name in SETTINGS and len(args) == 1:
             self._set(name, args[0])
         else:
-            self.console.print(f"[red]unknown command /{' '.join(words)}[/]: /help lists the commands")
+            self.console.print(f"[red]unknown command /{escape(' '.join(words))}[/]: /help lists the commands")
         return True
 
     def _seed(self, value: str) -> None:
         if not (value.isascii() and value.lstrip("-").isdigit()):  # "²".isdigit() is True, yet int() refuses it
-            self.console.print(f"[red]/seed takes a whole number, not {value!r}[/]")
+            self.console.print(f"[red]/seed takes a whole number, not {escape(repr(value))}[/]")
             return
         try:
             self.cfg = dataclasses.replace(self.cfg, seed=int(value))
         except RnngenError as exc:
-            self.console.print(f"[red]{exc}[/]".replace("--", "/"))
+            self.console.print(f"[red]{escape(str(exc).replace('--', '/'))}[/]")
             return
         self.generator = self.completer.generator(self.cfg.seed)
         self.console.print(f"[dim]seed {self.cfg.seed}[/]")
@@ -121,9 +122,9 @@ class ChatSession:
         try:
             self.cfg = dataclasses.replace(self.cfg, **{field: parse(value)})
         except ValueError:
-            self.console.print(f"[red]/{name} takes a number, not {value!r}[/]")
+            self.console.print(f"[red]/{name} takes a number, not {escape(repr(value))}[/]")
             return
         except RnngenError as exc:
-            self.console.print(f"[red]{exc}[/]".replace("--", "/"))
+            self.console.print(f"[red]{escape(str(exc).replace('--', '/'))}[/]")
             return
         self.console.print(f"[dim]{name} {getattr(self.cfg, field)}[/]")

@@ -84,6 +84,7 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
     printf 'First prompt\\nSecond prompt\\n' | rnngen complete - --json
     rnngen complete "" --num-samples 20 --checkpoint names-gru   # a --documents lines corpus: 20 new lines
     """
+    _one_blas_thread(device)
     from rnngen.cli.display import out
 
     if prompt is None:
@@ -201,6 +202,7 @@ def chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, **sampli
 
 
 def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, sampling: dict[str, Any]) -> None:
+    _one_blas_thread(device)
     from rnngen.cli.chat import ChatSession
     from rnngen.cli.display import out
 
@@ -213,14 +215,20 @@ def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, samplin
     ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
 
 
+def _one_blas_thread(device_name: str) -> None:
+    """On the CPU, let NumPy's BLAS use one thread; call before anything imports NumPy.
+
+    Batch-1 decoding multiplies by a few MB of weights per token: too little to share among threads.
+    On 2 cores that also run other work, OpenBLAS's threads waiting on each other made a step of the
+    cpu preset's model 10x slower (2.7 ms against 0.25 ms with one thread). OpenBLAS reads the
+    variable once, when NumPy loads; a value the user set wins.
+    """
+    if device_name == "cpu":
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str) -> tuple[Any, Any]:
     """The completer for `--checkpoint` and the run folder it comes from."""
-    if device_name == "cpu":
-        # Batch-1 decoding multiplies by a few MB of weights per token: too little to share among
-        # threads. On 2 cores that also run other work, OpenBLAS's threads waiting on each other made
-        # a step of the cpu preset's model 10x slower (2.7 ms against 0.25 ms with one thread).
-        # Read when NumPy loads, which is next; a value the user set wins.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from rnngen.generation.completer import Completer
     from rnngen.training.runs import resolve
 

@@ -105,17 +105,23 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
 
     if nproc > 1 and not distributed.launched():
         _launch_torchrun(nproc)
-    world = distributed.setup()
     finished = False
     try:
-        _train(ctx, world, corpus_name, preset, run_name, resume, init_from, plain, options)
+        _train(ctx, corpus_name, preset, run_name, resume, init_from, plain, options)
         finished = True
     finally:
         distributed.teardown(finished)
 
 
 def _launch_torchrun(nproc: int) -> None:
-    """Run this same command under torchrun with `nproc` processes, and exit with its status."""
+    """Run this same command under torchrun with `nproc` processes, and exit with its status.
+
+    torchrun runs in its own session, so a Ctrl-C at the terminal reaches it once, through this
+    process: SIGINT and SIGTERM are passed on (a closed terminal's SIGHUP as SIGTERM), torchrun passes
+    them to the workers, which save `last` and stop, and this process waits for all of them and
+    exits with 128 + the signal's number, as a single process does.
+    """
+    import signal
     import subprocess
 
     args = sys.argv[1:]
@@ -123,10 +129,20 @@ def _launch_torchrun(nproc: int) -> None:
     del args[at: at + (1 if "=" in args[at] else 2)]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                "-m", "rnngen", *args]
-    sys.exit(subprocess.call(command))
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signal.SIGTERM if signum == signal.SIGHUP else signum)
+        process.send_signal(received[-1])
+
+    process = subprocess.Popen(command, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = process.wait()
+    sys.exit(128 + received[0] if received and code != 0 else code)
 
 
-def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
+def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
            init_from: str | None, plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
@@ -136,6 +152,7 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
     from rnngen.training.signals import stop_on_signals
     from rnngen.training.trainer import Trainer, new_run_name
 
+    world = distributed.setup(options["device"] or "auto") if not resume else None
     paths = ctx.find_object(Paths)
     given = {key for key, value in options.items()
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
@@ -161,6 +178,7 @@ def _train(ctx: click.Context, world: Any, corpus_name: str, preset: str, run_na
         if train_cfg.patience is not None and stale >= train_cfg.patience:
             raise RnngenError(f"{run.name} stopped at step {resume_from.step} after {stale} evaluations without a "
                               f"lower validation loss: pass a larger --patience (or --patience 0) to continue")
+        world = distributed.setup(train_cfg.device)  # the run's device, unless --device changes it
     else:
         import torch
 

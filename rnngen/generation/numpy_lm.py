@@ -15,7 +15,7 @@ NumPy imports in 0.1 s where torch takes 2-3 s. The equations are the models' ow
 
 A prompt is primed layer by layer: one matrix product gives a layer's input projections for a
 whole chunk of the prompt, then the recurrence runs step by step (only the h-dependent product per
-step). Chunks of `CHUNK` tokens keep memory flat in the prompt's length. The head runs on the last
+step). Chunks of `PRIME_CHUNK` tokens keep memory flat in the prompt's length. The head runs on the last
 position only. Tests hold every kind equal to `RecurrentLM.forward` to float32 tolerance.
 """
 
@@ -27,9 +27,8 @@ from typing import Any
 import numpy as np
 
 from rnngen.config import MIN_KINDS, ModelConfig
-from rnngen.generation.arrays import NUMPY
+from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 
-CHUNK = 1024  # prompt tokens per chunk: 1024 x 4 x 384 floats of input projections, 6 MB
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default
 NumpyState = Any  # h [layers, batch, hidden], or the LSTM's (h, c)
 
@@ -126,8 +125,8 @@ class NumpyLM:
     def prime(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
         """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it."""
         state = self.init_state(1) if state is None else state
-        for start in range(0, len(ids), CHUNK):
-            x, state = self._run(self.embedding[np.asarray(ids[start: start + CHUNK])][:, None], state)
+        for start in range(0, len(ids), PRIME_CHUNK):
+            x, state = self._run(self.embedding[np.asarray(ids[start: start + PRIME_CHUNK])][:, None], state)
         return self._logits(x[-1])[0], state
 
     def step(self, ids: np.ndarray, state: NumpyState) -> tuple[np.ndarray, NumpyState]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rnngen.generation.arrays import ops_for
+from rnngen.generation.arrays import PRIME_CHUNK, ops_for
 from rnngen.models import RecurrentLM, State
-
-CHUNK = 1024  # prompt tokens per pass: memory stays flat in the prompt's length
 
 
 class TorchLM:
@@ -26,8 +24,8 @@ class TorchLM:
         Each chunk is one fused pass; the head runs on the last position only, so a long prompt
         never holds a [tokens, vocab] array.
         """
-        for start in range(0, len(ids), CHUNK):
-            chunk = torch.tensor([ids[start: start + CHUNK]], device=self.device)
+        for start in range(0, len(ids), PRIME_CHUNK):
+            chunk = torch.tensor([ids[start: start + PRIME_CHUNK]], device=self.device)
             out, state = self.model.rnn(self.model.embedding(chunk), state)
         return self.model.logits(out[0, -1]), state
 

@@ -31,14 +31,22 @@ def log_g(v: torch.Tensor) -> torch.Tensor:
     return torch.where(v >= 0, torch.log(F.relu(v) + 0.5), -F.softplus(-v))
 
 
-def parallel_scan_log(log_a: torch.Tensor, log_b: torch.Tensor, log_h0: torch.Tensor) -> torch.Tensor:
+def scan_dtype(device: torch.device) -> torch.dtype:
+    """float64 for the scan's sums, float32 where the device has no float64 (Apple's MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def parallel_scan_log(log_a: torch.Tensor, log_b: torch.Tensor, log_h0: torch.Tensor,
+                      dtype: torch.dtype | None = None) -> torch.Tensor:
     """h_t = a_t h_{t-1} + b_t for all t at once, in log space; inputs [B, T, H] and [B, H].
 
-    The sums run in float64: a*_t and the log-cumsum-exp grow with t and nearly cancel, and float32
-    would lose digits over thousands of steps.
+    The sums run in `dtype`, by default `scan_dtype(device)`: a*_t and the log-cumsum-exp grow with t
+    and nearly cancel, so float32 loses digits with length: measured against float64, its largest
+    relative error is 2e-5 over 256 steps and 2e-4 over 2048, good enough where float64 is missing.
     """
-    a_star = torch.cumsum(log_a.double(), 1)
-    terms = torch.cat([log_h0.double()[:, None], log_b.double() - a_star], 1)
+    dtype = dtype or scan_dtype(log_a.device)
+    a_star = torch.cumsum(log_a.to(dtype), 1)
+    terms = torch.cat([log_h0.to(dtype)[:, None], log_b.to(dtype) - a_star], 1)
     log_h = a_star + torch.logcumsumexp(terms, 1)[:, 1:]
     return log_h.exp().to(log_b.dtype)
 

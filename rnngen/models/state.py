@@ -34,11 +34,6 @@ def state_to(state: State | None, device: torch.device | str) -> State | None:
     return map_state(state, lambda part: part.to(device))
 
 
-def select_rows(state: State | None, index: torch.Tensor) -> State | None:
-    """Batch rows `index` of the state (beams and data-parallel ranks are batch rows)."""
-    return map_state(state, lambda part: part.index_select(1, index.to(part.device)))
-
-
 def slice_rows(state: State | None, start: int, stop: int) -> State | None:
     """Batch rows [start, stop) of the state, as contiguous tensors."""
     return map_state(state, lambda part: part[:, start:stop].contiguous())

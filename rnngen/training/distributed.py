@@ -1,8 +1,8 @@
 """Data-parallel training on PyTorch's own engine: torchrun + DistributedDataParallel.
 
 `torchrun --nproc_per_node N -m rnngen train ...` (or `rnngen train --nproc N`) starts N processes;
-each calls `setup()`, which joins the process group that torchrun describes in the environment
-(NCCL on GPUs, gloo on CPUs). Outside torchrun every function here is a no-op for one process.
+each calls `setup(device)`, which joins the process group that torchrun describes in the environment
+(NCCL when training on GPUs, gloo on CPUs). Outside torchrun every function here is a no-op for one process.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from rnngen import device as devices
 
 
 @dataclass(frozen=True)
@@ -34,12 +36,18 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def setup() -> World:
-    """Join the process group torchrun set up; a single `World()` outside torchrun."""
+def backend_for(device: str) -> str:
+    """The process-group backend for training on `device` (a `--device` choice): NCCL reduces CUDA
+    tensors only, so CPU training uses gloo even where a GPU is visible."""
+    return "nccl" if devices.pick(device).type == "cuda" else "gloo"
+
+
+def setup(device: str = "auto") -> World:
+    """Join the process group torchrun set up, for training on `device`; a single `World()` outside torchrun."""
     if not launched():
         return World()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        backend = backend_for(device)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
@@ -85,6 +93,24 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     tensor = torch.tensor([float(flag)], device=device)
     dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return bool(tensor.item())
+
+
+def total(value: float, device: torch.device) -> float:
+    """The sum of `value` over all ranks, added in float64 (on the GPU under NCCL, else on the CPU)."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.all_reduce(tensor)
+    return tensor.item()
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not dist.is_initialized():
+        return [obj]
+    objects: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(objects, obj)
+    return objects
 
 
 def gather_rows(tensor: torch.Tensor) -> torch.Tensor:

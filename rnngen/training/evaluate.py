@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from rnngen import device as devices
 from rnngen.models import RecurrentLM
+from rnngen.training import distributed
 
 LN2 = math.log(2)
 
@@ -22,29 +23,36 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str 
 
 @torch.no_grad()
 def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
-             max_tokens: int | None, device: torch.device) -> dict[str, Any]:
+             max_tokens: int | None, device: torch.device,
+             world: distributed.World = distributed.World()) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
     The split is cut into `rows` contiguous streams; the first token of each stream is context
     only. With `max_tokens`, only the first `max_tokens` tokens are read (`bounded` says so), and
-    bits per character use the matching share of the split's characters.
+    bits per character use the matching share of the split's characters. With several processes
+    every rank reads its share of the streams and the sums are added over the ranks: every rank
+    calls this and gets the same figures.
     """
     total = len(tokens)
     used = min(total, max_tokens) if max_tokens else total
     rows = max(1, min(rows, used // (seq_len + 1)))
     row_len = used // rows
     streams = tokens[: rows * row_len].reshape(rows, row_len)  # still a memory map: read window by window
+    mine = streams[world.rank:: world.size]
     was_training = model.training
     model.eval()
-    state, nll = None, torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, row_len - 1, seq_len):
-        chunk = torch.from_numpy(np.asarray(streams[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
+    state, sums = None, []
+    for start in range(0, row_len - 1, seq_len) if len(mine) else ():
+        chunk = torch.from_numpy(np.asarray(mine[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
         with devices.autocast(device):
             logits, state = model(chunk[:, :-1], state)
-        nll += next_token_loss(logits, chunk[:, 1:], reduction="sum").double()
+        sums.append(next_token_loss(logits, chunk[:, 1:], reduction="sum"))
     model.train(was_training)
+    # Each window's sum is float32 on the device; they are added in float64 on the host (Python
+    # floats), since Apple's MPS has no float64 tensors.
+    nll = distributed.total(sum(torch.stack(sums).tolist()) if sums else 0.0, device)
     predicted = rows * (row_len - 1)
-    loss = nll.item() / predicted
+    loss = nll / predicted
     chars = characters * predicted / total
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll.item() / chars / LN2,
+    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll / chars / LN2,
             "val_tokens": predicted, "bounded": used < total}

@@ -34,17 +34,23 @@ class Interval:
 
     def __init__(self) -> None:
         self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self.started = time.perf_counter()
+        self.started = self.ended = time.perf_counter()
 
     def add(self, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
         self.pending.append((loss.detach(), grad_norm.detach()))
 
     def restart(self) -> None:
         self.pending.clear()
-        self.started = time.perf_counter()
+        self.started = self.ended = time.perf_counter()
+
+    def seconds(self) -> float:
+        """Seconds since the interval started; read after `figures()` they include the device's work."""
+        self.ended = time.perf_counter()
+        return self.ended - self.started
 
     def steps_per_s(self) -> float:
-        return len(self.pending) / max(time.perf_counter() - self.started, 1e-9)
+        """Steps per second over the interval as of the last `seconds()`."""
+        return len(self.pending) / max(self.ended - self.started, 1e-9)
 
     def figures(self) -> torch.Tensor:
         """[steps, 2] losses and gradient norms on the CPU, averaged over the ranks (the one sync)."""

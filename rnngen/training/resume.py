@@ -1,8 +1,9 @@
 """What `--resume` restores beyond the weights: optimizer, RNG, clock, best loss, patience and the carried state.
 
 With a fixed seed on the CPU, a run stopped and resumed computes the same losses as one that never
-stopped: the optimizer moments, the random generators (dropout), the budget's clock and the hidden
-state carried into the next window are all saved in `last.safetensors` (`Checkpoint.resume_state`).
+stopped: the optimizer moments, the random generators (dropout; one state per rank), the budget's
+clock and the hidden state carried into the next window are all saved in `last.safetensors`
+(`Checkpoint.resume_state`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,26 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def restore_rng(saved: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]], device: torch.device,
+                world: World, seed: int) -> None:
+    """Restore this rank's saved generators; a rank the run did not have (more processes now) seeds
+    its own with `seed + rank`, so no two ranks draw the same dropout masks."""
+    states = saved if isinstance(saved, list) else [saved]  # runs saved before per-rank states had one
+    if world.rank < len(states):
+        set_rng_state(states[world.rank], device)
+    else:
+        torch.manual_seed(seed + world.rank)
+
+
+def device_flags(optimizer: torch.optim.Optimizer) -> None:
+    """Give the param groups this optimizer's own implementation flags: a state saved on a GPU says
+    fused=True, which CPUs reject on torch before 2.4."""
+    for group in optimizer.param_groups:
+        for flag in ("fused", "foreach"):
+            if flag in optimizer.defaults:
+                group[flag] = optimizer.defaults[flag]
+
+
 def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
     """This rank's `rows` rows of a saved (global) hidden state; None when the run resumes with another global batch."""
     if hidden is None or state_rows(hidden) != rows * world.size:
@@ -36,12 +57,12 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
     return slice_rows(hidden, world.rank * rows, (world.rank + 1) * rows)
 
 
-def capture(optimizer: torch.optim.Optimizer, device: torch.device, seconds: float, best: float,
+def capture(optimizer: torch.optim.Optimizer, rngs: list[dict[str, torch.Tensor]], seconds: float, best: float,
             hidden: State | None, stale: int = 0) -> dict[str, Any]:
-    """The resume state to save (`hidden` holds the rows of all ranks; `stale` counts the evaluations
-    since the validation loss last improved, for --patience)."""
-    return {"optimizer": optimizer.state_dict(), "rng": rng_state(device), "seconds": seconds, "best": best,
-            "hidden": hidden, "stale": stale}
+    """The resume state to save (`rngs` holds every rank's generators, `hidden` the rows of all ranks;
+    `stale` counts the evaluations since the validation loss last improved, for --patience)."""
+    return {"optimizer": optimizer.state_dict(), "rng": rngs, "seconds": seconds, "best": best, "hidden": hidden,
+            "stale": stale}
 
 
 @dataclass
@@ -53,10 +74,12 @@ class Restored:
 
 
 def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, device: torch.device, rows: int,
-            world: World) -> Restored:
-    """Load the optimizer and RNG state saved by `capture`; the clock, best loss, this rank's carried rows
-    and the patience count (0 in checkpoints written before --patience)."""
+            world: World, seed: int) -> Restored:
+    """Load the optimizer and this rank's RNG state saved by `capture` (`seed` serves a rank that has
+    none); the clock, best loss, this rank's carried rows and the patience count (0 in checkpoints
+    written before --patience)."""
     optimizer.load_state_dict(saved["optimizer"])
-    set_rng_state(saved["rng"], device)
+    device_flags(optimizer)
+    restore_rng(saved["rng"], device, world, seed)
     return Restored(float(saved["seconds"]), float(saved["best"]),
                     rank_rows(state_to(saved.get("hidden"), device), rows, world), int(saved.get("stale", 0)))

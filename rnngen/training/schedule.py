@@ -38,7 +38,8 @@ class Budget:
     """How far a run is against its budget: optimizer steps taken and seconds spent training.
 
     The clock counts training steps only (not evaluation or saving), and it is saved with the run,
-    so a resumed run continues the same schedule.
+    so a resumed run continues the same schedule. It is advanced at log steps, after the loop waits
+    for the device: on a GPU the host only queues the steps, and its own time would undercount them.
     """
 
     def __init__(self, cfg: TrainConfig, step: int = 0, seconds: float = 0.0):
@@ -54,9 +55,12 @@ class Budget:
         """The learning rate of the next step."""
         return lr_at(self.step, self.progress(), self.cfg)
 
-    def tick(self, seconds: float) -> None:
-        """One step done, which took `seconds`."""
+    def tick(self) -> None:
+        """One step done."""
         self.step += 1
+
+    def add_seconds(self, seconds: float) -> None:
+        """The training time of the steps since the last call."""
         self.seconds += seconds
 
     def log_due(self) -> bool:

@@ -28,17 +28,20 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM ask the loop to save and stop; a second SIGINT exits at once.
+    """SIGINT/SIGTERM ask the loop to save and stop; a SIGINT after that exits at once.
 
-    Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
+    Only a person presses Ctrl-C twice; a repeated SIGTERM is the same request again (Slurm signals
+    every task and torchrun passes its own SIGTERM on, so a worker often gets two), and the save goes
+    on. Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
     stays loadable whatever moment the process dies.
     """
     flag = StopFlag()
 
     def handler(signum: int, frame: Any) -> None:
-        if flag.signal is not None:
+        if flag.signal is None:
+            flag.signal = signum
+        elif signum == signal.SIGINT:
             os._exit(128 + signum)
-        flag.signal = signum
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -63,7 +63,7 @@ class Trainer:
         if resume_from is not None:
             load_weights(self.model, resume_from, run.file(LAST))
             restored = resume.restore(resume_from.resume_state or {}, self.optimizer, self.device,
-                                      train_cfg.batch_size, world)
+                                      train_cfg.batch_size, world, seed=train_cfg.seed + resume_from.step)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden, self.stale = restored.best, restored.hidden, restored.stale
             if world.is_main:
@@ -88,8 +88,8 @@ class Trainer:
         interval, last_eval, evaluated = Interval(), None, False
         next_eval = self.budget.next_eval()
         done = self.budget.spent()
+        # The budget's clock moves at log steps, after the wait for the device (see `Budget`).
         while not done:
-            started = time.perf_counter()
             if self.stream.starts_epoch(self.budget.step):
                 self.hidden = None  # the streams start again from the beginning of the text
             batch = self._window()
@@ -105,10 +105,13 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.hidden = detach_state(hidden)
             interval.add(loss, grad_norm)
-            self.budget.tick(time.perf_counter() - started)
+            self.budget.tick()
             if not self._decision_step():
                 continue
-            self.report(self._logged(interval))
+            figures = interval.figures()  # waits for the device: the loop's one synchronisation
+            # Read after that wait, the clock counts the device's time; the host alone only queues work.
+            self.budget.add_seconds(interval.seconds())
+            self.report(self._logged(figures, interval))
             interval.restart()
             done = distributed.any_rank(self.budget.spent(), self.device)
             self._stop_if_signalled()
@@ -150,21 +153,20 @@ class Trainer:
                               f"{self.run.file(LAST)}; continue with `rnngen train --resume {self.run.path}`",
                               128 + number)
 
-    def evaluate_and_save(self) -> Evaluated | None:
-        """Evaluate (rank 0, while the others wait: the split is small next to training) and draw the
-        sample, then save `last`, and `best` when the validation loss improved. Every rank calls this;
-        rank 0 gets the figures. Like evaluation, the sample is outside the budget's clock."""
-        result = None
-        if self.world.is_main:
-            figures = evaluate(self.model, self.corpus.tokens("val"), self.corpus.characters("val"),
-                               self.cfg.batch_size, self.cfg.seq_len, self.cfg.eval_tokens, self.device)
-            result = Evaluated(step=self.budget.step, **figures)
-            self.report(result)
-            if self.sampler is not None:
-                self.report(self.sampler(self.budget.step))
-        improved = distributed.broadcast(result is not None and result.val_loss < self.best)
+    def evaluate_and_save(self) -> Evaluated:
+        """Evaluate (each rank its share of the rows) and, on rank 0, draw the sample; then save `last`,
+        and `best` when the validation loss improved. Every rank calls this and gets the same figures.
+        Like evaluation, the sample is outside the budget's clock."""
+        figures = evaluate(self.model, self.corpus.tokens("val"), self.corpus.characters("val"),
+                           self._rows(), self.cfg.seq_len, self.cfg.eval_tokens, self.device, self.world)
+        result = Evaluated(step=self.budget.step, **figures)
+        self.report(result)
+        if self.sampler is not None:
+            self.report(self.sampler(self.budget.step))
+        # Rank 0's decision, so that a last-digit difference in the summed loss cannot split the ranks.
+        improved = distributed.broadcast(result.val_loss < self.best)
         if improved:
-            self.best = distributed.broadcast(result.val_loss if result is not None else None)
+            self.best = result.val_loss
         self.stale = 0 if improved else self.stale + 1
         self.save(best=improved)
         return result
@@ -179,24 +181,28 @@ class Trainer:
         Every rank calls this (the carried states of all rows are gathered); rank 0 writes.
         """
         hidden = self.hidden if self.world.size == 1 else map_state(self.hidden, distributed.gather_rows)
+        rngs = distributed.gather_objects(resume.rng_state(self.device))  # each rank draws its own dropout masks
         if self.world.is_main:
-            state = resume.capture(self.optimizer, self.device, self.budget.seconds, self.best, hidden, self.stale)
+            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden, self.stale)
             self.report(self.saver.save(self.budget.step, self.best, state, best))
         self.saved_step = self.budget.step
 
     def _started(self) -> Started:
         return Started(run=str(self.run.path), device=str(self.device), step=self.budget.step,
                        parameters=sum(p.numel() for p in self.model.parameters()), processes=self.world.size,
-                       rows=self.cfg.batch_size * self.world.size, train_tokens=len(self.stream.tokens),
+                       rows=self._rows(), train_tokens=len(self.stream.tokens),
                        tokens_per_step=self._tokens_per_step())
 
-    def _tokens_per_step(self) -> int:
-        return self.cfg.batch_size * self.cfg.seq_len * self.world.size
+    def _rows(self) -> int:
+        """Rows of the global batch: every rank's rows together."""
+        return self.cfg.batch_size * self.world.size
 
-    def _logged(self, interval: Interval) -> Logged:
-        """The interval's figures (the one host-device sync); an error when a step went non-finite."""
+    def _tokens_per_step(self) -> int:
+        return self._rows() * self.cfg.seq_len
+
+    def _logged(self, figures: torch.Tensor, interval: Interval) -> Logged:
+        """The log line of the interval's `figures`; an error when a step went non-finite."""
         tokens_per_s = interval.steps_per_s() * self._tokens_per_step()
-        figures = interval.figures()
         bad = interval.first_non_finite(figures)
         if bad is not None:
             raise TrainingDiverged(

@@ -1,0 +1,120 @@
+"""Correct on the devices a user has, checked here with CPU stand-ins: a Mac's MPS (no float64),
+a GPU machine training on its CPU (NCCL vs gloo), a GPU run resumed on a CPU (fused AdamW)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.models import build, minimal
+from rnngen.training import checkpoint, distributed
+from rnngen.training.evaluate import evaluate
+from rnngen.training.metrics import Interval
+from rnngen.training.runs import LAST, RunFolder
+from rnngen.training.trainer import Trainer
+
+
+class NoFloat64(TorchFunctionMode):
+    """Fails as MPS does on any float64 tensor (`Cannot convert a MPS Tensor to float64 dtype`)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for value in result if isinstance(result, (tuple, list)) else (result,):
+            if isinstance(value, torch.Tensor) and value.dtype == torch.float64:
+                raise TypeError(f"{func.__name__} made a float64 tensor, which MPS does not support")
+        return result
+
+
+def as_on_mps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scan picks its precision as it would on MPS."""
+    monkeypatch.setattr(minimal, "scan_dtype", lambda device: torch.float32)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mingru"])
+def test_evaluation_runs_without_float64_and_matches_the_float64_sum(char_corpus, kind, monkeypatch):
+    torch.manual_seed(0)
+    model = build(ModelConfig(kind=kind, vocab_size=char_corpus.vocab_size, embed=32, hidden=32, layers=2))
+    args = (char_corpus.tokens("val"), char_corpus.characters("val"), 4, 16, None, torch.device("cpu"))
+    reference = evaluate(model, *args)
+    as_on_mps(monkeypatch)
+    with NoFloat64():
+        figures = evaluate(model, *args)
+    assert figures["val_tokens"] == reference["val_tokens"] > 1000
+    assert figures["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)
+
+
+def test_a_min_model_trains_without_float64(char_corpus, tmp_path, monkeypatch):
+    model_cfg = ModelConfig(kind="minlstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
+    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=6, time_budget=None, eval_every=3,
+                            eval_tokens=500, log_every=2)
+    as_on_mps(monkeypatch)
+    with NoFloat64():
+        summary = Trainer(char_corpus, model_cfg, train_cfg, RunFolder(tmp_path / "runs" / "mac")).fit()
+    assert summary["steps"] == 6 and summary["val_loss"] > 0
+
+
+@pytest.mark.parametrize("kind", ["mingru", "minlstm"])
+@pytest.mark.parametrize(("length", "bound"), [(256, 1e-4), (2048, 1e-3)])
+def test_the_float32_scan_stays_close_to_the_float64_scan(kind, length, bound):
+    torch.manual_seed(0)
+    layer = minimal.MinRecurrentLayer(kind, 64, 64)
+    with torch.no_grad():
+        log_a, log_b = layer.coefficients(torch.randn(4, length, 64))
+        log_h0 = torch.log(torch.rand(4, 64))
+        exact = minimal.parallel_scan_log(log_a, log_b, log_h0, torch.float64)
+        approx = minimal.parallel_scan_log(log_a, log_b, log_h0, torch.float32)
+    assert minimal.scan_dtype(torch.device("cpu")) == torch.float64
+    assert minimal.scan_dtype(torch.device("mps")) == torch.float32
+    assert 0 < ((approx - exact).abs() / exact.abs()).max() < bound
+
+
+def test_cpu_training_on_a_gpu_machine_uses_gloo(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert distributed.backend_for("cpu") == "gloo"
+    assert distributed.backend_for("auto") == "nccl"
+    assert distributed.backend_for("cuda") == "nccl"
+
+
+def test_a_gpu_run_resumes_on_a_cpu_without_fused_adamw(char_corpus, tmp_path):
+    model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
+    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=10, time_budget=None, eval_every=10,
+                            eval_tokens=500, log_every=5)
+    run = RunFolder(tmp_path / "runs" / "gpu")
+    Trainer(char_corpus, model_cfg, train_cfg, run).fit()
+    # What a CUDA run saves: AdamW built with fused=True.
+    saved = checkpoint.load(run.file(LAST))
+    for group in saved.resume_state["optimizer"]["param_groups"]:
+        group["fused"] = True
+    checkpoint.save(run.file(LAST), saved)
+
+    longer = TrainConfig(**{**train_cfg.to_dict(), "steps": 20})
+    trainer = Trainer(char_corpus, model_cfg, longer, run, resume_from=checkpoint.load(run.file(LAST)))
+    assert all(not group["fused"] for group in trainer.optimizer.param_groups)
+    assert trainer.fit()["steps"] == 20
+    groups = checkpoint.load(run.file(LAST)).resume_state["optimizer"]["param_groups"]
+    assert all(not group["fused"] for group in groups)
+
+
+def test_the_time_budget_counts_the_wait_for_the_device(char_corpus, tmp_path, monkeypatch):
+    # A GPU runs the queued steps after the host moved on; the host waits for them at the log
+    # step's synchronisation. The stand-in: a clock that only moves there, by 1 s per wait.
+    clock = [0.0]
+    synchronise = Interval.figures
+
+    def waiting_figures(self):
+        clock[0] += 1.0
+        return synchronise(self)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(Interval, "figures", waiting_figures)
+    model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
+    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=10, time_budget=None, eval_every=10,
+                            eval_tokens=500, log_every=5)
+    summary = Trainer(char_corpus, model_cfg, train_cfg, RunFolder(tmp_path / "runs" / "queued")).fit()
+    assert summary["seconds"] == 2.0
+    logged = [row for row in RunFolder(tmp_path / "runs" / "queued").metrics() if row["event"] == "train"]
+    assert [row["tokens_per_s"] for row in logged] == [5 * 4 * 16 / 1.0] * 2
