@@ -17,7 +17,7 @@ from rnngen.errors import RnngenError
 
 
 @click.command()
-@click.option("--checkpoint", help="Measure a trained run (name, folder or .safetensors file).")
+@click.option("--checkpoint", help="Measure a trained run (name, folder, .safetensors file or hf:USER/NAME).")
 @click.option("--model", "kinds", default="rnn,lstm,gru", show_default=True,
               help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.")
 @click.option("--corpus", "corpus_name", default="pydocs", show_default=True,

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES, SampleConfig
@@ -16,7 +17,8 @@ from rnngen.config import DEVICES, SampleConfig
 def sampling_options(command):
     """The options shared by `complete` and `chat`: which model, and how tokens are drawn."""
     options = [
-        click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]"),
+        click.option("--checkpoint", help="A run folder or name, a .safetensors file, or hf:USER/NAME[@REVISION] from "
+                                          "the Hugging Face Hub. [default: the latest run's best]"),
         click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True,
                      help="Tokens to generate."),
         click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
@@ -37,6 +39,11 @@ def sampling_options(command):
     return command
 
 
+# The bound on a completion that runs to the end of its document: far above a line or a paragraph,
+# it only stops a model that never writes end-of-text.
+UNTIL_END_MAX_TOKENS = 2000
+
+
 def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float,
                    seed: int | None, stop: tuple[str, ...]) -> SampleConfig:
     return SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -47,6 +54,10 @@ def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float
 @click.argument("prompt", required=False)
 @sampling_options
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
+@click.option("--until-end/--no-until-end", default=None,
+              help=f"Write each completion to the end of its document (the model's end-of-text token); --max-tokens "
+                   f"is then only a bound, {UNTIL_END_MAX_TOKENS} unless given. [default: on for a corpus prepared "
+                   f"with --documents lines, where each sample is one new line]")
 @click.option("--beam", type=click.IntRange(min=1), help="Deterministic beam search with this many beams.")
 @click.option("--length-penalty", type=float, default=1.0, show_default=True,
               help="With --beam: rank by logprob / ((5 + length) / 6) ** penalty; 0 ranks by logprob alone.")
@@ -57,7 +68,8 @@ def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per completion.")
 @pass_paths
 def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
-             beam: int | None, length_penalty: float, show_probs: bool, top_alternatives: int | None, plain: bool,
+             until_end: bool | None, beam: int | None, length_penalty: float, show_probs: bool,
+             top_alternatives: int | None, plain: bool,
              as_json: bool, **sampling: Any) -> None:
     """Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.
 
@@ -70,6 +82,7 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
     rnngen complete "The gradient" --beam 4 --max-tokens 30
     rnngen complete "The gradient" --show-probs --top-alternatives 3
     printf 'First prompt\\nSecond prompt\\n' | rnngen complete - --json
+    rnngen complete "" --num-samples 20 --checkpoint names-gru   # a --documents lines corpus: 20 new lines
     """
     _one_blas_thread(device)
     from rnngen.cli.display import out
@@ -78,9 +91,14 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
         if sys.stdin.isatty() and out.is_terminal:
             return _chat(paths, checkpoint, device, False, sampling)
         raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
-    cfg = _sample_config(**sampling)
     prompts = _stdin_prompts() if prompt == "-" else [prompt]
-    completer = _load_completer(paths, checkpoint, device)
+    completer, run = _load_completer(paths, checkpoint, device)
+    if until_end is None:
+        until_end = run.documents() == "lines"
+    max_tokens_given = click.get_current_context().get_parameter_source("max_tokens") != ParameterSource.DEFAULT
+    if until_end and not max_tokens_given:
+        sampling["max_tokens"] = UNTIL_END_MAX_TOKENS  # completions still end at end-of-text, as always
+    cfg = _sample_config(**sampling)
     styled = not (plain or as_json) and out.is_terminal
     for prompt_text in prompts:
         if beam:
@@ -193,7 +211,7 @@ def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, samplin
             import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
         except ImportError:
             pass  # Windows' Python has no readline: lines are still read, without history
-    completer = _load_completer(paths, checkpoint, device)
+    completer, _ = _load_completer(paths, checkpoint, device)
     ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
 
 
@@ -209,13 +227,14 @@ def _one_blas_thread(device_name: str) -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str):
+def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str) -> tuple[Any, Any]:
+    """The completer for `--checkpoint` and the run folder it comes from."""
     from rnngen.generation.completer import Completer
     from rnngen.training.runs import resolve
 
     run, path = resolve(checkpoint_arg, paths.checkpoints)
     if device_name == "cpu":  # NumPy runs the model: torch is not even imported
-        return Completer.from_checkpoint(run, path, "cpu")
+        return Completer.from_checkpoint(run, path, "cpu"), run
     from rnngen import device
 
-    return Completer.from_checkpoint(run, path, device.pick(device_name))
+    return Completer.from_checkpoint(run, path, device.pick(device_name)), run

@@ -12,7 +12,8 @@ from rnngen.errors import RnngenError
 
 
 @click.command()
-@click.option("--checkpoint", help="A run folder or name, or a .safetensors file. [default: the latest run's best]")
+@click.option("--checkpoint", help="A run folder or name, a .safetensors file, or hf:USER/NAME[@REVISION] from the "
+                                   "Hugging Face Hub. [default: the latest run's best]")
 @click.option("--corpus", "corpus_name", help="A prepared corpus with the same tokenizer. [default: the run's corpus]")
 @click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
 @click.option("--max-tokens", type=click.IntRange(min=0), default=0, show_default=True,

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("rnngen.cli.evaluate:evaluate", "Loss, perplexity and bits per character of a checkpoint on a corpus split."),
     "complete": ("rnngen.cli.complete:complete", "Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line."),
     "chat": ("rnngen.cli.complete:chat", "An interactive session: the model loads once, each line you type is completed."),
+    "push": ("rnngen.cli.push:push", "Upload a run (best checkpoint, config, tokenizer, model card) to the Hugging Face Hub."),
     "gradients": ("rnngen.cli.analysis:gradients", "Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t."),
     "plot": ("rnngen.cli.analysis:plot", "Training and validation bits per character of RUNS, against steps and against time."),
 }

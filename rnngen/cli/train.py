@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -86,12 +87,16 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
 @click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; "
                                "--steps/--time/--eval-*/--device/--patience/--samples may change.")
+@click.option("--init-from", metavar="CHECKPOINT",
+              help="Fine-tune: start a new run from this checkpoint's weights (a run, a .safetensors file or "
+                   "hf:USER/NAME) with its model sizes, a fresh optimizer and schedule; the corpus must use its "
+                   "tokenizer (`rnngen prepare --tokenizer-from`).")
 @click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
               help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).")
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
 @click.pass_context
 def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
-          nproc: int, plain: bool, **options: Any) -> None:
+          init_from: str | None, nproc: int, plain: bool, **options: Any) -> None:
     """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
 
     \b
@@ -99,6 +104,7 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     rnngen train --model gru --layers 1 --hidden 256 --steps 2000
     rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped
+    rnngen train --corpus my_texts --init-from notes-lstm --steps 500 --lr 1e-3   # fine-tune
     rnngen train --steps 20000 --patience 5                # stop once 5 evaluations bring no lower loss
     rnngen train --sample-prompt "The loss" --eval-every 50 # watch it learn to complete a prompt
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
@@ -109,7 +115,7 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
         _launch_torchrun(nproc)
     finished = False
     try:
-        _train(ctx, corpus_name, preset, run_name, resume, plain, options)
+        _train(ctx, corpus_name, preset, run_name, resume, init_from, plain, options)
         finished = True
     finally:
         distributed.teardown(finished)
@@ -145,7 +151,7 @@ def _launch_torchrun(nproc: int) -> None:
 
 
 def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
-           plain: bool, options: dict[str, Any]) -> None:
+           init_from: str | None, plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
     from rnngen.data.names import check_name
@@ -162,13 +168,19 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
              if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
     if run_name is not None and not resume:
         check_name(run_name, "run")
-    resume_from = None
+    resume_from, init_path = None, None
+    if resume and init_from:
+        raise RnngenError("--resume continues a run, --init-from starts a new one from a run's weights: pick one")
     if resume:
         run, _ = resolve(resume, paths.checkpoints)
         resume_from = _resume_checkpoint(run)
         fixed = sorted(given - RESUMABLE)
-        if corpus_name != "pydocs" and corpus_name != resume_from.corpus["name"]:
+        named = {key for key in ("corpus_name", "preset")
+                 if ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+        if "corpus_name" in named and corpus_name != resume_from.corpus["name"]:
             fixed.append("corpus")
+        if "preset" in named:
+            fixed.append("preset")
         if fixed:
             raise RnngenError(f"--resume keeps the run's model, data and optimizer settings; drop "
                               f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
@@ -195,9 +207,12 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
             prepare_default_corpus(paths, corpus_name)
         distributed.barrier()
         corpus = Corpus.find(paths.corpora, corpus_name)
-        model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
-                                   **{name: options[name] for name in MODEL_OPTIONS if name in given},
-                                   "vocab_size": corpus.vocab_size})
+        if init_from:
+            model_cfg, init_path = _fine_tune_model(init_from, corpus, options, given, paths)
+        else:
+            model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
+                                       **{name: options[name] for name in MODEL_OPTIONS if name in given},
+                                       "vocab_size": corpus.vocab_size})
         train_cfg = _train_config(PRESETS[preset]["train"], options, given)
         # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
         run = RunFolder(paths.checkpoints / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
@@ -206,8 +221,8 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
                                        f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
     display = TrainDisplay(plain or not world.is_main, budget)
     with stop_on_signals() as stop, display:
-        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, stop=stop, world=world,
-                          on_event=display if world.is_main else None)
+        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, init_from=init_path, stop=stop,
+                          world=world, on_event=display if world.is_main else None)
         try:
             summary = trainer.fit()
         except _oom_type() as exc:
@@ -245,6 +260,32 @@ def _resume_checkpoint(run: Any) -> Any:
             raise
         raise RnngenError(f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
                           f"cp {run.file(BEST)} {run.file(LAST)}") from exc
+
+
+def _fine_tune_model(init_from: str, corpus: Any, options: dict[str, Any], given: set[str],
+                     paths: Paths) -> tuple[ModelConfig, Any]:
+    """The model configuration and checkpoint file `--init-from` starts from; refuses sizes it would not fit and
+    a corpus encoded with another tokenizer."""
+    import dataclasses
+
+    from rnngen.training import checkpoint
+    from rnngen.training.runs import require_same_tokenizer, resolve
+
+    # Dropout shapes no weight: it stays free, like the training options.
+    fixed = sorted((given & MODEL_OPTIONS) - {"dropout"})
+    if fixed:
+        raise RnngenError(f"--init-from takes the model's sizes from {init_from}; drop "
+                          f"{', '.join('--' + name.replace('_', '-') for name in fixed)}")
+    run, path = resolve(init_from, paths.checkpoints)
+    source = checkpoint.load(path)
+    # --tokenizer-from reads a run (name or folder): for a checkpoint file or a hub model, name its folder.
+    is_run = Path(init_from).is_dir() or (paths.checkpoints / init_from).is_dir()
+    tokenizer_from = init_from if is_run else run.path
+    require_same_tokenizer(f"corpus {corpus.name}", corpus.meta["tokenizer"], source.corpus.get("tokenizer", {}),
+                           f"prepare it with the tokenizer of {init_from}: "
+                           f"rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {tokenizer_from}")
+    changes = {"dropout": options["dropout"]} if "dropout" in given else {}
+    return dataclasses.replace(source.model, **changes), path
 
 
 def _oom_type() -> type[BaseException]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -10,6 +11,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rnngen import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import RecurrentLM, build
+from rnngen.training.checkpoint import load, load_weights
 from rnngen.training.distributed import World
 from rnngen.training.optim import adamw
 
@@ -25,14 +27,18 @@ class Built:
     optimizer: torch.optim.Optimizer
 
 
-def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World) -> Built:
+def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None) -> Built:
     """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters
-    (weight decay on the weight matrices only)."""
+    (weight decay on the weight matrices only).
+
+    `init_from` (fine-tuning) starts from the weights of that checkpoint file instead of random ones."""
     device = devices.pick(cfg.device)
     if device.type == "cuda" and world.size > 1:
         device = torch.device("cuda", world.local_rank)
     torch.manual_seed(cfg.seed)
     model = build(model_cfg).to(device)
+    if init_from is not None:
+        load_weights(model, load(init_from, device), init_from)
     if world.size > 1:
         torch.manual_seed(cfg.seed + world.rank)  # each rank its own dropout masks
     train_model = torch.compile(model) if cfg.compile else model

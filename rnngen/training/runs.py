@@ -113,6 +113,11 @@ class RunFolder:
             raise RnngenError(f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): "
                               "pick another --name")
 
+    def documents(self) -> str | None:
+        """How the run's corpus was cut into documents (`prepare --documents`): rows, lines, paragraphs or
+        articles; None for a run trained before rnngen recorded it."""
+        return self.config().get("corpus", {}).get("documents")
+
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl; lines that are not JSON objects (cut short by a crash, edited) are skipped."""
         if not self.metrics_path.exists():
@@ -181,7 +186,9 @@ def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str,
 def corpus_identity(corpus: Corpus) -> dict[str, Any]:
     """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
     splits = corpus.meta["splits"]
-    return {"name": corpus.name, "path": str(corpus.path), "tokenizer": corpus.meta["tokenizer"],
+    source = corpus.meta.get("source", {})
+    return {"name": corpus.name, "path": str(corpus.path), "dataset": source.get("dataset"),
+            "documents": source.get("documents"), "tokenizer": corpus.meta["tokenizer"],
             "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
             "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
             "val_characters": splits["val"]["characters"]}
@@ -210,9 +217,14 @@ def resolve(checkpoint: str | None, root: Path) -> tuple[RunFolder, Path]:
     """The run folder and checkpoint file a `--checkpoint` argument names.
 
     None: the most recent run under `root`. A run folder (or a run name under `root`): its best
-    checkpoint, else its last. A file: that file, in its run folder.
+    checkpoint, else its last. A file: that file, in its run folder. `hf:USER/NAME[@REVISION]`: the
+    model's folder in the hub cache, downloaded once.
     """
-    if checkpoint is None:
+    if checkpoint is not None and checkpoint.startswith("hf:"):
+        from rnngen import hub  # the hub client loads only for hub models
+
+        run = RunFolder(hub.download(checkpoint))
+    elif checkpoint is None:
         runs = [run for run in list_runs(root) if run.file(BEST).exists() or run.file(LAST).exists()]
         if not runs:
             raise CheckpointError(f"no trained run in {root}: train one with `rnngen train`, or pass --checkpoint PATH")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,10 +41,10 @@ class Trainer:
 
     def __init__(self, corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig, run: RunFolder,
                  resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None,
-                 world: World = World()):
+                 world: World = World(), init_from: Path | None = None):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
-        built = build_for_training(model_cfg, train_cfg, world)
+        built = build_for_training(model_cfg, train_cfg, world, init_from)
         self.device, self.model, self.train_model, self.optimizer = (built.device, built.model, built.train_model,
                                                                      built.optimizer)
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.

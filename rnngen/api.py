@@ -1,0 +1,97 @@
+"""The Python API: `rnngen.load(...)` gives a `Model` that completes, streams and scores text.
+
+It is the CLI's own completion path (`Completer.from_checkpoint`, the same sampling), loaded once:
+
+    import rnngen
+    model = rnngen.load("checkpoints/notes-gru")      # a run folder or name, a .safetensors file, or "hf:user/name"
+    model.complete("Studying Deep Learning is really", max_tokens=50, temperature=0.8, seed=1)
+    for piece in model.stream("The gradient", top_p=0.9):
+        print(piece, end="")
+    model.score("Some text")                          # bits per character of the text under the model
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rnngen.config import SampleConfig
+from rnngen.errors import RnngenError
+
+
+class Model:
+    """A trained model, loaded once; build it with `rnngen.load`.
+
+    `run` is the model's folder (config.json, tokenizer.model), `path` the checkpoint file, `config`
+    the model's `ModelConfig`, `completer` the `Completer` the CLI uses too.
+    """
+
+    def __init__(self, completer: Any, run: Any, path: Path):
+        self.completer, self.run, self.path = completer, run, path
+
+    def __repr__(self) -> str:
+        model = self.run.config()["model"]
+        return f"<rnngen.Model {model['kind']} {model['layers']}x{model['hidden']} from {self.path}>"
+
+    def complete(self, prompt: str = "", *, max_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
+                 top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
+                 stop: tuple[str, ...] | list[str] = ()) -> str:
+        """The completion of `prompt` (without the prompt), as `rnngen complete` writes it.
+
+        temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off; `seed` makes
+        the sample reproducible; the completion ends at the end of a document, after `max_tokens`
+        tokens, or before the first `stop` string.
+        """
+        return "".join(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   repetition_penalty=repetition_penalty, seed=seed, stop=stop))
+
+    def stream(self, prompt: str = "", *, max_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
+               top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
+               stop: tuple[str, ...] | list[str] = ()) -> Iterator[str]:
+        """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s."""
+        cfg = SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                           repetition_penalty=repetition_penalty, seed=seed, stop=tuple(stop))
+        yield from self.completer.complete(prompt, cfg)
+
+    def score(self, text: str) -> float:
+        """Bits per character of `text` under the model, read as a document from its start: the total
+        negative log-likelihood of its tokens, in bits, over its characters (what `rnngen evaluate`
+        reports for a corpus split). Lower is better; it compares across tokenizers."""
+        if not text:
+            raise RnngenError("score needs some text: an empty text has no characters to score")
+        import numpy as np
+
+        completer = self.completer
+        memory, _ = completer.prime("")
+        logits, state = memory.logits, memory.state
+        nats = 0.0
+        for token in completer.tokenizer.encode(text):
+            values = np.asarray(logits.tolist(), dtype=np.float64)  # NumPy or torch logits, on any device
+            top = values.max()
+            nats += top + math.log(np.exp(values - top).sum()) - values[token]
+            logits, state = completer.step(completer.lm.ids([token]), state)
+            logits = logits[0]
+        return nats / len(text) / math.log(2)
+
+
+def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: str | os.PathLike | None = None) -> Model:
+    """A trained model for completing and scoring text.
+
+    `checkpoint` is a run folder, a run name under `checkpoints_dir` (default: $RNNGEN_CHECKPOINTS, else
+    ./checkpoints), a .safetensors file, or `hf:USER/NAME[@REVISION]` from the Hugging Face Hub. On the
+    CPU (`device="cpu"`) the model runs in NumPy; "cuda", "mps" or "auto" run it with torch.
+    Raises `rnngen.errors.RnngenError` (with the fix in its message) when it cannot be loaded.
+    """
+    from rnngen.generation.completer import Completer
+    from rnngen.training.runs import resolve
+
+    root = Path(checkpoints_dir or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
+    run, path = resolve(str(checkpoint), root)
+    if device != "cpu":
+        from rnngen import device as devices
+
+        device = devices.pick(device)
+    return Model(Completer.from_checkpoint(run, path, device), run, path)

@@ -1,0 +1,68 @@
+"""The Python API, through its public names only: rnngen.load, Model.complete, Model.stream, Model.score."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+import rnngen
+from rnngen.errors import RnngenError
+
+
+@pytest.fixture
+def model(trained, tmp_path):
+    return rnngen.load(tmp_path / "checkpoints" / trained)
+
+
+def test_import_rnngen_loads_neither_torch_nor_datasets():
+    code = "import sys, rnngen; print(sorted(m for m in ('torch', 'datasets', 'rnngen.api') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_loading_and_completing_on_the_cpu_imports_no_torch(trained, tmp_path):
+    code = ("import sys, rnngen; m = rnngen.load(sys.argv[1]); text = m.complete('The', max_tokens=5, seed=1); "
+            "print(len(text) > 0, 'torch' in sys.modules, 'datasets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "checkpoints" / trained)], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.split() == ["True", "False", "False"]
+
+
+def test_complete_is_what_the_cli_writes(run_cli, trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a run name resolves under $RNNGEN_CHECKPOINTS, as in the CLI
+    model = rnngen.load(trained)
+    cli = run_cli("complete", "The model", "--max-tokens", "30", "--seed", "1", "--temperature", "0.8", "--plain")
+    assert model.complete("The model", max_tokens=30, seed=1, temperature=0.8) + "\n" == cli.output
+    greedy = model.complete("The model", max_tokens=30, temperature=0)
+    assert greedy == model.complete("The model", max_tokens=30, temperature=0, seed=7)  # greedy ignores the seed
+
+
+def test_stream_gives_the_completion_piece_by_piece(model):
+    pieces = list(model.stream("The gradient", max_tokens=40, top_p=0.9, seed=2))
+    assert len(pieces) > 1 and "".join(pieces) == model.complete("The gradient", max_tokens=40, top_p=0.9, seed=2)
+    assert model.complete("The", max_tokens=40, seed=2, stop=["e"]).count("e") == 0
+
+
+def test_score_is_the_bits_per_character_the_model_gave_the_text(run_cli, trained, model):
+    # A greedy completion from the start of a document, with the probability of each token it chose:
+    # scoring that text must give back the mean of -log2 p over its characters.
+    row = json.loads(run_cli("complete", "", "--checkpoint", trained, "--temperature", "0", "--max-tokens", "40",
+                             "--show-probs", "--json").output)
+    text = row["completion"]
+    expected = -sum(math.log2(step["prob"]) for step in row["steps"]) / len(text)
+    assert model.score(text) == pytest.approx(expected, rel=1e-4)
+    assert model.score("the hidden state") < model.score("qzx vvq jjk wpq") < 20
+
+
+def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):
+    with pytest.raises(RnngenError, match="no checkpoint or run folder"):
+        rnngen.load(tmp_path / "nowhere")
+    with pytest.raises(RnngenError, match="--top-p"):
+        model.complete("x", top_p=2)
+    with pytest.raises(RnngenError, match="empty text"):
+        model.score("")
+    assert "rnngen.Model lstm" in repr(model)
