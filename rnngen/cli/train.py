@@ -175,12 +175,10 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
         run, _ = resolve(resume, paths.checkpoints)
         resume_from = _resume_checkpoint(run)
         fixed = sorted(given - RESUMABLE)
-        named = {key for key in ("corpus_name", "preset")
-                 if ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
-        if "corpus_name" in named and corpus_name != resume_from.corpus["name"]:
+        # --preset only fills in options, which the run already has; a named other corpus is refused.
+        corpus_named = ctx.get_parameter_source("corpus_name") != click.core.ParameterSource.DEFAULT
+        if corpus_named and corpus_name != resume_from.corpus["name"]:
             fixed.append("corpus")
-        if "preset" in named:
-            fixed.append("preset")
         if fixed:
             raise RnngenError(f"--resume keeps the run's model, data and optimizer settings; drop "
                               f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
