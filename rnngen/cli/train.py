@@ -85,8 +85,8 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
-@click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; "
-                               "--steps/--time/--eval-*/--device/--patience/--samples may change.")
+@click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; --steps/--time/--eval-*/"
+                               "--log-every/--device/--compile/--patience/--samples/--sample-prompt may change.")
 @click.option("--init-from", metavar="CHECKPOINT",
               help="Fine-tune: start a new run from this checkpoint's weights (a run, a .safetensors file or "
                    "hf:USER/NAME) with its model sizes, a fresh optimizer and schedule; the corpus must use its "
