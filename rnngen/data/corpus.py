@@ -491,10 +491,16 @@ class Corpus:
         return tokenizer.Tokenizer.load(self.path / "tokenizer.model")
 
 
-def ensure_default(root: Path, progress: ProgressFn = lambda stage, done, total: None) -> Corpus | None:
-    """Prepare the embedded corpus under `root` when it is missing or was made by an older recipe (it needs no network); the new corpus, else None."""
+def default_needed(root: Path) -> bool:
+    """Whether the embedded corpus under `root` is missing or was made by an older recipe."""
     path = Path(root) / sources.DEFAULT_DATASET
-    if path.exists() and not outdated(path):
+    return not path.exists() or outdated(path)
+
+
+def ensure_default(root: Path, progress: ProgressFn = lambda stage, done, total: None) -> Corpus | None:
+    """Prepare the embedded corpus under `root` when `default_needed` (it needs no network); the new
+    corpus, else None."""
+    if not default_needed(root):
         return None
     return prepare(SourceSpec(), root=root, progress=progress)[0]
 
