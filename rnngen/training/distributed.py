@@ -7,6 +7,7 @@ each calls `setup(device)`, which joins the process group that torchrun describe
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,9 @@ def teardown(finished: bool = True) -> None:
     """Leave the process group; after a normal end, wait for every rank first (gloo aborts a process
     that leaves while another still talks to it)."""
     if dist.is_initialized():
+        # A DDP wrapper left in a reference cycle would otherwise be freed at interpreter exit, after
+        # its group is gone, and its reducer's destructor aborts the process (seen: SIGABRT on rank 1).
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
