@@ -1,4 +1,4 @@
-"""Batch-1 generation with the default CPU model (2x384 LSTM): tokens/s, constant work, priming.
+"""Batch-1 generation with the default CPU model (the `cpu` preset's LSTM): tokens/s, constant work, priming.
 
 Weights are random: speed does not depend on what the model learnt. Each token is the work of one
 iteration of `Completer._generate` on the CPU (NumPy): the sampling filters, the draw, the token's
@@ -53,7 +53,9 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
     torch_prime = Completer(TorchLM(model), tok)
     torch_prime_seconds = _best(lambda: torch_prime.prime(prompt), 3)
     tokens_per_s = 1 / statistics.median(per_token)
-    return [{"benchmark": "generate", "model": "lstm 2x384 (cpu preset)", "vocab": tok.vocab_size,
+    shape = model.config
+    return [{"benchmark": "generate", "model": f"{shape.kind} {shape.layers}x{shape.hidden} (cpu preset)",
+             "vocab": tok.vocab_size,
              "tokens_per_s": tokens_per_s, "target": 4000, "pass": tokens_per_s >= 4000,
              "seconds_per_token_early": early, "seconds_per_token_late": late, "late_position": positions - 20,
              "late_over_early": late / early, "constant_work": late / early <= 1.10,

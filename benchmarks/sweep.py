@@ -30,14 +30,14 @@ GRID: list[dict[str, Any]] = [
     {"name": "gru", "model": {"kind": "gru"}},
     {"name": "rnn", "model": {"kind": "rnn"}},
     {"name": "untied", "model": {"tie": False}},
-    {"name": "width 256", "model": {"embed": 256, "hidden": 256}},
-    {"name": "width 512", "model": {"embed": 512, "hidden": 512}},
+    {"name": "width 384", "model": {"embed": 384, "hidden": 384}},
+    {"name": "width 768", "model": {"embed": 768, "hidden": 768}},
     {"name": "depth 1", "model": {"layers": 1}},
     {"name": "depth 3", "model": {"layers": 3}},
     {"name": "dropout 0.1", "model": {"dropout": 0.1}},
     {"name": "dropout 0.25", "model": {"dropout": 0.25}},
-    {"name": "batch 16", "train": {"batch_size": 16}},
-    {"name": "batch 64", "train": {"batch_size": 64}},
+    {"name": "batch 8", "train": {"batch_size": 8}},
+    {"name": "batch 32", "train": {"batch_size": 32}},
     {"name": "window 32", "train": {"seq_len": 32}},
     {"name": "window 128", "train": {"seq_len": 128}},
     {"name": "lr 2e-3", "train": {"lr": 2e-3}},
@@ -62,8 +62,9 @@ def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None
     with tempfile.TemporaryDirectory() as folder:
         summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
     return {"benchmark": "sweep", "point": spec["name"], "model": model_cfg.to_dict(),
-            "train": {k: train[k] for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio", "weight_decay")},
-            "tokenizer": f"{corpus.meta['tokenizer']['kind']} {corpus.vocab_size}"
+            "train": {k: getattr(cfg, k) for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
+                                                   "weight_decay")},
+            "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
             if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
             "steps": summary["steps"], "seconds": summary["seconds"], "tokens": summary["tokens"],
             "tokens_per_s": summary["tokens_per_s"], "val_bpc": summary["val_bpc"]}

@@ -100,7 +100,7 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
 
     \b
-    rnngen train                                           # cpu preset: 2x384 LSTM, 3 minutes
+    rnngen train                                           # cpu preset: 2x512 LSTM, 3 minutes
     rnngen train --model gru --layers 1 --hidden 256 --steps 2000
     rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped

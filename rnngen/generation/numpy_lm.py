@@ -2,7 +2,7 @@
 
 Batch-1 decoding is a chain of matrix-vector products whose cost is reading the weights. On the
 CPU, NumPy's BLAS does these products several times faster than PyTorch's kernels for a single
-row (measured: 0.11 ms against 0.52 ms for the three products of the 2x384 LSTM preset), and
+row (measured: 0.11 ms against 0.52 ms for the three products of a 2x384 LSTM), and
 NumPy imports in 0.1 s where torch takes 2-3 s. The equations are the models' own, written out:
 
   RNN, LSTM, GRU (fused): PyTorch's, listed in `rnngen.models.recurrent` (the GRU resets AFTER the

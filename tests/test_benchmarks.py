@@ -1,0 +1,32 @@
+"""The sweep and first-run benchmarks run end to end on tiny data (their figures are not checked here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import firstrun, sweep
+
+
+def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: Path):
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps([{"name": "small gru", "model": {"kind": "gru", "embed": 32, "hidden": 32}},
+                                {"name": "skipped"}]))
+    rows = sweep.run(text_file, tmp_path / "corpora", None, 2, grid, "char", ["small gru"])
+    assert [row["point"] for row in rows] == ["small gru"]
+    row = rows[0]
+    assert row["model"]["kind"] == "gru" and row["model"]["hidden"] == 32
+    assert row["train"]["min_lr_ratio"] == 0.1 and row["tokenizer"].startswith("char ")
+    assert row["steps"] == 2 and 0 < row["val_bpc"] < 20
+
+
+def test_plain_loop_trains_for_its_wall_time(char_corpus):
+    result = firstrun.plain_loop(char_corpus, 0.5, batch=4, window=16)
+    assert result["steps"] >= 1 and result["seconds"] >= 0.5 and 0 < result["val_bpc"] < 20
+
+
+def test_english_and_prose_shares_score_what_the_issue_counts():
+    words = {"the", "model", "learns"}
+    assert firstrun.word_share(["The model learns, 42 zqx."], words) == 0.75
+    assert firstrun.prose_share(["prose line\n>>> code\n    indented"]) == len("prose line") / len(
+        "prose line>>> code    indented")
