@@ -58,7 +58,7 @@ def test_sigterm_stops_prepare_like_ctrl_c_and_leaves_nothing(tmp_path, text_fil
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, text_file)
-    assert list((tmp_path / "corpora").iterdir()) == []
+    assert not (tmp_path / "corpora").exists()  # created by this prepare, removed with all it held
     assert signal.getsignal(signal.SIGTERM) is before
 
 
@@ -102,7 +102,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, text_file, monkeypat
     monkeypatch.setattr(corpus._TokenFile, "write", no_space)
     with pytest.raises(CorpusError, match="cannot write corpus c in .*No space left on device: free some space"):
         prepare(tmp_path, text_file)
-    assert list((tmp_path / "corpora").iterdir()) == []
+    assert not (tmp_path / "corpora").exists()  # created by this prepare, removed with all it held
 
 
 def test_max_chars_must_be_a_finite_count(tmp_path, text_file, run_cli):
@@ -133,3 +133,13 @@ def test_a_corpus_of_an_older_rnngen_asks_for_force(tmp_path, text_file):
     with pytest.raises(CorpusError, match="prepared by an older rnngen.*--force"):
         prepare(tmp_path, text_file)
     assert not prepare(tmp_path, text_file, force=True)[1]
+
+
+def test_a_failed_first_prepare_leaves_no_empty_corpora_folder(tmp_path, text_file):
+    with pytest.raises(CorpusError, match="no such file"):
+        prepare(tmp_path, tmp_path / "nope.txt")
+    assert not (tmp_path / "corpora").exists()
+    (tmp_path / "corpora").mkdir()  # a folder the user made is theirs: kept
+    with pytest.raises(CorpusError, match="no such file"):
+        prepare(tmp_path, tmp_path / "nope.txt")
+    assert (tmp_path / "corpora").is_dir()

@@ -277,12 +277,13 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
     if tok_spec.from_path:
         # Checked before anything is built; its hash tells a rerun with a changed tokenizer from a cached one.
         request["tokenizer"]["sha256"] = tokenizer.Tokenizer.load(Path(tok_spec.from_path)).sha256
+    cleanup = _RemovedIfLeftEmpty(Path(root))
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
         lock = _lock(Path(root), name)
     except OSError as exc:
         raise CorpusError(f"cannot write to {root}: {exc.strerror}: choose another folder with --corpora-dir") from exc
-    with lock, _sigterm_as_interrupt():
+    with cleanup, lock, _sigterm_as_interrupt():
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
             existing = Corpus.open(target)
@@ -324,6 +325,22 @@ def _build_into(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, target: P
         shutil.rmtree(old)
     else:
         work.rename(target)
+
+
+class _RemovedIfLeftEmpty:
+    """On failure, removes `folder` if it did not exist before and is empty: a mistyped first prepare
+    leaves no empty corpora folder behind (the lock, released first, takes its file with it)."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.created = folder, not folder.exists()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, value, trace) -> None:
+        if kind is not None and self.created:
+            with contextlib.suppress(OSError):
+                self.folder.rmdir()
 
 
 def _lock(root: Path, name: str) -> Lock:
