@@ -1,4 +1,4 @@
-"""Exclusive locks between processes: one `rnngen train` per run folder.
+"""Exclusive locks between processes: one `rnngen train` per run folder, one `rnngen prepare` per corpus name.
 
 A lock is an `fcntl.flock` on a file that holds the owner's pid. The kernel drops it when the
 process exits, however it exits (`kill -9` included), so a lock is never left stale by a crash.
