@@ -8,6 +8,7 @@
     python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
                                             # `rnngen train` + 20 completions scored for English
     python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
+    python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
 @click.option("--grid", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="sweep: a JSON list of points (default: one change at a time around the cpu preset).")
 @click.option("--only", help="sweep: run only these points of the grid, comma-separated names.")
+@click.option("--preset", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
+              help="sweep: the preset every point starts from (gpu: re-tune the gpu preset on a GPU).")
 @click.option("--tokenizers", default="char,unigram", show_default=True,
               help="firstrun: the tokenizers of the equal-time comparison; sweep: the first is the default.")
 @click.option("--parts", default="ab", show_default=True,
@@ -49,7 +52,7 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
               help="Where the JSON results and the corpora they use go.")
 def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps: int | None, grid: Path | None,
-         only: str | None, tokenizers: str, parts: str, models: str, out: Path) -> None:
+         only: str | None, preset: str, tokenizers: str, parts: str, models: str, out: Path) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
     if {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names) and str(text) != "pydocs" and \
@@ -59,7 +62,10 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     pydocs = common.prepared(out / "corpora", "pydocs", "unigram", None, "pydocs")
-    rows = []
+    rows: list[dict] = []
+    result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "results": rows}
+    path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     for name in names:
         console.print(f"[bold]{name}[/] ...")
         if name == "train":
@@ -91,12 +97,10 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
         elif name == "sweep":
             from benchmarks import sweep
             rows += sweep.run(text, out / "corpora", None if steps else seconds, steps, grid,
-                              tokenizers.split(",")[0], only.split(",") if only else None)
-    result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "results": rows}
-    path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2))
-    table = Table(title=f"rnngen benchmarks ({result['machine'].get('cpu_model', '?')})", title_justify="left")
+                              tokenizers.split(",")[0], only.split(",") if only else None, preset)
+        # Written after each benchmark, so that a run stopped part-way keeps what it measured.
+        path.write_text(json.dumps(result, indent=2))
+    table = Table(title=f"rnngen benchmarks ({result['machine'].get('gpu') or result['machine'].get('cpu_model', '?')})", title_justify="left")
     for column in ("benchmark", "figures", "pass"):
         table.add_column(column)
     for row in rows:

@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from rnngen.cli.main import cli
@@ -27,6 +28,15 @@ def sample_text(chars: int, seed: int = 0) -> str:
         parts.append(sentence + ("\n" if rng.random() < 0.2 else " "))
         size += len(parts[-1])
     return "".join(parts)[:chars]
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite asserts what a CPU run does (bit-for-bit resumes, the NumPy decoder against torch), so on a
+    GPU machine every test but those marked `cuda` (tests/test_cuda.py) sees no GPU, nor do its subprocesses."""
+    if request.node.get_closest_marker("cuda") is None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
 
 
 @pytest.fixture

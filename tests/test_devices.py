@@ -7,8 +7,10 @@ import time
 
 import pytest
 import torch
+from click.testing import CliRunner
 from torch.overrides import TorchFunctionMode
 
+from rnngen.cli.main import cli
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import build, minimal
 from rnngen.training import checkpoint, distributed
@@ -77,6 +79,16 @@ def test_cpu_training_on_a_gpu_machine_uses_gloo(monkeypatch):
     assert distributed.backend_for("cpu") == "gloo"
     assert distributed.backend_for("auto") == "nccl"
     assert distributed.backend_for("cuda") == "nccl"
+
+
+def test_more_processes_than_gpus_is_refused_before_torchrun_starts(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    result = CliRunner().invoke(cli, ["train", "--nproc", "2", "--preset", "tiny"])
+    assert result.exit_code == 1
+    assert result.output == ("error: --nproc 2: this machine has 1 GPU, and each process needs its own; "
+                             "use --nproc 1, or --device cpu for CPU processes\n")
+    distributed.check_gpus(2, "cpu")  # CPU processes need no GPU
 
 
 def test_a_gpu_run_resumes_on_a_cpu_without_fused_adamw(char_corpus, tmp_path):

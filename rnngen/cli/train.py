@@ -63,7 +63,8 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
               help=_preset_help("train", "seq_len", "Tokens per window of truncated backpropagation through time."))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help=_preset_help("train", "lr", "Peak learning rate."))
 @click.option("--warmup", type=click.IntRange(min=0), help=_preset_help("train", "warmup", "Linear warmup steps."))
-@click.option("--weight-decay", type=click.FloatRange(min=0), help="AdamW weight decay. [default: 0.01]")
+@click.option("--weight-decay", type=click.FloatRange(min=0),
+              help=_preset_help("train", "weight_decay", "AdamW weight decay of the weight matrices."))
 @click.option("--clip", type=click.FloatRange(min=0), help="Gradient-norm clipping; 0 turns it off. [default: 1.0]")
 @click.option("--steps", type=Count(), help=_preset_help("train", "steps", "Stop after this many steps."))
 @click.option("--time", "time_budget", type=click.FloatRange(min=0, min_open=True),
@@ -112,6 +113,7 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     from rnngen.training import distributed
 
     if nproc > 1 and not distributed.launched():
+        distributed.check_gpus(nproc, options.get("device") or "auto")
         _launch_torchrun(nproc)
     finished = False
     try:

@@ -16,6 +16,7 @@ import torch
 import torch.distributed as dist
 
 from rnngen import device as devices
+from rnngen.errors import RnngenError
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,15 @@ def backend_for(device: str) -> str:
     return "nccl" if devices.pick(device).type == "cuda" else "gloo"
 
 
+def check_gpus(processes: int, device: str) -> None:
+    """Refuse more processes per machine than it has GPUs when training on CUDA: NCCL needs one GPU per
+    process, and a rank without one would fail deep inside CUDA instead of saying so."""
+    if backend_for(device) == "nccl" and processes > torch.cuda.device_count():
+        gpus = torch.cuda.device_count()
+        raise RnngenError(f"--nproc {processes}: this machine has {gpus} GPU{'s' * (gpus != 1)}, and each process "
+                          f"needs its own; use --nproc {gpus}, or --device cpu for CPU processes")
+
+
 def setup(device: str = "auto") -> World:
     """Join the process group torchrun set up, for training on `device`; a single `World()` outside torchrun."""
     if not launched():
@@ -50,6 +60,7 @@ def setup(device: str = "auto") -> World:
     if not dist.is_initialized():
         backend = backend_for(device)
         if backend == "nccl":
+            check_gpus(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), device)
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend)
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
