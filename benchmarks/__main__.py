@@ -39,7 +39,7 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
 @click.option("--steps", type=int, help="sweep: train every point this many steps instead of --seconds "
               "(equal tokens on a machine shared with other work).")
 @click.option("--grid", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="sweep: a JSON list of points (default: one change at a time around the cpu preset).")
+              help="sweep: a JSON list of points (default: one change at a time around the --preset).")
 @click.option("--only", help="sweep: run only these points of the grid, comma-separated names.")
 @click.option("--preset", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
               help="sweep: the preset every point starts from (gpu: re-tune the gpu preset on a GPU).")

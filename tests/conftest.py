@@ -31,12 +31,18 @@ def sample_text(chars: int, seed: int = 0) -> str:
 
 
 @pytest.fixture(autouse=True)
-def cpu_unless_marked_cuda(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def cpu_unless_marked_cuda(request: pytest.FixtureRequest):
     """The suite asserts what a CPU run does (bit-for-bit resumes, the NumPy decoder against torch), so on a
-    GPU machine every test but those marked `cuda` (tests/test_cuda.py) sees no GPU, nor do its subprocesses."""
-    if request.node.get_closest_marker("cuda") is None:
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    GPU machine every test but those marked `cuda` (tests/test_cuda.py) sees no GPU, nor do its subprocesses.
+    Its own MonkeyPatch, so that a test's `monkeypatch.undo()` leaves the GPU hidden."""
+    if request.node.get_closest_marker("cuda") is not None:
+        yield
+        return
+    with pytest.MonkeyPatch.context() as hide:
+        hide.setattr(torch.cuda, "is_available", lambda: False)
+        hide.setattr(torch.cuda, "device_count", lambda: 0)
+        hide.setenv("CUDA_VISIBLE_DEVICES", "")
+        yield
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 
 from rnngen.cli.main import cli
 from rnngen.config import ModelConfig, TrainConfig
+from rnngen.errors import RnngenError
 from rnngen.models import build, minimal
 from rnngen.training import checkpoint, distributed
 from rnngen.training.evaluate import evaluate
@@ -89,6 +90,11 @@ def test_more_processes_than_gpus_is_refused_before_torchrun_starts(monkeypatch)
     assert result.output == ("error: --nproc 2: this machine has 1 GPU, and each process needs its own; "
                              "use --nproc 1, or --device cpu for CPU processes\n")
     distributed.check_gpus(2, "cpu")  # CPU processes need no GPU
+    # A hand-run torchrun: each process checks before it joins the group.
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(RnngenError, match="this machine has 1 GPU"):
+        distributed.setup("auto")
 
 
 def test_a_gpu_run_resumes_on_a_cpu_without_fused_adamw(char_corpus, tmp_path):

@@ -113,7 +113,8 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     from rnngen.training import distributed
 
     if nproc > 1 and not distributed.launched():
-        distributed.check_gpus(nproc, options.get("device") or "auto")
+        if not resume:  # a resumed run's device is its own, checked by each process once it is read
+            distributed.check_gpus(nproc, options.get("device") or "auto")
         _launch_torchrun(nproc)
     finished = False
     try:
