@@ -66,6 +66,10 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
     result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "results": rows}
     path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+
+    def save() -> None:
+        path.write_text(json.dumps(result, indent=2))
+
     for name in names:
         console.print(f"[bold]{name}[/] ...")
         if name == "train":
@@ -96,10 +100,11 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
             rows += firstrun.run(text, out / "corpora", 20.0 if quick else seconds, tokenizers.split(","), parts)
         elif name == "sweep":
             from benchmarks import sweep
-            rows += sweep.run(text, out / "corpora", None if steps else seconds, steps, grid,
-                              tokenizers.split(",")[0], only.split(",") if only else None, preset)
+            # A sweep runs for hours: each point is saved as it ends.
+            sweep.run(text, out / "corpora", None if steps else seconds, steps, grid, tokenizers.split(",")[0],
+                      only.split(",") if only else None, preset, on_point=lambda row: (rows.append(row), save()))
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
-        path.write_text(json.dumps(result, indent=2))
+        save()
     table = Table(title=f"rnngen benchmarks ({result['machine'].get('gpu') or result['machine'].get('cpu_model', '?')})", title_justify="left")
     for column in ("benchmark", "figures", "pass"):
         table.add_column(column)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,9 @@ def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None
 
 
 def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: Path | None, tokenizer: str,
-        only: list[str] | None, preset: str = "cpu") -> list[dict[str, Any]]:
-    """Every point of `grid` (the built-in one when None) on `text`, in order."""
+        only: list[str] | None, preset: str = "cpu",
+        on_point: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
+    """Every point of `grid` (the built-in one when None) on `text`, in order; `on_point` gets each as it ends."""
     points = json.loads(grid.read_text()) if grid else GRID
     if only:
         points = [p for p in points if p["name"] in only]
@@ -84,4 +86,5 @@ def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: 
         rows.append(point(corpus, spec, seconds, steps, preset))
         print(json.dumps({k: rows[-1][k] for k in ("point", "tokenizer", "steps", "tokens_per_s", "val_bpc")}),
               flush=True)
+        on_point(rows[-1])
     return rows

@@ -6,16 +6,19 @@ import json
 from pathlib import Path
 
 from benchmarks import firstrun, sweep
+from rnngen.config import PRESETS
 
 
 def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: Path):
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps([{"name": "small gru", "model": {"kind": "gru", "embed": 32, "hidden": 32}},
                                 {"name": "skipped"}]))
-    rows = sweep.run(text_file, tmp_path / "corpora", None, 2, grid, "char", ["small gru"])
-    assert [row["point"] for row in rows] == ["small gru"]
+    saved = []
+    rows = sweep.run(text_file, tmp_path / "corpora", None, 2, grid, "char", ["small gru"], "gpu", saved.append)
+    assert [row["point"] for row in rows] == ["small gru"] and saved == rows
     row = rows[0]
     assert row["model"]["kind"] == "gru" and row["model"]["hidden"] == 32
+    assert row["model"]["layers"] == PRESETS["gpu"]["model"]["layers"]  # the rest from --preset gpu
     assert row["train"]["min_lr_ratio"] == 0.1 and row["tokenizer"].startswith("char ")
     assert row["steps"] == 2 and 0 < row["val_bpc"] < 20
 
