@@ -158,9 +158,8 @@ class SampleConfig:
 # end at 2.39-2.40; dropout 0.25 costs 0.03 at this budget. Its schedule came from a second round with the unigram
 # tokenizer: warmup 200 (not 50), weight decay 0.1 (not 0.01) and lr 6e-3 (not 4e-3) together took pydocs from
 # 1.658 to 1.609; on tiny shakespeare their gain (2.078 to 2.062 with char, 2.071 to 2.032-2.061 with unigram) is
-# within the spread of 0.03 from one run to the next. "gpu" is not tuned by a full
-# sweep: on an H200, three 25 s points on tiny shakespeare gave 2.13 for it, 2.06 with dropout 0.35 (it overfits
-# a small corpus), 2.11 as a GRU.
+# within the spread of 0.03 from one run to the next. "gpu" is not tuned by a full sweep: on an H200, three 25 s
+# points on tiny shakespeare gave 2.13 for it, 2.06 with dropout 0.35 (it overfits a small corpus), 2.11 as a GRU.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "model": {"kind": "lstm", "embed": 64, "hidden": 64, "layers": 1, "dropout": 0.0},
