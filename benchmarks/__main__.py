@@ -70,6 +70,10 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
     def save() -> None:
         path.write_text(json.dumps(result, indent=2))
 
+    def keep(row: dict) -> None:
+        rows.append(row)
+        save()
+
     for name in names:
         console.print(f"[bold]{name}[/] ...")
         if name == "train":
@@ -102,10 +106,12 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
             from benchmarks import sweep
             # A sweep runs for hours: each point is saved as it ends.
             sweep.run(text, out / "corpora", None if steps else seconds, steps, grid, tokenizers.split(",")[0],
-                      only.split(",") if only else None, preset, on_point=lambda row: (rows.append(row), save()))
+                      only.split(",") if only else None, preset, on_point=keep)
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
-    table = Table(title=f"rnngen benchmarks ({result['machine'].get('gpu') or result['machine'].get('cpu_model', '?')})", title_justify="left")
+    machine = result["machine"]
+    table = Table(title=f"rnngen benchmarks ({machine.get('gpu') or machine.get('cpu_model', '?')})",
+                  title_justify="left")
     for column in ("benchmark", "figures", "pass"):
         table.add_column(column)
     for row in rows:

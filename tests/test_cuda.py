@@ -28,7 +28,7 @@ def train_losses(run: RunFolder) -> list[float]:
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
-def test_bf16_training_on_cuda_learns_and_its_checkpoint_gives_the_same_logits_on_the_cpu(char_corpus, tmp_path, kind):
+def test_bf16_cuda_training_learns_and_gives_the_same_logits_on_the_cpu(char_corpus, tmp_path, kind):
     model_cfg = ModelConfig(kind=kind, vocab_size=char_corpus.vocab_size, embed=64, hidden=128, layers=2)
     cfg = TrainConfig(batch_size=16, seq_len=64, lr=1e-2, warmup=5, steps=150, time_budget=None, eval_every=75,
                       eval_tokens=5000, log_every=1, device="cuda")
