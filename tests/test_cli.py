@@ -44,6 +44,12 @@ def test_complete_reads_prompts_from_stdin_and_writes_json(run_cli, trained):
     assert all(r["tokens"] <= 5 for r in rows)
 
 
+def test_a_prompt_with_invalid_utf8_bytes_completes(run_cli, trained):
+    # `rnngen complete $'abc\xff'`: Python hands the byte over as a lone surrogate, which sentencepiece refused.
+    result = run_cli("complete", "the model \udcff", "--max-tokens", "5", "--seed", "0", "--plain")
+    assert result.exit_code == 0 and result.output.strip()
+
+
 def test_same_seed_same_completion(run_cli, trained):
     args = ("complete", "the", "--max-tokens", "30", "--seed", "4", "--temperature", "1.2", "--plain")
     assert run_cli(*args).output == run_cli(*args).output

@@ -35,10 +35,14 @@ SPACE_META = "\u2581"
 ESCAPE = "\uf8ff"
 ESCAPED_META = "\uf8fe"
 _UNESCAPE = re.compile(ESCAPE + "(.)", re.DOTALL)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def escape(text: str) -> str:
-    """The text as sentencepiece must see it so that U+2581 survives a round trip."""
+    """The text as sentencepiece must see it so that U+2581 survives a round trip. A lone surrogate (what
+    Python makes of invalid UTF-8 in a command-line prompt or a file read with surrogateescape) has no
+    UTF-8 form, so sentencepiece cannot take it: it becomes U+FFFD, as a UTF-8 decoder would make it."""
+    text = _SURROGATE.sub("\ufffd", text)
     if ESCAPE in text:
         text = text.replace(ESCAPE, ESCAPE + ESCAPE)
     return text.replace(SPACE_META, ESCAPE + ESCAPED_META) if SPACE_META in text else text
