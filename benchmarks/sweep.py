@@ -1,5 +1,5 @@
 """A sweep around a preset (`cpu` unless `--preset gpu`): which model, sizes, vocabulary, batch, window,
-schedule, dropout and weight decay give the lowest held-out bits per character in the same budget.
+schedule, dropout, weight decay and weight averaging give the lowest held-out bits per character in the same budget.
 
 Each point is the preset with some values replaced, trained through the library and evaluated once
 at the end over the whole held-out text. The budget is wall time (`--seconds`, what a user gets) or,
@@ -48,6 +48,8 @@ GRID: list[dict[str, Any]] = [
     {"name": "constant lr", "train": {"min_lr_ratio": 1.0}},
     {"name": "weight decay 0", "train": {"weight_decay": 0.0}},
     {"name": "weight decay 0.01", "train": {"weight_decay": 0.01}},
+    {"name": "no weight average", "train": {"ema": 0.0}},
+    {"name": "weight average 0.4", "train": {"ema": 0.4}},
     {"name": "unigram 512", "tokenizer": "unigram", "vocab": 512},
     {"name": "unigram 1024", "tokenizer": "unigram", "vocab": 1024},
     {"name": "unigram 2048", "tokenizer": "unigram", "vocab": 2048},
@@ -64,7 +66,7 @@ def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None
         summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
     return {"benchmark": "sweep", "point": spec["name"], "model": model_cfg.to_dict(),
             "train": {k: getattr(cfg, k) for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
-                                                   "weight_decay")},
+                                                   "weight_decay", "ema")},
             "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
             if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
             "steps": summary["steps"], "seconds": summary["seconds"], "tokens": summary["tokens"],

@@ -62,19 +62,7 @@ class Model:
         reports for a corpus split). Lower is better; it compares across tokenizers."""
         if not text:
             raise RnngenError("score needs some text: an empty text has no characters to score")
-        import numpy as np
-
-        completer = self.completer
-        memory, _ = completer.prime("")
-        logits, state = memory.logits, memory.state
-        nats = 0.0
-        for token in completer.tokenizer.encode(text):
-            values = np.asarray(logits.tolist(), dtype=np.float64)  # NumPy or torch logits, on any device
-            top = values.max()
-            nats += top + math.log(np.exp(values - top).sum()) - values[token]
-            logits, state = completer.step(completer.lm.ids([token]), state)
-            logits = logits[0]
-        return nats / len(text) / math.log(2)
+        return self.completer.nats(text) / len(text) / math.log(2)
 
 
 def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: str | os.PathLike | None = None) -> Model:

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import rnngen
@@ -56,6 +57,32 @@ def test_score_is_the_bits_per_character_the_model_gave_the_text(run_cli, traine
     expected = -sum(math.log2(step["prob"]) for step in row["steps"]) / len(text)
     assert model.score(text) == pytest.approx(expected, rel=1e-4)
     assert model.score("the hidden state") < model.score("qzx vvq jjk wpq") < 20
+
+
+def test_score_of_a_text_longer_than_a_chunk_is_the_sum_of_its_steps(model):
+    # The text goes through the model in fused chunks: the state must carry from one chunk to the
+    # next, and the torch path (GPUs) must give what the NumPy path gives.
+    from rnngen.generation.arrays import PRIME_CHUNK
+    from rnngen.generation.completer import Completer
+    from rnngen.generation.torch_lm import TorchLM
+    from rnngen.training.checkpoint import load_model
+
+    completer = model.completer
+    text = "the hidden state carries the past, and the gradient flows back. " * 40
+    ids = completer.tokenizer.encode(text)
+    assert len(ids) > PRIME_CHUNK + 10
+    memory, _ = completer.prime("")
+    logits, state, nats = memory.logits, memory.state, 0.0
+    for token in ids:
+        values = np.asarray(logits, dtype=np.float64)
+        nats += values.max() + math.log(np.exp(values - values.max()).sum()) - values[token]
+        logits, state = completer.step(completer.lm.ids([token]), state)
+        logits = logits[0]
+    expected = nats / len(text) / math.log(2)
+    assert model.score(text) == pytest.approx(expected, rel=1e-5)
+    module, tokenizer, _ = load_model(model.run, model.path, "cpu")
+    on_torch = Completer(TorchLM(module), tokenizer, start_with_eot=completer.start == [tokenizer.eot_id])
+    assert on_torch.nats(text) / len(text) / math.log(2) == pytest.approx(expected, rel=1e-4)
 
 
 def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):

@@ -60,8 +60,8 @@ def test_checkpoint_round_trip_gives_the_same_model(char_corpus, tmp_path):
     trainer.fit()
     model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
     ids = torch.tensor([char_corpus.tokenizer().encode("the model reads")])
-    trainer.model.eval()
-    torch.testing.assert_close(model(ids)[0], trainer.model(ids)[0], rtol=0, atol=0)
+    trainer.kept.eval()  # the weights' moving average (--ema), which the checkpoint holds as the model
+    torch.testing.assert_close(model(ids)[0], trainer.kept(ids)[0], rtol=0, atol=0)
     assert ckpt.model == trainer.model_cfg and ckpt.training == trainer.cfg and ckpt.step == 20
     assert tok.sha256 == char_corpus.tokenizer().sha256
 
@@ -86,6 +86,37 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one_exactly(char_corpus, tm
     resumed.fit()
     # Same seed, same data position, same RNG and carried state: bit-for-bit the same losses on the CPU.
     assert losses(stopped) == losses(unbroken)
+    # The weights' moving average went on from where it stopped: the same checkpoint.
+    torch.testing.assert_close(checkpoint.load(stopped.file(LAST)).weights, checkpoint.load(unbroken.file(LAST)).weights,
+                               rtol=0, atol=0)
+
+
+def test_the_checkpoint_holds_the_moving_average_of_the_training_weights(char_corpus, tmp_path):
+    # With a step budget the run's length is known: a time constant of half the run is 6 of 12 steps.
+    run = RunFolder(tmp_path / "runs" / "ema")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=12, ema=0.5, eval_every=100), run)
+    average, decay = None, 1 - 1 / 6
+
+    def follow(event):
+        nonlocal average
+        if isinstance(event, Logged):
+            weights = checkpoint.model_weights(trainer.model)
+            average = ({k: w.clone() for k, w in weights.items()} if average is None
+                       else {k: decay * average[k] + (1 - decay) * weights[k] for k in weights})
+
+    trainer.on_event = follow
+    trainer.fit()
+    saved = checkpoint.load(run.file(LAST))
+    torch.testing.assert_close(saved.weights, average)
+    torch.testing.assert_close(saved.resume_state["weights"], checkpoint.model_weights(trainer.model), rtol=0, atol=0)
+    assert not torch.equal(saved.weights["embedding.weight"], saved.resume_state["weights"]["embedding.weight"])
+
+    plain = RunFolder(tmp_path / "runs" / "no-ema")
+    trainer = Trainer(char_corpus, *tiny(char_corpus, steps=12, ema=0.0, eval_every=100), plain)
+    trainer.fit()
+    saved = checkpoint.load(plain.file(LAST))
+    torch.testing.assert_close(saved.weights, checkpoint.model_weights(trainer.model), rtol=0, atol=0)
+    assert "weights" not in saved.resume_state
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, tmp_path):

@@ -39,7 +39,7 @@ def _preset_help(section: str, key: str, text: str) -> str:
 RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain", "samples",
              "sample_prompt", "patience"}
 MODEL_OPTIONS = {"kind", "layers", "hidden", "embed", "dropout", "tie", "impl"}
-TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "steps", "time_budget", "eval_every",
+TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "ema", "clip", "steps", "time_budget", "eval_every",
                  "eval_tokens", "log_every", "seed", "device", "compile", "samples", "sample_prompt", "patience"}
 
 
@@ -65,6 +65,9 @@ TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip"
 @click.option("--warmup", type=click.IntRange(min=0), help=_preset_help("train", "warmup", "Linear warmup steps."))
 @click.option("--weight-decay", type=click.FloatRange(min=0),
               help=_preset_help("train", "weight_decay", "AdamW weight decay of the weight matrices."))
+@click.option("--ema", type=click.FloatRange(0, 1), metavar="SHARE",
+              help=_preset_help("train", "ema", "Evaluate, sample and save a moving average of the weights whose time "
+                                "constant is this share of the run; 0 keeps the last weights."))
 @click.option("--clip", type=click.FloatRange(min=0), help="Gradient-norm clipping; 0 turns it off. [default: 1.0]")
 @click.option("--steps", type=Count(), help=_preset_help("train", "steps", "Stop after this many steps."))
 @click.option("--time", "time_budget", type=click.FloatRange(min=0, min_open=True),

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rnngen.config import SampleConfig
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.errors import RnngenError
+from rnngen.generation.arrays import PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.sampling import draw_token, filter_logits
@@ -139,6 +142,23 @@ class Completer:
         feed = ids if memory is not None else self.start + ids
         logits, state = self.lm.prime(feed, memory.state if memory else None)
         return ModelMemory(logits, state), ids
+
+    def nats(self, text: str) -> float:
+        """The negative log-likelihood of `text`'s tokens in nats, read from the start of a document.
+
+        The text goes through the model in fused chunks, as a prompt is primed, with the head on every
+        position; only the log-probabilities of the tokens that came are kept.
+        """
+        ids = self.start + self.tokenizer.encode(text)
+        state, total = None, 0.0
+        for start in range(0, len(ids) - 1, PRIME_CHUNK):
+            logits, state = self.lm.logits_after_each(ids[start: start + PRIME_CHUNK], state)
+            targets = np.asarray(ids[start + 1: start + PRIME_CHUNK + 1])
+            logits = logits[: len(targets)].astype(np.float64)
+            top = logits.max(-1)
+            log_norm = top + np.log(np.exp(logits - top[:, None]).sum(-1))
+            total += float((log_norm - logits[np.arange(len(targets)), targets]).sum())
+        return total
 
     def step(self, tokens: Any, state: Any) -> tuple[Any, Any]:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""

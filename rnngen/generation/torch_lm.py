@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from rnngen.generation.arrays import PRIME_CHUNK, ops_for
@@ -28,6 +29,13 @@ class TorchLM:
             chunk = torch.tensor([ids[start: start + PRIME_CHUNK]], device=self.device)
             out, state = self.model.rnn(self.model.embedding(chunk), state)
         return self.model.logits(out[0, -1]), state
+
+    @torch.no_grad()
+    def logits_after_each(self, ids: list[int], state: State | None = None) -> tuple[np.ndarray, State]:
+        """Feed up to `PRIME_CHUNK` ids to one row in one fused pass: the next-token logits after each, as a
+        float32 NumPy array [len(ids), vocab], and the state."""
+        logits, state = self.model(torch.tensor([ids], device=self.device), state)
+        return logits[0].float().cpu().numpy(), state
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:

@@ -61,11 +61,13 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
 
 
 def capture(optimizer: torch.optim.Optimizer, rngs: list[dict[str, torch.Tensor]], seconds: float, best: float,
-            hidden: State | None, stale: int = 0) -> dict[str, Any]:
+            hidden: State | None, stale: int = 0, weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The resume state to save (`rngs` holds every rank's generators, `hidden` the rows of all ranks;
-    `stale` counts the evaluations since the validation loss last improved, for --patience)."""
-    return {"optimizer": optimizer.state_dict(), "rng": rngs, "seconds": seconds, "best": best, "hidden": hidden,
-            "stale": stale}
+    `stale` counts the evaluations since the validation loss last improved, for --patience; `weights`
+    are the training weights when the checkpoint's own are their average, with --ema)."""
+    state = {"optimizer": optimizer.state_dict(), "rng": rngs, "seconds": seconds, "best": best, "hidden": hidden,
+             "stale": stale}
+    return state if weights is None else {**state, "weights": weights}
 
 
 @dataclass

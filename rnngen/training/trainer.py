@@ -2,13 +2,14 @@
 
 `fit()` is the loop; its parts live in their own modules: building the model and optimizer
 (`build`), the budget and schedule (`schedule`), the resume state (`resume`), metrics and events
-(`metrics`, `events`), checkpoint assembly (`saver`) and the sample drawn at each evaluation
-(`samples`). Progress is reported as typed events (`on_event(event)`), which the CLI renders; this
+(`metrics`, `events`), the weights' moving average (`averaging`), checkpoint assembly (`saver`) and
+the sample drawn at each evaluation (`samples`). Progress is reported as typed events (`on_event(event)`), which the CLI renders; this
 module prints nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
@@ -25,7 +26,8 @@ from rnngen.errors import TrainingDiverged
 from rnngen.models.state import detach_state, map_state
 from rnngen.training import distributed, resume, samples
 from rnngen.training.build import build_for_training
-from rnngen.training.checkpoint import Checkpoint, load_weights
+from rnngen.training.averaging import WeightAverage
+from rnngen.training.checkpoint import Checkpoint, load_weights, model_weights
 from rnngen.training.distributed import World
 from rnngen.training.evaluate import evaluate, next_token_loss
 from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Started
@@ -51,17 +53,21 @@ class Trainer:
         self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
                                   first_row=world.rank * train_cfg.batch_size,
                                   total_rows=world.size * train_cfg.batch_size)
-        self.saver = Saver(run, self.model, model_cfg, train_cfg, corpus)
+        # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
+        # the training weights travel in `last`'s resume state.
+        self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
+        self.kept = self.average.model if self.average is not None else self.model
+        self.saver = Saver(run, self.kept, model_cfg, train_cfg, corpus)
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
         self.stale = 0  # evaluations in a row without a lower validation loss, for --patience
-        self.sampler = (samples.Sampler(self.model, corpus, train_cfg.sample_prompt, self.device)
+        self.sampler = (samples.Sampler(self.kept, corpus, train_cfg.sample_prompt, self.device)
                         if train_cfg.samples and world.is_main else None)
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
-            load_weights(self.model, resume_from, run.file(LAST))
+            self._load_weights(resume_from, run.file(LAST))
             restored = resume.restore_from(resume_from, run, self.optimizer, self.model, self.device,
                                            train_cfg.batch_size, world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
@@ -106,6 +112,8 @@ class Trainer:
             self.hidden = detach_state(hidden)
             interval.add(loss, grad_norm)
             self.budget.tick()
+            if self.average is not None:
+                self.average.update(self.model, self.budget.step, self.budget.progress())
             if not self._decision_step():
                 continue
             figures = interval.figures()  # waits for the device: the loop's one synchronisation
@@ -125,6 +133,15 @@ class Trainer:
         finished = self._finished(last_eval)
         self.report(finished)
         return finished.to_dict()
+
+    def _load_weights(self, ckpt: Checkpoint, path: Path) -> None:
+        """A checkpoint's weights into the kept model, and its training weights (saved with --ema) into the
+        trained one; a checkpoint without them (`best`, or a run from before --ema) starts both alike."""
+        load_weights(self.kept, ckpt, path)
+        training = (ckpt.resume_state or {}).get("weights")
+        if self.average is not None:
+            load_weights(self.model, dataclasses.replace(ckpt, weights=training) if training else ckpt, path)
+            self.average.restore(ckpt.step)
 
     def _window(self) -> torch.Tensor:
         """This step's tokens [rows, seq_len + 1] on the device."""
@@ -157,7 +174,7 @@ class Trainer:
         """Evaluate (each rank its share of the rows) and, on rank 0, draw the sample; then save `last`,
         and `best` when the validation loss improved. Every rank calls this and gets the same figures.
         Like evaluation, the sample is outside the budget's clock."""
-        figures = evaluate(self.model, self.corpus.tokens("val"), self.corpus.characters("val"),
+        figures = evaluate(self.kept, self.corpus.tokens("val"), self.corpus.characters("val"),
                            self._rows(), self.cfg.seq_len, self.cfg.eval_tokens, self.device, self.world)
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
@@ -183,7 +200,9 @@ class Trainer:
         hidden = self.hidden if self.world.size == 1 else map_state(self.hidden, distributed.gather_rows)
         rngs = distributed.gather_objects(resume.rng_state(self.device))  # each rank draws its own dropout masks
         if self.world.is_main:
-            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden, self.stale)
+            training_weights = model_weights(self.model) if self.average is not None else None
+            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden, self.stale,
+                                   training_weights)
             self.report(self.saver.save(self.budget.step, self.best, state, best))
         self.saved_step = self.budget.step
 
