@@ -92,6 +92,11 @@ class TrainConfig(JsonConfig):
     # Stop after this many evaluations in a row without a lower validation loss; None never stops early.
     patience: int | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        # A run saved before --ema existed had no average: it resumes without one.
+        return super().from_dict({"ema": 0.0, **data})
+
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
             raise RnngenError("training needs a budget: pass --steps N or --time SECONDS")

@@ -43,7 +43,7 @@ def test_bf16_cuda_training_learns_and_gives_the_same_logits_on_the_cpu(char_cor
     assert not next(model.parameters()).is_cuda and ckpt.step == 150
     ids = torch.tensor([tok.encode("the model reads a token")])
     with torch.no_grad():
-        gpu_logits = trainer.model.eval()(ids.cuda())[0].float().cpu()
+        gpu_logits = trainer.kept.eval()(ids.cuda())[0].float().cpu()  # the saved weights: their average
         torch.testing.assert_close(model(ids)[0], gpu_logits, rtol=1e-3, atol=1e-3)
 
 

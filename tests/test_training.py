@@ -119,6 +119,12 @@ def test_the_checkpoint_holds_the_moving_average_of_the_training_weights(char_co
     assert "weights" not in saved.resume_state
 
 
+def test_a_run_saved_before_weight_averaging_resumes_without_it():
+    saved = {k: v for k, v in TrainConfig(steps=10, time_budget=None).to_dict().items() if k != "ema"}
+    assert TrainConfig.from_dict(saved).ema == 0.0
+    assert TrainConfig.from_dict({**saved, "ema": 0.2}).ema == 0.2
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "nan")
     trainer = Trainer(char_corpus, *tiny(char_corpus, steps=60), run)

@@ -22,7 +22,7 @@ import numpy as np
 from rnngen.config import SampleConfig
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.errors import RnngenError
-from rnngen.generation.arrays import PRIME_CHUNK
+from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.sampling import draw_token, filter_logits
@@ -154,10 +154,8 @@ class Completer:
         for start in range(0, len(ids) - 1, PRIME_CHUNK):
             logits, state = self.lm.logits_after_each(ids[start: start + PRIME_CHUNK], state)
             targets = np.asarray(ids[start + 1: start + PRIME_CHUNK + 1])
-            logits = logits[: len(targets)].astype(np.float64)
-            top = logits.max(-1)
-            log_norm = top + np.log(np.exp(logits - top[:, None]).sum(-1))
-            total += float((log_norm - logits[np.arange(len(targets)), targets]).sum())
+            log_probs = NUMPY.log_softmax(logits[: len(targets)])
+            total -= float(log_probs[np.arange(len(targets)), targets].sum(dtype=np.float64))
         return total
 
     def step(self, tokens: Any, state: Any) -> tuple[Any, Any]:

@@ -44,6 +44,7 @@ class Budget:
 
     def __init__(self, cfg: TrainConfig, step: int = 0, seconds: float = 0.0):
         self.cfg, self.step, self.seconds = cfg, step, seconds
+        self.timed_step = step  # the step that `seconds` reaches
 
     def progress(self) -> float:
         return progress_of(self.step, self.seconds, self.cfg)
@@ -62,6 +63,15 @@ class Budget:
     def add_seconds(self, seconds: float) -> None:
         """The training time of the steps since the last call."""
         self.seconds += seconds
+        self.timed_step = self.step
+
+    def expected_steps(self) -> float | None:
+        """How many steps the run will take: exact for a step budget, from the pace so far for a time
+        budget (None before its first timed steps)."""
+        lengths = [self.cfg.steps] if self.cfg.steps is not None else []
+        if self.cfg.time_budget is not None and self.seconds > 0:
+            lengths.append(self.timed_step * self.cfg.time_budget / self.seconds)
+        return min(lengths, default=None)
 
     def log_due(self) -> bool:
         """A log step: every `log_every` steps, and the last step of a step budget."""

@@ -113,7 +113,7 @@ class Trainer:
             interval.add(loss, grad_norm)
             self.budget.tick()
             if self.average is not None:
-                self.average.update(self.model, self.budget.step, self.budget.progress())
+                self.average.update(self.model, self.budget.expected_steps())
             if not self._decision_step():
                 continue
             figures = interval.figures()  # waits for the device: the loop's one synchronisation
@@ -141,7 +141,7 @@ class Trainer:
         training = (ckpt.resume_state or {}).get("weights")
         if self.average is not None:
             load_weights(self.model, dataclasses.replace(ckpt, weights=training) if training else ckpt, path)
-            self.average.restore(ckpt.step)
+            self.average.restore()
 
     def _window(self) -> torch.Tensor:
         """This step's tokens [rows, seq_len + 1] on the device."""
