@@ -169,8 +169,9 @@ class SampleConfig:
 # tokenizer: warmup 200 (not 50), weight decay 0.1 (not 0.01) and lr 6e-3 (not 4e-3) together took pydocs from
 # 1.658 to 1.609; on tiny shakespeare their gain (2.078 to 2.062 with char, 2.071 to 2.032-2.061 with unigram) is
 # within the spread of 0.03 from one run to the next. A third round added the weights' moving average over a fifth
-# of the run (`ema`), which took tiny shakespeare with unigram from 2.061 to 2.021 side by side. "gpu" is not tuned by a full sweep: on an H200, three 25 s
-# points on tiny shakespeare gave 2.13 for it, 2.06 with dropout 0.35 (it overfits a small corpus), 2.11 as a GRU.
+# of the run (`ema`), which took tiny shakespeare with unigram from 2.061 to 2.014-2.021 side by side. "gpu" is not
+# tuned by a full sweep: on an H200, three 25 s points on tiny shakespeare gave 2.13 for it, 2.06 with dropout 0.35
+# (it overfits a small corpus), 2.11 as a GRU.
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
         "model": {"kind": "lstm", "embed": 64, "hidden": 64, "layers": 1, "dropout": 0.0},

@@ -100,6 +100,7 @@ def test_a_lock_dies_with_its_process(char_corpus, tmp_path):
     (("--weight-decay", "inf"), "--weight-decay must be a finite number, got inf"),
     (("--lr", "nan"), "--lr must be a finite number, got nan"),
     (("--time", "nan"), "--time must be a finite number, got nan"),
+    (("--ema", "nan"), "--ema must be a finite number, got nan"),
     (("--eval-every", "10", "--eval-tokens", "1"), "--eval-tokens 1 is less than one window of --seq-len + 1"),
 ])
 def test_bad_numbers_are_refused_before_the_run_folder_exists(cli, tmp_path, args, message):

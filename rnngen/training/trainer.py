@@ -3,8 +3,8 @@
 `fit()` is the loop; its parts live in their own modules: building the model and optimizer
 (`build`), the budget and schedule (`schedule`), the resume state (`resume`), metrics and events
 (`metrics`, `events`), the weights' moving average (`averaging`), checkpoint assembly (`saver`) and
-the sample drawn at each evaluation (`samples`). Progress is reported as typed events (`on_event(event)`), which the CLI renders; this
-module prints nothing.
+the sample drawn at each evaluation (`samples`). Progress is reported as typed events
+(`on_event(event)`), which the CLI renders; this module prints nothing.
 """
 
 from __future__ import annotations
