@@ -15,7 +15,6 @@ prose lines, not on `>>>`/`...` lines or code indented by 4+ spaces (>= 95%).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import subprocess
@@ -30,11 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks import sweep
 from benchmarks.common import prepared
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
 from rnngen.training.evaluate import evaluate
-from rnngen.training.runs import RunFolder
-from rnngen.training.trainer import Trainer
 
 PROMPT = "Studying Deep Learning is really"
 WORDS = Path("/usr/share/dict/words")
@@ -90,24 +87,13 @@ def plain_loop(corpus, seconds: float, batch: int = 32, window: int = 64, lr: fl
             "val_bpc": scores["val_bpc"], "train_loss_last": loss.item()}
 
 
-def preset_run(corpus, seconds: float, preset: str = "cpu") -> dict[str, Any]:
-    """rnngen's preset through the library, evaluated once at the end over the whole held-out text."""
-    model_cfg = ModelConfig(**{**PRESETS[preset]["model"], "vocab_size": corpus.vocab_size})
-    cfg = dataclasses.replace(TrainConfig(**PRESETS[preset]["train"]), time_budget=seconds, steps=None,
-                              eval_tokens=None, eval_every=10**9)
-    with tempfile.TemporaryDirectory() as folder:
-        summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
-    return {"steps": summary["steps"], "seconds": summary["seconds"], "tokens_per_s": summary["tokens_per_s"],
-            "val_bpc": summary["val_bpc"]}
-
-
 def equal_time(text: Path, root: Path, seconds: float, tokenizers: list[str]) -> list[dict[str, Any]]:
     """Part (a): the plain loop and the cpu preset back to back, for each tokenizer."""
     rows = []
     for kind in tokenizers:
         corpus = prepared(root, str(text), kind, None, f"shakespeare-{kind}")
         reference = plain_loop(corpus, seconds)
-        ours = preset_run(corpus, seconds)
+        ours = sweep.point(corpus, {"name": "cpu preset"}, seconds, None, "cpu")  # the preset, as the sweep trains it
         lead = reference["val_bpc"] - ours["val_bpc"]
         rows.append({"benchmark": "firstrun-equal-time", "tokenizer": f"{kind} {corpus.vocab_size}",
                      "seconds": seconds, "plain_steps": reference["steps"],

@@ -47,8 +47,8 @@ def backend_for(device: str) -> str:
 def check_gpus(processes: int, device: str) -> None:
     """Refuse more processes per machine than it has GPUs when training on CUDA: NCCL needs one GPU per
     process, and a rank without one would fail deep inside CUDA instead of saying so."""
-    if backend_for(device) == "nccl" and processes > torch.cuda.device_count():
-        gpus = torch.cuda.device_count()
+    gpus = torch.cuda.device_count()
+    if backend_for(device) == "nccl" and processes > gpus:
         raise RnngenError(f"--nproc {processes}: this machine has {gpus} GPU{'s' * (gpus != 1)}, and each process "
                           f"needs its own; use --nproc {gpus}, or --device cpu for CPU processes")
 
