@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from benchmarks.common import prepared
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
 from rnngen.training.runs import RunFolder
@@ -56,21 +58,25 @@ GRID: list[dict[str, Any]] = [
 ]
 
 
-def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None, preset: str) -> dict[str, Any]:
-    """Train one point of the grid; its figures."""
+def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None, preset: str,
+          score: Callable[[nn.Module], float] | None = None) -> dict[str, Any]:
+    """Train one point of the grid; its figures. `score` replaces the trainer's own final bits/char (its
+    evaluation in `batch_size` streams) when a comparison needs every model scored the same way."""
     model_cfg = ModelConfig(**{**PRESETS[preset]["model"], **spec.get("model", {}), "vocab_size": corpus.vocab_size})
     train = {**PRESETS[preset]["train"], **spec.get("train", {})}
     cfg = dataclasses.replace(TrainConfig(**train), time_budget=seconds, steps=steps, eval_tokens=None,
                               eval_every=10**9)
     with tempfile.TemporaryDirectory() as folder:
-        summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
+        trainer = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run"))
+        summary = trainer.fit()
+        val_bpc = score(trainer.kept) if score else summary["val_bpc"]
     return {"benchmark": "sweep", "point": spec["name"], "model": model_cfg.to_dict(),
             "train": {k: getattr(cfg, k) for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
                                                    "weight_decay", "ema")},
             "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
             if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
             "steps": summary["steps"], "seconds": summary["seconds"], "tokens": summary["tokens"],
-            "tokens_per_s": summary["tokens_per_s"], "val_bpc": summary["val_bpc"]}
+            "tokens_per_s": summary["tokens_per_s"], "val_bpc": val_bpc}
 
 
 def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: Path | None, tokenizer: str,

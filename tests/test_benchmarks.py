@@ -24,8 +24,15 @@ def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: P
 
 
 def test_plain_loop_trains_for_its_wall_time(char_corpus):
-    result = firstrun.plain_loop(char_corpus, 0.5, batch=4, window=16)
+    result = firstrun.plain_loop(char_corpus, 0.5, firstrun.held_out_bpc(char_corpus), batch=4, window=16)
     assert result["steps"] >= 1 and result["seconds"] >= 0.5 and 0 < result["val_bpc"] < 20
+
+
+def test_both_sides_of_the_comparison_get_the_same_score(char_corpus):
+    scored = []
+    row = sweep.point(char_corpus, {"name": "tiny", "model": {"hidden": 16, "embed": 16}}, None, 2, "tiny",
+                      lambda model: scored.append(model) or 1.25)
+    assert row["val_bpc"] == 1.25 and scored[0].embedding.weight.shape[1] == 16
 
 
 def test_english_and_prose_shares_score_what_the_issue_counts():
