@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.training.runs import RunFolder
+from rnngen.config import ModelConfig, PRESETS, TrainConfig
+from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 
 

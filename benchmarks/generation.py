@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from rnngen.config import PRESETS, ModelConfig, SampleConfig
+from rnngen.config import ModelConfig, PRESETS, SampleConfig
 from rnngen.generation.completer import Completer
 from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.generation.torch_lm import TorchLM

@@ -18,9 +18,9 @@ from benchmarks.common import prepared
 RUN = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
+from rnngen.config import ModelConfig, PRESETS, TrainConfig
 from rnngen.data.corpus import Corpus
-from rnngen.training.runs import RunFolder
+from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 corpus = Corpus.open(Path(sys.argv[1]))
 model = ModelConfig(**{**PRESETS["cpu"]["model"], "vocab_size": corpus.vocab_size})

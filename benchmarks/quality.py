@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import prepared
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.training.runs import RunFolder
+from rnngen.config import ModelConfig, PRESETS, TrainConfig
+from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 
 

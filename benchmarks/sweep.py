@@ -23,8 +23,8 @@ from typing import Any
 from torch import nn
 
 from benchmarks.common import prepared
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.training.runs import RunFolder
+from rnngen.config import ModelConfig, PRESETS, TrainConfig
+from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 
 # One change at a time from the preset; "preset" is the point every other one is read against.

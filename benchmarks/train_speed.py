@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from rnngen import device as devices
+from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.streams import TokenStream
 from rnngen.models import build, detach_state
 from rnngen.training.evaluate import next_token_loss
-from rnngen.training.runs import RunFolder
+from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 
 

@@ -12,20 +12,18 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Model", "__version__", "load"]
-
-if TYPE_CHECKING:
-    from rnngen.api import Model, load
+__all__ = ["Model", "__version__", "load", "prepare", "train"]
+API = ("Model", "load", "prepare", "train")  # loaded from rnngen.api at first use
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Model", "load"):
+    if name in API:
         return getattr(importlib.import_module("rnngen.api"), name)
     raise AttributeError(f"module 'rnngen' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), "Model", "load"])
+    return sorted([*globals(), *API])

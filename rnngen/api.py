@@ -74,12 +74,12 @@ def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: st
     Raises `rnngen.errors.RnngenError` (with the fix in its message) when it cannot be loaded.
     """
     from rnngen.generation.completer import Completer
-    from rnngen.training.runs import resolve
+    from rnngen.store.resolve import resolve_checkpoint
 
     root = Path(checkpoints_dir or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
-    run, path = resolve(str(checkpoint), root)
+    run, path = resolve_checkpoint(str(checkpoint), root)
     if device != "cpu":
-        from rnngen import device as devices
+        from rnngen.models import device as devices
 
         device = devices.pick(device)
     return Model(Completer.from_checkpoint(run, path, device), run, path)

@@ -19,7 +19,7 @@ from rnngen.cli.chat import ChatSession
 from rnngen.cli.main import cli
 from rnngen.config import SampleConfig
 from rnngen.generation.completer import Completer
-from rnngen.training.runs import resolve
+from rnngen.store.resolve import resolve_checkpoint
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -55,7 +55,7 @@ def main(checkpoint: str, prompt: str) -> None:
         console.print(f"[bold]{prompt_text}[/]{line}")
         return line
 
-    completer = Completer.from_checkpoint(*resolve(checkpoint, Path("checkpoints")))
+    completer = Completer.from_checkpoint(*resolve_checkpoint(checkpoint, Path("checkpoints")))
     ChatSession(completer, SampleConfig(max_tokens=40, seed=3), console, read=typed).run()
     console.save_svg(str(DOCS / "chat.svg"), title="rnngen chat")
     click.echo(f"wrote {', '.join(sorted(p.name for p in DOCS.glob('*.svg')))} in {DOCS}")

@@ -65,7 +65,7 @@ def test_score_of_a_text_longer_than_a_chunk_is_the_sum_of_its_steps(model):
     from rnngen.generation.arrays import PRIME_CHUNK
     from rnngen.generation.completer import Completer
     from rnngen.generation.torch_lm import TorchLM
-    from rnngen.training.checkpoint import load_model
+    from rnngen.models.checkpoint import load_model
 
     completer = model.completer
     text = "the hidden state carries the past, and the gradient flows back. " * 40

@@ -10,13 +10,14 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from rnngen import device as devices
-from rnngen.config import PRESETS, ModelConfig, TrainConfig
+from rnngen.models import device as devices
+from rnngen.config import ModelConfig, PRESETS, TrainConfig
 from rnngen.models import build
 from rnngen.models.minimal import MinRecurrent
-from rnngen.training import checkpoint, distributed
+from rnngen.models import checkpoint
+from rnngen.training import distributed
 from rnngen.training.events import Logged
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 

@@ -14,10 +14,11 @@ from rnngen.cli.main import cli
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
 from rnngen.models import build, minimal
-from rnngen.training import checkpoint, distributed
+from rnngen.models import checkpoint
+from rnngen.training import distributed
 from rnngen.training.evaluate import evaluate
 from rnngen.training.metrics import Interval
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
 

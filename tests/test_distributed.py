@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from rnngen.data.streams import TokenStream
-from rnngen.training import checkpoint
+from rnngen.models import checkpoint
 from rnngen.training.evaluate import evaluate
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.store.runs import LAST, RunFolder
 
 
 def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:
@@ -103,9 +103,10 @@ from pathlib import Path
 import torch
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.corpus import Corpus
-from rnngen.training import checkpoint, distributed
+from rnngen.models import checkpoint
+from rnngen.training import distributed
 from rnngen.training.evaluate import evaluate
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
 root, out = Path(sys.argv[1]), Path(sys.argv[2])

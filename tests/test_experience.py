@@ -14,8 +14,8 @@ from rnngen.cli.common import Paths
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
 from rnngen.generation.completer import ModelMemory
-from rnngen.training import checkpoint
-from rnngen.training.runs import resolve
+from rnngen.models import checkpoint
+from rnngen.store.resolve import resolve_checkpoint
 
 
 def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
@@ -30,7 +30,7 @@ def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
 
 
 def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path):
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
     from rnngen.generation.completer import Completer
 
@@ -66,7 +66,7 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
     result = run_cli("complete", "the model", "--checkpoint", trained, "--temperature", "0", "--max-tokens", "4",
                      "--show-probs", "--top-alternatives", "3", "--json")
     steps = json.loads(result.output)["steps"]
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
     with torch.no_grad():
         logits, _ = model(torch.tensor([[tok.eot_id, *tok.encode("the model")]]))
@@ -82,7 +82,7 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
 def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path):
     from rnngen.generation.completer import Completer, Completion
 
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
     completer = Completer(model, tok)
 
@@ -124,7 +124,7 @@ def test_beam_search_ends_only_hypotheses_ranked_among_the_beams():
 
 
 def test_keep_goes_on_from_the_text_written_before_ctrl_c(run_cli, trained, tmp_path):
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     from rnngen.generation.completer import Completer
 
     screen = Console(file=io.StringIO())
@@ -142,7 +142,7 @@ def test_keep_goes_on_from_the_text_written_before_ctrl_c(run_cli, trained, tmp_
 
 
 def test_a_bad_seed_in_chat_is_one_line_and_the_session_goes_on(run_cli, trained, tmp_path):
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     from rnngen.generation.completer import Completer
 
     lines = iter(["/seed ²", f"/seed {2**64}", "/seed 5", "/quit"])
@@ -169,7 +169,7 @@ def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
 
 
 def test_chat_shows_text_that_looks_like_markup_as_typed(run_cli, trained, tmp_path):
-    run, path = resolve(trained, tmp_path / "checkpoints")
+    run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     from rnngen.generation.completer import Completer
 
     lines = iter(["/[/x]", "/temperature [bold]", "/quit"])

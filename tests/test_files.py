@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
-from rnngen.atomic import write_atomic
+from rnngen.store.atomic import write_atomic
 
 
 def test_written_files_take_the_mode_the_umask_gives(tmp_path):

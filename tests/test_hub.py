@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 import rnngen
-from rnngen import hub
-from rnngen.training import checkpoint
-from rnngen.training.runs import RunFolder
+from rnngen.store import hub
+from rnngen.models import checkpoint
+from rnngen.store.runs import RunFolder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

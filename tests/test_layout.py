@@ -1,4 +1,4 @@
-"""The layer rules of the package, read from the imports of every module (function-local ones too)."""
+"""The layer rules of the package, read from the imports of every module (function-local and type-only ones too)."""
 
 from __future__ import annotations
 
@@ -13,21 +13,11 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def typing_only(tree: ast.Module) -> set[ast.AST]:
-    """The statements under `if TYPE_CHECKING:`: they never run, so they import nothing."""
-    return {node for block in ast.walk(tree) if isinstance(block, ast.If) and ast.unparse(block.test) == "TYPE_CHECKING"
-            for statement in block.body for node in ast.walk(statement)}
-
-
 def imports_of(path: Path) -> set[str]:
-    """Every module name `path` imports when it runs, wherever the import statement is."""
+    """Every module name `path` imports, wherever the statement is: inside functions and under `TYPE_CHECKING` too."""
     names = set()
     package = module_name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else module_name(path)
-    tree = ast.parse(path.read_text())
-    skipped = typing_only(tree)
-    for node in ast.walk(tree):
-        if node in skipped:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -47,14 +37,49 @@ def internal(names: set[str]) -> set[str]:
 
 
 def layer(module: str) -> str:
+    """A subpackage's name for its modules (`training`), else the module's own name (`rnngen.config`)."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 else module
+    return parts[1] if len(parts) > 1 and (PACKAGE / parts[1]).is_dir() else module
+
+
+# From the bottom up: a module may import its own layer and the layers below it, never one above.
+LAYERS = [
+    {"rnngen", "rnngen.errors", "rnngen.config"},
+    {"store"},  # run folders, checkpoint files, names, locks, hub models
+    {"data"},  # text -> tokens
+    {"models"},
+    {"training"},
+    {"generation"},
+    {"analysis"},
+    {"rnngen.api"},  # rnngen.load, rnngen.train, rnngen.prepare
+    {"cli", "rnngen.__main__"},
+]
+
+
+def rank(module: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if layer(module) in names)
 
 
 def test_every_module_was_read():
     assert {"rnngen.training.trainer", "rnngen.cli.main", "rnngen.data.streams", "rnngen.models.state"} <= set(MODULES)
     # Function-local imports count: the group imports click at the top, display inside a method.
     assert {"click", "rnngen.cli.display"} <= MODULES["rnngen.cli.main"]
+
+
+def test_every_module_has_a_layer():
+    assert [module for module in MODULES if not any(layer(module) in names for names in LAYERS)] == []
+
+
+def test_layers_import_downward_only():
+    upward = {module: sorted(name for name in internal(names) if rank(name) > rank(module))
+              for module, names in MODULES.items()}
+    assert {module: names for module, names in upward.items() if names} == {}
+
+
+def test_the_lazy_package_entry_points_are_real():
+    import rnngen
+
+    assert {"load", "Model", "train", "prepare"} <= set(dir(rnngen))
 
 
 def test_no_import_cycles():

@@ -22,9 +22,9 @@ from rnngen.generation.completer import Completer
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.torch_lm import TorchLM
 from rnngen.models import build
-from rnngen.training import checkpoint
-from rnngen.training.checkpoint_format import parameter_shapes, read_header
-from rnngen.training.runs import RunFolder
+from rnngen.models import checkpoint
+from rnngen.store.checkpoint_format import parameter_shapes, read_header
+from rnngen.store.runs import RunFolder
 
 KINDS = [("rnn", "fused"), ("lstm", "fused"), ("gru", "fused"), ("rnn", "scratch"), ("lstm", "scratch"),
          ("gru", "scratch"), ("mingru", "fused"), ("minlstm", "fused")]

@@ -9,9 +9,9 @@ import pytest
 from conftest import TINY
 from test_training import tiny
 
-from rnngen.training import checkpoint
+from rnngen.models import checkpoint
 from rnngen.training.events import Logged
-from rnngen.training.runs import BEST, LAST, RunFolder
+from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 

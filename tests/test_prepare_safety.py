@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from rnngen.data import corpus
-from rnngen.data.names import InvalidName, check_name
+from rnngen.store.names import InvalidName, check_name
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
 

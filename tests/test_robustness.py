@@ -17,11 +17,11 @@ import pytest
 import torch
 from test_training import tiny
 
-from rnngen.atomic import remove_stale_temps, write_atomic
+from rnngen.store.atomic import remove_stale_temps, write_atomic
 from rnngen.errors import CheckpointError, RnngenError, TrainingDiverged
-from rnngen.training import checkpoint
+from rnngen.models import checkpoint
 from rnngen.training.events import Logged
-from rnngen.training.runs import BEST, LAST, RunFolder
+from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
 TRAIN = ("train", "--corpus", "notes", "--preset", "tiny", "--steps", "20", "--eval-every", "10", "--eval-tokens",
@@ -82,7 +82,7 @@ def test_a_run_in_use_cannot_be_resumed_by_a_second_process(cli, tmp_path):
 
 def test_a_lock_dies_with_its_process(char_corpus, tmp_path):
     folder = tmp_path / "checkpoints" / "crashed"
-    script = (f"import time\nfrom rnngen.training.runs import RunFolder\nlock = RunFolder({str(folder)!r}).claim(False)\n"
+    script = (f"import time\nfrom rnngen.store.runs import RunFolder\nlock = RunFolder({str(folder)!r}).claim(False)\n"
               "print('locked', flush=True)\ntime.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
@@ -194,7 +194,7 @@ import resource, sys
 import torch
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import build
-from rnngen.training import checkpoint
+from rnngen.models import checkpoint
 config = ModelConfig(kind="rnn", vocab_size=10, embed=8, hidden=5000, layers=1)  # 100 MB of weights
 weights = checkpoint.model_weights(build(config))
 ckpt = checkpoint.Checkpoint(config, TrainConfig(steps=1), {}, weights)

@@ -11,8 +11,9 @@ from test_training import tiny
 from rnngen.config import SampleConfig
 from rnngen.data.corpus import Corpus
 from rnngen.generation.completer import Completer
-from rnngen.training import checkpoint, samples
-from rnngen.training.runs import LAST, RunFolder
+from rnngen.models import checkpoint
+from rnngen.generation import samples
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
 
@@ -44,7 +45,8 @@ def test_each_evaluation_records_a_sample_of_the_validation_opening(run_cli, tex
 
 def test_the_sample_is_the_library_completion_of_the_checkpoint(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "same")
-    summary = Trainer(char_corpus, *tiny(char_corpus, steps=20, sample_prompt="the model"), run).fit()
+    summary = Trainer(char_corpus, *tiny(char_corpus, steps=20, sample_prompt="the model"), run,
+                      sampler=samples.Sampler).fit()
     model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
     again = Completer(model, tok).complete("the model", samples.SAMPLE).text()
     assert summary["sample_prompt"] == "the model" and summary["sample"] == again == rows(run, "sample")[-1]["text"]
@@ -85,7 +87,8 @@ def test_sampling_time_is_outside_the_training_budget(char_corpus, tmp_path, mon
     monkeypatch.setattr(samples.Sampler, "__call__", slow)
     monkeypatch.setattr(time, "perf_counter", lambda: clock() + shift[0])
     run = RunFolder(tmp_path / "runs" / "slow")
-    summary = Trainer(char_corpus, *tiny(char_corpus, steps=40, eval_every=10, time_budget=500.0), run).fit()
+    summary = Trainer(char_corpus, *tiny(char_corpus, steps=40, eval_every=10, time_budget=500.0), run,
+                      sampler=samples.Sampler).fit()
     # Four samples, 4000 s, and none of it in the run's training seconds: the 500 s budget is not spent.
     assert shift[0] == 4000.0 and len(rows(run, "sample")) == 4
     assert summary["steps"] == 40 and summary["seconds"] < 500

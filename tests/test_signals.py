@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rnngen.training import checkpoint
+from rnngen.models import checkpoint
 
 STEPS = "1500"
 

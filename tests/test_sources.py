@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from conftest import sample_text
 
+from rnngen.store import hub
 from rnngen.data import corpus, sources
 from rnngen.data.sources import SourceSpec
 
@@ -114,11 +115,11 @@ def test_hub_probe_goes_through_the_proxy(monkeypatch):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_port}")
         monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.server_port}")
-        assert sources._hub_reachable()
+        assert hub.hub_reachable()
         assert _Proxy.seen[-1].startswith("http://hub.invalid")
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
         monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-        assert not sources._hub_reachable()
+        assert not hub.hub_reachable()
     finally:
         server.shutdown()
         thread.join()

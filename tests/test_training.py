@@ -14,9 +14,11 @@ from rnngen.data import corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
-from rnngen.training import checkpoint, checkpoint_format
+from rnngen.models import checkpoint
+from rnngen.store import checkpoint_format
 from rnngen.training.events import Logged
-from rnngen.training.runs import BEST, LAST, RunFolder, resolve
+from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 
@@ -49,7 +51,7 @@ def test_overfits_a_short_text_and_greedy_completion_reproduces_it(tmp_path):
     model_cfg, train_cfg = tiny(c, steps=800, batch_size=16, seq_len=32, lr=3e-2, eval_every=800)
     run = RunFolder(tmp_path / "runs" / "fox")
     Trainer(c, model_cfg, train_cfg, run).fit()
-    model, tok, _ = checkpoint.load_model(*resolve(str(run.path), tmp_path / "runs"))
+    model, tok, _ = checkpoint.load_model(*resolve_checkpoint(str(run.path), tmp_path / "runs"))
     completion = Completer(model, tok).complete("the quick brown", SampleConfig(max_tokens=40, temperature=0))
     assert completion.text().startswith(" fox jumps over the lazy dog. the quick")
 

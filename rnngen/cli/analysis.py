@@ -44,8 +44,9 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
     from rnngen.cli.display import gradient_sparklines, gradient_table, out
     from rnngen.data.corpus import Corpus
     from rnngen.models import build
-    from rnngen.training.checkpoint import load_model
-    from rnngen.training.runs import corpus_of, resolve
+    from rnngen.models.checkpoint import load_model
+    from rnngen.store.resolve import resolve_checkpoint
+    from rnngen.data.corpus import corpus_of
 
     if plot_path:
         from rnngen.analysis.plot import require
@@ -53,7 +54,7 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
         require_folder_of(plot_path, "--plot")
         require()
     if checkpoint:
-        run, path = resolve(checkpoint, paths.checkpoints)
+        run, path = resolve_checkpoint(checkpoint, paths.checkpoints)
         model, _, ckpt = load_model(run, path)
         corpus = corpus_of(ckpt.corpus, paths.corpora)
         models = [(f"{run.name} ({ckpt.model.kind})", model)]
@@ -99,13 +100,13 @@ def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     """
     from rnngen.analysis.plot import require, training_curves
     from rnngen.cli.display import out
-    from rnngen.training.runs import resolve
+    from rnngen.store.resolve import resolve_checkpoint
 
     require_folder_of(out_path, "--out")
     require()
     curves = []
     for name in runs:
-        run, _ = resolve(name, paths.checkpoints)
+        run, _ = resolve_checkpoint(name, paths.checkpoints)
         corpus = run.config()["corpus"]
         chars = corpus.get("train_characters") or corpus["val_characters"]
         tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]

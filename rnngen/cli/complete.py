@@ -230,11 +230,11 @@ def _one_blas_thread(device_name: str) -> None:
 def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str) -> tuple[Any, Any]:
     """The completer for `--checkpoint` and the run folder it comes from."""
     from rnngen.generation.completer import Completer
-    from rnngen.training.runs import resolve
+    from rnngen.store.resolve import resolve_checkpoint
 
-    run, path = resolve(checkpoint_arg, paths.checkpoints)
+    run, path = resolve_checkpoint(checkpoint_arg, paths.checkpoints)
     if device_name == "cpu":  # NumPy runs the model: torch is not even imported
         return Completer.from_checkpoint(run, path, "cpu"), run
-    from rnngen import device
+    from rnngen.models import device
 
     return Completer.from_checkpoint(run, path, device.pick(device_name)), run

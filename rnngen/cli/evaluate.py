@@ -31,17 +31,19 @@ def evaluate(paths: Paths, checkpoint: str | None, corpus_name: str | None, spli
     rnngen evaluate                                  # the latest run, on its corpus's validation split
     rnngen evaluate --checkpoint notes-lstm --split train --max-tokens 100000
     """
-    from rnngen import device as devices
+    from rnngen.models import device as devices
     from rnngen.cli.display import out
     from rnngen.data.corpus import Corpus
-    from rnngen.training.checkpoint import load_model
+    from rnngen.models.checkpoint import load_model
     from rnngen.training.evaluate import evaluate as evaluate_split
-    from rnngen.training.runs import corpus_of, require_same_tokenizer, resolve
+    from rnngen.store.runs import require_same_tokenizer
+    from rnngen.store.resolve import resolve_checkpoint
+    from rnngen.data.corpus import corpus_of
 
     if max_tokens == 1:
         raise RnngenError("--max-tokens 1 leaves no token to predict (the first is context only): "
                           "pass 2 or more, or 0 for the whole split")
-    run, path = resolve(checkpoint, paths.checkpoints)
+    run, path = resolve_checkpoint(checkpoint, paths.checkpoints)
     dev = devices.pick(device)
     model, tok, ckpt = load_model(run, path, dev)
     corpus = Corpus.find(paths.corpora, corpus_name) if corpus_name else corpus_of(ckpt.corpus, paths.corpora)

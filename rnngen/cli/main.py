@@ -32,6 +32,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Library parameters whose flag is not their name with dashes.
+FLAGS = {"time_budget": "--time", "kind": "--model", "run_name": "--name", "corpus_name": "--corpus"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of library parameter `name`: `batch_size` is `--batch-size`."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
 class Group(click.Group):
     """Loads a command's module when it is invoked, turns library errors into one line (exit 1) and
     interruptions into their signal's exit code."""
@@ -64,7 +73,8 @@ class Group(click.Group):
 
             code = getattr(exc, "exit_code", 1)
             if isinstance(exc, RnngenError):
-                message = f"[red]error:[/] {escape(str(exc))}" if code == 1 else escape(str(exc))
+                text = escape(exc.message(flag))
+                message = f"[red]error:[/] {text}" if code == 1 else text
                 err.print(message, soft_wrap=True)
             else:
                 err.print(f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",

@@ -69,14 +69,14 @@ def tokenizer_path(paths: Paths, run_or_corpus: str) -> str:
     from pathlib import Path
 
     from rnngen.errors import CheckpointError, CorpusError
-    from rnngen.training.runs import resolve
+    from rnngen.store.resolve import resolve_checkpoint
 
     path = Path(run_or_corpus).expanduser()
     for candidate in (path, path / "tokenizer.model", paths.corpora / run_or_corpus / "tokenizer.model"):
         if candidate.is_file():
             return str(candidate)
     try:
-        run, _ = resolve(run_or_corpus, paths.checkpoints)
+        run, _ = resolve_checkpoint(run_or_corpus, paths.checkpoints)
     except CheckpointError:
         run = None
     if run is None or not (run.path / "tokenizer.model").is_file():

@@ -29,11 +29,11 @@ def push(paths: Paths, run: str, repo_id: str, private: bool, dry_run: Path | No
     rnngen push notes-lstm alice/notes-lstm --dry-run upload/    # look at the model card first
     rnngen complete --checkpoint hf:alice/notes-lstm "The gradient"
     """
-    from rnngen import hub
+    from rnngen.store import hub
     from rnngen.cli.display import err, out
-    from rnngen.training.runs import resolve
+    from rnngen.store.resolve import resolve_checkpoint
 
-    folder, _ = resolve(run, paths.checkpoints)
+    folder, _ = resolve_checkpoint(run, paths.checkpoints)
     if dry_run is not None:
         hub.upload_folder(folder, repo_id, dry_run)
         out.print(f"wrote {', '.join(sorted(p.name for p in dry_run.iterdir()))} to {dry_run}; "

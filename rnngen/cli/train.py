@@ -160,12 +160,15 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
            init_from: str | None, plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.data.corpus import Corpus
-    from rnngen.data.names import check_name
+    from rnngen.store.names import check_name
     from rnngen.training import distributed
     from rnngen.training.resume import seconds_of
-    from rnngen.training.runs import LAST, RunFolder, corpus_of, resolve
+    from rnngen.store.runs import LAST, RunFolder
+    from rnngen.store.resolve import resolve_checkpoint
+    from rnngen.data.corpus import corpus_of
     from rnngen.training.schedule import progress_of
     from rnngen.training.signals import stop_on_signals
+    from rnngen.generation.samples import Sampler
     from rnngen.training.trainer import Trainer, new_run_name
 
     world = distributed.setup(options["device"] or "auto") if not resume else None
@@ -178,7 +181,7 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
     if resume and init_from:
         raise RnngenError("--resume continues a run, --init-from starts a new one from a run's weights: pick one")
     if resume:
-        run, _ = resolve(resume, paths.checkpoints)
+        run, _ = resolve_checkpoint(resume, paths.checkpoints)
         resume_from = _resume_checkpoint(run)
         fixed = sorted(given - RESUMABLE)
         # --preset only fills in options, which the run already has; a named other corpus is refused.
@@ -226,7 +229,7 @@ def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | No
     display = TrainDisplay(plain or not world.is_main, budget)
     with stop_on_signals() as stop, display:
         trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, init_from=init_path, stop=stop,
-                          world=world, on_event=display if world.is_main else None)
+                          world=world, on_event=display if world.is_main else None, sampler=Sampler)
         try:
             summary = trainer.fit()
         except _oom_type() as exc:
@@ -254,8 +257,8 @@ def _claim(ctx: click.Context, run: Any, resuming: bool, world: Any) -> None:
 
 def _resume_checkpoint(run: Any) -> Any:
     """The run's `last` checkpoint; when it is damaged, the error says how to go on from `best`."""
-    from rnngen.training import checkpoint
-    from rnngen.training.runs import BEST, LAST
+    from rnngen.models import checkpoint
+    from rnngen.store.runs import BEST, LAST
 
     try:
         return checkpoint.load(run.file(LAST))
@@ -272,15 +275,16 @@ def _fine_tune_model(init_from: str, corpus: Any, options: dict[str, Any], given
     a corpus encoded with another tokenizer."""
     import dataclasses
 
-    from rnngen.training import checkpoint
-    from rnngen.training.runs import require_same_tokenizer, resolve
+    from rnngen.models import checkpoint
+    from rnngen.store.runs import require_same_tokenizer
+    from rnngen.store.resolve import resolve_checkpoint
 
     # Dropout shapes no weight: it stays free, like the training options.
     fixed = sorted((given & MODEL_OPTIONS) - {"dropout"})
     if fixed:
         raise RnngenError(f"--init-from takes the model's sizes from {init_from}; drop "
                           f"{', '.join('--' + name.replace('_', '-') for name in fixed)}")
-    run, path = resolve(init_from, paths.checkpoints)
+    run, path = resolve_checkpoint(init_from, paths.checkpoints)
     source = checkpoint.load(path)
     # --tokenizer-from reads a run (name or folder): for a checkpoint file or a hub model, name its folder.
     is_run = Path(init_from).is_dir() or (paths.checkpoints / init_from).is_dir()
@@ -319,7 +323,7 @@ def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]
 def runs(paths: Paths, as_json: bool) -> None:
     """List training runs: model, corpus, steps, best validation bits per character."""
     from rnngen.cli.display import runs_table
-    from rnngen.training.runs import list_runs
+    from rnngen.store.runs import list_runs
 
     rows = []
     for run in list_runs(paths.checkpoints):

@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from rnngen import __version__
-from rnngen.atomic import write_json_atomic
+from rnngen.store.atomic import write_json_atomic
 from rnngen.data import sources, tokenizer
-from rnngen.data.names import MAX_NAME_CHARS, check_name, is_valid_name
+from rnngen.store.names import MAX_NAME_CHARS, check_name, is_valid_name
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
-from rnngen.lock import Lock, alive
+from rnngen.store.lock import Lock, alive
+from rnngen.store.runs import require_same_tokenizer
 
 META_FORMAT = 1
 TEMP_PREFIX = ".tmp-"
@@ -556,3 +557,27 @@ def list_corpora(root: Path) -> list[dict[str, Any]]:
         if _complete(meta):
             metas.append(meta | {"path": str(meta_path.parent)})
     return metas
+
+
+def corpus_identity(corpus: Corpus) -> dict[str, Any]:
+    """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
+    splits = corpus.meta["splits"]
+    source = corpus.meta.get("source", {})
+    return {"name": corpus.name, "path": str(corpus.path), "dataset": source.get("dataset"),
+            "documents": source.get("documents"), "tokenizer": corpus.meta["tokenizer"],
+            "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
+            "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
+            "val_characters": splits["val"]["characters"]}
+
+
+def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
+    """The corpus a checkpoint was trained on (`Checkpoint.corpus`): at its recorded path, else by name under `root`."""
+    path = Path(identity["path"])
+    if (path / "meta.json").exists():
+        corpus = Corpus.open(path)
+    else:
+        # The name comes from a file that may have been edited or sent by someone else.
+        corpus = Corpus.find(root, check_name(identity.get("name"), "the checkpoint's corpus"))
+    require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
+                           "use the corpus the run was trained on")
+    return corpus

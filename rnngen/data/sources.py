@@ -11,14 +11,13 @@ from __future__ import annotations
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rnngen.errors import CorpusError
+from rnngen.store.hub import hub_reachable
 
 DEFAULT_DATASET = "pydocs"
 # A `test` split is never taken for validation unless asked for (--val-split test): it is for the end.
@@ -34,7 +33,6 @@ DETECT_ROWS = 2000
 # shakespeare) is a single-document corpus and lines are not torn into separate documents.
 FILE_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
                  ".csv": "csv", ".parquet": "parquet"}
-HUB_PROBE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -72,20 +70,6 @@ def is_local(dataset: str) -> bool:
     except OSError:  # a name too long for the file system
         exists = False
     return exists or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
-
-
-def _hub_reachable() -> bool:
-    """One HEAD request to the hub; urllib goes through HTTPS_PROXY/HTTP_PROXY/NO_PROXY as the hub client does."""
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        # A fresh opener reads the proxy variables now (urlopen's shared one keeps those of its first use).
-        opener = urllib.request.build_opener()
-        with opener.open(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_SECONDS):
-            return True
-    except urllib.error.HTTPError:
-        return True  # an answer, even an error status, means the hub (or the proxy before it) is there
-    except (OSError, ValueError):
-        return False
 
 
 def _go_offline() -> None:
@@ -169,7 +153,7 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
     args, kwargs = _load_kwargs(spec)
     if is_local(spec.dataset):
         kwargs["cache_dir"] = str(cache_dir) if cache_dir else None
-    elif not _hub_reachable():
+    elif not hub_reachable():
         _go_offline()
     import datasets
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from rnngen.errors import CorpusError
+from rnngen.store.runs import require_same_tokenizer
 
 TOKENIZER_TYPES = ("unigram", "bpe", "char", "word")
 # The word model has no byte fallback (sentencepiece would spell an unknown word's leading space as the
@@ -201,3 +202,11 @@ class StreamDecoder:
         text = self._unescape(self._utf8.decode(b"", final=True)) + self._held
         self._held = ""
         return text
+
+
+def load_checked(path: Path, expected_sha256: str | None, vocab_size: int, fix: str) -> Tokenizer:
+    """The tokenizer at `path`, refused unless it is the one a checkpoint was trained with (`fix` says what to do)."""
+    tok = Tokenizer.load(path)
+    require_same_tokenizer(str(path), {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
+                           {"sha256": expected_sha256, "vocab_size": vocab_size}, fix)
+    return tok

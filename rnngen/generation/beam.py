@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rnngen.errors import RnngenError
 from rnngen.generation.arrays import ops_for
-
-if TYPE_CHECKING:
-    from rnngen.generation.completer import ModelMemory
+from rnngen.generation.memory import ModelMemory
 
 
 @dataclass
@@ -36,7 +34,7 @@ def select_rows(state: Any, rows: list[int]) -> Any:
     return tuple(part[:, rows] for part in state) if isinstance(state, tuple) else state[:, rows]
 
 
-def beam_search(step, memory: "ModelMemory", beams: int, max_tokens: int, eot: int,
+def beam_search(step, memory: ModelMemory, beams: int, max_tokens: int, eot: int,
                 length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
     """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `memory`.
 

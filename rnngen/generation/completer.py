@@ -21,20 +21,14 @@ import numpy as np
 
 from rnngen.config import SampleConfig
 from rnngen.data.tokenizer import Tokenizer
+from rnngen.data.tokenizer import load_checked
 from rnngen.errors import RnngenError
 from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
+from rnngen.generation.memory import ModelMemory
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.sampling import draw_token, filter_logits
-from rnngen.training.runs import RunFolder
-
-
-@dataclass
-class ModelMemory:
-    """What the model remembers after some text: the next-token logits and the recurrent state."""
-
-    logits: Any  # [vocab], a NumPy array or a torch tensor
-    state: Any
+from rnngen.store.runs import RunFolder
 
 
 @dataclass
@@ -116,14 +110,15 @@ class Completer:
         On the CPU the weights are read with `safetensors.numpy`: no torch is imported.
         """
         if on_cpu(device):
-            from rnngen.training.checkpoint_format import read_numpy
+            from rnngen.store.checkpoint_format import read_numpy
 
             ckpt = read_numpy(path)
-            tok = run.tokenizer(ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size)
+            tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size,
+                         "copy the tokenizer.model of the corpus the run was trained on")
             model: Any = NumpyLM(ckpt.model, ckpt.weights)
         else:
             from rnngen.generation.torch_lm import TorchLM
-            from rnngen.training.checkpoint import load_model
+            from rnngen.models.checkpoint import load_model
 
             module, tok, ckpt = load_model(run, path, device)
             model = TorchLM(module, device)

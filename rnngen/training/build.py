@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from rnngen import device as devices
+from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import RecurrentLM, build
-from rnngen.training.checkpoint import load, load_weights
+from rnngen.models.checkpoint import load, load_weights
 from rnngen.training.distributed import World
 from rnngen.training.optim import adamw
 

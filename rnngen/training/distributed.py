@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rnngen import device as devices
+from rnngen.models import device as devices
 from rnngen.errors import RnngenError
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnngen import device as devices
+from rnngen.models import device as devices
 from rnngen.models import RecurrentLM
 from rnngen.training import distributed
 

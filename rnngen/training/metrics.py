@@ -13,7 +13,7 @@ import torch
 from rnngen.training import distributed
 from rnngen.training.distributed import World
 from rnngen.training.events import METRICS_ROWS, Event, EventFn
-from rnngen.training.runs import RunFolder
+from rnngen.store.runs import RunFolder
 
 
 class Reporter:

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from rnngen.models.state import State, slice_rows, state_rows, state_to
-from rnngen.training.checkpoint import Checkpoint
+from rnngen.models.checkpoint import Checkpoint
 from rnngen.training.distributed import World
-from rnngen.training.runs import RunFolder
+from rnngen.store.runs import RunFolder
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:

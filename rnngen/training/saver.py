@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rnngen.atomic import write_atomic
+from rnngen.store.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.corpus import Corpus
 from rnngen.models import RecurrentLM
-from rnngen.training import checkpoint
-from rnngen.training.checkpoint import Checkpoint
+from rnngen.models import checkpoint
+from rnngen.models.checkpoint import Checkpoint
 from rnngen.training.events import Saved
-from rnngen.training.runs import BEST, LAST, RunFolder, corpus_identity, write_failed
+from rnngen.store.runs import BEST, LAST, RunFolder, write_failed
+from rnngen.data.corpus import corpus_identity
 
 
 class Saver:

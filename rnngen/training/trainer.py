@@ -3,7 +3,7 @@
 `fit()` is the loop; its parts live in their own modules: building the model and optimizer
 (`build`), the budget and schedule (`schedule`), the resume state (`resume`), metrics and events
 (`metrics`, `events`), the weights' moving average (`averaging`), checkpoint assembly (`saver`) and
-the sample drawn at each evaluation (`samples`). Progress is reported as typed events
+the sample drawn at each evaluation (a `SamplerFactory` handed in). Progress is reported as typed events
 (`on_event(event)`), which the CLI renders; this module prints nothing.
 """
 
@@ -14,28 +14,35 @@ import math
 import signal
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from rnngen import device as devices
+from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.corpus import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged
+from rnngen.models import RecurrentLM
 from rnngen.models.state import detach_state, map_state
-from rnngen.training import distributed, resume, samples
+from rnngen.training import distributed, resume
 from rnngen.training.build import build_for_training
 from rnngen.training.averaging import WeightAverage
-from rnngen.training.checkpoint import Checkpoint, load_weights, model_weights
+from rnngen.models.checkpoint import Checkpoint, load_weights, model_weights
 from rnngen.training.distributed import World
 from rnngen.training.evaluate import evaluate, next_token_loss
-from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Started
+from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Sampled, Started
 from rnngen.training.metrics import Interval, Reporter
-from rnngen.training.runs import BEST, LAST, RunFolder
+from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.saver import Saver
 from rnngen.training.schedule import Budget
 from rnngen.training.signals import Interrupted, StopFlag
+
+
+# Makes the sample drawn at each evaluation from (the evaluated model, the corpus, the prompt or None for
+# the corpus's own, the device): `rnngen.generation.samples.Sampler`, handed in from above.
+SamplerFactory = Callable[[RecurrentLM, Corpus, "str | None", torch.device], Callable[[int], Sampled]]
 
 
 class Trainer:
@@ -43,7 +50,8 @@ class Trainer:
 
     def __init__(self, corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig, run: RunFolder,
                  resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None,
-                 world: World = World(), init_from: Path | None = None):
+                 world: World = World(), init_from: Path | None = None,
+                 sampler: SamplerFactory | None = None):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
         built = build_for_training(model_cfg, train_cfg, world, init_from)
@@ -62,8 +70,9 @@ class Trainer:
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
         self.stale = 0  # evaluations in a row without a lower validation loss, for --patience
-        self.sampler = (samples.Sampler(self.kept, corpus, train_cfg.sample_prompt, self.device)
-                        if train_cfg.samples and world.is_main else None)
+        self.sampler = (sampler(self.kept, corpus, train_cfg.sample_prompt, self.device)
+                        if sampler is not None and train_cfg.samples and world.is_main else None)
+        self.last_sample: Sampled | None = None
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
@@ -179,7 +188,8 @@ class Trainer:
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
         if self.sampler is not None:
-            self.report(self.sampler(self.budget.step))
+            self.last_sample = self.sampler(self.budget.step)
+            self.report(self.last_sample)
         # Rank 0's decision, so that a last-digit difference in the summed loss cannot split the ranks.
         improved = distributed.broadcast(result.val_loss < self.best)
         if improved:
@@ -246,7 +256,7 @@ class Trainer:
                         processes=self.world.size, tokens=tokens,
                         tokens_per_s=tokens / max(self.budget.seconds, 1e-9), best_val_loss=self.best,
                         best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval,
-                        last_sample=self.sampler.last if self.sampler is not None else None, stopped=stopped)
+                        last_sample=self.last_sample, stopped=stopped)
 
 
 def new_run_name(corpus: str, kind: str) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rnngen.lock import alive
+from rnngen.store.lock import alive
 
 TEMP_SUFFIX = ".tmp"
 

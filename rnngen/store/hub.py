@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError
+from rnngen.store.runs import RunFolder
 
-if TYPE_CHECKING:
-    from rnngen.training.runs import RunFolder
 
 PREFIX = "hf:"
 WEIGHTS, CONFIG, TOKENIZER, CARD = "best.safetensors", "config.json", "tokenizer.model", "README.md"
 FILES = (WEIGHTS, CONFIG, TOKENIZER, CARD)
+HUB_PROBE_SECONDS = 3.0
 # The hub's repository id rules, in short: one namespace, one name, letters, digits, '-', '_', '.'.
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -36,6 +38,20 @@ class HubError(RnngenError):
 def is_hub_ref(checkpoint: str) -> bool:
     """Whether a `--checkpoint` argument names a hub model (`hf:USER/NAME[@REVISION]`)."""
     return checkpoint.startswith(PREFIX)
+
+
+def hub_reachable() -> bool:
+    """One HEAD request to the hub; urllib goes through HTTPS_PROXY/HTTP_PROXY/NO_PROXY as the hub client does."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        # A fresh opener reads the proxy variables now (urlopen's shared one keeps those of its first use).
+        opener = urllib.request.build_opener()
+        with opener.open(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_SECONDS):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an answer, even an error status, means the hub (or the proxy before it) is there
+    except (OSError, ValueError):
+        return False
 
 
 def parse_repo_id(repo_id: str) -> str:
@@ -63,8 +79,6 @@ def download(ref: str) -> Path:
         RevisionNotFoundError,
     )
 
-    from rnngen.data import sources
-
     repo_id, revision = parse(ref)
     kwargs = {"repo_id": repo_id, "revision": revision, "allow_patterns": list(FILES), "library_name": "rnngen",
               "library_version": __version__}
@@ -73,7 +87,7 @@ def download(ref: str) -> Path:
     except LocalEntryNotFoundError:
         pass  # not cached yet
     # The hub client retries an unreachable hub for tens of seconds; the probe `prepare` uses takes at most a few.
-    if constants.HF_HUB_OFFLINE or not sources._hub_reachable():
+    if constants.HF_HUB_OFFLINE or not hub_reachable():
         raise HubError(f"{ref} is not in the hub cache ({constants.HF_HUB_CACHE}) and the Hugging Face hub cannot be "
                        f"reached{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}: run it once with "
                        f"network access to download it, or pass a local run folder or .safetensors file")
@@ -160,11 +174,9 @@ def push(folder: Path, repo_id: str, private: bool) -> str:
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
-    from rnngen.data import sources
-
     if get_token() is None:
         raise HubError("no Hugging Face token: run `huggingface-cli login` (or `hf auth login`), or set HF_TOKEN")
-    if not sources._hub_reachable():
+    if not hub_reachable():
         raise HubError("cannot reach the Hugging Face hub: check the network (HF_ENDPOINT, HTTPS_PROXY) and push again")
     api = HfApi(library_name="rnngen", library_version=__version__)
     try:

@@ -29,7 +29,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3}
 class Checkpoint:
     """What one checkpoint file holds.
 
-    `weights` are torch tensors (`rnngen.training.checkpoint.load`) or NumPy arrays (`read_numpy`).
+    `weights` are torch tensors (`rnngen.models.checkpoint.load`) or NumPy arrays (`read_numpy`).
     `resume_state` (optimizer, RNG, clock, carried hidden state) is what `--resume` needs on top of
     the weights; it is None in weights-only files such as `best.safetensors`, and whenever only
     the weights were read.

@@ -1,6 +1,6 @@
 """Checkpoint files with torch: saving (atomically) and loading for training, resume and evaluation.
 
-The format, and reading it without torch, is `rnngen.training.checkpoint_format`. Each file is
+The format, and reading it without torch, is `rnngen.store.checkpoint_format`. Each file is
 written to a temporary name in the same folder, flushed, fsynced and renamed, so a crash or a full
 disk at any moment leaves the previous checkpoint whole.
 """
@@ -16,10 +16,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
-from rnngen.atomic import replacing
+from rnngen.store.atomic import replacing
+from rnngen.data.tokenizer import load_checked
 from rnngen.errors import CheckpointError
-from rnngen.training.checkpoint_format import FORMAT, Checkpoint, read_header
-from rnngen.training.runs import RunFolder, what_is_kept, write_failed
+from rnngen.store.checkpoint_format import FORMAT, Checkpoint, read_header
+from rnngen.store.runs import RunFolder, what_is_kept, write_failed
 
 __all__ = ["FORMAT", "Checkpoint", "save", "load", "load_weights", "load_model", "model_weights"]
 
@@ -130,7 +131,8 @@ def load_model(run: RunFolder, path: Path, device: torch.device | str = "cpu"):
     from rnngen.models import build
 
     ckpt = load(path, map_location=device)
-    tok = run.tokenizer(ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size)
+    tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size,
+                         "copy the tokenizer.model of the corpus the run was trained on")
     model = build(ckpt.model).to(device)
     load_weights(model, ckpt, path)
     return model.eval(), tok, ckpt

@@ -16,12 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rnngen.atomic import remove_stale_temps, write_atomic, write_json_atomic
-from rnngen.data.corpus import Corpus
-from rnngen.data.names import check_name
-from rnngen.data.tokenizer import Tokenizer
+from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
 from rnngen.errors import CheckpointError, RnngenError
-from rnngen.lock import Lock
+from rnngen.store.lock import Lock
 
 BEST, LAST = "best.safetensors", "last.safetensors"
 LOCK = ".lock"
@@ -65,14 +62,6 @@ class RunFolder:
             write_json_atomic(self.config_path, header)
         except OSError as exc:
             raise write_failed(self.config_path, exc) from exc
-
-    def tokenizer(self, expected_sha256: str | None, vocab_size: int) -> Tokenizer:
-        """The run's tokenizer, checked against the checkpoint that will use it."""
-        tok = Tokenizer.load(self.tokenizer_path)
-        require_same_tokenizer(str(self.tokenizer_path), {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
-                               {"sha256": expected_sha256, "vocab_size": vocab_size},
-                               "copy the tokenizer.model of the corpus the run was trained on")
-        return tok
 
     def has_checkpoint(self) -> bool:
         return self.file(LAST).exists() or self.file(BEST).exists()
@@ -183,72 +172,7 @@ def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str,
                               f"vs {expected.get('vocab_size')}): {fix}")
 
 
-def corpus_identity(corpus: Corpus) -> dict[str, Any]:
-    """What a checkpoint records of its corpus: enough to find it again and to check the tokenizer."""
-    splits = corpus.meta["splits"]
-    source = corpus.meta.get("source", {})
-    return {"name": corpus.name, "path": str(corpus.path), "dataset": source.get("dataset"),
-            "documents": source.get("documents"), "tokenizer": corpus.meta["tokenizer"],
-            "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
-            "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
-            "val_characters": splits["val"]["characters"]}
-
-
-def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
-    """The corpus a checkpoint was trained on (`Checkpoint.corpus`): at its recorded path, else by name under `root`."""
-    path = Path(identity["path"])
-    if (path / "meta.json").exists():
-        corpus = Corpus.open(path)
-    else:
-        # The name comes from a file that may have been edited or sent by someone else.
-        corpus = Corpus.find(root, check_name(identity.get("name"), "the checkpoint's corpus"))
-    require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
-                           "use the corpus the run was trained on")
-    return corpus
-
-
 def list_runs(root: Path) -> list[RunFolder]:
     """Run folders under `root`, the most recently written last."""
     runs = [RunFolder(p.parent) for p in Path(root).glob("*/config.json")]
     return sorted(runs, key=lambda run: max((p.stat().st_mtime for p in run.path.iterdir()), default=0))
-
-
-def resolve(checkpoint: str | None, root: Path) -> tuple[RunFolder, Path]:
-    """The run folder and checkpoint file a `--checkpoint` argument names.
-
-    None: the most recent run under `root`. A run folder (or a run name under `root`): its best
-    checkpoint, else its last. A file: that file, in its run folder. `hf:USER/NAME[@REVISION]`: the
-    model's folder in the hub cache, downloaded once.
-    """
-    if checkpoint is not None and checkpoint.startswith("hf:"):
-        from rnngen import hub  # the hub client loads only for hub models
-
-        run = RunFolder(hub.download(checkpoint))
-    elif checkpoint is None:
-        runs = [run for run in list_runs(root) if run.file(BEST).exists() or run.file(LAST).exists()]
-        if not runs:
-            raise CheckpointError(f"no trained run in {root}: train one with `rnngen train`, or pass --checkpoint PATH")
-        run = runs[-1]
-    else:
-        path = Path(checkpoint).expanduser()
-        if not _exists(path) and _exists(Path(root) / checkpoint):
-            path = Path(root) / checkpoint
-        if _exists(path) and path.is_file():
-            return RunFolder(path.parent), path
-        if not _exists(path) or not path.is_dir():
-            raise CheckpointError(f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}")
-        run = RunFolder(path)
-    for name in (BEST, LAST):
-        if run.file(name).exists():
-            return run, run.file(name)
-    raise CheckpointError(f"{run.path} holds no checkpoint yet ({BEST} or {LAST}): its training stopped before "
-                          f"the first save; start it again with `rnngen train --name {run.name}` and its options")
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError as exc:  # a name too long for the file system names nothing there
-        if exc.errno == errno.ENAMETOOLONG:
-            return False
-        raise

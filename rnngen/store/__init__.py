@@ -1,0 +1,1 @@
+"""Stored formats: run folders, checkpoint files, names, locks, atomic writes and hub models; no torch."""
