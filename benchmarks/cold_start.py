@@ -17,9 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnngen.config import ModelConfig, PRESETS, TrainConfig
-from rnngen.store.runs import RunFolder
-from rnngen.training.trainer import Trainer
+from rnngen.pipeline import train
 
 
 def wall(cmd: list[str], repeats: int) -> float:
@@ -51,9 +49,7 @@ def until_prompt(cmd: list[str], repeats: int) -> float:
 def run(corpus, quick: bool) -> list[dict[str, Any]]:
     repeats = 3 if quick else 7
     with tempfile.TemporaryDirectory() as folder:
-        model_cfg = ModelConfig(**{**PRESETS["cpu"]["model"], "vocab_size": corpus.vocab_size})
-        cfg = TrainConfig(steps=1, time_budget=None, eval_tokens=1000, warmup=1)
-        Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
+        train(corpus, "cpu", checkpoints=folder, name="run", steps=1, eval_tokens=1000, warmup=1)
         rnngen = [sys.executable, "-m", "rnngen", "--checkpoints-dir", folder]
         bare = wall([sys.executable, "-c", "import numpy, sentencepiece"], repeats)
         torch_import = wall([sys.executable, "-c", "import torch"], repeats)

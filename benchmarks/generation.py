@@ -9,13 +9,14 @@ The torch model's fused pass primes the same prompt in the same run, as the refe
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from typing import Any
 
 import torch
 
-from rnngen.config import ModelConfig, PRESETS, SampleConfig
+from rnngen.config import PRESETS, SampleConfig
 from rnngen.generation.completer import Completer
 from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.generation.torch_lm import TorchLM
@@ -25,7 +26,7 @@ from rnngen.models import build
 def run(corpus, quick: bool) -> list[dict[str, Any]]:
     tok = corpus.tokenizer()
     torch.manual_seed(0)
-    model = build(ModelConfig(**{**PRESETS["cpu"]["model"], "vocab_size": tok.vocab_size}))
+    model = build(dataclasses.replace(PRESETS["cpu"].model, vocab_size=tok.vocab_size))
     completer = Completer(model, tok)  # on the CPU: the NumPy model
     lm = completer.lm
     cfg = SampleConfig(temperature=0.8, top_k=40)

@@ -18,15 +18,11 @@ from benchmarks.common import prepared
 RUN = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
-from rnngen.config import ModelConfig, PRESETS, TrainConfig
 from rnngen.data.corpus import Corpus
-from rnngen.store.runs import RunFolder
-from rnngen.training.trainer import Trainer
+from rnngen.pipeline import train
 corpus = Corpus.open(Path(sys.argv[1]))
-model = ModelConfig(**{**PRESETS["cpu"]["model"], "vocab_size": corpus.vocab_size})
-cfg = TrainConfig(**{**PRESETS["cpu"]["train"], "steps": 30, "time_budget": None, "eval_every": 30, "eval_tokens": 20000})
 with tempfile.TemporaryDirectory() as folder:
-    Trainer(corpus, model, cfg, RunFolder(Path(folder) / "run")).fit()
+    train(corpus, "cpu", checkpoints=folder, name="run", steps=30, eval_every=30, eval_tokens=20000)
 print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

@@ -7,15 +7,12 @@ Every model uses the cpu preset's sizes and schedule.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import prepared
-from rnngen.config import ModelConfig, PRESETS, TrainConfig
-from rnngen.store.runs import RunFolder
-from rnngen.training.trainer import Trainer
+from rnngen.pipeline import train
 
 
 def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[str, Any]]:
@@ -23,11 +20,9 @@ def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[
     cases = [(model, "char", None) for model in models] + ([("lstm", "unigram", 1024)] if "lstm" in models else [])
     for model, kind, vocab in cases:
         corpus = prepared(root, str(text), kind, vocab, f"shakespeare-{kind}")
-        model_cfg = ModelConfig(**{**PRESETS["cpu"]["model"], "kind": model, "vocab_size": corpus.vocab_size})
-        cfg = dataclasses.replace(TrainConfig(**PRESETS["cpu"]["train"]), time_budget=seconds, eval_tokens=None,
-                                  eval_every=250)
         with tempfile.TemporaryDirectory() as folder:
-            summary = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run")).fit()
+            summary = train(corpus, "cpu", checkpoints=folder, name="run", kind=model, time_budget=seconds,
+                            eval_tokens=None, eval_every=250).to_dict()
         nats_per_char = summary["best_val_bpc"] * 0.6931471805599453
         rows.append({"benchmark": "quality", "model": f"{model} 2x384", "tokenizer": f"{kind} {corpus.vocab_size}",
                      "seconds": seconds,

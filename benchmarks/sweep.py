@@ -13,7 +13,6 @@ tokens whatever the load. A grid is a JSON list of points:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import tempfile
 from collections.abc import Callable
@@ -23,9 +22,9 @@ from typing import Any
 from torch import nn
 
 from benchmarks.common import prepared
-from rnngen.config import ModelConfig, PRESETS, TrainConfig
-from rnngen.store.runs import RunFolder
-from rnngen.training.trainer import Trainer
+from rnngen.models.checkpoint import load_model
+from rnngen.pipeline import train
+from rnngen.store.runs import LAST, RunFolder
 
 # One change at a time from the preset; "preset" is the point every other one is read against.
 GRID: list[dict[str, Any]] = [
@@ -60,23 +59,22 @@ GRID: list[dict[str, Any]] = [
 
 def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None, preset: str,
           score: Callable[[nn.Module], float] | None = None) -> dict[str, Any]:
-    """Train one point of the grid; its figures. `score` replaces the trainer's own final bits/char (its
-    evaluation in `batch_size` streams) when a comparison needs every model scored the same way."""
-    model_cfg = ModelConfig(**{**PRESETS[preset]["model"], **spec.get("model", {}), "vocab_size": corpus.vocab_size})
-    train = {**PRESETS[preset]["train"], **spec.get("train", {})}
-    cfg = dataclasses.replace(TrainConfig(**train), time_budget=seconds, steps=steps, eval_tokens=None,
-                              eval_every=10**9)
+    """Train one point of the grid through `rnngen.train`; its figures. `score` replaces the run's own final
+    bits/char (its evaluation in `batch_size` streams) when a comparison needs every model scored the same way."""
+    overrides = {**spec.get("model", {}), **spec.get("train", {})}
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(corpus, model_cfg, cfg, RunFolder(Path(folder) / "run"))
-        summary = trainer.fit()
-        val_bpc = score(trainer.kept) if score else summary["val_bpc"]
-    return {"benchmark": "sweep", "point": spec["name"], "model": model_cfg.to_dict(),
-            "train": {k: getattr(cfg, k) for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
-                                                   "weight_decay", "ema")},
+        summary = train(corpus, preset, checkpoints=folder, name="point", time_budget=seconds, steps=steps,
+                        eval_tokens=None, eval_every=10**9, **overrides)
+        run = RunFolder(Path(summary.run))
+        config = run.config()
+        val_bpc = score(load_model(run, run.file(LAST))[0]) if score else summary.last_eval.val_bpc
+    return {"benchmark": "sweep", "point": spec["name"], "model": config["model"],
+            "train": {k: config["train"][k] for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
+                                                      "weight_decay", "ema")},
             "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
             if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
-            "steps": summary["steps"], "seconds": summary["seconds"], "tokens": summary["tokens"],
-            "tokens_per_s": summary["tokens_per_s"], "val_bpc": val_bpc}
+            "steps": summary.steps, "seconds": summary.seconds, "tokens": summary.tokens,
+            "tokens_per_s": summary.tokens_per_s, "val_bpc": val_bpc}
 
 
 def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: Path | None, tokenizer: str,

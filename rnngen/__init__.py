@@ -4,9 +4,11 @@
     model = rnngen.load("checkpoints/notes-gru")      # a run, a .safetensors file, or "hf:user/name"
     model.complete("Studying Deep Learning is really", max_tokens=50, temperature=0.8, seed=1)
     model.score("Some text")                          # bits per character
+    rnngen.prepare("notes.txt", tokenizer="char", name="notes")
+    rnngen.train("notes", time_budget=600, name="notes-lstm")
 
-`import rnngen` loads nothing heavy: the API module loads at the first use of `rnngen.load` or
-`rnngen.Model`, the way the CLI loads a command's module, and CPU completion needs no torch.
+`import rnngen` loads nothing heavy: `rnngen.api` (load, Model) and `rnngen.pipeline` (prepare, train)
+load at their first use, the way the CLI loads a command's module, and CPU completion needs no torch.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Model", "__version__", "load", "prepare", "train"]
-API = ("Model", "load", "prepare", "train")  # loaded from rnngen.api at first use
+# Loaded at first use, so that `import rnngen` stays light.
+API = {"Model": "rnngen.api", "load": "rnngen.api", "prepare": "rnngen.pipeline", "train": "rnngen.pipeline"}
 
 
 def __getattr__(name: str) -> Any:
     if name in API:
-        return getattr(importlib.import_module("rnngen.api"), name)
+        return getattr(importlib.import_module(API[name]), name)
     raise AttributeError(f"module 'rnngen' has no attribute {name!r}")
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from rnngen.errors import RnngenError
+from rnngen.errors import RnngenError, param
 
 MODEL_KINDS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 MIN_KINDS = ("mingru", "minlstm")
@@ -54,14 +54,14 @@ class ModelConfig(JsonConfig):
         if self.kind not in MODEL_KINDS:
             raise RnngenError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
         if self.impl not in IMPLS:
-            raise RnngenError(f"unknown --impl {self.impl!r}: choose one of {', '.join(IMPLS)}")
+            raise RnngenError(f"unknown {param('impl')} {self.impl!r}: choose one of {', '.join(IMPLS)}")
         if self.impl == "scratch" and self.kind in MIN_KINDS:
-            raise RnngenError(f"--impl scratch is for rnn, lstm and gru; {self.kind} has one implementation")
+            raise RnngenError(f"{param('impl')} scratch is for rnn, lstm and gru; {self.kind} has one implementation")
         for name in ("embed", "hidden", "layers"):
             if getattr(self, name) < 1:
-                raise RnngenError(f"--{name} must be at least 1, got {getattr(self, name)}")
+                raise RnngenError(f"{param(name)} must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
-            raise RnngenError(f"--dropout must be in [0, 1), got {self.dropout}")
+            raise RnngenError(f"{param('dropout')} must be in [0, 1), got {self.dropout}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TrainConfig(JsonConfig):
     steps: int | None = None
     time_budget: float | None = 180.0
     eval_every: int = 200
-    eval_tokens: int | None = 200_000
+    eval_tokens: int | None = 100_000
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"
@@ -99,38 +99,38 @@ class TrainConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         if self.steps is None and self.time_budget is None:
-            raise RnngenError("training needs a budget: pass --steps N or --time SECONDS")
+            raise RnngenError(f"training needs a budget: pass {param('steps')} N or {param('time_budget')} SECONDS")
         # NaN passes every comparison below and inf trains forever or not at all: numbers must be finite.
         numbers = {"lr": self.lr, "min_lr_ratio": self.min_lr_ratio, "weight_decay": self.weight_decay, "ema": self.ema,
-                   "clip": self.clip, "time": self.time_budget, "steps": self.steps}
+                   "clip": self.clip, "time_budget": self.time_budget, "steps": self.steps}
         for name, value in numbers.items():
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise RnngenError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+                raise RnngenError(f"{param(name)} must be a finite number, got {value}")
         if self.steps is not None and self.steps < 1:
-            raise RnngenError(f"--steps must be at least 1, got {self.steps}")
+            raise RnngenError(f"{param('steps')} must be at least 1, got {self.steps}")
         if self.time_budget is not None and self.time_budget <= 0:
-            raise RnngenError(f"--time must be positive, got {self.time_budget}")
+            raise RnngenError(f"{param('time_budget')} must be positive, got {self.time_budget}")
         if not 0 <= self.ema <= 1:
-            raise RnngenError(f"--ema must be from 0 (off) to 1, got {self.ema}")
+            raise RnngenError(f"{param('ema')} must be from 0 (off) to 1, got {self.ema}")
         if self.weight_decay < 0:
-            raise RnngenError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+            raise RnngenError(f"{param('weight_decay')} must be >= 0, got {self.weight_decay}")
         if not 0 <= self.seed <= MAX_SEED:
-            raise RnngenError(f"--seed must be from 0 to {MAX_SEED}, got {self.seed}")
+            raise RnngenError(f"{param('seed')} must be from 0 to {MAX_SEED}, got {self.seed}")
         positive = {"batch_size": self.batch_size, "seq_len": self.seq_len, "eval_every": self.eval_every,
                     "log_every": self.log_every}
         for name, value in positive.items():
             if value < 1:
-                raise RnngenError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise RnngenError(f"{param(name)} must be at least 1, got {value}")
         if self.lr <= 0:
-            raise RnngenError(f"--lr must be positive, got {self.lr}")
+            raise RnngenError(f"{param('lr')} must be positive, got {self.lr}")
         if self.patience is not None and self.patience < 1:
-            raise RnngenError(f"--patience must be at least 1 (--patience 0 turns it off), got {self.patience}")
+            raise RnngenError(f"{param('patience')} must be at least 1 ({param('patience')} 0 turns it off), got {self.patience}")
         if self.clip < 0:
-            raise RnngenError(f"--clip must be >= 0 (0 turns clipping off), got {self.clip}")
+            raise RnngenError(f"{param('clip')} must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len + 1:
-            raise RnngenError(f"--eval-tokens {self.eval_tokens} is less than one window of --seq-len + 1 = "
+            raise RnngenError(f"{param('eval_tokens')} {self.eval_tokens} is less than one window of {param('seq_len')} + 1 = "
                               f"{self.seq_len + 1} tokens: pass at least that, or 0 for the whole split")
 
 
@@ -148,46 +148,40 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
-            raise RnngenError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+            raise RnngenError(f"{param('max_tokens')} must be at least 1, got {self.max_tokens}")
         if not self.temperature >= 0:  # also refuses NaN
-            raise RnngenError(f"--temperature must be >= 0 (0 is greedy), got {self.temperature}")
+            raise RnngenError(f"{param('temperature')} must be >= 0 (0 is greedy), got {self.temperature}")
         if self.top_k < 0:
-            raise RnngenError(f"--top-k must be >= 1 (or 0 for no limit), got {self.top_k}")
+            raise RnngenError(f"{param('top_k')} must be >= 1 (or 0 for no limit), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
-            raise RnngenError(f"--top-p must be in (0, 1], got {self.top_p}")
+            raise RnngenError(f"{param('top_p')} must be in (0, 1], got {self.top_p}")
         if not 0 < self.repetition_penalty < float("inf"):  # also refuses NaN
-            raise RnngenError(f"--repetition-penalty must be a positive number (1 is off), got {self.repetition_penalty}")
+            raise RnngenError(f"{param('repetition_penalty')} must be a positive number (1 is off), got {self.repetition_penalty}")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
-            raise RnngenError(f"--seed must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
+            raise RnngenError(f"{param('seed')} must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
 
 
-# Presets: sizes that fit the device's time budget. Every value can be overridden by an option.
-# "cpu" is the winner of `python -m benchmarks sweep` at 180 s on 2 CPU cores (tiny shakespeare, char, held-out
-# bits/char): a 2x512 LSTM at batch 16 reached 2.08, against 2.25 for the former 2x384 at batch 32 and 2.19 for a
-# 2x384 GRU. Wider (768) halves the tokens/s and ends at 2.22; batch 64 or window 128 halve the number of steps and
-# end at 2.39-2.40; dropout 0.25 costs 0.03 at this budget. Its schedule came from a second round with the unigram
-# tokenizer: warmup 200 (not 50), weight decay 0.1 (not 0.01) and lr 6e-3 (not 4e-3) together took pydocs from
-# 1.658 to 1.609; on tiny shakespeare their gain (2.078 to 2.062 with char, 2.071 to 2.032-2.061 with unigram) is
-# within the spread of 0.03 from one run to the next. A third round added the weights' moving average over a fifth
-# of the run (`ema`), which took tiny shakespeare with unigram from 2.061 to 2.014-2.021 side by side; a fourth,
-# with the average, raised lr to 1e-2 and weight decay to 0.3 (2.018 to 1.982; 1.987 twice side by side, 0.112-0.125
-# ahead of the plain loop; lr 8e-3 gave 1.996-1.997, weight decay 0.5 2.010-2.019).
-# "gpu" is not tuned by a full sweep: on an H200, three 25 s points on tiny shakespeare gave 2.13 for it, 2.06 with
-# dropout 0.35 (it overfits a small corpus), 2.11 as a GRU.
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "tiny": {
-        "model": {"kind": "lstm", "embed": 64, "hidden": 64, "layers": 1, "dropout": 0.0},
-        "train": {"batch_size": 8, "seq_len": 32, "lr": 1e-2, "warmup": 5, "weight_decay": 0.01, "ema": 0.2,
-                  "steps": 100, "time_budget": None, "eval_every": 50, "eval_tokens": 20_000, "log_every": 5},
-    },
-    "cpu": {
-        "model": {"kind": "lstm", "embed": 512, "hidden": 512, "layers": 2, "dropout": 0.0},
-        "train": {"batch_size": 16, "seq_len": 64, "lr": 1e-2, "warmup": 200, "weight_decay": 0.3, "ema": 0.2,
-                  "steps": None, "time_budget": 180.0, "eval_every": 200, "eval_tokens": 100_000},
-    },
-    "gpu": {
-        "model": {"kind": "lstm", "embed": 512, "hidden": 1024, "layers": 3, "dropout": 0.2},
-        "train": {"batch_size": 64, "seq_len": 128, "lr": 2e-3, "warmup": 200, "weight_decay": 0.01, "ema": 0.2,
-                  "steps": None, "time_budget": 900.0, "eval_every": 500, "eval_tokens": 1_000_000},
-    },
+@dataclass(frozen=True)
+class Preset:
+    """Model sizes and a training recipe for a device and a time budget; every value can be overridden.
+
+    How each was chosen, with the measurements, is in docs/tuning.md.
+    """
+
+    model: ModelConfig
+    train: TrainConfig
+
+
+# The `cpu` preset is the configurations' defaults: there is one source for each value.
+PRESETS: dict[str, Preset] = {
+    # Seconds long: a smoke test of the whole path.
+    "tiny": Preset(ModelConfig(embed=64, hidden=64, layers=1),
+                   TrainConfig(batch_size=8, seq_len=32, warmup=5, weight_decay=0.01, steps=100, time_budget=None,
+                               eval_every=50, eval_tokens=20_000, log_every=5)),
+    # Three minutes on 2 CPU cores: the winner of `python -m benchmarks sweep` there.
+    "cpu": Preset(ModelConfig(), TrainConfig()),
+    # Fifteen minutes on one GPU; a wider, deeper model, bf16 autocast.
+    "gpu": Preset(ModelConfig(hidden=1024, layers=3, dropout=0.2),
+                  TrainConfig(batch_size=64, seq_len=128, lr=2e-3, weight_decay=0.01, time_budget=900.0,
+                              eval_every=500, eval_tokens=1_000_000)),
 }

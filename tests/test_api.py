@@ -88,7 +88,7 @@ def test_score_of_a_text_longer_than_a_chunk_is_the_sum_of_its_steps(model):
 def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):
     with pytest.raises(RnngenError, match="no checkpoint or run folder"):
         rnngen.load(tmp_path / "nowhere")
-    with pytest.raises(RnngenError, match="--top-p"):
+    with pytest.raises(RnngenError, match="top_p"):
         model.complete("x", top_p=2)
     with pytest.raises(RnngenError, match="empty text"):
         model.score("")

@@ -18,7 +18,7 @@ def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: P
     assert [row["point"] for row in rows] == ["small gru"] and saved == rows
     row = rows[0]
     assert row["model"]["kind"] == "gru" and row["model"]["hidden"] == 32
-    assert row["model"]["layers"] == PRESETS["gpu"]["model"]["layers"]  # the rest from --preset gpu
+    assert row["model"]["layers"] == PRESETS["gpu"].model.layers  # the rest from --preset gpu
     assert row["train"]["min_lr_ratio"] == 0.1 and row["tokenizer"].startswith("char ")
     assert row["steps"] == 2 and 0 < row["val_bpc"] < 20
 

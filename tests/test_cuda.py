@@ -111,9 +111,9 @@ def test_the_gpu_preset_is_the_auto_choice_and_trains(run_cli, text_file, tmp_pa
                      "--batch-size", "8", "--plain", "--name", "gpu-run")
     assert result.exit_code == 0, result.output
     saved = checkpoint.load(tmp_path / "checkpoints" / "gpu-run" / "last.safetensors")
-    expected = PRESETS["gpu"]["model"]
+    expected = PRESETS["gpu"].model
     assert (saved.model.kind, saved.model.hidden, saved.model.layers) == \
-        (expected["kind"], expected["hidden"], expected["layers"])
+        (expected.kind, expected.hidden, expected.layers)
     assert saved.step == 4
 
 

@@ -51,7 +51,7 @@ LAYERS = [
     {"training"},
     {"generation"},
     {"analysis"},
-    {"rnngen.api"},  # rnngen.load, rnngen.train, rnngen.prepare
+    {"rnngen.api", "rnngen.pipeline"},  # rnngen.load; rnngen.train, rnngen.prepare
     {"cli", "rnngen.__main__"},
 ]
 

@@ -195,13 +195,13 @@ def test_long_prompts_are_primed_in_chunks(tok, monkeypatch):
 
 def test_bad_values_get_one_line_errors_naming_the_fix(tok):
     completer = Completer(model_of("gru", "fused", tok.vocab_size), tok)
-    with pytest.raises(RnngenError, match="--repetition-penalty must be a positive number"):
+    with pytest.raises(RnngenError, match="repetition_penalty must be a positive number"):
         SampleConfig(repetition_penalty=float("nan"))
-    with pytest.raises(RnngenError, match="--temperature must be >= 0"):
+    with pytest.raises(RnngenError, match="temperature must be >= 0"):
         SampleConfig(temperature=float("nan"))
     with pytest.raises(RnngenError, match="--length-penalty must be a finite number"):
         completer.beam_search("the", 2, 5, length_penalty=float("nan"))
-    with pytest.raises(RnngenError, match="--seed must fit in 64 bits"):
+    with pytest.raises(RnngenError, match="seed must fit in 64 bits"):
         SampleConfig(seed=2**64)
     SampleConfig(seed=2**64 - 1), SampleConfig(seed=-1)
     with pytest.raises(RnngenError, match=f"--top-alternatives {tok.vocab_size + 1} is more than the vocabulary"):

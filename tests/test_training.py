@@ -137,7 +137,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, t
                 trainer.model.head.bias.fill_(math.nan)
 
     trainer.on_event = poison
-    with pytest.raises(TrainingDiverged, match=r"non-finite at step 26.*step 20.*lower --lr"):
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step 26.*step 20.*lower lr"):
         trainer.fit()
     kept = checkpoint.load(run.file(LAST))
     assert kept.step == 20 and all(torch.isfinite(t).all() for t in kept.weights.values())

@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from rnngen.training.events import Evaluated, Event, Finished, Logged, Sampled, Started
+from rnngen.training.events import Evaluated, Event, Finished, Logged, Notice, Sampled, Started
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -130,9 +130,8 @@ def corpora_table(metas: list[dict[str, Any]]) -> Table:
 class TrainDisplay(_Live):
     """Renders training events: a live progress line with the figures people watch, then a summary."""
 
-    def __init__(self, plain: bool, budget: str):
+    def __init__(self, plain: bool):
         super().__init__(plain)
-        self.budget = budget
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
             TextColumn("[cyan]{task.fields[speed]}"), TextColumn("loss [yellow]{task.fields[loss]}"),
@@ -143,16 +142,21 @@ class TrainDisplay(_Live):
         self.last_plain = 0.0
 
     def __call__(self, event: Event) -> None:
-        handler = {Started: self._on_start, Logged: self._on_train, Evaluated: self._on_eval,
+        handler = {Notice: self._on_notice, Started: self._on_start, Logged: self._on_train, Evaluated: self._on_eval,
                    Sampled: self._on_sample, Finished: self._on_done}.get(type(event))
         if handler is not None:  # a Saved line per checkpoint would drown the figures: the summary names the files
             handler(event)
 
+    def _on_notice(self, event: Notice) -> None:
+        err.print(event.text, markup=False, soft_wrap=True)
+
     def _on_start(self, event: Started) -> None:
+        budget = " or ".join(filter(None, [f"{event.steps} steps" if event.steps else "",
+                                           f"{event.time_budget:g} s" if event.time_budget else ""]))
         processes = (f" x {event.processes} processes, global batch {event.rows} rows" if event.processes > 1 else "")
         err.print(f"training on [bold]{event.device}[/]{processes}: {human(event.parameters)} parameters, "
                   f"{human(event.tokens_per_step)} tokens per step, {human(event.train_tokens)} training tokens, "
-                  f"budget {self.budget}" + (f", resuming at step {event.step}" if event.step else ""))
+                  f"budget {budget}" + (f", resuming at step {event.step}" if event.step else ""))
         err.print(f"run folder: {event.run}")
         self.task = self.progress.add_task("train", total=1000, step="", speed="", loss="-", val="-", lr="", clip="")
 

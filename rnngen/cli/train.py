@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
@@ -16,31 +15,14 @@ from rnngen.cli.common import (
     prepare_default_corpus,
     print_listing,
 )
-from rnngen.config import (
-    DEVICES,
-    IMPLS,
-    MAX_SEED,
-    MODEL_KINDS,
-    PRESETS,
-    ModelConfig,
-    TrainConfig,
-)
+from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRESETS
 from rnngen.errors import RnngenError
 
 
 def _preset_help(section: str, key: str, text: str) -> str:
-    values = ", ".join(f"{name} {'-' if preset[section].get(key) is None else preset[section].get(key)}"
-                       for name, preset in PRESETS.items())
+    values = ", ".join(f"{name} {'-' if value is None else value}" for name, preset in PRESETS.items()
+                       for value in [getattr(getattr(preset, section), key)])
     return f"{text} [presets: {values}]"
-
-
-# Options a resumed run may change: the budget, where it runs, its samples and its patience.
-# Everything else is the run's own.
-RESUMABLE = {"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile", "plain", "samples",
-             "sample_prompt", "patience"}
-MODEL_OPTIONS = {"kind", "layers", "hidden", "embed", "dropout", "tie", "impl"}
-TRAIN_OPTIONS = {"batch_size", "seq_len", "lr", "warmup", "weight_decay", "ema", "clip", "steps", "time_budget", "eval_every",
-                 "eval_tokens", "log_every", "seed", "device", "compile", "samples", "sample_prompt", "patience"}
 
 
 @click.command()
@@ -113,208 +95,31 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     rnngen train --sample-prompt "The loss" --eval-every 50 # watch it learn to complete a prompt
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
     """
+    from rnngen.cli.display import TrainDisplay, err, out, summary_table
+    from rnngen.pipeline import train as train_run
     from rnngen.training import distributed
 
     if nproc > 1 and not distributed.launched():
         if not resume:  # a resumed run's device is its own, checked by each process once it is read
             distributed.check_gpus(nproc, options.get("device") or "auto")
-        _launch_torchrun(nproc)
-    finished = False
-    try:
-        _train(ctx, corpus_name, preset, run_name, resume, init_from, plain, options)
-        finished = True
-    finally:
-        distributed.teardown(finished)
-
-
-def _launch_torchrun(nproc: int) -> None:
-    """Run this same command under torchrun with `nproc` processes, and exit with its status.
-
-    torchrun runs in its own session, so a Ctrl-C at the terminal reaches it once, through this
-    process: SIGINT and SIGTERM are passed on (a closed terminal's SIGHUP as SIGTERM), torchrun passes
-    them to the workers, which save `last` and stop, and this process waits for all of them and
-    exits with 128 + the signal's number, as a single process does.
-    """
-    import signal
-    import subprocess
-
-    args = sys.argv[1:]
-    at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
-    del args[at: at + (1 if "=" in args[at] else 2)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "rnngen", *args]
-    received: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        received.append(signal.SIGTERM if signum == signal.SIGHUP else signum)
-        process.send_signal(received[-1])
-
-    process = subprocess.Popen(command, start_new_session=True)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    code = process.wait()
-    sys.exit(128 + received[0] if received and code != 0 else code)
-
-
-def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
-           init_from: str | None, plain: bool, options: dict[str, Any]) -> None:
-    from rnngen.cli.display import TrainDisplay, err, out, summary_table
-    from rnngen.data.corpus import Corpus
-    from rnngen.store.names import check_name
-    from rnngen.training import distributed
-    from rnngen.training.resume import seconds_of
-    from rnngen.store.runs import LAST, RunFolder
-    from rnngen.store.resolve import resolve_checkpoint
-    from rnngen.data.corpus import corpus_of
-    from rnngen.training.schedule import progress_of
-    from rnngen.training.signals import stop_on_signals
-    from rnngen.generation.samples import Sampler
-    from rnngen.training.trainer import Trainer, new_run_name
-
-    world = distributed.setup(options["device"] or "auto") if not resume else None
+        sys.exit(distributed.relaunch(nproc, sys.argv[1:]))
     paths = ctx.find_object(Paths)
-    given = {key for key, value in options.items()
-             if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
-    if run_name is not None and not resume:
-        check_name(run_name, "run")
-    resume_from, init_path = None, None
-    if resume and init_from:
-        raise RnngenError("--resume continues a run, --init-from starts a new one from a run's weights: pick one")
-    if resume:
-        run, _ = resolve_checkpoint(resume, paths.checkpoints)
-        resume_from = _resume_checkpoint(run)
-        fixed = sorted(given - RESUMABLE)
-        # --preset only fills in options, which the run already has; a named other corpus is refused.
-        corpus_named = ctx.get_parameter_source("corpus_name") != click.core.ParameterSource.DEFAULT
-        if corpus_named and corpus_name != resume_from.corpus["name"]:
-            fixed.append("corpus")
-        if fixed:
-            raise RnngenError(f"--resume keeps the run's model, data and optimizer settings; drop "
-                              f"{', '.join('--' + name.replace('_', '-') for name in fixed)}, or start a new run")
-        model_cfg = resume_from.model
-        train_cfg = _train_config(resume_from.training.to_dict(), options, given)
-        corpus = corpus_of(resume_from.corpus, paths.corpora)
-        if progress_of(resume_from.step, seconds_of(resume_from, run), train_cfg) >= 1.0:
-            raise RnngenError(f"{run.name} already spent its budget at step {resume_from.step}: pass a larger "
-                              f"--steps or --time to continue")
-        stale = int((resume_from.resume_state or {}).get("stale", 0))
-        if train_cfg.patience is not None and stale >= train_cfg.patience:
-            raise RnngenError(f"{run.name} stopped at step {resume_from.step} after {stale} evaluations without a "
-                              f"lower validation loss: pass a larger --patience (or --patience 0) to continue")
-        world = distributed.setup(train_cfg.device)  # the run's device, unless --device changes it
-        _claim(ctx, run, True, world)
-        if resume_from.resume_state is None and world.is_main:
-            err.print(f"{run.file(LAST)} holds weights only: resuming at step {resume_from.step} with a fresh "
-                      "optimizer and random state, so the losses will differ from an unbroken run")
-    else:
-        import torch
-
-        preset = preset if preset != "auto" else ("gpu" if torch.cuda.is_available() else "cpu")
-        if world.is_main:  # one process prepares the embedded corpus; the others wait for it
-            prepare_default_corpus(paths, corpus_name)
-        distributed.barrier()
-        corpus = Corpus.find(paths.corpora, corpus_name)
-        if init_from:
-            model_cfg, init_path = _fine_tune_model(init_from, corpus, options, given, paths)
-        else:
-            model_cfg = ModelConfig(**{**PRESETS[preset]["model"],
-                                       **{name: options[name] for name in MODEL_OPTIONS if name in given},
-                                       "vocab_size": corpus.vocab_size})
-        train_cfg = _train_config(PRESETS[preset]["train"], options, given)
-        # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
-        run = RunFolder(paths.checkpoints / distributed.broadcast(run_name or new_run_name(corpus.name, model_cfg.kind)))
-        _claim(ctx, run, False, world)
-    budget = " or ".join(filter(None, [f"{train_cfg.steps} steps" if train_cfg.steps else "",
-                                       f"{train_cfg.time_budget:g} s" if train_cfg.time_budget else ""]))
-    display = TrainDisplay(plain or not world.is_main, budget)
-    with stop_on_signals() as stop, display:
-        trainer = Trainer(corpus, model_cfg, train_cfg, run, resume_from=resume_from, init_from=init_path, stop=stop,
-                          world=world, on_event=display if world.is_main else None, sampler=Sampler)
-        try:
-            summary = trainer.fit()
-        except _oom_type() as exc:
-            raise RnngenError(f"the GPU ran out of memory with --batch-size {train_cfg.batch_size} --seq-len "
-                              f"{train_cfg.seq_len}: try --batch-size {max(1, train_cfg.batch_size // 2)}") from exc
-    if world.is_main:
-        out.print(summary_table(summary))
-        err.print(f'complete with: rnngen complete --checkpoint {run.path} "Your prompt"')
-
-
-def _claim(ctx: click.Context, run: Any, resuming: bool, world: Any) -> None:
-    """Rank 0 locks the run folder until the command ends; every rank raises the same error when it cannot."""
-    from rnngen.training import distributed
-
-    error = None
-    if world.is_main:
-        try:
-            ctx.call_on_close(run.claim(resuming).release)
-        except RnngenError as exc:
-            error = str(exc)
-    error = distributed.broadcast(error)
-    if error is not None:
-        raise RnngenError(error)
-
-
-def _resume_checkpoint(run: Any) -> Any:
-    """The run's `last` checkpoint; when it is damaged, the error says how to go on from `best`."""
-    from rnngen.models import checkpoint
-    from rnngen.store.runs import BEST, LAST
-
-    try:
-        return checkpoint.load(run.file(LAST))
-    except RnngenError as exc:
-        if not run.file(BEST).exists():
-            raise
-        raise RnngenError(f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
-                          f"cp {run.file(BEST)} {run.file(LAST)}") from exc
-
-
-def _fine_tune_model(init_from: str, corpus: Any, options: dict[str, Any], given: set[str],
-                     paths: Paths) -> tuple[ModelConfig, Any]:
-    """The model configuration and checkpoint file `--init-from` starts from; refuses sizes it would not fit and
-    a corpus encoded with another tokenizer."""
-    import dataclasses
-
-    from rnngen.models import checkpoint
-    from rnngen.store.runs import require_same_tokenizer
-    from rnngen.store.resolve import resolve_checkpoint
-
-    # Dropout shapes no weight: it stays free, like the training options.
-    fixed = sorted((given & MODEL_OPTIONS) - {"dropout"})
-    if fixed:
-        raise RnngenError(f"--init-from takes the model's sizes from {init_from}; drop "
-                          f"{', '.join('--' + name.replace('_', '-') for name in fixed)}")
-    run, path = resolve_checkpoint(init_from, paths.checkpoints)
-    source = checkpoint.load(path)
-    # --tokenizer-from reads a run (name or folder): for a checkpoint file or a hub model, name its folder.
-    is_run = Path(init_from).is_dir() or (paths.checkpoints / init_from).is_dir()
-    tokenizer_from = init_from if is_run else run.path
-    require_same_tokenizer(f"corpus {corpus.name}", corpus.meta["tokenizer"], source.corpus.get("tokenizer", {}),
-                           f"prepare it with the tokenizer of {init_from}: "
-                           f"rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {tokenizer_from}")
-    changes = {"dropout": options["dropout"]} if "dropout" in given else {}
-    return dataclasses.replace(source.model, **changes), path
-
-
-def _oom_type() -> type[BaseException]:
-    import torch
-
-    return getattr(torch.cuda, "OutOfMemoryError", MemoryError)
-
-
-def _train_config(base: dict[str, Any], options: dict[str, Any], given: set[str]) -> TrainConfig:
-    values = {**base, **{key: options[key] for key in TRAIN_OPTIONS if key in given}}
-    # A budget named on the command line replaces the preset's: --steps alone means no time limit.
-    if "steps" in given and "time_budget" not in given:
-        values["time_budget"] = None
-    if "time_budget" in given and "steps" not in given:
-        values["steps"] = None
-    if values.get("eval_tokens") == 0:
-        values["eval_tokens"] = None
-    if values.get("patience") == 0:
-        values["patience"] = None
-    return TrainConfig(**values)
-
+    overrides = {key: value for key, value in options.items()
+                 if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+    for key in ("eval_tokens", "patience"):  # 0 on the command line: the whole split, never stop early
+        if overrides.get(key) == 0:
+            overrides[key] = None
+    corpus_named = ctx.get_parameter_source("corpus_name") != click.core.ParameterSource.DEFAULT
+    main = distributed.is_main_process()
+    if not resume and main:
+        prepare_default_corpus(paths, corpus_name)
+    with TrainDisplay(plain or not main) as display:
+        summary = train_run(corpus_name if corpus_named or not resume else None, preset, name=run_name,
+                            resume=resume, init_from=init_from, corpora=paths.corpora,
+                            checkpoints=paths.checkpoints, on_event=display, **overrides)
+    if main:
+        out.print(summary_table(summary.to_dict()))
+        err.print(f'complete with: rnngen complete --checkpoint {summary.run} "Your prompt"')
 
 
 @click.command()

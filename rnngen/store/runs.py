@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
-from rnngen.errors import CheckpointError, RnngenError
+from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.store.lock import Lock
 
 BEST, LAST = "best.safetensors", "last.safetensors"
@@ -76,10 +76,10 @@ class RunFolder:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             lock = Lock(self.path / LOCK, f"{self.path} is in use by another rnngen train (pid {{pid}}): wait for "
-                                          "it to finish, or pick another --name")
+                                          f"it to finish, or pick another {param('name')}")
         except OSError as exc:
             raise RnngenError(f"cannot create the run folder {self.path}: {exc.strerror}; pass a writable "
-                              "--checkpoints-dir (or set RNNGEN_CHECKPOINTS)") from exc
+                              f"{param('checkpoints')} (or set RNNGEN_CHECKPOINTS)") from exc
         try:
             if not resuming:
                 self._require_fresh()
@@ -94,13 +94,13 @@ class RunFolder:
 
     def _require_fresh(self) -> None:
         if self.has_checkpoint():
-            raise RnngenError(f"{self.path} already exists: continue it with --resume {self.name}, "
-                              "or pick another --name")
+            raise RnngenError(f"{self.path} already exists: continue it with {param('resume')} {self.name}, "
+                              f"or pick another {param('name')}")
         # A run writes config.json first: files without it, or files a run never writes, are someone else's.
         found = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
         if found and ("config.json" not in found or set(found) - RUN_FILES):
             raise RnngenError(f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): "
-                              "pick another --name")
+                              f"pick another {param('name')}")
 
     def documents(self) -> str | None:
         """How the run's corpus was cut into documents (`prepare --documents`): rows, lines, paragraphs or
@@ -157,7 +157,7 @@ def what_is_kept(folder: Path, fix: str) -> str:
     """What a run folder holds after a failed write, and how to go on from there."""
     last = Path(folder) / LAST
     if last.exists():
-        return f"the previous checkpoint is intact ({last}): {fix}, then resume with --resume {folder}"
+        return f"the previous checkpoint is intact ({last}): {fix}, then resume with {param('resume')} {folder}"
     return f"the run has no checkpoint yet: {fix}, then start it again with the same command"
 
 

@@ -17,7 +17,7 @@ from rnngen.training.optim import adamw
 
 
 @dataclass
-class Built:
+class TrainingSetup:
     """`model` holds the weights (saved, evaluated); `train_model` runs the training forward pass:
     the same model, compiled with `--compile` and wrapped in DDP with several processes."""
 
@@ -27,7 +27,7 @@ class Built:
     optimizer: torch.optim.Optimizer
 
 
-def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None) -> Built:
+def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None) -> TrainingSetup:
     """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters
     (weight decay on the weight matrices only).
 
@@ -46,4 +46,4 @@ def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, i
         # DDP starts every rank from rank 0's weights and averages gradients during backward.
         train_model = DistributedDataParallel(train_model, device_ids=[world.local_rank]
                                               if device.type == "cuda" else None)
-    return Built(device, model, train_model, adamw(model, cfg, device))
+    return TrainingSetup(device, model, train_model, adamw(model, cfg, device))

@@ -38,6 +38,41 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def is_main_process() -> bool:
+    """Whether this process is rank 0 (or alone): known from torchrun's environment before the group is joined."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def relaunch(processes: int, args: list[str]) -> int:
+    """Run `rnngen ARGS` (without its --nproc) under torchrun with `processes` workers; their exit status.
+
+    torchrun runs in its own session, so a Ctrl-C at the terminal reaches it once, through this
+    process: SIGINT and SIGTERM are passed on (a closed terminal's SIGHUP as SIGTERM), torchrun passes
+    them to the workers, which save `last` and stop, and this process waits for all of them and
+    returns 128 + the signal's number, as a single process exits.
+    """
+    import signal
+    import subprocess
+    import sys
+
+    args = list(args)
+    at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
+    del args[at: at + (1 if "=" in args[at] else 2)]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "rnngen", *args]
+    received: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        received.append(signal.SIGTERM if signum == signal.SIGHUP else signum)
+        process.send_signal(received[-1])
+
+    process = subprocess.Popen(command, start_new_session=True)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = process.wait()
+    return 128 + received[0] if received and code != 0 else code
+
+
 def backend_for(device: str) -> str:
     """The process-group backend for training on `device` (a `--device` choice): NCCL reduces CUDA
     tensors only, so CPU training uses gloo even where a GPU is visible."""

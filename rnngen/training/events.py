@@ -25,6 +25,15 @@ class Started:
     rows: int  # the global batch: rows of all processes together
     train_tokens: int
     tokens_per_step: int
+    steps: int | None  # the budget: steps, seconds of training, or both (whichever comes first)
+    time_budget: float | None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A line the user should read before training starts, such as what a resume cannot restore."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -111,5 +120,5 @@ class Finished:
 
 
 METRICS_ROWS = (Logged, Evaluated, Sampled)  # the events stored in metrics.jsonl
-Event = Started | Logged | Evaluated | Sampled | Saved | Finished
+Event = Notice | Started | Logged | Evaluated | Sampled | Saved | Finished
 EventFn = Callable[[Event], None]

@@ -44,7 +44,7 @@ class Interval:
         self.started = self.ended = time.perf_counter()
 
     def seconds(self) -> float:
-        """Seconds since the interval started; read after `figures()` they include the device's work."""
+        """Seconds since the interval started; read after `losses_and_norms()` they include the device's work."""
         self.ended = time.perf_counter()
         return self.ended - self.started
 
@@ -52,7 +52,7 @@ class Interval:
         """Steps per second over the interval as of the last `seconds()`."""
         return len(self.pending) / max(self.ended - self.started, 1e-9)
 
-    def figures(self) -> torch.Tensor:
+    def losses_and_norms(self) -> torch.Tensor:
         """[steps, 2] losses and gradient norms on the CPU, averaged over the ranks (the one sync)."""
         values = torch.stack([torch.stack([loss.float(), norm.float()]) for loss, norm in self.pending])
         return distributed.mean(values).cpu()

@@ -61,12 +61,12 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
 
 
 def capture(optimizer: torch.optim.Optimizer, rngs: list[dict[str, torch.Tensor]], seconds: float, best: float,
-            hidden: State | None, stale: int = 0, weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+            hidden: State | None, evals_without_improvement: int = 0, weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The resume state to save (`rngs` holds every rank's generators, `hidden` the rows of all ranks;
-    `stale` counts the evaluations since the validation loss last improved, for --patience; `weights`
+    `evals_without_improvement` counts the evaluations since the validation loss last improved, for --patience; `weights`
     are the training weights when the checkpoint's own are their average, with --ema)."""
     state = {"optimizer": optimizer.state_dict(), "rng": rngs, "seconds": seconds, "best": best, "hidden": hidden,
-             "stale": stale}
+             "stale": evals_without_improvement}
     return state if weights is None else {**state, "weights": weights}
 
 
@@ -75,7 +75,7 @@ class Restored:
     seconds: float
     best: float
     hidden: State | None  # this rank's rows, on the device
-    stale: int = 0  # evaluations since the validation loss last improved
+    evals_without_improvement: int = 0  # since the validation loss last improved
 
 
 def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module, device: torch.device,
@@ -113,13 +113,13 @@ def regrouped(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: to
 
 def restore_from(ckpt: Checkpoint, run: RunFolder, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
                  device: torch.device, rows: int, world: World) -> Restored:
-    """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `weights_only` says."""
+    """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `resume_without_state` says."""
     if ckpt.resume_state is None:
-        return weights_only(ckpt, run, world)
+        return resume_without_state(ckpt, run, world)
     return restore(ckpt.resume_state, optimizer, model, device, rows, world, seed=ckpt.training.seed + ckpt.step)
 
 
-def weights_only(ckpt: Checkpoint, run: RunFolder, world: World) -> Restored:
+def resume_without_state(ckpt: Checkpoint, run: RunFolder, world: World) -> Restored:
     """Resume from a checkpoint without resume state (a `best.safetensors` copied over `last`): the
     optimizer starts fresh, the clock is the one logged at the checkpoint's step, nothing is carried."""
     # New dropout masks, not the first steps' again, and each rank its own.

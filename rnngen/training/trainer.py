@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-import time
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +22,7 @@ from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.corpus import Corpus
 from rnngen.data.streams import TokenStream
-from rnngen.errors import TrainingDiverged
+from rnngen.errors import TrainingDiverged, param
 from rnngen.models import RecurrentLM
 from rnngen.models.state import detach_state, map_state
 from rnngen.training import distributed, resume
@@ -54,9 +53,9 @@ class Trainer:
                  sampler: SamplerFactory | None = None):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
-        built = build_for_training(model_cfg, train_cfg, world, init_from)
-        self.device, self.model, self.train_model, self.optimizer = (built.device, built.model, built.train_model,
-                                                                     built.optimizer)
+        setup = build_for_training(model_cfg, train_cfg, world, init_from)
+        self.device, self.model, self.train_model, self.optimizer = (setup.device, setup.model, setup.train_model,
+                                                                     setup.optimizer)
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
         self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
                                   first_row=world.rank * train_cfg.batch_size,
@@ -64,13 +63,13 @@ class Trainer:
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
-        self.kept = self.average.model if self.average is not None else self.model
-        self.saver = Saver(run, self.kept, model_cfg, train_cfg, corpus)
+        self.saved_model = self.average.model if self.average is not None else self.model
+        self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus)
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
-        self.stale = 0  # evaluations in a row without a lower validation loss, for --patience
-        self.sampler = (sampler(self.kept, corpus, train_cfg.sample_prompt, self.device)
+        self.evals_without_improvement = 0  # evaluations in a row without a lower validation loss, for --patience
+        self.sampler = (sampler(self.saved_model, corpus, train_cfg.sample_prompt, self.device)
                         if sampler is not None and train_cfg.samples and world.is_main else None)
         self.last_sample: Sampled | None = None
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
@@ -80,12 +79,14 @@ class Trainer:
             restored = resume.restore_from(resume_from, run, self.optimizer, self.model, self.device,
                                            train_cfg.batch_size, world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
-            self.best, self.hidden, self.stale = restored.best, restored.hidden, restored.stale
+            self.best, self.hidden = restored.best, restored.hidden
+            self.evals_without_improvement = restored.evals_without_improvement
             if world.is_main:
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
             self.saver.start_run()
         self.saved_step = self.budget.step if resume_from is not None else None  # the step `last` holds
+        self.finished: Finished | None = None  # the summary, once `fit` has ended
 
     @property
     def on_event(self) -> EventFn:
@@ -96,7 +97,8 @@ class Trainer:
         self.report.on_event = fn
 
     def fit(self) -> dict[str, Any]:
-        """Train until the budget is spent, --patience runs out or a signal arrives; returns `Finished.to_dict()`."""
+        """Train until the budget is spent, patience runs out or a signal arrives; returns the summary as one
+        flat dict (`Finished.to_dict()`), and keeps it as `finished`."""
         self.report(self._started())
         self.model.train()
         clip = self.cfg.clip if self.cfg.clip > 0 else math.inf
@@ -123,9 +125,9 @@ class Trainer:
             self.budget.tick()
             if self.average is not None:
                 self.average.update(self.model, self.budget.expected_steps())
-            if not self._decision_step():
+            if not self._ranks_decide_now():
                 continue
-            figures = interval.figures()  # waits for the device: the loop's one synchronisation
+            figures = interval.losses_and_norms()  # waits for the device: the loop's one synchronisation
             # Read after that wait, the clock counts the device's time; the host alone only queues work.
             self.budget.add_seconds(interval.seconds())
             self.report(self._logged(figures, interval))
@@ -139,14 +141,14 @@ class Trainer:
                 interval.restart()
         if not evaluated:  # the budget was already spent when the run resumed
             last_eval = self.evaluate_and_save()
-        finished = self._finished(last_eval)
-        self.report(finished)
-        return finished.to_dict()
+        self.finished = self._finished(last_eval)
+        self.report(self.finished)
+        return self.finished.to_dict()
 
     def _load_weights(self, ckpt: Checkpoint, path: Path) -> None:
-        """A checkpoint's weights into the kept model, and its training weights (saved with --ema) into the
+        """A checkpoint's weights into the saved model, and its training weights (saved with --ema) into the
         trained one; a checkpoint without them (`best`, or a run from before --ema) starts both alike."""
-        load_weights(self.kept, ckpt, path)
+        load_weights(self.saved_model, ckpt, path)
         training = (ckpt.resume_state or {}).get("weights")
         if self.average is not None:
             load_weights(self.model, dataclasses.replace(ckpt, weights=training) if training else ckpt, path)
@@ -164,7 +166,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    def _decision_step(self) -> bool:
+    def _ranks_decide_now(self) -> bool:
         # Decisions that all ranks must share (log, stop, end) are taken together at log steps;
         # a single process takes them at every step.
         if self.world.size == 1 and (self.budget.spent() or self.stop.signal is not None):
@@ -183,7 +185,7 @@ class Trainer:
         """Evaluate (each rank its share of the rows) and, on rank 0, draw the sample; then save `last`,
         and `best` when the validation loss improved. Every rank calls this and gets the same figures.
         Like evaluation, the sample is outside the budget's clock."""
-        figures = evaluate(self.kept, self.corpus.tokens("val"), self.corpus.characters("val"),
+        figures = evaluate(self.saved_model, self.corpus.tokens("val"), self.corpus.characters("val"),
                            self._rows(), self.cfg.seq_len, self.cfg.eval_tokens, self.device, self.world)
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
@@ -194,13 +196,13 @@ class Trainer:
         improved = distributed.broadcast(result.val_loss < self.best)
         if improved:
             self.best = result.val_loss
-        self.stale = 0 if improved else self.stale + 1
+        self.evals_without_improvement = 0 if improved else self.evals_without_improvement + 1
         self.save(best=improved)
         return result
 
     def out_of_patience(self) -> bool:
         """Whether --patience evaluations in a row brought no lower validation loss (the same on every rank)."""
-        return self.cfg.patience is not None and self.stale >= self.cfg.patience
+        return self.cfg.patience is not None and self.evals_without_improvement >= self.cfg.patience
 
     def save(self, best: bool = False) -> None:
         """Write `last` (with all resume state) and, when asked, `best` (weights only).
@@ -211,7 +213,8 @@ class Trainer:
         rngs = distributed.gather_objects(resume.rng_state(self.device))  # each rank draws its own dropout masks
         if self.world.is_main:
             training_weights = model_weights(self.model) if self.average is not None else None
-            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden, self.stale,
+            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden,
+                                   self.evals_without_improvement,
                                    training_weights)
             self.report(self.saver.save(self.budget.step, self.best, state, best))
         self.saved_step = self.budget.step
@@ -220,7 +223,8 @@ class Trainer:
         return Started(run=str(self.run.path), device=str(self.device), step=self.budget.step,
                        parameters=sum(p.numel() for p in self.model.parameters()), processes=self.world.size,
                        rows=self._rows(), train_tokens=len(self.stream.tokens),
-                       tokens_per_step=self._tokens_per_step())
+                       tokens_per_step=self._tokens_per_step(), steps=self.cfg.steps,
+                       time_budget=self.cfg.time_budget)
 
     def _rows(self) -> int:
         """Rows of the global batch: every rank's rows together."""
@@ -238,7 +242,8 @@ class Trainer:
                     if self.saved_step is not None else "no checkpoint had been saved yet")
             raise TrainingDiverged(
                 f"the loss or the gradients became non-finite at step {self.budget.step - len(figures) + bad + 1}: "
-                f"{kept}; start again with a lower --lr (now {self.cfg.lr:g}) or --clip (now {self.cfg.clip:g})")
+                f"{kept}; start again with a lower {param('lr')} (now {self.cfg.lr:g}) or {param('clip')} "
+                f"(now {self.cfg.clip:g})")
         losses, norms = figures[:, 0], figures[:, 1]
         return Logged(step=self.budget.step, loss=losses.mean().item(), lr=self.lr, grad_norm=norms.mean().item(),
                       clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
@@ -249,8 +254,9 @@ class Trainer:
         tokens = self.budget.step * self._tokens_per_step()
         stopped = None
         if self.out_of_patience() and not self.budget.spent():
-            stopped = (f"stopped early at step {self.budget.step}: {self.stale} evaluations without a lower "
-                       f"validation loss (--patience {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
+            stopped = (f"stopped early at step {self.budget.step}: {self.evals_without_improvement} evaluations "
+                       f"without a lower "
+                       f"validation loss ({param('patience')} {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
                        f"loss {self.best:.4f}")
         return Finished(run=str(self.run.path), steps=self.budget.step, seconds=self.budget.seconds,
                         processes=self.world.size, tokens=tokens,
@@ -258,7 +264,3 @@ class Trainer:
                         best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval,
                         last_sample=self.last_sample, stopped=stopped)
 
-
-def new_run_name(corpus: str, kind: str) -> str:
-    """A run name that sorts by time: `<corpus>-<model>-<YYYYmmdd-HHMMSS>`."""
-    return f"{corpus}-{kind}-{time.strftime('%Y%m%d-%H%M%S')}"

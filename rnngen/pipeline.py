@@ -1,0 +1,78 @@
+"""`rnngen.prepare` and `rnngen.train`: the library calls behind `rnngen prepare` and `rnngen train`.
+
+    import rnngen
+    corpus = rnngen.prepare("notes.txt", tokenizer="char", name="notes")
+    summary = rnngen.train("notes", preset="cpu", time_budget=600, hidden=256, name="notes-lstm")
+    summary.run, summary.best_val_bpc
+    rnngen.train(resume="notes-lstm", steps=5000)
+
+Errors are `rnngen.errors.RnngenError`s whose messages name these functions' parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from rnngen.data.corpus import Corpus, TokenizerSpec
+from rnngen.data.corpus import prepare as prepare_corpus
+from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
+from rnngen.errors import CheckpointError, CorpusError, param
+from rnngen.generation.samples import Sampler
+from rnngen.store.resolve import resolve_checkpoint
+from rnngen.training import session
+from rnngen.training.events import EventFn, Finished
+
+
+def prepare(dataset: str = DEFAULT_DATASET, *, name: str | None = None, config: str | None = None,
+            revision: str | None = None, split: str = "train", val_split: str | None = None,
+            val_fraction: float = 0.1, text_column: str | None = None, documents: str = "auto",
+            streaming: bool = False, max_chars: int | None = None, tokenizer: str = "unigram",
+            vocab_size: int | None = None, tokenizer_from: str | None = None, force: bool = False,
+            corpora: str | os.PathLike | None = None, checkpoints: str | os.PathLike | None = None) -> Corpus:
+    """Prepare `dataset` (a hub id, a local file or folder, or the embedded "pydocs") into a tokenizer and
+    token arrays under `corpora/<name>/`, and return the corpus; an existing one prepared with the same
+    arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`)."""
+    spec = SourceSpec(dataset=dataset, config=config, revision=revision, split=split, val_split=val_split,
+                      text_column=text_column, streaming=streaming, max_chars=max_chars, documents=documents)
+    root = session.corpora_dir(corpora)
+    from_path = tokenizer_file(tokenizer_from, root, session.checkpoints_dir(checkpoints)) if tokenizer_from else None
+    corpus, _ = prepare_corpus(spec, TokenizerSpec(tokenizer, vocab_size, from_path), root=root, name=name,
+                               val_fraction=val_fraction, force=force)
+    return corpus
+
+
+def tokenizer_file(reference: str, corpora: Path, checkpoints: Path) -> str:
+    """The tokenizer.model that `tokenizer_from` names: a file, a folder holding one, a corpus, or a run."""
+    path = Path(reference).expanduser()
+    for candidate in (path, path / "tokenizer.model", Path(corpora) / reference / "tokenizer.model"):
+        if candidate.is_file():
+            return str(candidate)
+    try:
+        run, _ = resolve_checkpoint(reference, Path(checkpoints))
+    except CheckpointError:
+        run = None
+    if run is None or not run.tokenizer_path.is_file():
+        raise CorpusError(f"{param('tokenizer_from')} {reference}: no tokenizer.model file, corpus (`rnngen corpora`) "
+                          f"or run (`rnngen runs`) of that name")
+    return str(run.tokenizer_path)
+
+
+def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str | None = None,
+          resume: str | None = None, init_from: str | None = None, corpora: str | os.PathLike | None = None,
+          checkpoints: str | os.PathLike | None = None, on_event: EventFn | None = None,
+          **overrides: Any) -> Finished:
+    """Train a model and return the run's summary (`summary.run` is its folder).
+
+    `corpus`: a prepared corpus's name (the embedded pydocs, prepared when missing, by default) or a
+    `Corpus`. `preset`: "auto" (gpu with CUDA, else cpu), "cpu", "gpu" or "tiny"; every `ModelConfig`
+    and `TrainConfig` field can be passed as a keyword to override it (`hidden=256`, `time_budget=600`,
+    `steps=2000`: a budget given alone replaces both of the preset's). `resume` continues a run by name
+    or folder (only its budget, device, evaluation, samples and patience may change); `init_from`
+    fine-tunes a run, a .safetensors file or `hf:USER/NAME` on a corpus encoded with its tokenizer.
+    `on_event` receives typed training events (`rnngen.training.events`). Ctrl-C or SIGTERM saves the
+    run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
+    """
+    return session.train(corpus, preset, name=name, resume=resume, init_from=init_from, corpora=corpora,
+                         checkpoints=checkpoints, on_event=on_event, sampler=Sampler, **overrides)

@@ -1,0 +1,150 @@
+"""One training call from start to end: the processes, the plan, the run's lock, the loop, the summary.
+
+`rnngen.train` and `rnngen train` are this call (the CLI maps its options to the keywords and renders
+the events). Under torchrun every process makes the same call: rank 0 prepares the embedded corpus,
+names and locks the run, writes its files and reports events; all ranks train.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rnngen.config import PRESETS, Preset
+from rnngen.data.corpus import Corpus, ensure_default
+from rnngen.data.sources import DEFAULT_DATASET
+from rnngen.errors import RnngenError, param
+from rnngen.store.lock import Lock
+from rnngen.training import distributed
+from rnngen.training.distributed import World
+from rnngen.training.events import EventFn, Finished, Notice
+from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
+from rnngen.training.signals import StopFlag, stop_on_signals
+from rnngen.training.trainer import SamplerFactory, Trainer
+
+
+def corpora_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Where prepared corpora live: `folder`, else $RNNGEN_CORPORA, else ./corpora."""
+    return Path(folder or os.environ.get("RNNGEN_CORPORA", "corpora"))
+
+
+def checkpoints_dir(folder: str | os.PathLike | None = None) -> Path:
+    """Where training runs live: `folder`, else $RNNGEN_CHECKPOINTS, else ./checkpoints."""
+    return Path(folder or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
+
+
+def preset_for(name: str) -> Preset:
+    """The preset called `name`; `auto` is `gpu` where CUDA is, else `cpu`."""
+    if name == "auto":
+        import torch
+
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    if name not in PRESETS:
+        raise RnngenError(f"unknown {param('preset')} {name!r}: choose auto, {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str | None = None,
+          resume: str | None = None, init_from: str | None = None, corpora: str | os.PathLike | None = None,
+          checkpoints: str | os.PathLike | None = None, on_event: EventFn | None = None,
+          sampler: SamplerFactory | None = None, stop: StopFlag | None = None, **overrides: Any) -> Finished:
+    """Train a run to the end of its budget and return its summary.
+
+    A new run trains `preset` with `overrides` (any `ModelConfig`/`TrainConfig` field) on `corpus` (a
+    prepared corpus's name under `corpora`, or a `Corpus`; the embedded pydocs corpus by default,
+    prepared when missing). `resume` continues a run instead; `init_from` starts a new run from a
+    checkpoint's weights (fine-tuning). `on_event` receives the typed events (rank 0 only), `sampler`
+    draws the sample of each evaluation. SIGINT and SIGTERM save the run and raise `Interrupted`,
+    unless a `stop` flag is handed in.
+    """
+    if resume and init_from:
+        raise RnngenError(f"{param('resume')} continues a run, {param('init_from')} starts a new one from a run's "
+                          "weights: pick one")
+    corpora, checkpoints = corpora_dir(corpora), checkpoints_dir(checkpoints)
+    finished = False
+    try:
+        if resume:
+            named = corpus.name if isinstance(corpus, Corpus) else corpus
+            plan = plan_resume(resume, overrides, corpora, checkpoints, named)
+            world = distributed.setup(plan.train.device)  # the run's device, unless an override changes it
+        else:
+            chosen = preset_for(preset)
+            world = distributed.setup(overrides.get("device") or chosen.train.device)
+            plan = _plan_start(corpus, chosen, name, init_from, overrides, corpora, checkpoints, world)
+        with _claimed(plan, world), _stop_flag(stop) as flag:
+            if plan.notice and world.is_main and on_event is not None:
+                on_event(Notice(plan.notice))
+            summary = _fit(plan, world, on_event, sampler, flag)
+        finished = True
+        return summary
+    finally:
+        distributed.teardown(finished)
+
+
+def _plan_start(corpus: str | Corpus | None, preset: Preset, name: str | None, init_from: str | None,
+                overrides: dict[str, Any], corpora: Path, checkpoints: Path, world: World) -> RunPlan:
+    if not isinstance(corpus, Corpus):
+        corpus_name = corpus or DEFAULT_DATASET
+        if corpus_name == DEFAULT_DATASET and world.is_main:  # the other ranks wait for it
+            ensure_default(corpora)
+        distributed.barrier()
+        corpus = Corpus.find(corpora, corpus_name)
+    kind = overrides.get("kind") or preset.model.kind
+    # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
+    run = run_folder(checkpoints, distributed.broadcast(name or new_run_name(corpus.name, kind)))
+    if init_from:
+        return plan_fine_tune(init_from, corpus, preset, overrides, run, checkpoints)
+    return plan_new(corpus, preset, overrides, run)
+
+
+@contextlib.contextmanager
+def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
+    """Rank 0 locks the run folder while it trains; every rank raises the same error when it cannot."""
+    lock: Lock | None = None
+    error = None
+    if world.is_main:
+        try:
+            lock = plan.run.claim(plan.resuming)
+        except RnngenError as exc:
+            error = exc
+    error = distributed.broadcast(error)
+    if error is not None:
+        raise error
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+@contextlib.contextmanager
+def _stop_flag(stop: StopFlag | None) -> Iterator[StopFlag]:
+    """The flag the loop watches: the one handed in, else one that SIGINT and SIGTERM set (the main thread
+    alone may install signal handlers)."""
+    if stop is not None:
+        yield stop
+    elif threading.current_thread() is threading.main_thread():
+        with stop_on_signals() as flag:
+            yield flag
+    else:
+        yield StopFlag()
+
+
+def _fit(plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None,
+         stop: StopFlag) -> Finished:
+    import torch
+
+    trainer = Trainer(plan.corpus, plan.model, plan.train, plan.run, resume_from=plan.resume_from,
+                      init_from=plan.init_from, stop=stop, world=world,
+                      on_event=on_event if world.is_main else None, sampler=sampler)
+    try:
+        trainer.fit()
+    except torch.cuda.OutOfMemoryError as exc:
+        rows = plan.train.batch_size
+        raise RnngenError(f"the GPU ran out of memory with {param('batch_size')} {rows} {param('seq_len')} "
+                          f"{plan.train.seq_len}: try {param('batch_size')} {max(1, rows // 2)}") from exc
+    return trainer.finished

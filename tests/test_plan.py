@@ -1,0 +1,120 @@
+"""The training library: `rnngen.train` and the rules it shares with the CLI (presets, overrides, resume, fine-tune)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import TINY
+
+import rnngen
+from rnngen.config import PRESETS, TrainConfig
+from rnngen.errors import RnngenError
+from rnngen.store.runs import RunFolder
+from rnngen.training.events import Finished, Notice, Started
+from rnngen.training.plan import (
+    RESUMABLE,
+    new_run_name,
+    plan_fine_tune,
+    plan_new,
+    plan_resume,
+    run_folder,
+    train_config,
+)
+
+SMALL = {"steps": 6, "eval_every": 6, "eval_tokens": 2000, "batch_size": 4, "seq_len": 16, "samples": False}
+
+
+def test_a_budget_given_alone_replaces_both_of_the_presets():
+    cpu = PRESETS["cpu"].train
+    assert (cpu.steps, cpu.time_budget) == (None, 180.0)
+    assert (train_config(cpu, {"steps": 50}).steps, train_config(cpu, {"steps": 50}).time_budget) == (50, None)
+    tiny = PRESETS["tiny"].train
+    assert (train_config(tiny, {"time_budget": 9.0}).steps, train_config(tiny, {"time_budget": 9.0}).time_budget) \
+        == (None, 9.0)
+    both = train_config(cpu, {"steps": 50, "time_budget": 9.0, "lr": 3e-3})
+    assert (both.steps, both.time_budget, both.lr, both.batch_size) == (50, 9.0, 3e-3, cpu.batch_size)
+
+
+def test_the_cpu_preset_is_the_configurations_defaults():
+    assert PRESETS["cpu"].train == TrainConfig() and PRESETS["cpu"].model.hidden == 512
+
+
+def test_a_new_run_takes_the_preset_the_overrides_and_the_corpus_vocabulary(char_corpus, tmp_path):
+    plan = plan_new(char_corpus, PRESETS["tiny"], {"kind": "gru", "hidden": 48, "lr": 5e-3},
+                    run_folder(tmp_path, "r"))
+    assert (plan.model.kind, plan.model.hidden, plan.model.embed) == ("gru", 48, PRESETS["tiny"].model.embed)
+    assert plan.model.vocab_size == char_corpus.vocab_size and plan.train.lr == 5e-3 and not plan.resuming
+    with pytest.raises(RnngenError, match="unknown training option hiden"):
+        plan_new(char_corpus, PRESETS["tiny"], {"hiden": 48}, run_folder(tmp_path, "r"))
+
+
+def test_run_names_sort_by_time_and_are_checked(tmp_path):
+    assert re.fullmatch(r"notes-gru-\d{8}-\d{6}", new_run_name("notes", "gru"))
+    with pytest.raises(RnngenError, match="run name '../x' is not allowed"):
+        run_folder(tmp_path, "../x")
+
+
+def test_rnngen_train_trains_the_run_that_rnngen_train_trains(run_cli, char_corpus, tmp_path):
+    assert run_cli("train", "--corpus", "notes", *TINY, "--name", "by-cli", "--no-samples").exit_code == 0
+    events = []
+    summary = rnngen.train("notes", "tiny", name="by-call", steps=30, eval_every=15, eval_tokens=2000, samples=False,
+                           corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints", on_event=events.append)
+    assert isinstance(summary, Finished) and summary.steps == 30 and summary.best_val_bpc is not None
+    cli_run, call_run = (RunFolder(tmp_path / "checkpoints" / name) for name in ("by-cli", "by-call"))
+    assert {k: v for k, v in cli_run.config().items() if k != "corpus"} == \
+        {k: v for k, v in call_run.config().items() if k != "corpus"}
+    assert [row["loss"] for row in cli_run.metrics() if row["event"] == "train"] == \
+        [row["loss"] for row in call_run.metrics() if row["event"] == "train"]
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(run_cli, char_corpus, tmp_path):
+    with pytest.raises(RnngenError, match=r"^time_budget must be positive"):
+        rnngen.train("notes", corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints", time_budget=-1.0)
+    result = run_cli("train", "--corpus", "notes", "--steps", "0", "--plain")
+    assert result.exit_code != 0
+    with pytest.raises(RnngenError, match=r"^steps must be at least 1"):
+        rnngen.train("notes", corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints", steps=0)
+    result = run_cli("train", "--corpus", "notes", "--lr", "inf", "--plain")
+    assert "--lr must be a finite number" in result.output and "\x1f" not in result.output
+
+
+def test_resume_may_change_the_budget_only(char_corpus, tmp_path):
+    corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
+    rnngen.train("notes", "tiny", name="r", corpora=corpora, checkpoints=checkpoints, **SMALL)
+    plan = plan_resume("r", {"steps": 12, "patience": 3}, corpora, checkpoints)
+    assert plan.resuming and plan.train.steps == 12 and plan.train.patience == 3 and plan.notice is None
+    assert plan.model.hidden == PRESETS["tiny"].model.hidden
+    with pytest.raises(RnngenError, match="resume keeps the run's model, data and optimizer settings; drop hidden, lr"):
+        plan_resume("r", {"hidden": 8, "lr": 1.0, "steps": 12}, corpora, checkpoints)
+    with pytest.raises(RnngenError, match="drop corpus"):
+        plan_resume("r", {"steps": 12}, corpora, checkpoints, corpus_name="other")
+    with pytest.raises(RnngenError, match="already spent its budget at step 6: pass a larger steps"):
+        plan_resume("r", {}, corpora, checkpoints)
+    assert {"steps", "time_budget", "device", "patience"} <= RESUMABLE and "lr" not in RESUMABLE
+
+
+def test_a_weights_only_resume_says_what_it_cannot_restore(char_corpus, tmp_path):
+    corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
+    rnngen.train("notes", "tiny", name="r", corpora=corpora, checkpoints=checkpoints, **SMALL)
+    run = RunFolder(checkpoints / "r")
+    run.file("last.safetensors").write_bytes(run.file("best.safetensors").read_bytes())
+    events = []
+    rnngen.train(resume="r", corpora=corpora, checkpoints=checkpoints, steps=12, on_event=events.append)
+    assert isinstance(events[0], Notice) and "holds weights only" in events[0].text
+
+
+def test_a_fine_tune_keeps_the_model_sizes_and_may_change_dropout(char_corpus, tmp_path):
+    corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
+    rnngen.train("notes", "tiny", name="base", corpora=corpora, checkpoints=checkpoints, hidden=40, **SMALL)
+    plan = plan_fine_tune("base", char_corpus, PRESETS["cpu"], {"dropout": 0.1, "steps": 3},
+                          run_folder(checkpoints, "tuned"), checkpoints)
+    assert (plan.model.hidden, plan.model.dropout, plan.train.steps) == (40, 0.1, 3)
+    assert plan.init_from == checkpoints / "base" / "best.safetensors"
+    with pytest.raises(RnngenError, match="init_from takes the model's sizes from base; drop hidden"):
+        plan_fine_tune("base", char_corpus, PRESETS["cpu"], {"hidden": 8}, run_folder(checkpoints, "t"), checkpoints)
+    summary = rnngen.train("notes", init_from="base", name="tuned", corpora=corpora, checkpoints=checkpoints, **SMALL)
+    assert json.loads((checkpoints / "tuned" / "config.json").read_text())["model"]["hidden"] == 40
+    assert summary.steps == 6
