@@ -19,7 +19,7 @@ RUN = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
 from rnngen.config import ModelConfig, PRESETS, TrainConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.store.runs import RunFolder
 from rnngen.training.trainer import Trainer
 corpus = Corpus.open(Path(sys.argv[1]))

@@ -159,13 +159,13 @@ def _launch_torchrun(nproc: int) -> None:
 def _train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
            init_from: str | None, plain: bool, options: dict[str, Any]) -> None:
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
-    from rnngen.data.corpus import Corpus
+    from rnngen.data.reading import Corpus
     from rnngen.store.names import check_name
     from rnngen.training import distributed
     from rnngen.training.resume import seconds_of
     from rnngen.store.runs import LAST, RunFolder
     from rnngen.store.resolve import resolve_checkpoint
-    from rnngen.data.corpus import corpus_of
+    from rnngen.data.reading import corpus_of
     from rnngen.training.schedule import progress_of
     from rnngen.training.signals import stop_on_signals
     from rnngen.generation.samples import Sampler
