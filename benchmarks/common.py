@@ -29,7 +29,8 @@ def machine() -> dict[str, Any]:
 
 def prepared(root: Path, dataset: str, kind: str, vocab: int | None, name: str):
     """A corpus prepared once under `root` and reused by later benchmark runs."""
-    from rnngen.data import corpus
+    from rnngen.data.preparing import prepare
     from rnngen.data.sources import SourceSpec
+    from rnngen.data.vocabulary import TokenizerSpec
 
-    return corpus.prepare(SourceSpec(dataset=dataset), corpus.TokenizerSpec(kind, vocab), root=root, name=name)[0]
+    return prepare(SourceSpec(dataset=dataset), TokenizerSpec(kind, vocab), root=root, name=name)[0]

@@ -18,7 +18,7 @@ from benchmarks.common import prepared
 RUN = r"""
 import json, resource, sys, tempfile
 from pathlib import Path
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.pipeline import train
 corpus = Corpus.open(Path(sys.argv[1]))
 with tempfile.TemporaryDirectory() as folder:

@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rnngen.data import corpus as corpora
+from rnngen.data.preparing import prepare
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 
 
 def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:
@@ -26,8 +27,8 @@ def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:
                 stages.setdefault(stage, [time.perf_counter()]).append(time.perf_counter())
 
             started = time.perf_counter()
-            prepared, _ = corpora.prepare(SourceSpec(dataset=dataset), corpora.TokenizerSpec("unigram"),
-                                          root=Path(folder), name=name, threads=threads, progress=progress)
+            prepared, _ = prepare(SourceSpec(dataset=dataset), TokenizerSpec("unigram"), root=Path(folder), name=name,
+                                  threads=threads, progress=progress)
             total = time.perf_counter() - started
             chars = sum(prepared.characters(split) for split in ("train", "val"))
             encode_seconds = stages["encode"][-1] - stages["tokenizer"][-1]

@@ -15,9 +15,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rnngen.data.corpus import Corpus, TokenizerSpec
-from rnngen.data.corpus import prepare as prepare_corpus
+from rnngen.data.preparing import prepare as prepare_corpus
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, CorpusError, param
 from rnngen.generation.samples import Sampler
 from rnngen.store.resolve import resolve_checkpoint

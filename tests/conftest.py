@@ -10,8 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from rnngen.cli.main import cli
-from rnngen.data import corpus
+from rnngen.data.preparing import prepare
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 
 WORDS = ("the model reads a token and updates its hidden state before it predicts the next one while "
          "gradients flow back through time and vanish when the recurrent weights are small").split()
@@ -53,9 +55,9 @@ def text_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def char_corpus(tmp_path: Path, text_file: Path) -> corpus.Corpus:
-    prepared, _ = corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("char"),
-                                 root=tmp_path / "corpora", name="notes")
+def char_corpus(tmp_path: Path, text_file: Path) -> Corpus:
+    prepared, _ = prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=tmp_path / "corpora",
+                          name="notes")
     return prepared
 
 

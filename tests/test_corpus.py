@@ -13,19 +13,22 @@ from conftest import sample_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnngen.data import corpus, tokenizer
+from rnngen.data import building, preparing, tokenizer
+from rnngen.data.encoding import token_dtype
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CorpusError
 
 
 def prepare(tmp_path: Path, dataset: str | Path, kind: str = "unigram", **spec):
     vocab = spec.pop("vocab_size", None)
     name = spec.pop("name", "c")
-    return corpus.prepare(SourceSpec(dataset=str(dataset), **spec), corpus.TokenizerSpec(kind, vocab),
-                          root=tmp_path / "corpora", name=name)
+    return preparing.prepare(SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind, vocab),
+                             root=tmp_path / "corpora", name=name)
 
 
-def decoded(c: corpus.Corpus, split: str) -> str:
+def decoded(c: Corpus, split: str) -> str:
     return c.tokenizer().decode(int(t) for t in c.tokens(split))
 
 
@@ -128,7 +131,7 @@ def test_emoji_and_other_scripts_encode_through_byte_fallback(shared_tokenizers)
 def test_token_dtype_follows_the_vocabulary(tmp_path, text_file):
     c, _ = prepare(tmp_path, text_file, "char")
     assert c.dtype == np.uint16
-    assert corpus.token_dtype(65_536) == np.uint16 and corpus.token_dtype(65_537) == np.uint32
+    assert token_dtype(65_536) == np.uint16 and token_dtype(65_537) == np.uint32
 
 
 def test_rerun_reuses_and_force_rebuilds(tmp_path, text_file):
@@ -136,10 +139,10 @@ def test_rerun_reuses_and_force_rebuilds(tmp_path, text_file):
     assert not reused
     _, reused = prepare(tmp_path, text_file, "char")
     assert reused
-    with pytest.raises(CorpusError, match="--force"):
+    with pytest.raises(CorpusError, match="force"):
         prepare(tmp_path, text_file, "unigram")
-    rebuilt, reused = corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("unigram"),
-                                     root=tmp_path / "corpora", name="c", force=True)
+    rebuilt, reused = preparing.prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("unigram"),
+                                        root=tmp_path / "corpora", name="c", force=True)
     assert not reused and rebuilt.meta["tokenizer"]["type"] == "unigram"
 
 
@@ -147,7 +150,7 @@ def test_interrupted_prepare_leaves_nothing(tmp_path, text_file, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(corpus, "_encode_into", boom)
+    monkeypatch.setattr(building, "encode_into", boom)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, text_file, "char")
     assert not (tmp_path / "corpora").exists()  # created by this prepare, removed with all it held
@@ -159,7 +162,7 @@ def test_default_vocabulary_shrinks_to_fit_a_small_corpus(tmp_path, text_file):
 
 
 def test_too_large_vocabulary_names_the_largest_that_works(tmp_path, text_file):
-    with pytest.raises(CorpusError, match=r"largest that works is \d+; pass --vocab-size \d+"):
+    with pytest.raises(CorpusError, match=r"largest that works is \d+; pass vocab_size \d+"):
         prepare(tmp_path, text_file, "unigram", vocab_size=50_000)
 
 
@@ -168,7 +171,7 @@ def test_errors_name_the_problem(tmp_path):
         prepare(tmp_path, tmp_path / "missing.txt")
     frame = pd.DataFrame({"title": ["a", "b"], "body": ["x y", "z"]})
     frame.to_parquet(tmp_path / "two.parquet")
-    with pytest.raises(CorpusError, match="--text-column, one of: title, body"):
+    with pytest.raises(CorpusError, match="text_column, one of: title, body"):
         prepare(tmp_path, tmp_path / "two.parquet")
     with pytest.raises(CorpusError, match="no column 'txt'; its columns are: title, body"):
         prepare(tmp_path, tmp_path / "two.parquet", text_column="txt")
@@ -190,7 +193,7 @@ def test_unreachable_hub_fails_fast_with_the_fixes(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored after the test: going offline sets it
     started = time.monotonic()
-    with pytest.raises(CorpusError, match="cannot reach the Hugging Face hub.*--dataset pydocs"):
+    with pytest.raises(CorpusError, match="cannot reach the Hugging Face hub.*dataset pydocs"):
         prepare(tmp_path, "someone/some-dataset")
     assert time.monotonic() - started < 15
 
@@ -200,10 +203,10 @@ def test_truncated_token_file_is_reported(tmp_path, text_file):
     with open(c.path / "train.bin", "r+b") as f:
         f.truncate(100)
     with pytest.raises(CorpusError, match="train.bin is 100 bytes.*--force"):
-        corpus.Corpus.open(c.path).tokens("train")
+        Corpus.open(c.path).tokens("train")
     (c.path / "meta.json").unlink()
     with pytest.raises(CorpusError, match="no meta.json"):
-        corpus.Corpus.open(c.path)
+        Corpus.open(c.path)
 
 
 def test_meta_records_what_bits_per_character_needs(tmp_path, text_file):
@@ -229,5 +232,5 @@ def test_streaming_holds_out_the_last_documents_and_matches_the_full_read(tmp_pa
 def test_unwritable_corpora_folder_is_reported(tmp_path, text_file):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CorpusError, match="cannot write to .*--corpora-dir"):
-        corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("char"), root=blocker / "corpora")
+    with pytest.raises(CorpusError, match="cannot write to .*folder as root"):
+        preparing.prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=blocker / "corpora")

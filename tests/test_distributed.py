@@ -102,7 +102,7 @@ import hashlib, json, sys
 from pathlib import Path
 import torch
 from rnngen.config import ModelConfig, TrainConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.models import checkpoint
 from rnngen.training import distributed
 from rnngen.training.evaluate import evaluate

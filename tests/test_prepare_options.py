@@ -6,13 +6,13 @@ import json
 
 from conftest import sample_text
 
-from rnngen.data import corpus
+from rnngen.data.preparing import prepare
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 
 
 def test_word_tokenizer_counts_the_real_characters_and_says_it_is_lossy(tmp_path, text_file):
-    c, _ = corpus.prepare(SourceSpec(dataset=str(text_file)), corpus.TokenizerSpec("word"), root=tmp_path / "c",
-                          name="words")
+    c, _ = prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("word"), root=tmp_path / "c", name="words")
     tok = c.tokenizer()
     text = text_file.read_text()
     # Bits per character divide by the characters of the text itself, not of its decoding.

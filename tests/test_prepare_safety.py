@@ -10,15 +10,17 @@ import sys
 
 import pytest
 
-from rnngen.data import corpus
+from rnngen.data import building, encoding, preparing
+from rnngen.data.reading import Corpus, list_corpora
+from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.store.names import InvalidName, check_name
 from rnngen.data.sources import SourceSpec
 from rnngen.errors import CorpusError
 
 
 def prepare(tmp_path, text_file, name="c", force=False, **spec):
-    return corpus.prepare(SourceSpec(dataset=str(text_file), **spec), corpus.TokenizerSpec("char"),
-                          root=tmp_path / "corpora", name=name, force=force)
+    return preparing.prepare(SourceSpec(dataset=str(text_file), **spec), TokenizerSpec("char"),
+                             root=tmp_path / "corpora", name=name, force=force)
 
 
 def dead_pid() -> int:
@@ -30,7 +32,7 @@ def dead_pid() -> int:
 def test_a_second_prepare_of_the_same_name_is_refused_while_the_first_runs(tmp_path, text_file):
     root = tmp_path / "corpora"
     root.mkdir()
-    with corpus._lock(root, "c"):  # what a running prepare holds
+    with preparing._lock(root, "c"):  # what a running prepare holds
         with pytest.raises(CorpusError, match=r"another `rnngen prepare` \(process \d+\) is preparing corpus c"):
             prepare(tmp_path, text_file)
         other, _ = prepare(tmp_path, text_file, name="other")  # other names go ahead
@@ -54,7 +56,7 @@ def test_sigterm_stops_prepare_like_ctrl_c_and_leaves_nothing(tmp_path, text_fil
     def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(corpus, "_encode_into", terminated)
+    monkeypatch.setattr(building, "encode_into", terminated)
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, text_file)
@@ -67,14 +69,14 @@ def test_names_are_one_safe_path_component(tmp_path, text_file, name):
     with pytest.raises(InvalidName, match="is not allowed: use 1 to 100 letters, digits"):
         prepare(tmp_path, text_file, name=name)
     with pytest.raises(InvalidName):
-        corpus.Corpus.find(tmp_path / "corpora", name)
+        Corpus.find(tmp_path / "corpora", name)
     assert not (tmp_path / "etc").exists()
 
 
 def test_valid_names_pass():
     for name in ("notes", "wikitext-2-raw-v1", "a.b_c", "x" * 100):
         assert check_name(name) == name
-    assert corpus.name_for("a" * 300 + ".txt", None) == "a" * 100
+    assert preparing.name_for("a" * 300 + ".txt", None) == "a" * 100
 
 
 def test_damaged_meta_and_tokenizer_are_caught_when_opened_and_listed(tmp_path, text_file, run_cli):
@@ -82,24 +84,24 @@ def test_damaged_meta_and_tokenizer_are_caught_when_opened_and_listed(tmp_path, 
     bad, _ = prepare(tmp_path, text_file, name="bad")
     (bad.path / "meta.json").write_text("[]")
     with pytest.raises(CorpusError, match="another rnngen version: rebuild"):
-        corpus.Corpus.open(bad.path)
-    assert [meta["name"] for meta in corpus.list_corpora(tmp_path / "corpora")] == ["good"]
+        Corpus.open(bad.path)
+    assert [meta["name"] for meta in list_corpora(tmp_path / "corpora")] == ["good"]
     result = run_cli("corpora")
     assert result.exit_code == 0 and "good" in result.output
     meta = json.loads((good.path / "meta.json").read_text())
     (bad.path / "meta.json").write_text(json.dumps(meta | {"name": "../../evil"}))
     with pytest.raises(CorpusError, match="lacks the name"):
-        corpus.Corpus.open(bad.path)
+        Corpus.open(bad.path)
     (good.path / "tokenizer.model").write_bytes(b"\x00garbage" * 50)
     with pytest.raises(CorpusError, match="tokenizer.model"):
-        corpus.Corpus.open(good.path)
+        Corpus.open(good.path)
 
 
 def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, text_file, monkeypatch):
     def no_space(self, ids):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(corpus._TokenFile, "write", no_space)
+    monkeypatch.setattr(encoding.TokenFile, "write", no_space)
     with pytest.raises(CorpusError, match="cannot write corpus c in .*No space left on device: free some space"):
         prepare(tmp_path, text_file)
     assert not (tmp_path / "corpora").exists()  # created by this prepare, removed with all it held
@@ -109,7 +111,7 @@ def test_max_chars_must_be_a_finite_count(tmp_path, text_file, run_cli):
     for value in ("nan", "inf", "-inf"):
         result = run_cli("prepare", "--dataset", str(text_file), "--max-chars", value)
         assert result.exit_code == 2 and "is not a count like 5000" in result.output
-    with pytest.raises(CorpusError, match="--max-chars must be a whole number"):
+    with pytest.raises(CorpusError, match="max_chars must be a whole number"):
         prepare(tmp_path, text_file, max_chars=float("nan"))
 
 
@@ -119,8 +121,8 @@ def test_a_text_column_of_mixed_types_is_found_and_read(tmp_path):
             {"text": "and another row of text follows", "n": 3}] * 10
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     for column in (None, "text"):
-        c, _ = corpus.prepare(SourceSpec(dataset=str(path), text_column=column), corpus.TokenizerSpec("char"),
-                              root=tmp_path / "corpora", name=f"mixed-{column}")
+        c, _ = preparing.prepare(SourceSpec(dataset=str(path), text_column=column), TokenizerSpec("char"),
+                                 root=tmp_path / "corpora", name=f"mixed-{column}")
         assert c.meta["source"]["text_column"] == "text"
         assert c.characters("train") + c.characters("val") == 10 * len(rows[0]["text"] + rows[2]["text"])
 
@@ -130,7 +132,7 @@ def test_a_corpus_of_an_older_rnngen_asks_for_force(tmp_path, text_file):
     meta = json.loads((c.path / "meta.json").read_text())
     del meta["request"]["source"]["documents"]  # requests before --documents existed
     (c.path / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(CorpusError, match="prepared by an older rnngen.*--force"):
+    with pytest.raises(CorpusError, match="prepared by an older rnngen.*force"):
         prepare(tmp_path, text_file)
     assert not prepare(tmp_path, text_file, force=True)[1]
 

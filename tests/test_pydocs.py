@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 
-from rnngen.data import corpus, pydocs
+from rnngen.data import pydocs
+from rnngen.data.preparing import outdated, prepare
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 
 NUMPY_STYLE = '''Compute the mean of the values along an axis.
 
@@ -130,15 +132,15 @@ def test_an_embedded_corpus_of_an_older_recipe_is_rebuilt(tmp_path, monkeypatch)
     monkeypatch.setattr(pydocs, "load", lambda: __import__("datasets").DatasetDict(
         {"train": __import__("datasets").Dataset.from_list(list(pydocs.documents()))}))
     root = tmp_path / "corpora"
-    built, _ = corpus.prepare(SourceSpec(), corpus.TokenizerSpec("char"), root=root)
+    built, _ = prepare(SourceSpec(), TokenizerSpec("char"), root=root)
     source = built.meta["source"]
     assert source["recipe"] == pydocs.RECIPE and 0 < source["kept_chars"] < source["raw_docstring_chars"]
-    assert not corpus.outdated(built.path)
-    _, reused = corpus.prepare(SourceSpec(), corpus.TokenizerSpec("char"), root=root)
+    assert not outdated(built.path)
+    _, reused = prepare(SourceSpec(), TokenizerSpec("char"), root=root)
     assert reused
     meta = json.loads((built.path / "meta.json").read_text())
     meta["source"]["recipe"] = pydocs.RECIPE - 1
     (built.path / "meta.json").write_text(json.dumps(meta))
-    assert corpus.outdated(built.path)
-    rebuilt, reused = corpus.prepare(SourceSpec(), corpus.TokenizerSpec("char"), root=root)
+    assert outdated(built.path)
+    rebuilt, reused = prepare(SourceSpec(), TokenizerSpec("char"), root=root)
     assert not reused and rebuilt.meta["source"]["recipe"] == pydocs.RECIPE

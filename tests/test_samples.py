@@ -9,7 +9,7 @@ from conftest import TINY
 from test_training import tiny
 
 from rnngen.config import SampleConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
 from rnngen.generation import samples

@@ -10,16 +10,18 @@ import pandas as pd
 from conftest import sample_text
 
 from rnngen.store import hub
-from rnngen.data import corpus, sources
+from rnngen.data import preparing, vocabulary
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 
 
 def prepare(tmp_path: Path, dataset, kind: str = "char", name: str = "c", **spec):
-    return corpus.prepare(SourceSpec(dataset=str(dataset), **spec), corpus.TokenizerSpec(kind),
-                          root=tmp_path / "corpora", name=name)[0]
+    return preparing.prepare(SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind),
+                             root=tmp_path / "corpora", name=name)[0]
 
 
-def decoded_documents(c: corpus.Corpus, split: str) -> list[str]:
+def decoded_documents(c: Corpus, split: str) -> list[str]:
     tok = c.tokenizer()
     ids = [int(t) for t in c.tokens(split)]
     docs, start = [], 0
@@ -83,8 +85,8 @@ def test_text_file_as_lines_or_paragraphs(tmp_path):
 
 
 def test_tokenizer_sample_is_spread_over_the_whole_split(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus, "TOKENIZER_SAMPLE_CHARS", 20_000)
-    monkeypatch.setattr(corpus, "SAMPLE_PIECE_CHARS", 1_000)
+    monkeypatch.setattr(vocabulary, "TOKENIZER_SAMPLE_CHARS", 20_000)
+    monkeypatch.setattr(vocabulary, "SAMPLE_PIECE_CHARS", 1_000)
     path = tmp_path / "late.txt"
     path.write_text(sample_text(100_000) + "Жж" * 5_000 + sample_text(20_000, 1))  # the tail alone has Ж
     c = prepare(tmp_path, path)

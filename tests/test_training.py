@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from rnngen.config import ModelConfig, SampleConfig, TrainConfig
-from rnngen.data import corpus
+from rnngen.data.preparing import prepare
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
@@ -47,7 +48,7 @@ def test_loss_falls(char_corpus, tmp_path):
 def test_overfits_a_short_text_and_greedy_completion_reproduces_it(tmp_path):
     text = tmp_path / "fox.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
-    c, _ = corpus.prepare(SourceSpec(dataset=str(text)), corpus.TokenizerSpec("char"), root=tmp_path / "corpora")
+    c, _ = prepare(SourceSpec(dataset=str(text)), TokenizerSpec("char"), root=tmp_path / "corpora")
     model_cfg, train_cfg = tiny(c, steps=800, batch_size=16, seq_len=32, lr=3e-2, eval_every=800)
     run = RunFolder(tmp_path / "runs" / "fox")
     Trainer(c, model_cfg, train_cfg, run).fit()
@@ -177,8 +178,8 @@ def test_bad_checkpoint_files_get_errors_that_name_them(char_corpus, tmp_path):
         checkpoint.load(run.path / "missing.safetensors")
     other = tmp_path / "other.txt"
     other.write_text("completely different text with other letters: xyzzy QQQ 12345 " * 50)
-    other_corpus, _ = corpus.prepare(SourceSpec(dataset=str(other)), corpus.TokenizerSpec("char"),
-                                     root=tmp_path / "corpora", name="other")
+    other_corpus, _ = prepare(SourceSpec(dataset=str(other)), TokenizerSpec("char"), root=tmp_path / "corpora",
+                              name="other")
     run.tokenizer_path.write_bytes((other_corpus.path / "tokenizer.model").read_bytes())
     with pytest.raises(CheckpointError, match="tokenizer.model does not match the checkpoint"):
         checkpoint.load_model(run, run.file(LAST))

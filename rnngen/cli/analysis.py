@@ -42,11 +42,11 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
 
     from rnngen.analysis.gradients import profile
     from rnngen.cli.display import gradient_sparklines, gradient_table, out
-    from rnngen.data.corpus import Corpus
+    from rnngen.data.reading import Corpus
     from rnngen.models import build
     from rnngen.models.checkpoint import load_model
     from rnngen.store.resolve import resolve_checkpoint
-    from rnngen.data.corpus import corpus_of
+    from rnngen.data.reading import corpus_of
 
     if plot_path:
         from rnngen.analysis.plot import require

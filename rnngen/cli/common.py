@@ -68,7 +68,7 @@ def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: 
 def prepare_default_corpus(paths: Paths, name: str) -> None:
     """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.data.corpus import default_needed, ensure_default
+    from rnngen.data.preparing import default_needed, ensure_default
     from rnngen.data.sources import DEFAULT_DATASET
 
     if name != DEFAULT_DATASET or not default_needed(paths.corpora):

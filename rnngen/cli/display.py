@@ -61,7 +61,7 @@ class _Live:
 
 
 class PrepareProgress(_Live):
-    """Renders `corpus.prepare` progress: one line per stage, with counts and rates."""
+    """Renders `rnngen.data.preparing.prepare` progress: one line per stage, with counts and rates."""
 
     LABELS = {"load": "loading the dataset", "tokenizer": "training the tokenizer", "encode": "encoding",
               "write": "writing"}

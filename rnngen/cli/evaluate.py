@@ -33,12 +33,12 @@ def evaluate(paths: Paths, checkpoint: str | None, corpus_name: str | None, spli
     """
     from rnngen.models import device as devices
     from rnngen.cli.display import out
-    from rnngen.data.corpus import Corpus
+    from rnngen.data.reading import Corpus
     from rnngen.models.checkpoint import load_model
     from rnngen.training.evaluate import evaluate as evaluate_split
     from rnngen.store.runs import require_same_tokenizer
     from rnngen.store.resolve import resolve_checkpoint
-    from rnngen.data.corpus import corpus_of
+    from rnngen.data.reading import corpus_of
 
     if max_tokens == 1:
         raise RnngenError("--max-tokens 1 leaves no token to predict (the first is context only): "

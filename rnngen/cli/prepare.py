@@ -88,12 +88,13 @@ def tokenizer_path(paths: Paths, run_or_corpus: str) -> str:
 def prepare_corpus(paths: Paths, spec: Any, tokenizer_kind: str, vocab_size: int | None, val_fraction: float,
              name: str | None, force: bool, plain: bool, tokenizer_from: str | None = None):
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.data import corpus
+    from rnngen.data import preparing
+    from rnngen.data.vocabulary import TokenizerSpec
 
     with PrepareProgress(plain) as progress:
-        prepared, reused = corpus.prepare(spec, corpus.TokenizerSpec(tokenizer_kind, vocab_size, tokenizer_from),
-                                          root=paths.corpora, name=name, val_fraction=val_fraction, force=force,
-                                          progress=progress)
+        prepared, reused = preparing.prepare(spec, TokenizerSpec(tokenizer_kind, vocab_size, tokenizer_from),
+                                             root=paths.corpora, name=name, val_fraction=val_fraction, force=force,
+                                             progress=progress)
     (err if reused else out).print(corpus_table(prepared.meta, reused))
     return prepared
 
@@ -104,7 +105,7 @@ def prepare_corpus(paths: Paths, spec: Any, tokenizer_kind: str, vocab_size: int
 def corpora(paths: Paths, as_json: bool) -> None:
     """List the prepared corpora."""
     from rnngen.cli.display import corpora_table
-    from rnngen.data.corpus import list_corpora
+    from rnngen.data.reading import list_corpora
 
     print_listing(list_corpora(paths.corpora), as_json, corpora_table,
              f"no corpora in {paths.corpora} yet: run `rnngen prepare`")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnngen.errors import CorpusError
+from rnngen.errors import CorpusError, param
 from rnngen.store.hub import hub_reachable
 
 DEFAULT_DATASET = "pydocs"
@@ -85,7 +85,8 @@ def _go_offline() -> None:
 def _offline_error(dataset: str) -> CorpusError:
     return CorpusError(
         f"cannot reach the Hugging Face hub for {dataset!r} and it is not in the local cache: "
-        f"pass a local file or folder (--dataset ./my_texts/) or use the embedded default (--dataset {DEFAULT_DATASET})")
+        f"pass a local file or folder ({param('dataset')} ./my_texts/) or use the embedded default "
+        f"({param('dataset')} {DEFAULT_DATASET})")
 
 
 def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
@@ -123,7 +124,7 @@ def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
         if "scripts are no longer supported" in text:
             return CorpusError(
                 f"{spec.dataset!r} is a script-based dataset, which the installed `datasets` no longer runs: "
-                f"try --revision refs/convert/parquet, or download its raw text file and pass its path")
+                f"try {param('revision')} refs/convert/parquet, or download its raw text file and pass its path")
         if isinstance(err, UnicodeDecodeError):
             return CorpusError(f"{spec.dataset} is not UTF-8 text ({err.reason} at byte {err.start}): "
                                "convert it to UTF-8 first")
@@ -136,7 +137,7 @@ def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
             return CorpusError(f"dataset {spec.dataset!r} has no config {spec.config!r}: "
                                f"{text.split('Available:')[-1].strip() if 'Available:' in text else text}")
         if isinstance(err, ValueError) and "Unknown split" in text:
-            return CorpusError(f"{text}: pick one with --split")
+            return CorpusError(f"{text}: pick one with {param('split')}")
     return None
 
 
@@ -188,7 +189,7 @@ def _pick_column(features: Any, requested: str | None, dataset: str) -> str:
         return "text"
     if len(text_columns) == 1:
         return text_columns[0]
-    raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass --text-column, one of: "
+    raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass {param('text_column')}, one of: "
                       f"{', '.join(text_columns or list(features))}")
 
 
@@ -230,7 +231,7 @@ def split_documents(rows: Iterable[str], mode: str) -> Iterator[str]:
         if any(part.strip() for part in article):
             yield "".join(article).strip("\n")
     else:
-        raise CorpusError(f"unknown --documents {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
+        raise CorpusError(f"unknown {param('documents')} {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
 
 
 def detect_documents(rows: Iterable[str]) -> str:
@@ -275,7 +276,7 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
             train_name = splits[0]
         else:
             raise CorpusError(f"{spec.dataset} has no split {spec.split!r}; its splits: {', '.join(splits)}: "
-                              "pick one with --split")
+                              f"pick one with {param('split')}")
     val_name = spec.val_split
     if val_name is not None and val_name not in data:
         raise CorpusError(f"{spec.dataset} has no split {val_name!r}; its splits: {', '.join(splits)}")
@@ -287,7 +288,7 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
     if mode == "auto":
         mode = detect_documents(_rows(train, column, spec))
     elif mode not in DOCUMENT_MODES:
-        raise CorpusError(f"unknown --documents {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
+        raise CorpusError(f"unknown {param('documents')} {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
     train_docs = _Documents(train, column, mode, spec)
     train_chars = None
     if not spec.streaming:

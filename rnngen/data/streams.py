@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnngen.errors import RnngenError
+from rnngen.errors import RnngenError, param
 
 
 class TokenStream:
@@ -27,13 +27,14 @@ class TokenStream:
         self.windows = (self.row_len - 1) // seq_len
         if self.windows < 1:
             raise RnngenError(f"the corpus has {len(tokens)} training tokens, too few for {total_rows} rows of "
-                              f"{seq_len + 1} tokens: use a smaller --batch-size or --seq-len")
+                              f"{seq_len + 1} tokens: use a smaller {param('batch_size')} or {param('seq_len')}")
         self.row_offsets = (np.arange(rows) + first_row) * self.row_len
 
     def window(self, index: int) -> np.ndarray:
         """Tokens [rows, seq_len + 1] of window `index` (wrapping around after each epoch)."""
         offset = (index % self.windows) * self.seq_len
-        return np.stack([self.tokens[s + offset: s + offset + self.seq_len + 1] for s in self.row_offsets]).astype(np.int64)
+        rows = [self.tokens[s + offset: s + offset + self.seq_len + 1] for s in self.row_offsets]
+        return np.stack(rows).astype(np.int64)
 
     def starts_epoch(self, index: int) -> bool:
         """True when window `index` starts the streams again from the beginning."""

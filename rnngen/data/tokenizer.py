@@ -23,7 +23,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from rnngen.errors import CorpusError
+from rnngen.errors import CorpusError, param
 from rnngen.store.runs import require_same_tokenizer
 
 TOKENIZER_TYPES = ("unigram", "bpe", "char", "word")
@@ -66,8 +66,8 @@ class VocabTooLarge(CorpusError):
     """The requested vocabulary is larger than the corpus can fill."""
 
     def __init__(self, requested: int, largest: int):
-        super().__init__(f"--vocab-size {requested} is too large for this corpus: the largest that works is "
-                         f"{largest}; pass --vocab-size {largest} or less")
+        super().__init__(f"{param('vocab_size')} {requested} is too large for this corpus: the largest that works is "
+                         f"{largest}; pass {param('vocab_size')} {largest} or less")
         self.largest = largest
 
 
@@ -93,18 +93,17 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
     try:
         spm.SentencePieceTrainer.train(
             sentence_iterator=_sentences(texts), model_writer=model, model_type=kind, vocab_size=vocab_size,
-            hard_vocab_limit=kind not in ("char", "word"), byte_fallback=kind not in LOSSY_TYPES, character_coverage=1.0,
-            normalization_rule_name="identity", remove_extra_whitespaces=False, add_dummy_prefix=False,
-            user_defined_symbols=["\n"], split_digits=True, allow_whitespace_only_pieces=True,
-            max_sentence_length=MAX_SENTENCE_BYTES, num_threads=threads, minloglevel=2,
-            input_sentence_size=0)
+            hard_vocab_limit=kind not in ("char", "word"), byte_fallback=kind not in LOSSY_TYPES,
+            character_coverage=1.0, normalization_rule_name="identity", remove_extra_whitespaces=False,
+            add_dummy_prefix=False, user_defined_symbols=["\n"], split_digits=True, allow_whitespace_only_pieces=True,
+            max_sentence_length=MAX_SENTENCE_BYTES, num_threads=threads, minloglevel=2, input_sentence_size=0)
     except RuntimeError as exc:
         largest = re.search(r"value <= (\d+)", str(exc))
         if largest:
             raise VocabTooLarge(vocab_size, int(largest.group(1))) from exc
         smallest = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
         if smallest:
-            raise CorpusError(f"--vocab-size {vocab_size} is too small: this corpus needs at least "
+            raise CorpusError(f"{param('vocab_size')} {vocab_size} is too small: this corpus needs at least "
                               f"{smallest.group(1)} pieces (its characters, 256 bytes and the specials)") from exc
         if "no sentences" in str(exc).lower() or "empty" in str(exc).lower():
             raise CorpusError("the corpus has no text to train a tokenizer on") from exc

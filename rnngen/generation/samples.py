@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from rnngen.config import SampleConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.generation.completer import Completer
 from rnngen.models import RecurrentLM

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import ModelConfig, Preset, TrainConfig
-from rnngen.data.corpus import Corpus, corpus_of
+from rnngen.data.reading import Corpus, corpus_of
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint

@@ -7,13 +7,12 @@ from typing import Any
 
 from rnngen.store.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.models import RecurrentLM
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint
 from rnngen.training.events import Saved
 from rnngen.store.runs import BEST, LAST, RunFolder, write_failed
-from rnngen.data.corpus import corpus_identity
 
 
 class Saver:
@@ -23,7 +22,7 @@ class Saver:
         self.run, self.model, self.model_cfg, self.cfg, self.corpus = run, model, model_cfg, cfg, corpus
 
     def checkpoint(self, step: int, best_val_loss: float, resume_state: dict[str, Any] | None) -> Checkpoint:
-        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=corpus_identity(self.corpus),
+        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=self.corpus.identity(),
                           weights=checkpoint.model_weights(self.model), resume_state=resume_state, step=step,
                           best_val_loss=None if math.isinf(best_val_loss) else best_val_loss)
 

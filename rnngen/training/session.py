@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import PRESETS, Preset
-from rnngen.data.corpus import Corpus, ensure_default
+from rnngen.data.preparing import ensure_default
+from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
 from rnngen.store.lock import Lock

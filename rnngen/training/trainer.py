@@ -20,7 +20,7 @@ import torch
 
 from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
-from rnngen.data.corpus import Corpus
+from rnngen.data.reading import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged, param
 from rnngen.models import RecurrentLM

@@ -1,0 +1,98 @@
+"""The contents of a corpus folder, built from a source: the tokenizer trained (or taken from another
+corpus or run), both splits encoded into token files, and the meta that describes them.
+
+`prepare` (rnngen.data.preparing) builds into a temporary folder and moves it into place.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rnngen import __version__
+from rnngen.data import sources
+from rnngen.data.encoding import (ProgressFn, SplitStats, TokenFile, encode_into, move_tail, split_by_characters,
+                                  tail_split, token_dtype, whole_documents)
+from rnngen.data.reading import META_FORMAT
+from rnngen.data.sources import SourceSpec
+from rnngen.data.tokenizer import Tokenizer
+from rnngen.data.vocabulary import TokenizerSpec, recorded_kind, sample_text, train_tokenizer
+from rnngen.errors import CorpusError, param
+
+
+def build_corpus(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: float, threads: int,
+                 progress: ProgressFn) -> dict[str, Any]:
+    """Write tokenizer.model, train.bin and val.bin into `work` and return their meta (without name and request)."""
+    progress("load", 0, None)
+    source = sources.open_source(spec, cache_dir=work / ".datasets-cache")
+    progress("load", 1, 1)
+    if source.train_chars == 0:
+        raise CorpusError(f"{spec.dataset} has no text in split {source.info['train_split']!r} "
+                          f"(column {source.text_column!r})")
+    # Validation text: the source's validation split, else the last characters of the train split when its
+    # size is known, else (streaming) the tail of train.bin, moved into val.bin once the split is encoded.
+    by_characters = source.val is None and source.train_chars is not None
+    by_tail = source.val is None and source.train_chars is None
+
+    def train_docs() -> Iterator[tuple[str, bool]]:
+        """A function, not a generator: the train documents are read twice (tokenizer sample, then encoding)."""
+        if by_characters:
+            return split_by_characters(source.train, source.train_chars, val_fraction, "train")
+        return whole_documents(source.train)
+
+    progress("tokenizer", 0, None)
+    kind = tok_spec.kind
+    if tok_spec.from_path:
+        model = Tokenizer.load(Path(tok_spec.from_path)).proto
+        kind = recorded_kind(Path(tok_spec.from_path))
+    else:
+        sample = sample_text((text for text, _ in train_docs()), source.train_chars)
+        if not any(sample):
+            raise CorpusError(f"{spec.dataset} has no text to train on")
+        model = train_tokenizer(sample, tok_spec, source.train_chars, threads)
+        del sample
+    (work / "tokenizer.model").write_bytes(model)
+    tok = Tokenizer(model)
+    progress("tokenizer", 1, 1)
+
+    dtype = token_dtype(tok.vocab_size)
+    stats = {"train": SplitStats(), "val": SplitStats()}
+    boundaries = (array("q"), array("q")) if by_tail else None
+    out = TokenFile(work / "train.bin", dtype)
+    encode_into(train_docs(), tok, out, stats["train"], progress, threads, boundaries)
+    out.close()
+    if not by_tail:
+        val_docs = (split_by_characters(source.train, source.train_chars, val_fraction, "val") if by_characters
+                    else whole_documents(source.val))
+        out = TokenFile(work / "val.bin", dtype)
+        encode_into(val_docs, tok, out, stats["val"], progress, threads)
+        out.close()
+        val_from = f"split {source.val_split}" if source.val_split else f"last {val_fraction:.0%} of the characters"
+    else:
+        first_val, documents, characters = tail_split(boundaries, val_fraction)
+        move_tail(work / "train.bin", work / "val.bin", first_val, dtype.itemsize)
+        total = stats["train"]
+        stats["val"] = SplitStats(total.documents - documents, total.characters - characters, total.tokens - first_val)
+        stats["train"] = SplitStats(documents, characters, first_val)
+        val_from = f"last {val_fraction:.0%} of the documents"
+    if source.val_split is None and "test" in source.info.get("splits", ()):
+        val_from += " (split test left for the end: --val-split test validates on it)"
+    for split, split_stats in stats.items():
+        if split_stats.tokens == 0:
+            raise CorpusError(f"the {split} split of {spec.dataset} is empty: use a larger corpus or another "
+                              f"{param('val_fraction')}")
+    return {
+        "format": META_FORMAT,
+        "rnngen_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": source.info,
+        "validation_from": val_from,
+        "tokenizer": {"type": kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256, "lossless": tok.lossless,
+                      **({"from": str(tok_spec.from_path)} if tok_spec.from_path else {})},
+        "dtype": dtype.name,
+        "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
+    }

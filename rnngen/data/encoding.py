@@ -1,0 +1,160 @@
+"""Writing a corpus's token files: texts encoded in batches into flat arrays of token ids, and the two
+ways of holding out the validation text when the source has no validation split.
+
+When the size of the train split is known, its last characters are held out before encoding
+(`split_by_characters`). A streamed split's size is known only at its end, so the whole split is
+encoded into train.bin and the tail after the document boundary nearest the cut is moved into
+val.bin afterwards (`tail_split`, `move_tail`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnngen.data.tokenizer import Tokenizer
+from rnngen.errors import CorpusError, param
+
+# Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
+# Documents longer than CHUNK_CHARS are cut at a newline first, so that one long document is spread
+# too (the newline is a piece of its own: cutting there does not change the tokens; only a single
+# line longer than CHUNK_CHARS is cut inside the line).
+BATCH_CHARS = 1_000_000
+CHUNK_CHARS = 65_536
+
+# Progress callback of a prepare: (stage, completed, total or None). Stages: load, tokenizer, encode, write.
+ProgressFn = Callable[[str, int, "int | None"], None]
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits, else uint32: half the disk and memory for common vocabularies."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+class TokenFile:
+    """Appends token ids to a flat binary file."""
+
+    def __init__(self, path: Path, dtype: np.dtype):
+        self.path = path
+        self.dtype = dtype
+        self.file = open(path, "wb")
+        self.tokens = 0
+
+    def write(self, ids: list[int]) -> None:
+        np.asarray(ids, dtype=self.dtype).tofile(self.file)
+        self.tokens += len(ids)
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+@dataclass
+class SplitStats:
+    """What meta.json records of a split."""
+
+    documents: int = 0
+    characters: int = 0
+    tokens: int = 0
+
+
+def _chunks(text: str) -> Iterator[str]:
+    while len(text) > CHUNK_CHARS:
+        cut = text.rfind("\n", 0, CHUNK_CHARS) + 1 or CHUNK_CHARS
+        yield text[:cut]
+        text = text[cut:]
+    yield text
+
+
+def encode_into(pieces: Iterable[tuple[str, bool]], tok: Tokenizer, out: TokenFile, stats: SplitStats,
+                progress: ProgressFn, threads: int, boundaries: tuple[array, array] | None = None) -> None:
+    """Encode (text, ends_document) pieces into `out`, the end-of-text id after each document.
+
+    `boundaries` collects (tokens, characters) after each document, for a split made afterwards.
+    """
+    batch: list[str] = []
+    ends: list[bool] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        ids: list[int] = []
+        for piece_ids, text, end in zip(tok.encode_batch(batch, threads), batch, ends):
+            ids.extend(piece_ids)
+            stats.characters += len(text)
+            if end:
+                ids.append(tok.eot_id)
+                stats.documents += 1
+                if boundaries is not None:
+                    boundaries[0].append(out.tokens + len(ids))
+                    boundaries[1].append(stats.characters)
+        out.write(ids)
+        stats.tokens = out.tokens
+        progress("encode", stats.characters, None)
+        batch.clear()
+        ends.clear()
+        size = 0
+
+    for text, end in pieces:
+        parts = list(_chunks(text))
+        for i, part in enumerate(parts):
+            batch.append(part)
+            ends.append(end and i == len(parts) - 1)
+            size += len(part)
+            if size >= BATCH_CHARS:
+                flush()
+    if batch:
+        flush()
+
+
+def whole_documents(docs: Iterable[str]) -> Iterator[tuple[str, bool]]:
+    """`docs` as pieces for `encode_into`, each ending its document."""
+    return ((doc, True) for doc in docs)
+
+
+def split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
+                        split: str) -> Iterator[tuple[str, bool]]:
+    """The train (or val) part of `docs` when the last `val_fraction` of the characters is held out.
+
+    The document that straddles the cut is cut by characters, as nanoGPT and char-rnn cut their
+    single text, so a single-document corpus is split too.
+    """
+    cut = total - round(total * val_fraction)
+    seen = 0
+    for doc in docs:
+        start, end = seen, seen + len(doc)
+        seen = end
+        if split == "train" and start < cut:
+            yield (doc, True) if end <= cut else (doc[: cut - start], False)
+        elif split == "val" and end > cut:
+            yield doc[max(0, cut - start):], True
+        if split == "train" and end >= cut:
+            return
+
+
+def tail_split(boundaries: tuple[array, array], val_fraction: float) -> tuple[int, int, int]:
+    """(first val token, train documents, train characters) at the document boundary nearest the cut."""
+    tokens, chars = boundaries
+    if len(chars) < 2:
+        raise CorpusError(f"a streamed corpus with a single document cannot be split: prepare it without "
+                          f"{param('streaming')}, or name a validation split with {param('val_split')}")
+    cut = chars[-1] * (1 - val_fraction)
+    index = min(range(len(chars) - 1), key=lambda i: abs(chars[i] - cut))
+    return tokens[index], index + 1, chars[index]
+
+
+def move_tail(train_path: Path, val_path: Path, start_token: int, itemsize: int) -> None:
+    """Move the tokens from `start_token` on from train.bin into val.bin."""
+    with open(train_path, "r+b") as src, open(val_path, "wb") as dst:
+        src.seek(start_token * itemsize)
+        shutil.copyfileobj(src, dst, 16 << 20)
+        dst.flush()
+        os.fsync(dst.fileno())
+        src.truncate(start_token * itemsize)

@@ -1,0 +1,136 @@
+"""Reading prepared corpora: `Corpus` opens a folder that `prepare` made, `list_corpora` lists them, and a
+checkpoint records its corpus (`Corpus.identity`) to find it again (`corpus_of`).
+
+A prepared corpus folder holds `tokenizer.model`, `train.bin` and `val.bin` (flat token arrays,
+uint16 when the vocabulary fits, else uint32, read back with `np.memmap` so memory does not grow
+with the corpus) and `meta.json` (source, tokenizer, documents/characters/tokens per split).
+Characters are counted per split so that bits per character can be computed for any tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnngen.data.tokenizer import Tokenizer
+from rnngen.errors import CorpusError
+from rnngen.store.names import check_name, is_valid_name
+from rnngen.store.runs import require_same_tokenizer
+
+META_FORMAT = 1
+
+
+class Corpus:
+    """A prepared corpus folder: meta, tokenizer and memory-mapped token arrays."""
+
+    def __init__(self, path: Path, meta: dict[str, Any]):
+        self.path = path
+        self.meta = meta
+        self.name = meta.get("name", path.name)
+
+    @classmethod
+    def open(cls, path: Path) -> "Corpus":
+        """Open a corpus folder, checking that it is complete and that its tokenizer is the one in meta.json."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        rebuild = "rebuild it with `rnngen prepare ... --force`"
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise CorpusError(f"{path} has no meta.json: {rebuild}") from None
+        except (OSError, ValueError) as exc:
+            raise CorpusError(f"{meta_path} is unreadable ({exc}): {rebuild}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+            raise CorpusError(f"{path} was prepared by another rnngen version: {rebuild}")
+        if not _complete(meta):
+            raise CorpusError(f"{meta_path} lacks the name, tokenizer or splits of the corpus: {rebuild}")
+        corpus = cls(path, meta)
+        tok = corpus.tokenizer()  # a damaged tokenizer fails here, not after hours of training
+        if tok.sha256 != meta["tokenizer"].get("sha256") or tok.vocab_size != corpus.vocab_size:
+            raise CorpusError(f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: "
+                              f"{rebuild}")
+        return corpus
+
+    @classmethod
+    def find(cls, root: Path, name: str) -> "Corpus":
+        """Open `root/<name>`, with an error that lists the prepared corpora when it is missing."""
+        path = Path(root) / check_name(name)
+        if not path.is_dir():
+            known = ", ".join(meta["name"] for meta in list_corpora(root)) or "none yet"
+            raise CorpusError(f"no corpus named {name!r} in {root} (prepared: {known}): "
+                              f"run `rnngen prepare --dataset SOURCE --name {name}`")
+        return cls.open(path)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.meta["dtype"])
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["tokenizer"]["vocab_size"])
+
+    def characters(self, split: str) -> int:
+        return int(self.meta["splits"][split]["characters"])
+
+    def tokens(self, split: str) -> np.ndarray:
+        """The split's tokens, memory-mapped (nothing is read until used)."""
+        path = self.path / f"{split}.bin"
+        expected = int(self.meta["splits"][split]["tokens"])
+        size = path.stat().st_size if path.exists() else -1
+        if size != expected * self.dtype.itemsize:
+            state = "missing" if size < 0 else f"{size} bytes, expected {expected * self.dtype.itemsize}"
+            raise CorpusError(f"{path} is {state}: rebuild the corpus with `rnngen prepare ... --force`")
+        return np.memmap(path, dtype=self.dtype, mode="r", shape=(expected,))
+
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer.load(self.path / "tokenizer.model")
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records of its corpus: enough to find it again (`corpus_of`) and to check the tokenizer."""
+        splits = self.meta["splits"]
+        source = self.meta.get("source", {})
+        return {"name": self.name, "path": str(self.path), "dataset": source.get("dataset"),
+                "documents": source.get("documents"), "tokenizer": self.meta["tokenizer"],
+                "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
+                "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
+                "val_characters": splits["val"]["characters"]}
+
+
+def _complete(meta: Any) -> bool:
+    """Whether a meta.json holds what opening and listing a corpus read, with a valid name."""
+    try:
+        return (isinstance(meta, dict) and is_valid_name(meta["name"]) and isinstance(meta["source"], dict)
+                and int(meta["tokenizer"]["vocab_size"]) > 0 and isinstance(meta["tokenizer"]["type"], str)
+                and all(int(meta["splits"][split][key]) >= 0 for split in ("train", "val")
+                        for key in ("documents", "characters", "tokens")))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def list_corpora(root: Path) -> list[dict[str, Any]]:
+    """The meta of every prepared corpus under `root`, by name; folders with a damaged meta.json are left out."""
+    metas = []
+    for meta_path in sorted(Path(root).glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if _complete(meta):
+            metas.append(meta | {"path": str(meta_path.parent)})
+    return metas
+
+
+def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
+    """The corpus a checkpoint was trained on (`Checkpoint.corpus`): at its recorded path, else by name under `root`."""
+    path = Path(identity["path"])
+    if (path / "meta.json").exists():
+        corpus = Corpus.open(path)
+    else:
+        # The name comes from a file that may have been edited or sent by someone else.
+        corpus = Corpus.find(root, check_name(identity.get("name"), "the checkpoint's corpus"))
+    require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
+                           "use the corpus the run was trained on")
+    return corpus

@@ -1,0 +1,90 @@
+"""Which tokenizer a prepared corpus gets: what was asked for, a vocabulary size the corpus can fill,
+and the sample of the train text the tokenizer is trained on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rnngen.data import tokenizer
+
+# The tokenizer is trained on at most this many characters, taken evenly across the train split in
+# pieces of SAMPLE_PIECE_CHARS (from its start when the split's size is not known: streaming).
+TOKENIZER_SAMPLE_CHARS = 4_000_000
+SAMPLE_PIECE_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Which tokenizer `prepare` trains; `vocab_size` None sizes it to the corpus. With `from_path` (a
+    tokenizer.model file) none is trained: the corpus is encoded with that one, so vocabularies match."""
+
+    kind: str = "unigram"
+    vocab_size: int | None = None
+    from_path: str | None = None
+
+
+def default_vocab_size(kind: str, train_chars: int | None) -> int:
+    """A vocabulary that the corpus can fill: larger corpora get more pieces."""
+    if kind == "char":
+        return 4096  # an upper bound only: the vocabulary is every character seen
+    if kind == "word":
+        return 32768 if train_chars is None or train_chars >= 20_000_000 else 8192  # at most the words seen
+    if train_chars is None:
+        return 8192
+    for limit, size in ((2_000_000, 1024), (20_000_000, 4096), (200_000_000, 8192)):
+        if train_chars < limit:
+            return size
+    return 16384
+
+
+def sample_text(texts: Iterable[str], total: int | None) -> list[str]:
+    """About TOKENIZER_SAMPLE_CHARS characters of `texts`: every piece when they fit, else pieces spread evenly
+    over the `total` characters, so that the tokenizer sees the end of the corpus as well as its start."""
+    limit = TOKENIZER_SAMPLE_CHARS
+    sample, size = [], 0
+    if total is None or total <= limit:
+        for text in texts:
+            sample.append(text[: limit - size])
+            size += len(sample[-1])
+            if size >= limit:
+                break
+        return sample
+    share, piece_index = limit / total, 0
+    for text in texts:
+        for start in range(0, len(text), SAMPLE_PIECE_CHARS):
+            # Piece i is taken when floor((i + 1) * share) steps up: a share of the pieces, evenly spaced.
+            if int((piece_index + 1) * share) > int(piece_index * share):
+                sample.append(text[start:start + SAMPLE_PIECE_CHARS])
+            piece_index += 1
+    return sample
+
+
+def train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | None, threads: int) -> bytes:
+    """The serialized tokenizer trained on `sample`, of the size asked for, else of the default size for
+    `train_chars` characters (or the largest that the sample fills, when that is smaller)."""
+    if spec.vocab_size is not None:
+        return tokenizer.train(sample, spec.kind, spec.vocab_size, threads)
+    try:
+        return tokenizer.train(sample, spec.kind, default_vocab_size(spec.kind, train_chars), threads)
+    except tokenizer.VocabTooLarge as exc:
+        # A default size the corpus cannot fill: take the largest that works rather than fail.
+        return tokenizer.train(sample, spec.kind, exc.largest, threads)
+
+
+def recorded_kind(model_path: Path) -> str:
+    """The tokenizer type recorded next to a tokenizer.model (a corpus's meta.json, a run's config.json)."""
+    folder = model_path.parent
+    for file, keys in (("meta.json", ("tokenizer", "type")), ("config.json", ("corpus", "tokenizer", "type"))):
+        try:
+            value: Any = json.loads((folder / file).read_text())
+            for key in keys:
+                value = value[key]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if isinstance(value, str):
+            return value
+    return "sentencepiece"
