@@ -23,7 +23,8 @@ from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.torch_lm import TorchLM
 from rnngen.models import build
 from rnngen.models import checkpoint
-from rnngen.store.checkpoint_format import parameter_shapes, read_header
+from rnngen.store.checkpoint_format import read_header
+from rnngen.store.schema import parameter_shapes
 from rnngen.store.runs import RunFolder
 
 KINDS = [("rnn", "fused"), ("lstm", "fused"), ("gru", "fused"), ("rnn", "scratch"), ("lstm", "scratch"),
