@@ -33,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 # Library parameters whose flag is not their name with dashes.
-FLAGS = {"time_budget": "--time", "kind": "--model", "run_name": "--name", "corpus_name": "--corpus"}
+FLAGS = {"time_budget": "--time", "kind": "--model", "run_name": "--name", "corpus_name": "--corpus",
+         "alternatives": "--top-alternatives"}
 
 
 def flag(name: str) -> str:

@@ -151,7 +151,7 @@ class NumpyLM:
         return self._logits(x[-1])[0], state
 
     def logits_after_each(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
-        """Feed up to `PRIME_CHUNK` ids to one row: the next-token logits after each [len(ids), vocab], and the state."""
+        """Feed up to `PRIME_CHUNK` ids to one row: the next-token logits after each [len(ids), vocab] and the state."""
         state = self.init_state(1) if state is None else state
         x, state = self._run(self.embedding[np.asarray(ids)][:, None], state)
         return self._logits(x[:, 0]), state
