@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rnngen.models.gates import split_gates
-from rnngen.store.schema import FEED_FORWARD_FACTOR, GATES
+from rnngen.store.schema import FEED_FORWARD_FACTOR, GATES, split_gates
 
 
 def g(v: torch.Tensor) -> torch.Tensor:
@@ -64,14 +63,12 @@ class MinRecurrentLayer(nn.Module):
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log a_t and log b_t of the recurrence, computed in log space for stability."""
-        gates = split_gates(self.kind, self.proj(x))
-        h_tilde = gates["h"]
         if self.kind == "mingru":
-            k = gates["z"]
+            k, h_tilde = split_gates(self.kind, self.proj(x), "zh")
             log_a = -F.softplus(k)                 # log(1 - z_t)
             log_b = -F.softplus(-k) + log_g(h_tilde)  # log z_t + log g(h~_t)
         else:
-            k_f, k_i = gates["f"], gates["i"]
+            k_f, k_i, h_tilde = split_gates(self.kind, self.proj(x), "fih")
             diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i_t - log f_t
             log_a = -F.softplus(diff)               # log f'_t = log f / (f + i)
             log_b = -F.softplus(-diff) + log_g(h_tilde)  # log i'_t + log g(h~_t)

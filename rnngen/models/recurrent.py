@@ -13,9 +13,6 @@ The equations PyTorch computes (gate order as in its weight layout):
   GRU:  r, z, n = split(W_ih x_t + b_ih), split(W_hh h_{t-1} + b_hh)
         n_t = tanh(n_x + r * n_h)  -- the reset gate applied AFTER the matrix product (cuDNN's variant)
         h_t = (1 - z) * n_t + z * h_{t-1}  -- z keeps the old state, the reverse of Cho et al. 2014
-
-The parameters' names and shapes, and the gate order of the stacked weights, are those
-`rnngen.store.schema` describes for checkpoint files; a test holds the two equal for every kind.
 """
 
 from __future__ import annotations

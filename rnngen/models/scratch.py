@@ -16,8 +16,7 @@ import math
 import torch
 from torch import nn
 
-from rnngen.models.gates import split_gates
-from rnngen.store.schema import GATES
+from rnngen.store.schema import GATES, split_gates
 
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh):
@@ -28,11 +27,11 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh):
 def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh):
     """The standard LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate: Gers et al. 2000)."""
     h, c = state
-    gates = split_gates("lstm", x @ w_ih.T + b_ih + h @ w_hh.T + b_hh)  # stacked in PyTorch's order
-    i_t = torch.sigmoid(gates["i"])    # input gate   i_t = sigma(W_i·[h_{t-1}, x_t] + b_i)
-    f_t = torch.sigmoid(gates["f"])    # forget gate  f_t = sigma(W_f·[h_{t-1}, x_t] + b_f)
-    o_t = torch.sigmoid(gates["o"])    # output gate  o_t = sigma(W_o·[h_{t-1}, x_t] + b_o)
-    c_cand = torch.tanh(gates["g"])    # candidate    c'_t = tanh(W_c·[h_{t-1}, x_t] + b_c)
+    i, f, g, o = split_gates("lstm", x @ w_ih.T + b_ih + h @ w_hh.T + b_hh, "ifgo")  # each gate's rows
+    i_t = torch.sigmoid(i)             # input gate   i_t = sigma(W_i·[h_{t-1}, x_t] + b_i)
+    f_t = torch.sigmoid(f)             # forget gate  f_t = sigma(W_f·[h_{t-1}, x_t] + b_f)
+    o_t = torch.sigmoid(o)             # output gate  o_t = sigma(W_o·[h_{t-1}, x_t] + b_o)
+    c_cand = torch.tanh(g)             # candidate    c'_t = tanh(W_c·[h_{t-1}, x_t] + b_c)
     # Cell state c_t = f_t*c_{t-1} + i_t*c'_t. The lecture's slide wraps this in a sigmoid: a slip;
     # the standard cell (and PyTorch's) has none, which is what lets the cell carry values > 1.
     c_t = f_t * c + i_t * c_cand
@@ -46,11 +45,12 @@ def gru_cell_cho(x, h, w_ih, w_hh, b_ih, b_hh):
     PyTorch/cuDNN's GRU differs on both points: it resets after the product, r*(W_hn h + b_hn), and
     uses h_t = (1-z)*h' + z*h_{t-1}. Same parameter shapes, different function.
     """
-    x_g = split_gates("gru", x @ w_ih.T + b_ih)
-    w_h, b_h = split_gates("gru", w_hh, 0), split_gates("gru", b_hh, 0)
-    r_t = torch.sigmoid(x_g["r"] + h @ w_h["r"].T + b_h["r"])          # reset gate  r_t = sigma(W_r·[h_{t-1}, x_t])
-    z_t = torch.sigmoid(x_g["z"] + h @ w_h["z"].T + b_h["z"])          # update gate z_t = sigma(W_z·[h_{t-1}, x_t])
-    h_cand = torch.tanh(x_g["n"] + (r_t * h) @ w_h["n"].T + b_h["n"])  # candidate   h'_t = tanh(W·[r_t*h_{t-1}, x_t])
+    x_r, x_z, x_n = split_gates("gru", x @ w_ih.T + b_ih, "rzn")
+    w_hr, w_hz, w_hn = split_gates("gru", w_hh, "rzn", 0)
+    b_hr, b_hz, b_hn = split_gates("gru", b_hh, "rzn", 0)
+    r_t = torch.sigmoid(x_r + h @ w_hr.T + b_hr)              # reset gate  r_t = sigma(W_r·[h_{t-1}, x_t])
+    z_t = torch.sigmoid(x_z + h @ w_hz.T + b_hz)              # update gate z_t = sigma(W_z·[h_{t-1}, x_t])
+    h_cand = torch.tanh(x_n + (r_t * h) @ w_hn.T + b_hn)      # candidate   h'_t = tanh(W·[r_t*h_{t-1}, x_t])
     return (1 - z_t) * h + z_t * h_cand                       # h_t = (1-z_t)*h_{t-1} + z_t*h'_t
 
 

@@ -8,7 +8,9 @@ what checkpoint files hold (under "model."): changing one here breaks every stor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rnngen.config import MIN_KINDS, ModelConfig
 
@@ -34,6 +36,18 @@ def gate_rows(kind: str, gate: str, hidden: int) -> slice:
     """The rows of `gate` in a stacked gate weight or bias of a `kind` layer with `hidden` units."""
     index = GATES[kind].index(gate)
     return slice(index * hidden, (index + 1) * hidden)
+
+
+def split_gates(kind: str, stacked: Any, gates: Sequence[str], dim: int = -1) -> tuple[Any, ...]:
+    """The parts of `stacked` (a torch tensor or NumPy array that stacks the gates of a `kind` layer along
+    `dim`: a projection, weight or bias) that hold `gates`, in the order asked: `split_gates("lstm", w, "ifgo")`."""
+    hidden = stacked.shape[dim] // len(GATES[kind])
+    index: list[Any] = [slice(None)] * stacked.ndim
+    parts = []
+    for gate in gates:
+        index[dim] = gate_rows(kind, gate, hidden)
+        parts.append(stacked[tuple(index)])
+    return tuple(parts)
 
 
 @dataclass(frozen=True)
