@@ -1,7 +1,7 @@
 """Batch-1 generation with the default CPU model (the `cpu` preset's LSTM): tokens/s, constant work, priming.
 
 Weights are random: speed does not depend on what the model learnt. Each token is the work of one
-iteration of `Completer._generate` on the CPU (NumPy): the sampling filters, the draw, the token's
+iteration of `Completion._generate` on the CPU (NumPy): the sampling filters, the draw, the token's
 probability, the stream decode and the recurrent step (random weights would end a completion at
 an end-of-text id at random, so the loop is run here directly rather than through `complete`).
 The torch model's fused pass primes the same prompt in the same run, as the reference.
@@ -27,7 +27,7 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
     tok = corpus.tokenizer()
     torch.manual_seed(0)
     model = build(dataclasses.replace(PRESETS["cpu"].model, vocab_size=tok.vocab_size))
-    completer = Completer(model, tok)  # on the CPU: the NumPy model
+    completer = Completer.for_module(model, tok)  # on the CPU: the NumPy model
     lm = completer.lm
     cfg = SampleConfig(temperature=0.8, top_k=40)
     generator = completer.generator(0)

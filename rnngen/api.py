@@ -1,6 +1,6 @@
 """The Python API: `rnngen.load(...)` gives a `Model` that completes, streams and scores text.
 
-It is the CLI's own completion path (`Completer.from_checkpoint`, the same sampling), loaded once:
+It is the CLI's own completion path (`generation.loading.load_completer`, the same sampling), loaded once:
 
     import rnngen
     model = rnngen.load("checkpoints/notes-gru")      # a run folder or name, a .safetensors file, or "hf:user/name"
@@ -73,13 +73,7 @@ def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: st
     CPU (`device="cpu"`) the model runs in NumPy; "cuda", "mps" or "auto" run it with torch.
     Raises `rnngen.errors.RnngenError` (with the fix in its message) when it cannot be loaded.
     """
-    from rnngen.generation.completer import Completer
-    from rnngen.store.resolve import resolve_checkpoint
+    from rnngen.generation.loading import load_completer
 
     root = Path(checkpoints_dir or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
-    run, path = resolve_checkpoint(str(checkpoint), root)
-    if device != "cpu":
-        from rnngen.models import device as devices
-
-        device = devices.pick(device)
-    return Model(Completer.from_checkpoint(run, path, device), run, path)
+    return Model(*load_completer(str(checkpoint), root, device))

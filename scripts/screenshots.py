@@ -18,8 +18,7 @@ from rnngen.cli import display
 from rnngen.cli.chat import ChatSession
 from rnngen.cli.main import cli
 from rnngen.config import SampleConfig
-from rnngen.generation.completer import Completer
-from rnngen.store.resolve import resolve_checkpoint
+from rnngen.generation.loading import load_completer
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -55,7 +54,7 @@ def main(checkpoint: str, prompt: str) -> None:
         console.print(f"[bold]{prompt_text}[/]{line}")
         return line
 
-    completer = Completer.from_checkpoint(*resolve_checkpoint(checkpoint, Path("checkpoints")))
+    completer = load_completer(checkpoint, Path("checkpoints")).completer
     ChatSession(completer, SampleConfig(max_tokens=40, seed=3), console, read=typed).run()
     console.save_svg(str(DOCS / "chat.svg"), title="rnngen chat")
     click.echo(f"wrote {', '.join(sorted(p.name for p in DOCS.glob('*.svg')))} in {DOCS}")

@@ -13,7 +13,7 @@ from rnngen.cli.chat import ChatSession
 from rnngen.cli.common import Paths
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
-from rnngen.generation.completer import ModelMemory
+from rnngen.generation.read_state import ReadState
 from rnngen.models import checkpoint
 from rnngen.store.resolve import resolve_checkpoint
 
@@ -35,8 +35,8 @@ def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path)
     from rnngen.generation.completer import Completer
 
     lines = iter(["/keep on", "the model", "/reset"])
-    session = ChatSession(Completer(model, tok), SampleConfig(max_tokens=5, seed=0), Console(file=io.StringIO()),
-                          read=lambda prompt: next(lines))
+    session = ChatSession(Completer.for_module(model, tok), SampleConfig(max_tokens=5, seed=0),
+                          Console(file=io.StringIO()), read=lambda prompt: next(lines))
     session.command(["keep", "on"])
     session.turn("the model")
     assert session.memory is not None
@@ -52,7 +52,7 @@ def test_beam_search_finds_the_most_likely_sequence_that_greedy_misses():
     def step(tokens, state):
         return table[tokens].log(), tokens.view(1, -1, 1)
 
-    start = ModelMemory(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    start = ReadState(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
     beams = beam_search(step, start, beams=2, max_tokens=5, eot=0, length_penalty=0.0)
     assert beams[0][0] == [2] and math.isclose(beams[0][1], math.log(0.38), rel_tol=1e-5)
     assert beams[1][0] == [1] and math.isclose(beams[1][1], math.log(0.24), rel_tol=1e-5)
@@ -84,13 +84,14 @@ def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path)
 
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
-    completer = Completer(model, tok)
+    completer = Completer.for_module(model, tok)
 
-    def interrupted():
-        yield "half a sent"
-        raise KeyboardInterrupt
+    class Interrupted(Completion):
+        def _generate(self, *args):
+            yield "half a sent"
+            raise KeyboardInterrupt
 
-    completer.complete = lambda *args, **kwargs: Completion(interrupted())
+    completer.complete = lambda prompt, cfg, *args, **kwargs: Interrupted(completer, prompt, cfg, None)
     lines = iter(["first prompt", "/settings", "/quit"])
     screen = io.StringIO()
     ChatSession(completer, SampleConfig(max_tokens=5), Console(file=screen, width=100),
@@ -109,7 +110,7 @@ def markov_step(table, calls):
 def test_beam_search_computes_no_step_past_its_last_length():
     table = torch.tensor([[1.0, 0.0, 0.0], [0.1, 0.5, 0.4], [0.1, 0.4, 0.5]])
     calls = []
-    start = ModelMemory(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
+    start = ReadState(torch.tensor([1e-9, 0.6, 0.4]).log(), torch.zeros(1, 1, 1))
     beams = beam_search(markov_step(table, calls), start, beams=2, max_tokens=4, eot=0, length_penalty=0.0)
     assert len(calls) == 3  # lengths 2, 3 and 4 need a step each; length 1 is the primed logits
     assert all(len(tokens) == 4 for tokens, _, _ in beams)
@@ -118,7 +119,7 @@ def test_beam_search_computes_no_step_past_its_last_length():
 def test_beam_search_ends_only_hypotheses_ranked_among_the_beams():
     # With 2 beams, "a end" (0.9 * 0.3) ranks third among the extensions: below "a a" and "a b".
     table = torch.tensor([[1.0, 0.0, 0.0], [0.3, 0.35, 0.35], [0.3, 0.35, 0.35]])
-    start = ModelMemory(torch.tensor([1e-9, 0.9, 0.1]).log(), torch.zeros(1, 1, 1))
+    start = ReadState(torch.tensor([1e-9, 0.9, 0.1]).log(), torch.zeros(1, 1, 1))
     beams = beam_search(markov_step(table, []), start, beams=2, max_tokens=3, eot=0, length_penalty=0.0)
     assert [len(tokens) for tokens, _, _ in beams] == [3, 3]  # "a end" (0.27) would outscore them
 

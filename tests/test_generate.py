@@ -54,7 +54,7 @@ def completer() -> Completer:
     tok = Tokenizer(train([sample_text(20_000)], "unigram", 400))
     torch.manual_seed(0)
     model = build(ModelConfig(kind="gru", vocab_size=tok.vocab_size, embed=16, hidden=16, layers=1))
-    return Completer(model, tok)
+    return Completer.for_module(model, tok)
 
 
 def test_seed_gives_identical_samples(completer):

@@ -40,7 +40,7 @@ def test_generation_after_priming_equals_feeding_the_prompt_token_by_token(kind)
     tok = Tokenizer(train([sample_text(20_000)], "unigram", 400))
     torch.manual_seed(0)
     model = build(ModelConfig(kind=kind, vocab_size=tok.vocab_size, embed=32, hidden=32, layers=2)).eval()
-    completer = Completer(model, tok)  # on the CPU: the NumPy model
+    completer = Completer.for_module(model, tok)  # on the CPU: the NumPy model
     prompt = "the model reads a token and updates"
     primed, _ = completer.prime(prompt)
     state = None

@@ -19,12 +19,13 @@ from rnngen.data.tokenizer import Tokenizer, train
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.generation import numpy_lm, torch_lm
 from rnngen.generation.completer import Completer
+from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.torch_lm import TorchLM
-from rnngen.models import build
-from rnngen.models import checkpoint
-from rnngen.store.checkpoint_format import parameter_shapes, read_header
+from rnngen.models import build, checkpoint
+from rnngen.store.checkpoint_format import read_header
 from rnngen.store.runs import RunFolder
+from rnngen.store.schema import parameter_shapes
 
 KINDS = [("rnn", "fused"), ("lstm", "fused"), ("gru", "fused"), ("rnn", "scratch"), ("lstm", "scratch"),
          ("gru", "scratch"), ("mingru", "fused"), ("minlstm", "fused")]
@@ -68,6 +69,11 @@ def test_primed_logits_and_state_equal_the_torch_model(kind, impl, tie, monkeypa
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
+def test_both_models_meet_the_interface_completion_asks_for():
+    model = model_of("gru", "fused", 40)
+    assert isinstance(NumpyLM.from_module(model), LanguageModel) and isinstance(TorchLM(model), LanguageModel)
+
+
 @pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
 def test_completions_beams_and_probabilities_equal_the_torch_path(kind, impl, tok):
     model = model_of(kind, impl, tok.vocab_size, embed=16, hidden=24)
@@ -93,11 +99,12 @@ def test_parameter_shapes_are_what_the_model_stores(kind, impl):
 
 
 def test_seeded_samples_repeat_on_every_run_and_differ_between_seeds(tok):
-    completer = Completer(model_of("lstm", "fused", tok.vocab_size), tok)
+    completer = Completer.for_module(model_of("lstm", "fused", tok.vocab_size), tok)
     cfg = SampleConfig(max_tokens=30, temperature=1.0, top_k=50, top_p=0.95, repetition_penalty=1.2, seed=7)
     first = completer.complete("the model", cfg).text()
     assert completer.complete("the model", cfg).text() == first
-    assert Completer(model_of("lstm", "fused", tok.vocab_size), tok).complete("the model", cfg).text() == first
+    again = Completer.for_module(model_of("lstm", "fused", tok.vocab_size), tok)
+    assert again.complete("the model", cfg).text() == first
     other = SampleConfig(max_tokens=30, temperature=1.0, top_k=50, top_p=0.95, repetition_penalty=1.2, seed=8)
     assert completer.complete("the model", other).text() != first
 
@@ -187,24 +194,24 @@ def test_long_prompts_are_primed_in_chunks(tok, monkeypatch):
         return real(self, x, state)
 
     monkeypatch.setattr(NumpyLM, "_run", watched)
-    completer = Completer(model, tok)
+    completer = Completer.for_module(model, tok)
     ids = tok.encode("gradients flow back through time " * 400)
     completer.prime("gradients flow back through time " * 400)
     assert max(sizes) == numpy_lm.PRIME_CHUNK and sum(sizes) == len(ids) + 1
 
 
 def test_bad_values_get_one_line_errors_naming_the_fix(tok):
-    completer = Completer(model_of("gru", "fused", tok.vocab_size), tok)
+    completer = Completer.for_module(model_of("gru", "fused", tok.vocab_size), tok)
     with pytest.raises(RnngenError, match="repetition_penalty must be a positive number"):
         SampleConfig(repetition_penalty=float("nan"))
     with pytest.raises(RnngenError, match="temperature must be >= 0"):
         SampleConfig(temperature=float("nan"))
-    with pytest.raises(RnngenError, match="--length-penalty must be a finite number"):
+    with pytest.raises(RnngenError, match="length_penalty must be a finite number"):
         completer.beam_search("the", 2, 5, length_penalty=float("nan"))
     with pytest.raises(RnngenError, match="seed must fit in 64 bits"):
         SampleConfig(seed=2**64)
     SampleConfig(seed=2**64 - 1), SampleConfig(seed=-1)
-    with pytest.raises(RnngenError, match=f"--top-alternatives {tok.vocab_size + 1} is more than the vocabulary"):
+    with pytest.raises(RnngenError, match=f"alternatives {tok.vocab_size + 1} is more than the vocabulary"):
         completer.complete("the", SampleConfig(), alternatives=tok.vocab_size + 1)
 
 

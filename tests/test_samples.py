@@ -48,7 +48,7 @@ def test_the_sample_is_the_library_completion_of_the_checkpoint(char_corpus, tmp
     summary = Trainer(char_corpus, *tiny(char_corpus, steps=20, sample_prompt="the model"), run,
                       sampler=samples.Sampler).fit()
     model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
-    again = Completer(model, tok).complete("the model", samples.SAMPLE).text()
+    again = Completer.for_module(model, tok).complete("the model", samples.SAMPLE).text()
     assert summary["sample_prompt"] == "the model" and summary["sample"] == again == rows(run, "sample")[-1]["text"]
     assert samples.SAMPLE == SampleConfig(max_tokens=40, seed=0)
 

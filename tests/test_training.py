@@ -53,7 +53,8 @@ def test_overfits_a_short_text_and_greedy_completion_reproduces_it(tmp_path):
     run = RunFolder(tmp_path / "runs" / "fox")
     Trainer(c, model_cfg, train_cfg, run).fit()
     model, tok, _ = checkpoint.load_model(*resolve_checkpoint(str(run.path), tmp_path / "runs"))
-    completion = Completer(model, tok).complete("the quick brown", SampleConfig(max_tokens=40, temperature=0))
+    completer = Completer.for_module(model, tok)
+    completion = completer.complete("the quick brown", SampleConfig(max_tokens=40, temperature=0))
     assert completion.text().startswith(" fox jumps over the lazy dog. the quick")
 
 

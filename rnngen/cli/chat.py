@@ -13,9 +13,11 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from rnngen.cli.main import flag
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
-from rnngen.generation.completer import Completer, ModelMemory
+from rnngen.generation.completer import Completer
+from rnngen.generation.read_state import ReadState
 
 # command -> (SampleConfig field, parser, help)
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
@@ -36,6 +38,11 @@ HELP = {
 }
 
 
+def as_command(exc: RnngenError) -> str:
+    """The error's message with each setting it names written as its chat command: `--top-p` as `/top-p`."""
+    return exc.message(flag).replace("--", "/")
+
+
 class ChatSession:
     """The read-complete loop. `read` defaults to the console's input(); tests and scripts pass their own."""
 
@@ -44,7 +51,7 @@ class ChatSession:
         self.completer, self.cfg, self.console, self.keep = completer, cfg, console, keep
         self.read = read or console.input  # input() with readline history, prompt drawn by rich
         self.generator = completer.generator(cfg.seed)
-        self.memory: ModelMemory | None = None  # the running text's memory, with /keep
+        self.memory: ReadState | None = None  # the model after the running text, with /keep
 
     def run(self) -> None:
         """Read lines until Ctrl-D or /quit."""
@@ -112,7 +119,7 @@ class ChatSession:
         try:
             self.cfg = dataclasses.replace(self.cfg, seed=int(value))
         except RnngenError as exc:
-            self.console.print(f"[red]{escape(str(exc).replace('--', '/'))}[/]")
+            self.console.print(f"[red]{escape(as_command(exc))}[/]")
             return
         self.generator = self.completer.generator(self.cfg.seed)
         self.console.print(f"[dim]seed {self.cfg.seed}[/]")
@@ -125,6 +132,6 @@ class ChatSession:
             self.console.print(f"[red]/{name} takes a number, not {escape(repr(value))}[/]")
             return
         except RnngenError as exc:
-            self.console.print(f"[red]{escape(str(exc).replace('--', '/'))}[/]")
+            self.console.print(f"[red]{escape(as_command(exc))}[/]")
             return
         self.console.print(f"[dim]{name} {getattr(self.cfg, field)}[/]")

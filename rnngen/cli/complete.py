@@ -92,7 +92,9 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
             return _chat(paths, checkpoint, device, False, sampling)
         raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
     prompts = _stdin_prompts() if prompt == "-" else [prompt]
-    completer, run = _load_completer(paths, checkpoint, device)
+    from rnngen.generation.loading import load_completer
+
+    completer, run, _ = load_completer(checkpoint, paths.checkpoints, device)
     if until_end is None:
         until_end = run.documents() == "lines"
     max_tokens_given = click.get_current_context().get_parameter_source("max_tokens") != ParameterSource.DEFAULT
@@ -211,7 +213,9 @@ def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, samplin
             import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
         except ImportError:
             pass  # Windows' Python has no readline: lines are still read, without history
-    completer, _ = _load_completer(paths, checkpoint, device)
+    from rnngen.generation.loading import load_completer
+
+    completer = load_completer(checkpoint, paths.checkpoints, device).completer
     ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
 
 
@@ -225,16 +229,3 @@ def _one_blas_thread(device_name: str) -> None:
     """
     if device_name == "cpu":
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def _load_completer(paths: Paths, checkpoint_arg: str | None, device_name: str) -> tuple[Any, Any]:
-    """The completer for `--checkpoint` and the run folder it comes from."""
-    from rnngen.generation.completer import Completer
-    from rnngen.store.resolve import resolve_checkpoint
-
-    run, path = resolve_checkpoint(checkpoint_arg, paths.checkpoints)
-    if device_name == "cpu":  # NumPy runs the model: torch is not even imported
-        return Completer.from_checkpoint(run, path, "cpu"), run
-    from rnngen.models import device
-
-    return Completer.from_checkpoint(run, path, device.pick(device_name)), run

@@ -33,7 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 # Library parameters whose flag is not their name with dashes.
-FLAGS = {"time_budget": "--time", "kind": "--model", "checkpoints": "--checkpoints-dir", "corpora": "--corpora-dir"}
+FLAGS = {"time_budget": "--time", "kind": "--model", "checkpoints": "--checkpoints-dir", "corpora": "--corpora-dir",
+         "alternatives": "--top-alternatives"}
 
 
 def flag(name: str) -> str:

@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from rnngen.errors import RnngenError
+from rnngen.errors import RnngenError, param
 from rnngen.generation.arrays import ops_for
-from rnngen.generation.memory import ModelMemory
+from rnngen.generation.read_state import ReadState
 
 
 @dataclass
@@ -34,7 +34,7 @@ def select_rows(state: Any, rows: list[int]) -> Any:
     return tuple(part[:, rows] for part in state) if isinstance(state, tuple) else state[:, rows]
 
 
-def beam_search(step, memory: ModelMemory, beams: int, max_tokens: int, eot: int,
+def beam_search(step, memory: ReadState, beams: int, max_tokens: int, eot: int,
                 length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
     """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `memory`.
 
@@ -45,7 +45,7 @@ def beam_search(step, memory: ModelMemory, beams: int, max_tokens: int, eot: int
     (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised score first.
     """
     if not math.isfinite(length_penalty):
-        raise RnngenError(f"--length-penalty must be a finite number (1 is the usual, 0 ranks by logprob), "
+        raise RnngenError(f"{param('length_penalty')} must be a finite number (1 is the usual, 0 ranks by logprob), "
                           f"got {length_penalty}")
     ops = ops_for(memory.logits)
     logprobs = ops.log_softmax(memory.logits)[None]  # [1, V]

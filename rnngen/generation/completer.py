@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from rnngen.config import SampleConfig
-from rnngen.data.tokenizer import Tokenizer
-from rnngen.data.tokenizer import load_checked
-from rnngen.errors import RnngenError
+from rnngen.data.tokenizer import Tokenizer, load_checked
+from rnngen.errors import RnngenError, param
 from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
-from rnngen.generation.memory import ModelMemory
+from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
+from rnngen.generation.read_state import ReadState
 from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.store.runs import RunFolder
 
@@ -45,17 +45,19 @@ class TokenStep:
 class Completion:
     """One completion, generated while it is streamed: iterate it for text pieces, or call `text()`.
 
-    `steps` and `memory` describe the text generated so far, at any moment: after an interruption
-    (Ctrl-C in a chat) they hold the completion up to it, and `memory` continues from there.
-    `reason` ("max_tokens", "end_of_text" or "stop") exists once the stream has ended; reading it
-    earlier is an error rather than a silent empty value.
+    Built by `Completer.complete`; nothing is computed until it is iterated. `steps` and `memory`
+    describe the text generated so far, at any moment: after an interruption (Ctrl-C in a chat)
+    they hold the completion up to it, and `memory` continues from there. `reason` ("max_tokens",
+    "end_of_text" or "stop") exists once the stream has ended; reading it earlier is an error
+    rather than a silent empty value.
     """
 
-    def __init__(self, pieces: Iterator[str]):
-        self.pieces = pieces
+    def __init__(self, completer: Completer, prompt: str, cfg: SampleConfig, generator: Any,
+                 start: ReadState | None = None, alternatives: int = 0):
         self.steps: list[TokenStep] = []
-        self.memory: ModelMemory | None = None  # the model's memory after the text so far, to continue from
+        self.memory: ReadState | None = None  # the model after the prompt and the text so far, to continue from
         self._reason: str | None = None
+        self._pieces = self._generate(completer, prompt, cfg, generator, start, alternatives)
 
     @property
     def finished(self) -> bool:
@@ -73,11 +75,54 @@ class Completion:
         return [step.token for step in self.steps]
 
     def __iter__(self) -> Iterator[str]:
-        return self.pieces
+        return self._pieces
 
     def text(self) -> str:
         """The rest of the completion's text, generating it."""
-        return "".join(self.pieces)
+        return "".join(self._pieces)
+
+    def _generate(self, completer: Completer, prompt: str, cfg: SampleConfig, generator: Any,
+                  start: ReadState | None, alternatives: int) -> Iterator[str]:
+        lm, tokenizer = completer.lm, completer.tokenizer
+        self.memory, prompt_ids = completer.prime(prompt, start)
+        logits, state = self.memory.logits, self.memory.state
+        seen = lm.flags(tokenizer.vocab_size)
+        seen[prompt_ids] = True
+        decoder = tokenizer.stream_decoder()
+        holdback = max((len(stop) for stop in cfg.stop), default=1) - 1
+        text, emitted, reason = "", 0, "max_tokens"
+        for _ in range(cfg.max_tokens):
+            token = draw_token(filter_logits(logits, cfg, seen), cfg, generator)
+            probs = lm.ops.softmax(logits)  # the model's own distribution, before any filter
+            step = TokenStep(token, "", float(probs[token]))
+            if alternatives:
+                values, indices = lm.ops.topk(probs, alternatives)
+                step.alternatives = [(tokenizer.decode([i]), p) for p, i in zip(values.tolist(), indices.tolist())]
+            # The token is fed even when it ends the completion, so that `memory` follows all the text.
+            logits, state = lm.step(lm.ids([token]), state)
+            logits = logits[0]
+            self.memory = ReadState(logits, state)
+            if token == tokenizer.eot_id:
+                reason = "end_of_text"
+                break
+            self.steps.append(step)
+            seen[token] = True
+            step.text = decoder.push(token)
+            text += step.text
+            hits = [i for i in (text.find(stop, max(0, emitted - holdback)) for stop in cfg.stop) if i >= 0]
+            if hits:
+                reason = "stop"
+                text = text[: min(hits)]
+                break
+            # Hold back what could be the start of a stop string until it is known not to be one.
+            if len(text) - holdback > emitted:
+                yield text[emitted: len(text) - holdback]
+                emitted = len(text) - holdback
+        if reason != "stop":
+            text += decoder.flush()
+        self._reason = reason
+        if len(text) > emitted:
+            yield text[emitted:]
 
 
 def on_cpu(device: Any) -> bool:
@@ -85,26 +130,29 @@ def on_cpu(device: Any) -> bool:
 
 
 class Completer:
-    """Completes prompts with a trained model.
+    """Completes prompts with a trained model: a `NumpyLM` (the CPU) or a `TorchLM` (any device).
 
-    `model` is a `NumpyLM`, a `TorchLM`, or a torch `RecurrentLM`, which runs in NumPy on the CPU
-    and as a `TorchLM` on any other device.
+    Prompts start after the end-of-text id with `start_with_eot`, else after a newline (see the module).
     """
 
-    def __init__(self, model: Any, tokenizer: Tokenizer, device: Any = "cpu", start_with_eot: bool = True):
-        if not hasattr(model, "prime"):
-            if on_cpu(device):
-                model = NumpyLM.from_module(model)
-            else:
-                from rnngen.generation.torch_lm import TorchLM
-
-                model = TorchLM(model, device)
-        self.lm = model
+    def __init__(self, lm: LanguageModel, tokenizer: Tokenizer, start_with_eot: bool = True):
+        self.lm = lm
         self.start = [tokenizer.eot_id] if start_with_eot else tokenizer.encode("\n")
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_checkpoint(cls, run: RunFolder, path: Path, device: Any = "cpu") -> "Completer":
+    def for_module(cls, module: Any, tokenizer: Tokenizer, device: Any = "cpu",
+                   start_with_eot: bool = True) -> Completer:
+        """A completer for a torch `RecurrentLM` (a model in training, or loaded with torch): on the CPU a
+        NumPy copy of its weights, on any other device the module itself, moved there."""
+        if on_cpu(device):
+            return cls(NumpyLM.from_module(module), tokenizer, start_with_eot)
+        from rnngen.generation.torch_lm import TorchLM
+
+        return cls(TorchLM(module, device), tokenizer, start_with_eot)
+
+    @classmethod
+    def from_checkpoint(cls, run: RunFolder, path: Path, device: Any = "cpu") -> Completer:
         """A completer for checkpoint `path` of `run`; prompts start as that corpus's documents did.
 
         On the CPU the weights are read with `safetensors.numpy`: no torch is imported.
@@ -113,30 +161,30 @@ class Completer:
             from rnngen.store.checkpoint_format import read_numpy
 
             ckpt = read_numpy(path)
-            tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size,
-                         "copy the tokenizer.model of the corpus the run was trained on")
-            model: Any = NumpyLM(ckpt.model, ckpt.weights)
+            tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"),
+                               ckpt.model.vocab_size, "copy the tokenizer.model of the corpus the run was trained on")
+            lm: LanguageModel = NumpyLM(ckpt.model, ckpt.weights)
         else:
             from rnngen.generation.torch_lm import TorchLM
             from rnngen.models.checkpoint import load_model
 
             module, tok, ckpt = load_model(run, path, device)
-            model = TorchLM(module, device)
-        return cls(model, tok, device, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
+            lm = TorchLM(module, device)
+        return cls(lm, tok, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
 
     def generator(self, seed: int | None) -> Any:
         """A random generator for sampling with this completer: seeded for reproducible samples, else from the OS."""
         return self.lm.generator(seed)
 
-    def prime(self, prompt: str, memory: ModelMemory | None = None) -> tuple[ModelMemory, list[int]]:
+    def prime(self, prompt: str, memory: ReadState | None = None) -> tuple[ReadState, list[int]]:
         """Run the prompt through the model in one pass, from the start of a document or from
-        `memory`; returns the memory after it and the prompt's ids."""
+        `memory`; returns the model's state after it and the prompt's ids."""
         ids = self.tokenizer.encode(prompt)
         if memory is not None and not ids:
             return memory, ids
         feed = ids if memory is not None else self.start + ids
         logits, state = self.lm.prime(feed, memory.state if memory else None)
-        return ModelMemory(logits, state), ids
+        return ReadState(logits, state), ids
 
     def nats(self, text: str) -> float:
         """The negative log-likelihood of `text`'s tokens in nats, read from the start of a document.
@@ -157,7 +205,7 @@ class Completer:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""
         return self.lm.step(tokens, state)
 
-    def complete(self, prompt: str, cfg: SampleConfig, generator: Any = None, memory: ModelMemory | None = None,
+    def complete(self, prompt: str, cfg: SampleConfig, generator: Any = None, memory: ReadState | None = None,
                  alternatives: int = 0) -> Completion:
         """A streamed completion of `prompt` (the prompt itself is not repeated in the output).
 
@@ -166,57 +214,11 @@ class Completer:
         """
         vocab = self.tokenizer.vocab_size
         if alternatives > vocab:
-            raise RnngenError(f"--top-alternatives {alternatives} is more than the vocabulary's {vocab} tokens: "
+            raise RnngenError(f"{param('alternatives')} {alternatives} is more than the vocabulary's {vocab} tokens: "
                               f"use at most {vocab}")
         if generator is None:
             generator = self.generator(cfg.seed)
-        completion = Completion(iter(()))
-        completion.pieces = self._generate(prompt, cfg, generator, completion, memory, alternatives)
-        return completion
-
-    def _generate(self, prompt: str, cfg: SampleConfig, generator: Any, completion: Completion,
-                  memory: ModelMemory | None, alternatives: int) -> Iterator[str]:
-        memory, prompt_ids = self.prime(prompt, memory)
-        completion.memory = memory
-        logits, state = memory.logits, memory.state
-        ops = self.lm.ops
-        seen = self.lm.flags(self.tokenizer.vocab_size)
-        seen[prompt_ids] = True
-        decoder = self.tokenizer.stream_decoder()
-        holdback = max((len(stop) for stop in cfg.stop), default=1) - 1
-        text, emitted, reason = "", 0, "max_tokens"
-        for _ in range(cfg.max_tokens):
-            token = draw_token(filter_logits(logits, cfg, seen), cfg, generator)
-            probs = ops.softmax(logits)  # the model's own distribution, before any filter
-            step = TokenStep(token, "", float(probs[token]))
-            if alternatives:
-                values, indices = ops.topk(probs, alternatives)
-                step.alternatives = [(self.tokenizer.decode([i]), p) for p, i in zip(values.tolist(), indices.tolist())]
-            # The token is fed even when it ends the completion, so that `memory` follows all the text.
-            logits, state = self.lm.step(self.lm.ids([token]), state)
-            logits = logits[0]
-            completion.memory = ModelMemory(logits, state)
-            if token == self.tokenizer.eot_id:
-                reason = "end_of_text"
-                break
-            completion.steps.append(step)
-            seen[token] = True
-            step.text = decoder.push(token)
-            text += step.text
-            hits = [i for i in (text.find(stop, max(0, emitted - holdback)) for stop in cfg.stop) if i >= 0]
-            if hits:
-                reason = "stop"
-                text = text[: min(hits)]
-                break
-            # Hold back what could be the start of a stop string until it is known not to be one.
-            if len(text) - holdback > emitted:
-                yield text[emitted: len(text) - holdback]
-                emitted = len(text) - holdback
-        if reason != "stop":
-            text += decoder.flush()
-        completion._reason = reason
-        if len(text) > emitted:
-            yield text[emitted:]
+        return Completion(self, prompt, cfg, generator, memory, alternatives)
 
     def beam_search(self, prompt: str, beams: int, max_tokens: int, length_penalty: float = 1.0) -> list[Beam]:
         """Deterministic beam search over the carried states; the best beam first."""

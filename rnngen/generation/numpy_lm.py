@@ -17,6 +17,9 @@ A prompt is primed layer by layer: one matrix product gives a layer's input proj
 whole chunk of the prompt, then the recurrence runs step by step (only the h-dependent product per
 step). Chunks of `PRIME_CHUNK` tokens keep memory flat in the prompt's length. The head runs on the last
 position only. Tests hold every kind equal to `RecurrentLM.forward` to float32 tolerance.
+
+The weights are found by the names `rnngen.store.schema` gives, and each layer's stacked gates are
+reordered from the stored order into the one the cells here read (`GATE_ORDER`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from rnngen.config import MIN_KINDS, ModelConfig
 from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
+from rnngen.store import schema
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default
 NumpyState = Any  # h [layers, batch, hidden], or the LSTM's (h, c)
@@ -67,6 +71,18 @@ def _g(v: np.ndarray) -> np.ndarray:
     return np.where(v >= 0, v + 0.5, _sigmoid(v))
 
 
+# The order in which the NumPy cells read each kind's gates; stored weights are reordered into it as
+# they are loaded (the stored order is `schema.GATES`). The LSTM's output gate comes before its
+# candidate so that the three sigmoid gates are one contiguous block (see `_lstm_update`).
+GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "o", "g"), "gru": ("r", "z", "n"), "mingru": ("z", "h"),
+              "minlstm": ("f", "i", "h")}
+
+
+def _gate_order_rows(kind: str, hidden: int) -> np.ndarray:
+    """The stored rows of a stacked gate weight, in `GATE_ORDER`."""
+    return np.r_[tuple(schema.gate_rows(kind, gate, hidden) for gate in GATE_ORDER[kind])]
+
+
 class NumpyLM:
     """A language model on NumPy float32 weights: `prime` a prompt, then `step` one token per row."""
 
@@ -75,45 +91,50 @@ class NumpyLM:
     def __init__(self, config: ModelConfig, weights: dict[str, np.ndarray]):
         self.config = config
         w = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in weights.items()}
-        self.embedding = w["embedding.weight"]
+        self.embedding = w[schema.EMBEDDING]
         self.cho = config.impl == "scratch" and config.kind == "gru"
         self.layers = [self._layer(w, k) for k in range(config.layers)]
         if config.kind in MIN_KINDS:
-            self.final_norm = (w["rnn.final_norm.weight"], w["rnn.final_norm.bias"])
-        self.proj = w["proj.weight"].T.copy() if "proj.weight" in w else None
-        self.head = w.get("head.weight", self.embedding).T.copy()  # a tied head is the embedding
-        self.head_bias = w["head.bias"]
+            self.final_norm = (w[f"{schema.FINAL_NORM}.weight"], w[f"{schema.FINAL_NORM}.bias"])
+        self.proj = w[schema.PROJECTION].T.copy() if schema.PROJECTION in w else None
+        self.head = w.get(schema.HEAD_WEIGHT, self.embedding).T.copy()  # a tied head is the embedding
+        self.head_bias = w[schema.HEAD_BIAS]
 
     @classmethod
     def from_module(cls, model: Any) -> NumpyLM:
         """A copy of a torch `RecurrentLM`'s weights."""
         return cls(model.config, {name: t.detach().float().cpu().numpy() for name, t in model.state_dict().items()})
 
-    def _layer(self, w: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
-        hidden = self.config.hidden
-        if self.config.kind in MIN_KINDS:
-            p = f"rnn.layers.{k}.proj."
-            return {"norm": (w[f"rnn.norms.{k}.weight"], w[f"rnn.norms.{k}.bias"]),
-                    "w_in": w[p + "weight"].T.copy(), "b_in": w[p + "bias"],
-                    "w_out": w[f"rnn.outs.{k}.weight"].T.copy(), "b_out": w[f"rnn.outs.{k}.bias"],
-                    "ff_norm": (w[f"rnn.ff_norms.{k}.weight"], w[f"rnn.ff_norms.{k}.bias"]),
-                    "w_ff1": w[f"rnn.ffs.{k}.0.weight"].T.copy(), "b_ff1": w[f"rnn.ffs.{k}.0.bias"],
-                    "w_ff2": w[f"rnn.ffs.{k}.2.weight"].T.copy(), "b_ff2": w[f"rnn.ffs.{k}.2.bias"]}
-        w_ih, w_hh = w[f"rnn.weight_ih_l{k}"], w[f"rnn.weight_hh_l{k}"]
-        b_ih, b_hh = w[f"rnn.bias_ih_l{k}"], w[f"rnn.bias_hh_l{k}"]
-        if self.config.kind == "gru":
+    def _layer(self, w: dict[str, np.ndarray], k: int) -> dict[str, Any]:
+        kind, hidden = self.config.kind, self.config.hidden
+        rows = _gate_order_rows(kind, hidden)
+        if kind in MIN_KINDS:
+            block = schema.residual_block(k)
+
+            def pair(name: str) -> tuple[np.ndarray, np.ndarray]:
+                return w[f"{name}.weight"], w[f"{name}.bias"]
+
+            return {"norm": pair(block.norm),
+                    "w_in": w[f"{block.gates}.weight"][rows].T.copy(), "b_in": w[f"{block.gates}.bias"][rows],
+                    "w_out": w[f"{block.out}.weight"].T.copy(), "b_out": w[f"{block.out}.bias"],
+                    "ff_norm": pair(block.ff_norm),
+                    "w_ff1": w[f"{block.ff_in}.weight"].T.copy(), "b_ff1": w[f"{block.ff_in}.bias"],
+                    "w_ff2": w[f"{block.ff_out}.weight"].T.copy(), "b_ff2": w[f"{block.ff_out}.bias"]}
+        names = schema.recurrent_layer(k)
+        w_ih, w_hh = w[names.weight_ih][rows], w[names.weight_hh][rows]
+        b_ih, b_hh = w[names.bias_ih][rows], w[names.bias_hh][rows]
+        if kind == "gru":
             # Both GRUs multiply r with part of the h-side term, so the two products stay apart.
             if self.cho:
                 return {"w_in": w_ih.T.copy(), "b_in": b_ih, "w_hrz": w_hh[: 2 * hidden].T.copy(),
                         "b_hrz": b_hh[: 2 * hidden], "w_hn": w_hh[2 * hidden:].T.copy(), "b_hn": b_hh[2 * hidden:]}
             return {"w_in": w_ih.T.copy(), "b_in": b_ih, "w_h": w_hh.T.copy(), "b_h": b_hh}
-        if self.config.kind == "lstm":
-            # Gates reordered from PyTorch's (i, f, g, o) to (i, f, o, g), and the rows of i, f, o halved
-            # (exact in floating point): sigmoid(v) = 1/2 + tanh(v/2)/2, so one tanh serves all four gates.
-            order = np.r_[0: 2 * hidden, 3 * hidden: 4 * hidden, 2 * hidden: 3 * hidden]
+        if kind == "lstm":
+            # The rows of i, f, o halved (exact in floating point): sigmoid(v) = 1/2 + tanh(v/2)/2, so one
+            # tanh serves all four gates.
             scale = np.r_[np.full(3 * hidden, 0.5, np.float32), np.ones(hidden, np.float32)]
-            w_ih, w_hh = w_ih[order] * scale[:, None], w_hh[order] * scale[:, None]
-            b_ih, b_hh = b_ih[order] * scale, b_hh[order] * scale
+            w_ih, w_hh = w_ih * scale[:, None], w_hh * scale[:, None]
+            b_ih, b_hh = b_ih * scale, b_hh * scale
         return {"w_in": w_ih.T.copy(), "b_in": b_ih + b_hh, "w_h": w_hh.T.copy(),
                 "w_cat": np.concatenate([w_ih, w_hh], 1).T.copy()}
 
@@ -130,7 +151,7 @@ class NumpyLM:
         return self._logits(x[-1])[0], state
 
     def logits_after_each(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
-        """Feed up to `PRIME_CHUNK` ids to one row: the next-token logits after each [len(ids), vocab], and the state."""
+        """Feed up to `PRIME_CHUNK` ids to one row: the next-token logits after each [len(ids), vocab] and the state."""
         state = self.init_state(1) if state is None else state
         x, state = self._run(self.embedding[np.asarray(ids)][:, None], state)
         return self._logits(x[:, 0]), state

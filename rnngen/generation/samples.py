@@ -56,7 +56,7 @@ class Sampler:
     def __call__(self, step: int) -> Sampled:
         """The completion at `step`; the model is back in its mode (training) afterwards."""
         training = self.model.training
-        completer = Completer(self.model, self.tokenizer, self.device, start_with_eot=self.start_with_eot)
+        completer = Completer.for_module(self.model, self.tokenizer, self.device, start_with_eot=self.start_with_eot)
         try:
             text = completer.complete(self.prompt, SAMPLE).text()
         finally:

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rnngen.store.schema import FEED_FORWARD_FACTOR, GATES, split_gates
+
 
 def g(v: torch.Tensor) -> torch.Tensor:
     """The paper's positive activation: v + 1/2 for v >= 0, sigma(v) below (continuous at 0)."""
@@ -57,17 +59,16 @@ class MinRecurrentLayer(nn.Module):
     def __init__(self, kind: str, size_in: int, hidden: int):
         super().__init__()
         self.kind = kind
-        gates = 2 if kind == "mingru" else 3  # (z, h~) or (f, i, h~)
-        self.proj = nn.Linear(size_in, gates * hidden)
+        self.proj = nn.Linear(size_in, len(GATES[kind]) * hidden)  # the gates stacked as the schema lists them
 
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log a_t and log b_t of the recurrence, computed in log space for stability."""
         if self.kind == "mingru":
-            k, h_tilde = self.proj(x).chunk(2, -1)
+            k, h_tilde = split_gates(self.kind, self.proj(x), "zh")
             log_a = -F.softplus(k)                 # log(1 - z_t)
             log_b = -F.softplus(-k) + log_g(h_tilde)  # log z_t + log g(h~_t)
         else:
-            k_f, k_i, h_tilde = self.proj(x).chunk(3, -1)
+            k_f, k_i, h_tilde = split_gates(self.kind, self.proj(x), "fih")
             diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i_t - log f_t
             log_a = -F.softplus(diff)               # log f'_t = log f / (f + i)
             log_b = -F.softplus(-diff) + log_g(h_tilde)  # log i'_t + log g(h~_t)
@@ -99,7 +100,8 @@ class MinRecurrent(nn.Module):
         self.layers = nn.ModuleList(MinRecurrentLayer(kind, size, hidden) for _ in range(num_layers))
         self.outs = nn.ModuleList(nn.Linear(hidden, size) for _ in range(num_layers))
         self.ff_norms = nn.ModuleList(nn.LayerNorm(size) for _ in range(num_layers))
-        self.ffs = nn.ModuleList(nn.Sequential(nn.Linear(size, 4 * size), nn.GELU(), nn.Linear(4 * size, size))
+        wide = FEED_FORWARD_FACTOR * size
+        self.ffs = nn.ModuleList(nn.Sequential(nn.Linear(size, wide), nn.GELU(), nn.Linear(wide, size))
                                  for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(size)
         self.drop = nn.Dropout(dropout)

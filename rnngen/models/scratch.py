@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+from rnngen.store.schema import GATES, split_gates
 
 
 def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh):
@@ -27,7 +27,7 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh):
 def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh):
     """The standard LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate: Gers et al. 2000)."""
     h, c = state
-    i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, -1)  # PyTorch's gate order
+    i, f, g, o = split_gates("lstm", x @ w_ih.T + b_ih + h @ w_hh.T + b_hh, "ifgo")  # each gate's rows
     i_t = torch.sigmoid(i)             # input gate   i_t = sigma(W_i·[h_{t-1}, x_t] + b_i)
     f_t = torch.sigmoid(f)             # forget gate  f_t = sigma(W_f·[h_{t-1}, x_t] + b_f)
     o_t = torch.sigmoid(o)             # output gate  o_t = sigma(W_o·[h_{t-1}, x_t] + b_o)
@@ -45,9 +45,9 @@ def gru_cell_cho(x, h, w_ih, w_hh, b_ih, b_hh):
     PyTorch/cuDNN's GRU differs on both points: it resets after the product, r*(W_hn h + b_hn), and
     uses h_t = (1-z)*h' + z*h_{t-1}. Same parameter shapes, different function.
     """
-    x_r, x_z, x_n = (x @ w_ih.T + b_ih).chunk(3, -1)
-    w_hr, w_hz, w_hn = w_hh.chunk(3, 0)
-    b_hr, b_hz, b_hn = b_hh.chunk(3, 0)
+    x_r, x_z, x_n = split_gates("gru", x @ w_ih.T + b_ih, "rzn")
+    w_hr, w_hz, w_hn = split_gates("gru", w_hh, "rzn", 0)
+    b_hr, b_hz, b_hn = split_gates("gru", b_hh, "rzn", 0)
     r_t = torch.sigmoid(x_r + h @ w_hr.T + b_hr)              # reset gate  r_t = sigma(W_r·[h_{t-1}, x_t])
     z_t = torch.sigmoid(x_z + h @ w_hz.T + b_hz)              # update gate z_t = sigma(W_z·[h_{t-1}, x_t])
     h_cand = torch.tanh(x_n + (r_t * h) @ w_hn.T + b_hn)      # candidate   h'_t = tanh(W·[r_t*h_{t-1}, x_t])
@@ -63,7 +63,7 @@ class ScratchRecurrent(nn.Module):
         bound = 1 / math.sqrt(hidden)  # PyTorch's initialisation: U(-1/sqrt(H), 1/sqrt(H))
         for k in range(num_layers):
             size_in = input_size if k == 0 else hidden
-            rows = GATES[kind] * hidden
+            rows = len(GATES[kind]) * hidden
             for name, shape in ((f"weight_ih_l{k}", (rows, size_in)), (f"weight_hh_l{k}", (rows, hidden)),
                                 (f"bias_ih_l{k}", (rows,)), (f"bias_hh_l{k}", (rows,))):
                 self.register_parameter(name, nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from rnngen import __version__
-from rnngen.config import MIN_KINDS, ModelConfig, TrainConfig
+from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
+from rnngen.store.schema import parameter_shapes
 
 FORMAT = 1
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "mingru": 2, "minlstm": 3}
 
 
 @dataclass
@@ -61,36 +61,6 @@ class Header:
     best_val_loss: float | None
     trainer: Any  # the flattened resume state (JSON with tensor names), None in weights-only files
     shapes: dict[str, tuple[int, ...]]  # every tensor in the file
-
-
-def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every weight a model of `config` stores (a tied head once)."""
-    vocab, embed, hidden = config.vocab_size, config.embed, config.hidden
-    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (vocab, embed)}
-    gates = GATES[config.kind]
-    if config.kind in MIN_KINDS:
-        for k in range(config.layers):
-            shapes |= {f"rnn.norms.{k}.weight": (embed,), f"rnn.norms.{k}.bias": (embed,),
-                       f"rnn.layers.{k}.proj.weight": (gates * hidden, embed),
-                       f"rnn.layers.{k}.proj.bias": (gates * hidden,),
-                       f"rnn.outs.{k}.weight": (embed, hidden), f"rnn.outs.{k}.bias": (embed,),
-                       f"rnn.ff_norms.{k}.weight": (embed,), f"rnn.ff_norms.{k}.bias": (embed,),
-                       f"rnn.ffs.{k}.0.weight": (4 * embed, embed), f"rnn.ffs.{k}.0.bias": (4 * embed,),
-                       f"rnn.ffs.{k}.2.weight": (embed, 4 * embed), f"rnn.ffs.{k}.2.bias": (embed,)}
-        shapes |= {"rnn.final_norm.weight": (embed,), "rnn.final_norm.bias": (embed,)}
-        out_size = embed
-    else:
-        for k in range(config.layers):
-            shapes |= {f"rnn.weight_ih_l{k}": (gates * hidden, embed if k == 0 else hidden),
-                       f"rnn.weight_hh_l{k}": (gates * hidden, hidden),
-                       f"rnn.bias_ih_l{k}": (gates * hidden,), f"rnn.bias_hh_l{k}": (gates * hidden,)}
-        out_size = hidden
-    if config.tie and out_size != embed:
-        shapes["proj.weight"] = (embed, out_size)
-    if not config.tie:
-        shapes["head.weight"] = (vocab, out_size)
-    shapes["head.bias"] = (vocab,)
-    return shapes
 
 
 def read_header(path: Path) -> Header:
@@ -132,7 +102,7 @@ def read_header(path: Path) -> Header:
 
 
 def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ...]]) -> None:
-    """Refuse a file whose weights are not exactly those its model configuration implies."""
+    """Refuse a file whose weights are not exactly those its model configuration implies (`schema.parameter_shapes`)."""
     expected = parameter_shapes(config)
     if set(found) != set(expected):
         lacks, extra = sorted(set(expected) - set(found))[:3], sorted(set(found) - set(expected))[:3]

@@ -1,0 +1,38 @@
+"""From a checkpoint reference to a ready completer: what `rnngen.load` and `rnngen complete`/`chat` share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from rnngen.generation.completer import Completer
+from rnngen.store.resolve import resolve_checkpoint
+from rnngen.store.runs import RunFolder
+
+
+class LoadedCheckpoint(NamedTuple):
+    """A completer, the run folder it comes from (config.json, tokenizer.model) and its checkpoint file."""
+
+    completer: Completer
+    run: RunFolder
+    path: Path
+
+
+def pick_device(name: str) -> Any:
+    """The device named: "cpu" as it is, where the model runs in NumPy and torch is not even imported;
+    "auto", "cuda" or "mps" through `rnngen.models.device.pick` (an absent device is an error)."""
+    if name == "cpu":
+        return name
+    from rnngen.models import device
+
+    return device.pick(name)
+
+
+def load_completer(checkpoint: str | None, checkpoints_dir: Path, device: str = "cpu") -> LoadedCheckpoint:
+    """The completer for `checkpoint` on `device`.
+
+    `checkpoint` is a run folder, a run name under `checkpoints_dir`, a .safetensors file,
+    `hf:USER/NAME[@REVISION]`, or None for the latest run under `checkpoints_dir` (`resolve_checkpoint`).
+    """
+    run, path = resolve_checkpoint(checkpoint, checkpoints_dir)
+    return LoadedCheckpoint(Completer.from_checkpoint(run, path, pick_device(device)), run, path)
