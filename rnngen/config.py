@@ -47,7 +47,8 @@ class ModelConfig(JsonConfig):
     dropout: float = 0.0
     tie: bool = True
     # "fused": PyTorch's layers (cuDNN on GPU); "scratch": the lecture's cells unrolled in Python,
-    # whose GRU is Cho et al.'s (reset before the product), not cuDNN's.
+    # whose GRU is the lecture's: reset before the product (Cho et al. 2014) and h = (1-z)h + z h'
+    # (Chung et al. 2014's direction), where cuDNN resets after the product and keeps the old state with z.
     impl: str = "fused"
 
     def __post_init__(self) -> None:

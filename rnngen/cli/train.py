@@ -39,7 +39,7 @@ def _preset_help(section: str, key: str, text: str) -> str:
 @click.option("--tie/--no-tie", default=None, help="Share the embedding with the output head. [default: tie]")
 @click.option("--impl", type=click.Choice(IMPLS),
               help="fused: PyTorch's layers (cuDNN); scratch: the lecture's cells unrolled in Python, slower, "
-                   "with Cho et al.'s GRU. [default: fused]")
+                   "with the lecture's GRU (Cho et al.'s reset before the product, Chung et al.'s update). [default: fused]")
 @click.option("--batch-size", type=click.IntRange(min=1), help=_preset_help("train", "batch_size", "Streams per batch."))
 @click.option("--seq-len", type=click.IntRange(min=1),
               help=_preset_help("train", "seq_len", "Tokens per window of truncated backpropagation through time."))

@@ -8,8 +8,9 @@ NumPy imports in 0.1 s where torch takes 2-3 s. The equations are the models' ow
   RNN, LSTM, GRU (fused): PyTorch's, listed in `rnngen.models.recurrent` (the GRU resets AFTER the
       product: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h = (1 - z) * n + z * h).
   Scratch RNN and LSTM: the lecture's cells, the same equations as PyTorch's.
-  Scratch GRU: Cho et al. 2014 as `rnngen.models.scratch.gru_cell_cho` writes it: reset BEFORE the
-      product, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), and h = (1 - z) * h + z * n.
+  Scratch GRU: the lecture's, as `rnngen.models.scratch.gru_cell_cho` writes it: reset BEFORE the
+      product (Cho et al. 2014), n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), and h = (1 - z) * h + z * n
+      (Chung et al. 2014's direction).
   minGRU, minLSTM: `rnngen.models.minimal`: pre-norm residual blocks, each the plain recurrence
       h_t = a_t * h_{t-1} + b_t and a GELU feed-forward layer, then a final LayerNorm.
 
@@ -262,7 +263,8 @@ def _gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
 
 
 def _cho_gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
-    """Cho et al.'s GRU, as `gru_cell_cho`: reset BEFORE the product; z takes the new candidate."""
+    """The lecture's GRU, as `gru_cell_cho`: reset BEFORE the product (Cho et al. 2014); z takes the new
+    candidate (Chung et al. 2014's direction)."""
     size = h.shape[-1]
     r, z = np.split(_sigmoid(xp[:, : 2 * size] + h @ layer["w_hrz"] + layer["b_hrz"]), 2, -1)
     n = np.tanh(xp[:, 2 * size:] + (r * h) @ layer["w_hn"] + layer["b_hn"])

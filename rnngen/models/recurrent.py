@@ -12,7 +12,8 @@ The equations PyTorch computes (gate order as in its weight layout):
         (the standard cell: no sigmoid around c_t, unlike the lecture's slide)
   GRU:  r, z, n = split(W_ih x_t + b_ih), split(W_hh h_{t-1} + b_hh)
         n_t = tanh(n_x + r * n_h)  -- the reset gate applied AFTER the matrix product (cuDNN's variant)
-        h_t = (1 - z) * n_t + z * h_{t-1}  -- z keeps the old state, the reverse of Cho et al. 2014
+        h_t = (1 - z) * n_t + z * h_{t-1}  -- z keeps the old state, as Cho et al. 2014 do (the lecture's
+        h_t = (1 - z) * h_{t-1} + z * h'_t is Chung et al. 2014's direction: see models/scratch.py)
 """
 
 from __future__ import annotations

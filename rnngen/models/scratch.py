@@ -40,10 +40,11 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh):
 
 
 def gru_cell_cho(x, h, w_ih, w_hh, b_ih, b_hh):
-    """The GRU as the lecture writes it (Cho et al. 2014): reset BEFORE the product, h = (1-z)h + z h'.
+    """The GRU as the lecture writes it: reset BEFORE the product, as Cho et al. 2014 do, and
+    h = (1-z)h + z h', the direction of Chung et al. 2014 (Cho et al. keep the old state with z).
 
     PyTorch/cuDNN's GRU differs on both points: it resets after the product, r*(W_hn h + b_hn), and
-    uses h_t = (1-z)*h' + z*h_{t-1}. Same parameter shapes, different function.
+    uses h_t = (1-z)*h' + z*h_{t-1}, Cho et al.'s direction. Same parameter shapes, different function.
     """
     x_r, x_z, x_n = split_gates("gru", x @ w_ih.T + b_ih, "rzn")
     w_hr, w_hz, w_hn = split_gates("gru", w_hh, "rzn", 0)
