@@ -75,5 +75,6 @@ def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: st
     """
     from rnngen.generation.loading import load_completer
 
-    root = Path(checkpoints_dir or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
-    return Model(*load_completer(str(checkpoint), root, device))
+    from rnngen.store.locations import checkpoints_dir as default_checkpoints
+
+    return Model(*load_completer(str(checkpoint), default_checkpoints(checkpoints_dir), device))

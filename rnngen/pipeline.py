@@ -21,6 +21,7 @@ from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, CorpusError, param
 from rnngen.generation.samples import Sampler
+from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training import session
 from rnngen.training.events import EventFn, Finished
@@ -37,8 +38,8 @@ def prepare(dataset: str = DEFAULT_DATASET, *, name: str | None = None, config: 
     arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`)."""
     spec = SourceSpec(dataset=dataset, config=config, revision=revision, split=split, val_split=val_split,
                       text_column=text_column, streaming=streaming, max_chars=max_chars, documents=documents)
-    root = session.corpora_dir(corpora)
-    from_path = tokenizer_file(tokenizer_from, root, session.checkpoints_dir(checkpoints)) if tokenizer_from else None
+    root = corpora_dir(corpora)
+    from_path = tokenizer_file(tokenizer_from, root, checkpoints_dir(checkpoints)) if tokenizer_from else None
     corpus, _ = prepare_corpus(spec, TokenizerSpec(tokenizer, vocab_size, from_path), root=root, name=name,
                                val_fraction=val_fraction, force=force)
     return corpus

@@ -16,6 +16,7 @@ import click
 from rnngen import __version__
 from rnngen.cli.common import Paths
 from rnngen.errors import RnngenError
+from rnngen.store.locations import CHECKPOINTS_ENV, CORPORA_ENV, DEFAULT_CHECKPOINTS, DEFAULT_CORPORA
 
 # name -> (module:attribute, the one-line help shown by `rnngen --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -85,10 +86,10 @@ class Group(click.Group):
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-@click.option("--corpora-dir", type=click.Path(file_okay=False, path_type=Path), default="corpora",
-              envvar="RNNGEN_CORPORA", show_default=True, show_envvar=True, help="Where prepared corpora live.")
-@click.option("--checkpoints-dir", type=click.Path(file_okay=False, path_type=Path), default="checkpoints",
-              envvar="RNNGEN_CHECKPOINTS", show_default=True, show_envvar=True, help="Where training runs live.")
+@click.option("--corpora-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CORPORA,
+              envvar=CORPORA_ENV, show_default=True, show_envvar=True, help="Where prepared corpora live.")
+@click.option("--checkpoints-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
+              envvar=CHECKPOINTS_ENV, show_default=True, show_envvar=True, help="Where training runs live.")
 @click.version_option(__version__, prog_name="rnngen")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, corpora_dir: Path, checkpoints_dir: Path) -> None:

@@ -19,6 +19,7 @@ from rnngen.data.preparing import ensure_default
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
+from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.lock import Lock
 from rnngen.training import distributed
 from rnngen.training.distributed import World
@@ -26,16 +27,6 @@ from rnngen.training.events import EventFn, Finished, Notice
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
 from rnngen.training.signals import StopFlag, stop_on_signals
 from rnngen.training.trainer import SamplerFactory, Trainer
-
-
-def corpora_dir(folder: str | os.PathLike | None = None) -> Path:
-    """Where prepared corpora live: `folder`, else $RNNGEN_CORPORA, else ./corpora."""
-    return Path(folder or os.environ.get("RNNGEN_CORPORA", "corpora"))
-
-
-def checkpoints_dir(folder: str | os.PathLike | None = None) -> Path:
-    """Where training runs live: `folder`, else $RNNGEN_CHECKPOINTS, else ./checkpoints."""
-    return Path(folder or os.environ.get("RNNGEN_CHECKPOINTS", "checkpoints"))
 
 
 def preset_for(name: str) -> Preset:
