@@ -232,5 +232,5 @@ def test_streaming_holds_out_the_last_documents_and_matches_the_full_read(tmp_pa
 def test_unwritable_corpora_folder_is_reported(tmp_path, text_file):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(CorpusError, match="cannot write to .*folder as root"):
+    with pytest.raises(CorpusError, match="cannot write to .*folder as corpora"):
         preparing.prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=blocker / "corpora")
