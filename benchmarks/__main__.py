@@ -1,14 +1,14 @@
 """Run rnngen's benchmarks, print a table and write JSON.
 
-    python -m benchmarks --text input.txt   # all but quality/firstrun/sweep; tiny shakespeare for prepare and memory
-    python -m benchmarks --quick            # small sizes, a minute or two
-    python -m benchmarks train generate     # some of them
-    python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
-    python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
-    python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
-                                            # `rnngen train` + 20 completions scored for English
-    python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
-    python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
+python -m benchmarks --text input.txt   # all but quality/firstrun/sweep; tiny shakespeare for prepare and memory
+python -m benchmarks --quick            # small sizes, a minute or two
+python -m benchmarks train generate     # some of them
+python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
+python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
+python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
+                                        # `rnngen train` + 20 completions scored for English
+python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
+python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 """
 
 from __future__ import annotations
@@ -31,40 +31,100 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice(ALL))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run, not figures to quote.")
-@click.option("--text", type=click.Path(dir_okay=False, path_type=Path), envvar="RNNGEN_BENCH_TEXT", show_envvar=True,
-              help="The text for the prepare, memory, quality, firstrun and sweep benchmarks: tiny shakespeare's "
-              "input.txt (`pydocs` sweeps the embedded corpus).")
-@click.option("--seconds", type=float, default=180.0, show_default=True,
-              help="Training budget of the quality, firstrun and sweep runs.")
-@click.option("--steps", type=int, help="sweep: train every point this many steps instead of --seconds "
-              "(equal tokens on a machine shared with other work).")
-@click.option("--grid", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="sweep: a JSON list of points (default: one change at a time around the --preset).")
+@click.option(
+    "--text",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="RNNGEN_BENCH_TEXT",
+    show_envvar=True,
+    help="The text for the prepare, memory, quality, firstrun and sweep benchmarks: tiny shakespeare's "
+    "input.txt (`pydocs` sweeps the embedded corpus).",
+)
+@click.option(
+    "--seconds",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="Training budget of the quality, firstrun and sweep runs.",
+)
+@click.option(
+    "--steps",
+    type=int,
+    help="sweep: train every point this many steps instead of --seconds "
+    "(equal tokens on a machine shared with other work).",
+)
+@click.option(
+    "--grid",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="sweep: a JSON list of points (default: one change at a time around the --preset).",
+)
 @click.option("--only", help="sweep: run only these points of the grid, comma-separated names.")
-@click.option("--preset", type=click.Choice(["cpu", "gpu"]), default="cpu", show_default=True,
-              help="sweep: the preset every point starts from (gpu: re-tune the gpu preset on a GPU).")
-@click.option("--tokenizers", default="char,unigram", show_default=True,
-              help="firstrun: the tokenizers of the equal-time comparison; sweep: the first is the default.")
-@click.option("--parts", default="ab", show_default=True,
-              help="firstrun: a = plain loop vs cpu preset at equal time, b = `rnngen train` + completions.")
-@click.option("--models", default="lstm", show_default=True,
-              help="Models of the quality runs, comma-separated (char tokenizer for each; unigram for lstm).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks/results"), show_default=True,
-              help="Where the JSON results and the corpora they use go.")
-def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps: int | None, grid: Path | None,
-         only: str | None, preset: str, tokenizers: str, parts: str, models: str, out: Path) -> None:
+@click.option(
+    "--preset",
+    type=click.Choice(["cpu", "gpu"]),
+    default="cpu",
+    show_default=True,
+    help="sweep: the preset every point starts from (gpu: re-tune the gpu preset on a GPU).",
+)
+@click.option(
+    "--tokenizers",
+    default="char,unigram",
+    show_default=True,
+    help="firstrun: the tokenizers of the equal-time comparison; sweep: the first is the default.",
+)
+@click.option(
+    "--parts",
+    default="ab",
+    show_default=True,
+    help="firstrun: a = plain loop vs cpu preset at equal time, b = `rnngen train` + completions.",
+)
+@click.option(
+    "--models",
+    default="lstm",
+    show_default=True,
+    help="Models of the quality runs, comma-separated (char tokenizer for each; unigram for lstm).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("benchmarks/results"),
+    show_default=True,
+    help="Where the JSON results and the corpora they use go.",
+)
+def main(
+    names: tuple[str, ...],
+    quick: bool,
+    text: Path,
+    seconds: float,
+    steps: int | None,
+    grid: Path | None,
+    only: str | None,
+    preset: str,
+    tokenizers: str,
+    parts: str,
+    models: str,
+    out: Path,
+) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
-    if {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names) and str(text) != "pydocs" and \
-            (text is None or not text.is_file()):
-        raise click.BadParameter(f"{text or 'no file given'}: pass the path of tiny shakespeare's input.txt "
-                                 f"({common.SHAKESPEARE_URL})", param_hint="--text")
+    if (
+        {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names)
+        and str(text) != "pydocs"
+        and (text is None or not text.is_file())
+    ):
+        raise click.BadParameter(
+            f"{text or 'no file given'}: pass the path of tiny shakespeare's input.txt ({common.SHAKESPEARE_URL})",
+            param_hint="--text",
+        )
     out.mkdir(parents=True, exist_ok=True)
     console = Console()
     pydocs = common.prepared(out / "corpora", "pydocs", "unigram", None, "pydocs")
     rows: list[dict] = []
-    result = {"machine": common.machine(), "quick": quick, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "results": rows}
+    result = {
+        "machine": common.machine(),
+        "quick": quick,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": rows,
+    }
     path = out / f"bench-{'-'.join(names)}-{time.strftime('%Y%m%d-%H%M%S')}.json"
 
     def save() -> None:
@@ -78,45 +138,67 @@ def main(names: tuple[str, ...], quick: bool, text: Path, seconds: float, steps:
         console.print(f"[bold]{name}[/] ...")
         if name == "train":
             from benchmarks import train_speed
+
             rows += train_speed.run(pydocs, quick)
         elif name == "generate":
             from benchmarks import generation
+
             rows += generation.run(pydocs, quick)
         elif name == "cold_start":
             from benchmarks import cold_start
+
             rows += cold_start.run(pydocs, quick)
         elif name == "prepare":
             from benchmarks import prepare_speed
+
             rows += prepare_speed.run(str(text), "shakespeare", quick)
             if not quick:
                 rows += prepare_speed.run("pydocs", "pydocs", quick)
         elif name == "memory":
             from benchmarks import memory
+
             rows += memory.run(text, out / "corpora")
         elif name == "scan":
             from benchmarks import scan_speed
+
             rows += scan_speed.run(quick)
         elif name == "quality":
             from benchmarks import quality
+
             rows += quality.run(text, out / "corpora", 20.0 if quick else seconds, models.split(","))
         elif name == "firstrun":
             from benchmarks import firstrun
+
             rows += firstrun.run(text, out / "corpora", 20.0 if quick else seconds, tokenizers.split(","), parts)
         elif name == "sweep":
             from benchmarks import sweep
+
             # A sweep runs for hours: each point is saved as it ends.
-            sweep.run(text, out / "corpora", None if steps else seconds, steps, grid, tokenizers.split(",")[0],
-                      only.split(",") if only else None, preset, on_point=keep)
+            sweep.run(
+                text,
+                out / "corpora",
+                None if steps else seconds,
+                steps,
+                grid,
+                tokenizers.split(",")[0],
+                only.split(",") if only else None,
+                preset,
+                on_point=keep,
+            )
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
     machine = result["machine"]
-    table = Table(title=f"rnngen benchmarks ({machine.get('gpu') or machine.get('cpu_model', '?')})",
-                  title_justify="left")
+    table = Table(
+        title=f"rnngen benchmarks ({machine.get('gpu') or machine.get('cpu_model', '?')})", title_justify="left"
+    )
     for column in ("benchmark", "figures", "pass"):
         table.add_column(column)
     for row in rows:
-        figures = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
-                            if k not in ("benchmark", "pass", "samples", "model", "train"))
+        figures = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in row.items()
+            if k not in ("benchmark", "pass", "samples", "model", "train")
+        )
         table.add_row(row["benchmark"], figures, str(row.get("pass")))
     console.print(table)
     console.print(f"written {path}")

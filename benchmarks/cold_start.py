@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from rnngen.pipeline import train
@@ -53,12 +52,27 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
         rnngen = [sys.executable, "-m", "rnngen", "--checkpoints-dir", folder]
         bare = wall([sys.executable, "-c", "import numpy, sentencepiece"], repeats)
         torch_import = wall([sys.executable, "-c", "import torch"], repeats)
-        complete = wall([*rnngen, "complete", "Studying Deep Learning is really", "--max-tokens", "200",
-                         "--plain", "--seed", "0"], repeats)
+        complete = wall(
+            [*rnngen, "complete", "Studying Deep Learning is really", "--max-tokens", "200", "--plain", "--seed", "0"],
+            repeats,
+        )
         chat = until_prompt([*rnngen, "chat"], repeats)
         help_ = wall([*rnngen, "--help"], repeats)
         runs = wall([*rnngen, "runs"], repeats)
-    return [{"benchmark": "cold_start", "import_numpy_sentencepiece_s": bare, "import_torch_s": torch_import,
-             "complete_200_s": complete, "overhead_s": complete - bare, "target_s": 0.6, "target_overhead_s": 0.3,
-             "pass": complete <= 0.6 and complete - bare <= 0.3, "chat_prompt_s": chat, "chat_pass": chat <= 0.5,
-             "help_s": help_, "runs_s": runs, "help_and_runs_pass": max(help_, runs) < 0.5}]
+    return [
+        {
+            "benchmark": "cold_start",
+            "import_numpy_sentencepiece_s": bare,
+            "import_torch_s": torch_import,
+            "complete_200_s": complete,
+            "overhead_s": complete - bare,
+            "target_s": 0.6,
+            "target_overhead_s": 0.3,
+            "pass": complete <= 0.6 and complete - bare <= 0.3,
+            "chat_prompt_s": chat,
+            "chat_pass": chat <= 0.5,
+            "help_s": help_,
+            "runs_s": runs,
+            "help_and_runs_pass": max(help_, runs) < 0.5,
+        }
+    ]

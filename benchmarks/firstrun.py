@@ -64,14 +64,18 @@ def held_out_bpc(corpus) -> Callable[[nn.Module], float]:
     from its first token to its last. Both sides get this score: scored in rows of their own batch
     size, each row starting from a zero state, the plain loop (32 rows) would pay for twice as many
     cold starts as the preset (16)."""
+
     def score(model: nn.Module) -> float:
-        return evaluate(model, corpus.tokens("val"), corpus.characters("val"), 1, 64, None,
-                        torch.device("cpu"))["val_bpc"]
+        return evaluate(model, corpus.tokens("val"), corpus.characters("val"), 1, 64, None, torch.device("cpu"))[
+            "val_bpc"
+        ]
+
     return score
 
 
-def plain_loop(corpus, seconds: float, score: Callable[[nn.Module], float], batch: int = 32, window: int = 64,
-               lr: float = 4e-3) -> dict[str, Any]:
+def plain_loop(
+    corpus, seconds: float, score: Callable[[nn.Module], float], batch: int = 32, window: int = 64, lr: float = 4e-3
+) -> dict[str, Any]:
     """The reference: batchify, carried state, AdamW with cosine decay over the wall-time budget."""
     torch.manual_seed(1337)
     model = PlainLM(corpus.vocab_size)
@@ -83,7 +87,7 @@ def plain_loop(corpus, seconds: float, score: Callable[[nn.Module], float], batc
         began = time.perf_counter()
         if start + window + 1 > rows.size(1):
             state, start = None, 0
-        chunk = rows[:, start: start + window + 1]
+        chunk = rows[:, start : start + window + 1]
         for group in optimizer.param_groups:
             group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * spent / seconds))
         logits, state = model(chunk[:, :-1], state)
@@ -96,8 +100,13 @@ def plain_loop(corpus, seconds: float, score: Callable[[nn.Module], float], batc
         start += window
         step += 1
         spent += time.perf_counter() - began
-    return {"steps": step, "seconds": spent, "tokens_per_s": step * batch * window / spent,
-            "val_bpc": score(model), "train_loss_last": loss.item()}
+    return {
+        "steps": step,
+        "seconds": spent,
+        "tokens_per_s": step * batch * window / spent,
+        "val_bpc": score(model),
+        "train_loss_last": loss.item(),
+    }
 
 
 def equal_time(text: Path, root: Path, seconds: float, tokenizers: list[str]) -> list[dict[str, Any]]:
@@ -109,12 +118,22 @@ def equal_time(text: Path, root: Path, seconds: float, tokenizers: list[str]) ->
         reference = plain_loop(corpus, seconds, score)
         ours = sweep.point(corpus, {"name": "cpu preset"}, seconds, None, "cpu", score)  # as the sweep trains it
         lead = reference["val_bpc"] - ours["val_bpc"]
-        rows.append({"benchmark": "firstrun-equal-time", "tokenizer": f"{kind} {corpus.vocab_size}",
-                     "seconds": seconds, "plain_steps": reference["steps"],
-                     "plain_tokens_per_s": reference["tokens_per_s"], "plain_val_bpc": reference["val_bpc"],
-                     "rnngen_steps": ours["steps"], "rnngen_tokens_per_s": ours["tokens_per_s"],
-                     "rnngen_val_bpc": ours["val_bpc"], "lead_bpc": lead,
-                     "target_bpc": TARGET_BPC.get(kind), "pass": lead >= MARGIN})
+        rows.append(
+            {
+                "benchmark": "firstrun-equal-time",
+                "tokenizer": f"{kind} {corpus.vocab_size}",
+                "seconds": seconds,
+                "plain_steps": reference["steps"],
+                "plain_tokens_per_s": reference["tokens_per_s"],
+                "plain_val_bpc": reference["val_bpc"],
+                "rnngen_steps": ours["steps"],
+                "rnngen_tokens_per_s": ours["tokens_per_s"],
+                "rnngen_val_bpc": ours["val_bpc"],
+                "lead_bpc": lead,
+                "target_bpc": TARGET_BPC.get(kind),
+                "pass": lead >= MARGIN,
+            }
+        )
     return rows
 
 
@@ -148,16 +167,37 @@ def first_run(seconds: float | None) -> list[dict[str, Any]]:
         env = {**os.environ, "RNNGEN_CORPORA": f"{folder}/corpora", "RNNGEN_CHECKPOINTS": f"{folder}/checkpoints"}
         rnngen = [sys.executable, "-m", "rnngen"]
         began = time.perf_counter()
-        subprocess.run(rnngen + ["train", "--plain"] + (["--time", str(seconds)] if seconds else []), env=env,
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            rnngen + ["train", "--plain"] + (["--time", str(seconds)] if seconds else []),
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         trained = time.perf_counter() - began
-        texts = [subprocess.run(rnngen + ["complete", PROMPT, "--seed", str(seed), "--max-tokens", "60", "--plain"],
-                                env=env, check=True, capture_output=True, text=True).stdout for seed in range(1, 21)]
+        texts = [
+            subprocess.run(
+                rnngen + ["complete", PROMPT, "--seed", str(seed), "--max-tokens", "60", "--plain"],
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            for seed in range(1, 21)
+        ]
     # Scored on the completions alone: the prompt's own words would count as English for free.
     english, prose = word_share(texts, words), prose_share(texts)
-    return [{"benchmark": "firstrun-english", "train_wall_s": trained, "english_words": english,
-             "prose_chars": prose, "target_english": 0.92, "target_prose": 0.95,
-             "pass": english >= 0.92 and prose >= 0.95, "samples": [PROMPT + text for text in texts]}]
+    return [
+        {
+            "benchmark": "firstrun-english",
+            "train_wall_s": trained,
+            "english_words": english,
+            "prose_chars": prose,
+            "target_english": 0.92,
+            "target_prose": 0.95,
+            "pass": english >= 0.92 and prose >= 0.95,
+            "samples": [PROMPT + text for text in texts],
+        }
+    ]
 
 
 def run(text: Path, root: Path, seconds: float, tokenizers: list[str], parts: str = "ab") -> list[dict[str, Any]]:

@@ -55,14 +55,27 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
     torch_prime_seconds = _best(lambda: torch_prime.prime(prompt), 3)
     tokens_per_s = 1 / statistics.median(per_token)
     shape = model.config
-    return [{"benchmark": "generate", "model": f"{shape.kind} {shape.layers}x{shape.hidden} (cpu preset)",
-             "vocab": tok.vocab_size,
-             "tokens_per_s": tokens_per_s, "target": 4000, "pass": tokens_per_s >= 4000,
-             "seconds_per_token_early": early, "seconds_per_token_late": late, "late_position": positions - 20,
-             "late_over_early": late / early, "constant_work": late / early <= 1.10,
-             "prime_tokens": prime_tokens, "prime_seconds": prime_seconds, "prime_target_s": 0.3,
-             "prime_pass": prime_seconds <= 0.3, "prime_tokens_per_s": prime_tokens / prime_seconds,
-             "torch_fused_prime_seconds": torch_prime_seconds}]
+    return [
+        {
+            "benchmark": "generate",
+            "model": f"{shape.kind} {shape.layers}x{shape.hidden} (cpu preset)",
+            "vocab": tok.vocab_size,
+            "tokens_per_s": tokens_per_s,
+            "target": 4000,
+            "pass": tokens_per_s >= 4000,
+            "seconds_per_token_early": early,
+            "seconds_per_token_late": late,
+            "late_position": positions - 20,
+            "late_over_early": late / early,
+            "constant_work": late / early <= 1.10,
+            "prime_tokens": prime_tokens,
+            "prime_seconds": prime_seconds,
+            "prime_target_s": 0.3,
+            "prime_pass": prime_seconds <= 0.3,
+            "prime_tokens_per_s": prime_tokens / prime_seconds,
+            "torch_fused_prime_seconds": torch_prime_seconds,
+        }
+    ]
 
 
 def _best(fn, repeats: int) -> float:

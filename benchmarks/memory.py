@@ -35,11 +35,23 @@ def run(text: Path, root: Path) -> list[dict[str, Any]]:
         big_corpus = prepared(Path(folder), str(big), "char", None, "shakespeare-x10")
         peaks = {}
         for name, corpus in (("1x", small_corpus), ("10x", big_corpus)):
-            done = subprocess.run([sys.executable, "-c", RUN, str(corpus.path)], capture_output=True, text=True,
-                                  check=True)
-            peaks[name] = (json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"],
-                           corpus.meta["splits"]["train"]["tokens"])
+            done = subprocess.run(
+                [sys.executable, "-c", RUN, str(corpus.path)], capture_output=True, text=True, check=True
+            )
+            peaks[name] = (
+                json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"],
+                corpus.meta["splits"]["train"]["tokens"],
+            )
     ratio = peaks["10x"][0] / peaks["1x"][0]
-    return [{"benchmark": "memory", "train_tokens_1x": peaks["1x"][1], "train_tokens_10x": peaks["10x"][1],
-             "peak_rss_mb_1x": peaks["1x"][0], "peak_rss_mb_10x": peaks["10x"][0], "ratio": ratio,
-             "target": 1.2, "pass": ratio <= 1.2}]
+    return [
+        {
+            "benchmark": "memory",
+            "train_tokens_1x": peaks["1x"][1],
+            "train_tokens_10x": peaks["10x"][1],
+            "peak_rss_mb_1x": peaks["1x"][0],
+            "peak_rss_mb_10x": peaks["10x"][0],
+            "ratio": ratio,
+            "target": 1.2,
+            "pass": ratio <= 1.2,
+        }
+    ]

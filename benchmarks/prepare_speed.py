@@ -23,12 +23,18 @@ def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory() as folder:
             stages: dict[str, list[float]] = {}
 
-            def progress(stage, done, total):
+            def progress(stage, done, total, stages=stages):
                 stages.setdefault(stage, [time.perf_counter()]).append(time.perf_counter())
 
             started = time.perf_counter()
-            prepared, _ = prepare(SourceSpec(dataset=dataset), TokenizerSpec("unigram"), root=Path(folder), name=name,
-                                  threads=threads, progress=progress)
+            prepared, _ = prepare(
+                SourceSpec(dataset=dataset),
+                TokenizerSpec("unigram"),
+                root=Path(folder),
+                name=name,
+                threads=threads,
+                progress=progress,
+            )
             total = time.perf_counter() - started
             chars = sum(prepared.characters(split) for split in ("train", "val"))
             encode_seconds = stages["encode"][-1] - stages["tokenizer"][-1]
@@ -39,9 +45,18 @@ def run(dataset: str, name: str, quick: bool) -> list[dict[str, Any]]:
                 for line_block in text.split("\n\n"):
                     tok.encode(line_block)
             bare = time.perf_counter() - started
-        rows.append({"benchmark": "prepare", "corpus": name, "threads": threads, "mb": chars / 1e6,
-                     "total_s": total, "encode_mb_per_s": chars / 1e6 / encode_seconds,
-                     "bare_encode_mb_per_s": chars / 1e6 / bare, "ratio": bare / encode_seconds,
-                     "target": 0.8 if threads == 1 else 1.0,
-                     "pass": bare / encode_seconds >= (0.8 if threads == 1 else 1.0)})
+        rows.append(
+            {
+                "benchmark": "prepare",
+                "corpus": name,
+                "threads": threads,
+                "mb": chars / 1e6,
+                "total_s": total,
+                "encode_mb_per_s": chars / 1e6 / encode_seconds,
+                "bare_encode_mb_per_s": chars / 1e6 / bare,
+                "ratio": bare / encode_seconds,
+                "target": 0.8 if threads == 1 else 1.0,
+                "pass": bare / encode_seconds >= (0.8 if threads == 1 else 1.0),
+            }
+        )
     return rows

@@ -21,13 +21,29 @@ def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[
     for model, kind, vocab in cases:
         corpus = prepared(root, str(text), kind, vocab, f"shakespeare-{kind}")
         with tempfile.TemporaryDirectory() as folder:
-            summary = train(corpus, "cpu", checkpoints=folder, name="run", kind=model, time_budget=seconds,
-                            eval_tokens=None, eval_every=250).to_dict()
+            summary = train(
+                corpus,
+                "cpu",
+                checkpoints=folder,
+                name="run",
+                kind=model,
+                time_budget=seconds,
+                eval_tokens=None,
+                eval_every=250,
+            ).to_dict()
         nats_per_char = summary["best_val_bpc"] * 0.6931471805599453
-        rows.append({"benchmark": "quality", "model": f"{model} 2x384", "tokenizer": f"{kind} {corpus.vocab_size}",
-                     "seconds": seconds,
-                     "steps": summary["steps"], "tokens_per_s": summary["tokens_per_s"],
-                     "val_bpc": summary["best_val_bpc"], "val_nats_per_char": nats_per_char,
-                     "target_nats_per_char": 1.70 if (model, kind) == ("lstm", "char") else None,
-                     "pass": nats_per_char <= 1.70 if (model, kind) == ("lstm", "char") else None})
+        rows.append(
+            {
+                "benchmark": "quality",
+                "model": f"{model} 2x384",
+                "tokenizer": f"{kind} {corpus.vocab_size}",
+                "seconds": seconds,
+                "steps": summary["steps"],
+                "tokens_per_s": summary["tokens_per_s"],
+                "val_bpc": summary["best_val_bpc"],
+                "val_nats_per_char": nats_per_char,
+                "target_nats_per_char": 1.70 if (model, kind) == ("lstm", "char") else None,
+                "pass": nats_per_char <= 1.70 if (model, kind) == ("lstm", "char") else None,
+            }
+        )
     return rows

@@ -50,8 +50,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
     for length in (128, 512) if quick else (128, 512, 2048):
         for name in ("mingru-scan", "mingru-loop", "gru-fused", "gru-scratch"):
             steps = 1 if name in ("gru-scratch", "mingru-loop") and length > 512 else 3
-            done = subprocess.run([sys.executable, "-c", CASE, name, str(length), str(steps)],
-                                  capture_output=True, text=True, check=True)
-            rows.append({"benchmark": "scan", "model": name, "seq_len": length, "batch": 8, "width": 256,
-                         **json.loads(done.stdout.strip().splitlines()[-1])})
+            done = subprocess.run(
+                [sys.executable, "-c", CASE, name, str(length), str(steps)], capture_output=True, text=True, check=True
+            )
+            rows.append(
+                {
+                    "benchmark": "scan",
+                    "model": name,
+                    "seq_len": length,
+                    "batch": 8,
+                    "width": 256,
+                    **json.loads(done.stdout.strip().splitlines()[-1]),
+                }
+            )
     return rows

@@ -57,29 +57,62 @@ GRID: list[dict[str, Any]] = [
 ]
 
 
-def point(corpus, spec: dict[str, Any], seconds: float | None, steps: int | None, preset: str,
-          score: Callable[[nn.Module], float] | None = None) -> dict[str, Any]:
+def point(
+    corpus,
+    spec: dict[str, Any],
+    seconds: float | None,
+    steps: int | None,
+    preset: str,
+    score: Callable[[nn.Module], float] | None = None,
+) -> dict[str, Any]:
     """Train one point of the grid through `rnngen.train`; its figures. `score` replaces the run's own final
     bits/char (its evaluation in `batch_size` streams) when a comparison needs every model scored the same way."""
     overrides = {**spec.get("model", {}), **spec.get("train", {})}
     with tempfile.TemporaryDirectory() as folder:
-        summary = train(corpus, preset, checkpoints=folder, name="point", time_budget=seconds, steps=steps,
-                        eval_tokens=None, eval_every=10**9, **overrides)
+        summary = train(
+            corpus,
+            preset,
+            checkpoints=folder,
+            name="point",
+            time_budget=seconds,
+            steps=steps,
+            eval_tokens=None,
+            eval_every=10**9,
+            **overrides,
+        )
         run = RunFolder(Path(summary.run))
         config = run.config()
         val_bpc = score(load_model(run, run.file(LAST))[0]) if score else summary.last_eval.val_bpc
-    return {"benchmark": "sweep", "point": spec["name"], "model": config["model"],
-            "train": {k: config["train"][k] for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio",
-                                                      "weight_decay", "ema")},
-            "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
-            if isinstance(corpus.meta.get("tokenizer"), dict) else str(corpus.vocab_size),
-            "steps": summary.steps, "seconds": summary.seconds, "tokens": summary.tokens,
-            "tokens_per_s": summary.tokens_per_s, "val_bpc": val_bpc}
+    return {
+        "benchmark": "sweep",
+        "point": spec["name"],
+        "model": config["model"],
+        "train": {
+            k: config["train"][k]
+            for k in ("batch_size", "seq_len", "lr", "warmup", "min_lr_ratio", "weight_decay", "ema")
+        },
+        "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
+        if isinstance(corpus.meta.get("tokenizer"), dict)
+        else str(corpus.vocab_size),
+        "steps": summary.steps,
+        "seconds": summary.seconds,
+        "tokens": summary.tokens,
+        "tokens_per_s": summary.tokens_per_s,
+        "val_bpc": val_bpc,
+    }
 
 
-def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: Path | None, tokenizer: str,
-        only: list[str] | None, preset: str = "cpu",
-        on_point: Callable[[dict[str, Any]], None] = lambda row: None) -> list[dict[str, Any]]:
+def run(
+    text: Path,
+    root: Path,
+    seconds: float | None,
+    steps: int | None,
+    grid: Path | None,
+    tokenizer: str,
+    only: list[str] | None,
+    preset: str = "cpu",
+    on_point: Callable[[dict[str, Any]], None] = lambda row: None,
+) -> list[dict[str, Any]]:
     """Every point of `grid` (the built-in one when None) on `text`, in order; `on_point` gets each as it ends."""
     points = json.loads(grid.read_text()) if grid else GRID
     if only:
@@ -90,7 +123,8 @@ def run(text: Path, root: Path, seconds: float | None, steps: int | None, grid: 
         name = f"{text.stem if text.is_file() else text}-{kind}{vocab or ''}"
         corpus = prepared(root, str(text), kind, vocab, name)
         rows.append(point(corpus, spec, seconds, steps, preset))
-        print(json.dumps({k: rows[-1][k] for k in ("point", "tokenizer", "steps", "tokens_per_s", "val_bpc")}),
-              flush=True)
+        print(
+            json.dumps({k: rows[-1][k] for k in ("point", "tokenizer", "steps", "tokens_per_s", "val_bpc")}), flush=True
+        )
         on_point(rows[-1])
     return rows

@@ -1,8 +1,9 @@
 """Training throughput: rnngen's loop against a bare PyTorch loop, same model, data and optimizer.
 
 The bare loop is what a person would write by hand: slice a window, forward, loss, backward, clip,
-step, carry the detached state (on the same device, with the same bf16 autocast on CUDA). rnngen's `Trainer.fit` adds batching from the memmap, the schedule,
-logging and metrics; its final evaluation and checkpoint are not counted. Runs alternate
+step, carry the detached state (on the same device, with the same bf16 autocast on CUDA). rnngen's
+`Trainer.fit` adds batching from the memmap, the schedule, logging and metrics; its final evaluation
+and checkpoint are not counted. Runs alternate
 (bare, rnngen, bare, rnngen, ...) and medians are compared.
 """
 
@@ -16,12 +17,12 @@ from typing import Any
 
 import torch
 
-from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.streams import TokenStream
 from rnngen.models import build, detach_state
-from rnngen.training.evaluate import next_token_loss
+from rnngen.models import device as devices
 from rnngen.store.runs import RunFolder
+from rnngen.training.evaluate import next_token_loss
 from rnngen.training.trainer import Trainer
 
 
@@ -75,16 +76,26 @@ def run(corpus, quick: bool) -> list[dict[str, Any]]:
     rows = []
     for kind in ("rnn", "lstm", "gru"):
         model_cfg = ModelConfig(kind=kind, vocab_size=corpus.vocab_size, embed=256, hidden=512, layers=2)
-        cfg = TrainConfig(batch_size=32, seq_len=128, steps=steps, time_budget=None, eval_every=10**9,
-                          eval_tokens=1000, warmup=5)
+        cfg = TrainConfig(
+            batch_size=32, seq_len=128, steps=steps, time_budget=None, eval_every=10**9, eval_tokens=1000, warmup=5
+        )
         bare, ours = [], []
         for _ in range(repeats):
             bare.append(bare_loop(corpus, model_cfg, cfg))
             ours.append(rnngen_loop(corpus, model_cfg, cfg))
         b, o = statistics.median(bare), statistics.median(ours)
-        rows.append({"benchmark": "train", "model": f"{kind} 2x512 emb256", "vocab": corpus.vocab_size,
-                     "batch": cfg.batch_size, "seq_len": cfg.seq_len, "bare_tokens_per_s": b,
-                     "rnngen_tokens_per_s": o, "ratio": o / b, "target": 0.95, "pass": o / b >= 0.95})
+        rows.append(
+            {
+                "benchmark": "train",
+                "model": f"{kind} 2x512 emb256",
+                "vocab": corpus.vocab_size,
+                "batch": cfg.batch_size,
+                "seq_len": cfg.seq_len,
+                "bare_tokens_per_s": b,
+                "rnngen_tokens_per_s": o,
+                "ratio": o / b,
+                "target": 0.95,
+                "pass": o / b >= 0.95,
+            }
+        )
     return rows
-
-

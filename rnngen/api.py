@@ -36,24 +36,59 @@ class Model:
         model = self.run.config()["model"]
         return f"<rnngen.Model {model['kind']} {model['layers']}x{model['hidden']} from {self.path}>"
 
-    def complete(self, prompt: str = "", *, max_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
-                 top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
-                 stop: tuple[str, ...] | list[str] = ()) -> str:
+    def complete(
+        self,
+        prompt: str = "",
+        *,
+        max_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: tuple[str, ...] | list[str] = (),
+    ) -> str:
         """The completion of `prompt` (without the prompt), as `rnngen complete` writes it.
 
         temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off; `seed` makes
         the sample reproducible; the completion ends at the end of a document, after `max_tokens`
         tokens, or before the first `stop` string.
         """
-        return "".join(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   repetition_penalty=repetition_penalty, seed=seed, stop=stop))
+        return "".join(
+            self.stream(
+                prompt,
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                repetition_penalty=repetition_penalty,
+                seed=seed,
+                stop=stop,
+            )
+        )
 
-    def stream(self, prompt: str = "", *, max_tokens: int = 200, temperature: float = 0.8, top_k: int = 0,
-               top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
-               stop: tuple[str, ...] | list[str] = ()) -> Iterator[str]:
+    def stream(
+        self,
+        prompt: str = "",
+        *,
+        max_tokens: int = 200,
+        temperature: float = 0.8,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+        stop: tuple[str, ...] | list[str] = (),
+    ) -> Iterator[str]:
         """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s."""
-        cfg = SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                           repetition_penalty=repetition_penalty, seed=seed, stop=tuple(stop))
+        cfg = SampleConfig(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            seed=seed,
+            stop=tuple(stop),
+        )
         yield from self.completer.complete(prompt, cfg)
 
     def score(self, text: str) -> float:
@@ -74,7 +109,6 @@ def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: st
     Raises `rnngen.errors.RnngenError` (with the fix in its message) when it cannot be loaded.
     """
     from rnngen.generation.loading import load_completer
-
     from rnngen.store.locations import checkpoints_dir as default_checkpoints
 
     return Model(*load_completer(str(checkpoint), default_checkpoints(checkpoints_dir), device))

@@ -102,8 +102,15 @@ class TrainConfig(JsonConfig):
         if self.steps is None and self.time_budget is None:
             raise RnngenError(f"training needs a budget: pass {param('steps')} N or {param('time_budget')} SECONDS")
         # NaN passes every comparison below and inf trains forever or not at all: numbers must be finite.
-        numbers = {"lr": self.lr, "min_lr_ratio": self.min_lr_ratio, "weight_decay": self.weight_decay, "ema": self.ema,
-                   "clip": self.clip, "time_budget": self.time_budget, "steps": self.steps}
+        numbers = {
+            "lr": self.lr,
+            "min_lr_ratio": self.min_lr_ratio,
+            "weight_decay": self.weight_decay,
+            "ema": self.ema,
+            "clip": self.clip,
+            "time_budget": self.time_budget,
+            "steps": self.steps,
+        }
         for name, value in numbers.items():
             if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
                 raise RnngenError(f"{param(name)} must be a finite number, got {value}")
@@ -117,22 +124,30 @@ class TrainConfig(JsonConfig):
             raise RnngenError(f"{param('weight_decay')} must be >= 0, got {self.weight_decay}")
         if not 0 <= self.seed <= MAX_SEED:
             raise RnngenError(f"{param('seed')} must be from 0 to {MAX_SEED}, got {self.seed}")
-        positive = {"batch_size": self.batch_size, "seq_len": self.seq_len, "eval_every": self.eval_every,
-                    "log_every": self.log_every}
+        positive = {
+            "batch_size": self.batch_size,
+            "seq_len": self.seq_len,
+            "eval_every": self.eval_every,
+            "log_every": self.log_every,
+        }
         for name, value in positive.items():
             if value < 1:
                 raise RnngenError(f"{param(name)} must be at least 1, got {value}")
         if self.lr <= 0:
             raise RnngenError(f"{param('lr')} must be positive, got {self.lr}")
         if self.patience is not None and self.patience < 1:
-            raise RnngenError(f"{param('patience')} must be at least 1 ({param('patience')} 0 turns it off), got {self.patience}")
+            raise RnngenError(
+                f"{param('patience')} must be at least 1 ({param('patience')} 0 turns it off), got {self.patience}"
+            )
         if self.clip < 0:
             raise RnngenError(f"{param('clip')} must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.eval_tokens is not None and self.eval_tokens < self.seq_len + 1:
-            raise RnngenError(f"{param('eval_tokens')} {self.eval_tokens} is less than one window of {param('seq_len')} + 1 = "
-                              f"{self.seq_len + 1} tokens: pass at least that, or 0 for the whole split")
+            raise RnngenError(
+                f"{param('eval_tokens')} {self.eval_tokens} is less than one window of {param('seq_len')} + 1 = "
+                f"{self.seq_len + 1} tokens: pass at least that, or 0 for the whole split"
+            )
 
 
 @dataclass(frozen=True)
@@ -157,7 +172,9 @@ class SampleConfig:
         if not 0.0 < self.top_p <= 1.0:
             raise RnngenError(f"{param('top_p')} must be in (0, 1], got {self.top_p}")
         if not 0 < self.repetition_penalty < float("inf"):  # also refuses NaN
-            raise RnngenError(f"{param('repetition_penalty')} must be a positive number (1 is off), got {self.repetition_penalty}")
+            raise RnngenError(
+                f"{param('repetition_penalty')} must be a positive number (1 is off), got {self.repetition_penalty}"
+            )
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise RnngenError(f"{param('seed')} must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
 
@@ -176,13 +193,33 @@ class Preset:
 # The `cpu` preset is the configurations' defaults: there is one source for each value.
 PRESETS: dict[str, Preset] = {
     # Seconds long: a smoke test of the whole path.
-    "tiny": Preset(ModelConfig(embed=64, hidden=64, layers=1),
-                   TrainConfig(batch_size=8, seq_len=32, warmup=5, weight_decay=0.01, steps=100, time_budget=None,
-                               eval_every=50, eval_tokens=20_000, log_every=5)),
+    "tiny": Preset(
+        ModelConfig(embed=64, hidden=64, layers=1),
+        TrainConfig(
+            batch_size=8,
+            seq_len=32,
+            warmup=5,
+            weight_decay=0.01,
+            steps=100,
+            time_budget=None,
+            eval_every=50,
+            eval_tokens=20_000,
+            log_every=5,
+        ),
+    ),
     # Three minutes on 2 CPU cores: the winner of `python -m benchmarks sweep` there.
     "cpu": Preset(ModelConfig(), TrainConfig()),
     # Fifteen minutes on one GPU; a wider, deeper model, bf16 autocast.
-    "gpu": Preset(ModelConfig(hidden=1024, layers=3, dropout=0.2),
-                  TrainConfig(batch_size=64, seq_len=128, lr=2e-3, weight_decay=0.01, time_budget=900.0,
-                              eval_every=500, eval_tokens=1_000_000)),
+    "gpu": Preset(
+        ModelConfig(hidden=1024, layers=3, dropout=0.2),
+        TrainConfig(
+            batch_size=64,
+            seq_len=128,
+            lr=2e-3,
+            weight_decay=0.01,
+            time_budget=900.0,
+            eval_every=500,
+            eval_tokens=1_000_000,
+        ),
+    ),
 }

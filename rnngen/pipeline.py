@@ -27,21 +27,50 @@ from rnngen.training import session
 from rnngen.training.events import EventFn, Finished
 
 
-def prepare(dataset: str = DEFAULT_DATASET, *, name: str | None = None, config: str | None = None,
-            revision: str | None = None, split: str = "train", val_split: str | None = None,
-            val_fraction: float = 0.1, text_column: str | None = None, documents: str = "auto",
-            streaming: bool = False, max_chars: int | None = None, tokenizer: str = "unigram",
-            vocab_size: int | None = None, tokenizer_from: str | None = None, force: bool = False,
-            corpora: str | os.PathLike | None = None, checkpoints: str | os.PathLike | None = None) -> Corpus:
+def prepare(
+    dataset: str = DEFAULT_DATASET,
+    *,
+    name: str | None = None,
+    config: str | None = None,
+    revision: str | None = None,
+    split: str = "train",
+    val_split: str | None = None,
+    val_fraction: float = 0.1,
+    text_column: str | None = None,
+    documents: str = "auto",
+    streaming: bool = False,
+    max_chars: int | None = None,
+    tokenizer: str = "unigram",
+    vocab_size: int | None = None,
+    tokenizer_from: str | None = None,
+    force: bool = False,
+    corpora: str | os.PathLike | None = None,
+    checkpoints: str | os.PathLike | None = None,
+) -> Corpus:
     """Prepare `dataset` (a hub id, a local file or folder, or the embedded "pydocs") into a tokenizer and
     token arrays under `corpora/<name>/`, and return the corpus; an existing one prepared with the same
     arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`)."""
-    spec = SourceSpec(dataset=dataset, config=config, revision=revision, split=split, val_split=val_split,
-                      text_column=text_column, streaming=streaming, max_chars=max_chars, documents=documents)
+    spec = SourceSpec(
+        dataset=dataset,
+        config=config,
+        revision=revision,
+        split=split,
+        val_split=val_split,
+        text_column=text_column,
+        streaming=streaming,
+        max_chars=max_chars,
+        documents=documents,
+    )
     root = corpora_dir(corpora)
     from_path = tokenizer_file(tokenizer_from, root, checkpoints_dir(checkpoints)) if tokenizer_from else None
-    corpus, _ = prepare_corpus(spec, TokenizerSpec(tokenizer, vocab_size, from_path), root=root, name=name,
-                               val_fraction=val_fraction, force=force)
+    corpus, _ = prepare_corpus(
+        spec,
+        TokenizerSpec(tokenizer, vocab_size, from_path),
+        root=root,
+        name=name,
+        val_fraction=val_fraction,
+        force=force,
+    )
     return corpus
 
 
@@ -56,15 +85,25 @@ def tokenizer_file(reference: str, corpora: Path, checkpoints: Path) -> str:
     except CheckpointError:
         run = None
     if run is None or not run.tokenizer_path.is_file():
-        raise CorpusError(f"{param('tokenizer_from')} {reference}: no tokenizer.model file, corpus (`rnngen corpora`) "
-                          f"or run (`rnngen runs`) of that name")
+        raise CorpusError(
+            f"{param('tokenizer_from')} {reference}: no tokenizer.model file, corpus (`rnngen corpora`) "
+            f"or run (`rnngen runs`) of that name"
+        )
     return str(run.tokenizer_path)
 
 
-def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str | None = None,
-          resume: str | None = None, init_from: str | None = None, corpora: str | os.PathLike | None = None,
-          checkpoints: str | os.PathLike | None = None, on_event: EventFn | None = None,
-          **overrides: Any) -> Finished:
+def train(
+    corpus: str | Corpus | None = None,
+    preset: str = "auto",
+    *,
+    name: str | None = None,
+    resume: str | None = None,
+    init_from: str | None = None,
+    corpora: str | os.PathLike | None = None,
+    checkpoints: str | os.PathLike | None = None,
+    on_event: EventFn | None = None,
+    **overrides: Any,
+) -> Finished:
     """Train a model and return the run's summary (`summary.run` is its folder).
 
     `corpus`: a prepared corpus's name (the embedded pydocs, prepared when missing, by default) or a
@@ -76,5 +115,15 @@ def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str
     `on_event` receives typed training events (`rnngen.training.events`). Ctrl-C or SIGTERM saves the
     run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
     """
-    return session.train(corpus, preset, name=name, resume=resume, init_from=init_from, corpora=corpora,
-                         checkpoints=checkpoints, on_event=on_event, sampler=Sampler, **overrides)
+    return session.train(
+        corpus,
+        preset,
+        name=name,
+        resume=resume,
+        init_from=init_from,
+        corpora=corpora,
+        checkpoints=checkpoints,
+        on_event=on_event,
+        sampler=Sampler,
+        **overrides,
+    )

@@ -39,12 +39,21 @@ def main(checkpoint: str, prompt: str) -> None:
     """Write docs/complete-*.svg and docs/chat.svg."""
     DOCS.mkdir(exist_ok=True)
     base = ["complete", prompt, "--checkpoint", checkpoint, "--seed", "3"]
-    record(f'rnngen complete "{prompt}" --show-probs --top-alternatives 3',
-           [*base, "--max-tokens", "14", "--show-probs", "--top-alternatives", "3"], DOCS / "complete-probs.svg")
-    record(f'rnngen complete "{prompt}" --num-samples 3', [*base, "--max-tokens", "40", "--num-samples", "3"],
-           DOCS / "complete-samples.svg")
-    record(f'rnngen complete "{prompt}" --beam 3', [*base, "--max-tokens", "40", "--beam", "3"],
-           DOCS / "complete-beams.svg")
+    record(
+        f'rnngen complete "{prompt}" --show-probs --top-alternatives 3',
+        [*base, "--max-tokens", "14", "--show-probs", "--top-alternatives", "3"],
+        DOCS / "complete-probs.svg",
+    )
+    record(
+        f'rnngen complete "{prompt}" --num-samples 3',
+        [*base, "--max-tokens", "40", "--num-samples", "3"],
+        DOCS / "complete-samples.svg",
+    )
+    record(
+        f'rnngen complete "{prompt}" --beam 3',
+        [*base, "--max-tokens", "40", "--beam", "3"],
+        DOCS / "complete-beams.svg",
+    )
 
     console = Console(record=True, force_terminal=True, width=100, highlight=False)
     lines = iter([prompt, "/temperature 0.4", "/keep", "Returns", "The", "/reset", "/quit"])

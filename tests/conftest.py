@@ -15,10 +15,14 @@ from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 
-WORDS = ("the model reads a token and updates its hidden state before it predicts the next one while "
-         "gradients flow back through time and vanish when the recurrent weights are small").split()
+WORDS = (
+    "the model reads a token and updates its hidden state before it predicts the next one while "
+    "gradients flow back through time and vanish when the recurrent weights are small"
+).split()
 # Made-up words give the tokenizers enough distinct pieces to fill a few hundred ids.
-WORDS += [a + b + c for a in ("ka", "lo", "mi", "sen", "tor") for b in ("ra", "vi", "nu", "pel") for c in ("", "s", "ed")]
+WORDS += [
+    a + b + c for a in ("ka", "lo", "mi", "sen", "tor") for b in ("ra", "vi", "nu", "pel") for c in ("", "s", "ed")
+]
 
 
 def sample_text(chars: int, seed: int = 0) -> str:
@@ -56,8 +60,9 @@ def text_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def char_corpus(tmp_path: Path, text_file: Path) -> Corpus:
-    prepared, _ = prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=tmp_path / "corpora",
-                          name="notes")
+    prepared, _ = prepare(
+        SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=tmp_path / "corpora", name="notes"
+    )
     return prepared
 
 
@@ -78,8 +83,10 @@ TINY = ("--preset", "tiny", "--steps", "30", "--eval-every", "15", "--eval-token
 
 @pytest.fixture
 def trained(run_cli, text_file):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
+    assert (
+        run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes", "--plain").exit_code
+        == 0
+    )
     result = run_cli("train", "--corpus", "notes", *TINY, "--name", "notes-run")
     assert result.exit_code == 0, result.output
     return "notes-run"

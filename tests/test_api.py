@@ -26,10 +26,16 @@ def test_import_rnngen_loads_neither_torch_nor_datasets():
 
 
 def test_loading_and_completing_on_the_cpu_imports_no_torch(trained, tmp_path):
-    code = ("import sys, rnngen; m = rnngen.load(sys.argv[1]); text = m.complete('The', max_tokens=5, seed=1); "
-            "print(len(text) > 0, 'torch' in sys.modules, 'datasets' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "checkpoints" / trained)], capture_output=True,
-                         text=True, check=True).stdout
+    code = (
+        "import sys, rnngen; m = rnngen.load(sys.argv[1]); text = m.complete('The', max_tokens=5, seed=1); "
+        "print(len(text) > 0, 'torch' in sys.modules, 'datasets' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "checkpoints" / trained)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == ["True", "False", "False"]
 
 
@@ -51,8 +57,20 @@ def test_stream_gives_the_completion_piece_by_piece(model):
 def test_score_is_the_bits_per_character_the_model_gave_the_text(run_cli, trained, model):
     # A greedy completion from the start of a document, with the probability of each token it chose:
     # scoring that text must give back the mean of -log2 p over its characters.
-    row = json.loads(run_cli("complete", "", "--checkpoint", trained, "--temperature", "0", "--max-tokens", "40",
-                             "--show-probs", "--json").output)
+    row = json.loads(
+        run_cli(
+            "complete",
+            "",
+            "--checkpoint",
+            trained,
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "40",
+            "--show-probs",
+            "--json",
+        ).output
+    )
     text = row["completion"]
     expected = -sum(math.log2(step["prob"]) for step in row["steps"]) / len(text)
     assert model.score(text) == pytest.approx(expected, rel=1e-4)

@@ -11,8 +11,9 @@ from rnngen.config import PRESETS
 
 def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: Path):
     grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps([{"name": "small gru", "model": {"kind": "gru", "embed": 32, "hidden": 32}},
-                                {"name": "skipped"}]))
+    grid.write_text(
+        json.dumps([{"name": "small gru", "model": {"kind": "gru", "embed": 32, "hidden": 32}}, {"name": "skipped"}])
+    )
     saved = []
     rows = sweep.run(text_file, tmp_path / "corpora", None, 2, grid, "char", ["small gru"], "gpu", saved.append)
     assert [row["point"] for row in rows] == ["small gru"] and saved == rows
@@ -30,8 +31,14 @@ def test_plain_loop_trains_for_its_wall_time(char_corpus):
 
 def test_both_sides_of_the_comparison_get_the_same_score(char_corpus):
     scored = []
-    row = sweep.point(char_corpus, {"name": "tiny", "model": {"hidden": 16, "embed": 16}}, None, 2, "tiny",
-                      lambda model: scored.append(model) or 1.25)
+    row = sweep.point(
+        char_corpus,
+        {"name": "tiny", "model": {"hidden": 16, "embed": 16}},
+        None,
+        2,
+        "tiny",
+        lambda model: scored.append(model) or 1.25,
+    )
     assert row["val_bpc"] == 1.25 and scored[0].embedding.weight.shape[1] == 16
 
 
@@ -39,4 +46,5 @@ def test_english_and_prose_shares_score_what_the_issue_counts():
     words = {"the", "model", "learns"}
     assert firstrun.word_share(["The model learns, 42 zqx."], words) == 0.75
     assert firstrun.prose_share(["prose line\n>>> code\n    indented"]) == len("prose line") / len(
-        "prose line>>> code    indented")
+        "prose line>>> code    indented"
+    )

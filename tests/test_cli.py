@@ -26,21 +26,60 @@ def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, t
 
 
 def test_model_options_override_the_preset(run_cli, trained, tmp_path):
-    result = run_cli("train", "--corpus", "notes", *TINY, "--model", "gru", "--layers", "2", "--hidden", "24",
-                     "--no-tie", "--impl", "scratch", "--steps", "4", "--name", "gru-scratch")
+    result = run_cli(
+        "train",
+        "--corpus",
+        "notes",
+        *TINY,
+        "--model",
+        "gru",
+        "--layers",
+        "2",
+        "--hidden",
+        "24",
+        "--no-tie",
+        "--impl",
+        "scratch",
+        "--steps",
+        "4",
+        "--name",
+        "gru-scratch",
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "checkpoints" / "gru-scratch" / "config.json").read_text())
-    assert config["model"] | {"vocab_size": 0} == {"kind": "gru", "vocab_size": 0, "embed": 64, "hidden": 24,
-                                                   "layers": 2, "dropout": 0.0, "tie": False, "impl": "scratch"}
+    assert config["model"] | {"vocab_size": 0} == {
+        "kind": "gru",
+        "vocab_size": 0,
+        "embed": 64,
+        "hidden": 24,
+        "layers": 2,
+        "dropout": 0.0,
+        "tie": False,
+        "impl": "scratch",
+    }
     assert run_cli("complete", "the", "--checkpoint", "gru-scratch", "--max-tokens", "3").exit_code == 0
 
 
 def test_complete_reads_prompts_from_stdin_and_writes_json(run_cli, trained):
-    result = run_cli("complete", "-", "--json", "--max-tokens", "5", "--seed", "0", "--num-samples", "2",
-                     input="the model\ngradients\n")
+    result = run_cli(
+        "complete",
+        "-",
+        "--json",
+        "--max-tokens",
+        "5",
+        "--seed",
+        "0",
+        "--num-samples",
+        "2",
+        input="the model\ngradients\n",
+    )
     rows = [json.loads(line) for line in result.output.splitlines()]
-    assert [(r["prompt"], r["sample"]) for r in rows] == [("the model", 0), ("the model", 1),
-                                                          ("gradients", 0), ("gradients", 1)]
+    assert [(r["prompt"], r["sample"]) for r in rows] == [
+        ("the model", 0),
+        ("the model", 1),
+        ("gradients", 0),
+        ("gradients", 1),
+    ]
     assert all(r["tokens"] <= 5 for r in rows)
 
 
@@ -71,17 +110,20 @@ def test_resume_continues_and_refuses_a_different_model(run_cli, trained, tmp_pa
     assert "resuming at step 30" in result.output and "│ steps            │ 40" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (("complete", "hi", "--top-p", "1.5"), "Invalid value for '--top-p'"),
-    (("complete", "hi", "--max-tokens", "0"), "Invalid value for '--max-tokens'"),
-    (("complete", "hi", "--temperature", "-1"), "Invalid value for '--temperature'"),
-    (("complete", "hi", "--top-k", "-1"), "Invalid value for '--top-k'"),
-    (("complete", "hi", "--checkpoint", "nowhere"), "no checkpoint or run folder at nowhere"),
-    (("train", "--corpus", "nothing"), "no corpus named 'nothing'"),
-    (("train", "--model", "transformer"), "Invalid value for '--model'"),
-    (("train", "--resume", "nowhere"), "no checkpoint or run folder at nowhere"),
-    (("complete",), "give a PROMPT"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("complete", "hi", "--top-p", "1.5"), "Invalid value for '--top-p'"),
+        (("complete", "hi", "--max-tokens", "0"), "Invalid value for '--max-tokens'"),
+        (("complete", "hi", "--temperature", "-1"), "Invalid value for '--temperature'"),
+        (("complete", "hi", "--top-k", "-1"), "Invalid value for '--top-k'"),
+        (("complete", "hi", "--checkpoint", "nowhere"), "no checkpoint or run folder at nowhere"),
+        (("train", "--corpus", "nothing"), "no corpus named 'nothing'"),
+        (("train", "--model", "transformer"), "Invalid value for '--model'"),
+        (("train", "--resume", "nowhere"), "no checkpoint or run folder at nowhere"),
+        (("complete",), "give a PROMPT"),
+    ],
+)
 def test_bad_input_gets_one_line_naming_the_fix(run_cli, trained, args, message):
     result = run_cli(*args)
     assert result.exit_code != 0 and message in result.output
@@ -101,16 +143,22 @@ def test_corrupt_checkpoint_and_truncated_corpus_are_one_line_errors(run_cli, tr
 
 
 def test_help_does_not_import_torch():
-    code = ("import sys; from rnngen.cli.main import cli; from click.testing import CliRunner; "
-            "CliRunner().invoke(cli, ['--help']); CliRunner().invoke(cli, ['runs']); "
-            "print('torch' in sys.modules, 'datasets' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["False",
-                                                                                                          "False"]
+    code = (
+        "import sys; from rnngen.cli.main import cli; from click.testing import CliRunner; "
+        "CliRunner().invoke(cli, ['--help']); CliRunner().invoke(cli, ['runs']); "
+        "print('torch' in sys.modules, 'datasets' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == [
+        "False",
+        "False",
+    ]
 
 
 def test_complete_does_not_import_datasets(run_cli, trained, tmp_path):
-    code = ("import sys; from rnngen.cli.main import cli; "
-            f"cli(['--checkpoints-dir', {str(tmp_path / 'checkpoints')!r}, 'complete', 'the', '--max-tokens', '3'], "
-            "standalone_mode=False); print('datasets' in sys.modules)")
+    code = (
+        "import sys; from rnngen.cli.main import cli; "
+        f"cli(['--checkpoints-dir', {str(tmp_path / 'checkpoints')!r}, 'complete', 'the', '--max-tokens', '3'], "
+        "standalone_mode=False); print('datasets' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")

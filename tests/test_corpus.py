@@ -24,8 +24,9 @@ from rnngen.errors import CorpusError
 def prepare(tmp_path: Path, dataset: str | Path, kind: str = "unigram", **spec):
     vocab = spec.pop("vocab_size", None)
     name = spec.pop("name", "c")
-    return preparing.prepare(SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind, vocab),
-                             root=tmp_path / "corpora", name=name)
+    return preparing.prepare(
+        SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind, vocab), root=tmp_path / "corpora", name=name
+    )
 
 
 def decoded(c: Corpus, split: str) -> str:
@@ -48,11 +49,13 @@ def test_hub_like_folder_uses_its_validation_split(tmp_path):
     repo = tmp_path / "repo"
     (repo / "data").mkdir(parents=True)
     pd.DataFrame({"text": [sample_text(2000, seed) for seed in range(10)], "id": range(10)}).to_parquet(
-        repo / "data" / "train-00000.parquet")
+        repo / "data" / "train-00000.parquet"
+    )
     pd.DataFrame({"text": [sample_text(1500, 99)], "id": [0]}).to_parquet(repo / "data" / "validation-00000.parquet")
     (repo / "README.md").write_text(
         "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
-        "  - split: validation\n    path: data/validation-*\n---\n# A local dataset repo\n")
+        "  - split: validation\n    path: data/validation-*\n---\n# A local dataset repo\n"
+    )
     c, _ = prepare(tmp_path, repo, "bpe")
     assert c.meta["validation_from"] == "split validation"
     assert c.meta["splits"]["train"]["documents"] == 10
@@ -83,8 +86,11 @@ def test_folder_of_text_files_is_one_document_per_file(tmp_path):
 @settings(max_examples=40, deadline=None)
 # The characters the tokenizer escapes are drawn often, not left to chance.
 # Surrogates are not text a UTF-8 file can hold; what becomes of them is the next test's subject.
-@given(text=st.text(st.characters(exclude_categories=["Cs"]) | st.sampled_from("\u2581\uf8ff\uf8fe"), min_size=0,
-                    max_size=200))
+@given(
+    text=st.text(
+        st.characters(exclude_categories=["Cs"]) | st.sampled_from("\u2581\uf8ff\uf8fe"), min_size=0, max_size=200
+    )
+)
 def test_any_unicode_round_trips(shared_tokenizers, text):
     for tok in shared_tokenizers:
         assert tok.decode(tok.encode(text)) == text
@@ -98,8 +104,9 @@ def test_lone_surrogates_encode_as_the_replacement_character(shared_tokenizers):
         assert tok.decode(tok.encode("abc\udcff \ud800")) == "abc\ufffd \ufffd"
 
 
-@pytest.mark.parametrize("text", ["\u2581", "a \u2581b\u2581\u2581 c", "\uf8ff", "\uf8ff\u2581\uf8fe\uf8ff\uf8ff",
-                                  "\uf8fe \uf8ff"])
+@pytest.mark.parametrize(
+    "text", ["\u2581", "a \u2581b\u2581\u2581 c", "\uf8ff", "\uf8ff\u2581\uf8fe\uf8ff\uf8ff", "\uf8fe \uf8ff"]
+)
 def test_sentencepiece_space_symbol_and_the_escape_round_trip(shared_tokenizers, text):
     # sentencepiece writes spaces as U+2581 and decodes every U+2581 to a space: the text is escaped.
     for tok in shared_tokenizers:
@@ -118,7 +125,10 @@ def test_tokenizer_trained_on_the_space_symbol_keeps_it(tmp_path):
 @pytest.fixture(scope="module")
 def shared_tokenizers():
     text = [sample_text(20_000)]
-    return [tokenizer.Tokenizer(tokenizer.train(text, kind, size)) for kind, size in (("unigram", 400), ("bpe", 400), ("char", 4096))]
+    return [
+        tokenizer.Tokenizer(tokenizer.train(text, kind, size))
+        for kind, size in (("unigram", 400), ("bpe", 400), ("char", 4096))
+    ]
 
 
 def test_emoji_and_other_scripts_encode_through_byte_fallback(shared_tokenizers):
@@ -141,8 +151,9 @@ def test_rerun_reuses_and_force_rebuilds(tmp_path, text_file):
     assert reused
     with pytest.raises(CorpusError, match="force"):
         prepare(tmp_path, text_file, "unigram")
-    rebuilt, reused = preparing.prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("unigram"),
-                                        root=tmp_path / "corpora", name="c", force=True)
+    rebuilt, reused = preparing.prepare(
+        SourceSpec(dataset=str(text_file)), TokenizerSpec("unigram"), root=tmp_path / "corpora", name="c", force=True
+    )
     assert not reused and rebuilt.meta["tokenizer"]["type"] == "unigram"
 
 

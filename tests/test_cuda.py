@@ -10,14 +10,13 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from rnngen.config import PRESETS, ModelConfig, TrainConfig
+from rnngen.models import build, checkpoint
 from rnngen.models import device as devices
-from rnngen.config import ModelConfig, PRESETS, TrainConfig
-from rnngen.models import build
 from rnngen.models.minimal import MinRecurrent
-from rnngen.models import checkpoint
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training import distributed
 from rnngen.training.events import Logged
-from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 
@@ -31,8 +30,18 @@ def train_losses(run: RunFolder) -> list[float]:
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
 def test_bf16_cuda_training_learns_and_gives_the_same_logits_on_the_cpu(char_corpus, tmp_path, kind):
     model_cfg = ModelConfig(kind=kind, vocab_size=char_corpus.vocab_size, embed=64, hidden=128, layers=2)
-    cfg = TrainConfig(batch_size=16, seq_len=64, lr=1e-2, warmup=5, steps=150, time_budget=None, eval_every=75,
-                      eval_tokens=5000, log_every=1, device="cuda")
+    cfg = TrainConfig(
+        batch_size=16,
+        seq_len=64,
+        lr=1e-2,
+        warmup=5,
+        steps=150,
+        time_budget=None,
+        eval_every=75,
+        eval_tokens=5000,
+        log_every=1,
+        device="cuda",
+    )
     run = RunFolder(tmp_path / kind)
     trainer = Trainer(char_corpus, model_cfg, cfg, run)
     assert trainer.device.type == "cuda" and next(trainer.model.parameters()).is_cuda
@@ -58,8 +67,18 @@ def test_the_autocast_on_cuda_is_bf16_and_the_weights_stay_fp32():
 
 def test_cuda_runs_resume_from_their_checkpoint(char_corpus, tmp_path):
     model_cfg = ModelConfig(kind="gru", vocab_size=char_corpus.vocab_size, embed=32, hidden=64, layers=1)
-    cfg = TrainConfig(batch_size=8, seq_len=32, lr=1e-2, warmup=2, steps=40, time_budget=None, eval_every=20,
-                      eval_tokens=2000, log_every=1, device="cuda")
+    cfg = TrainConfig(
+        batch_size=8,
+        seq_len=32,
+        lr=1e-2,
+        warmup=2,
+        steps=40,
+        time_budget=None,
+        eval_every=20,
+        eval_tokens=2000,
+        log_every=1,
+        device="cuda",
+    )
     unbroken = RunFolder(tmp_path / "unbroken")
     Trainer(char_corpus, model_cfg, cfg, unbroken).fit()
     first = RunFolder(tmp_path / "resumed")
@@ -83,8 +102,19 @@ def test_compiled_training_on_cuda_matches_eager(char_corpus, tmp_path):
     model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=32, hidden=64, layers=1)
     curves = []
     for compiled in (False, True):
-        cfg = TrainConfig(batch_size=8, seq_len=32, lr=1e-2, warmup=2, steps=20, time_budget=None, eval_every=20,
-                          eval_tokens=2000, log_every=1, device="cuda", compile=compiled)
+        cfg = TrainConfig(
+            batch_size=8,
+            seq_len=32,
+            lr=1e-2,
+            warmup=2,
+            steps=20,
+            time_budget=None,
+            eval_every=20,
+            eval_tokens=2000,
+            log_every=1,
+            device="cuda",
+            compile=compiled,
+        )
         run = RunFolder(tmp_path / f"compiled-{compiled}")
         Trainer(char_corpus, model_cfg, cfg, run).fit()
         curves.append(train_losses(run))
@@ -105,21 +135,41 @@ def test_the_scan_on_cuda_equals_the_step_by_step_recurrence(kind):
 
 
 def test_the_gpu_preset_is_the_auto_choice_and_trains(run_cli, text_file, tmp_path):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
-    result = run_cli("train", "--corpus", "notes", "--steps", "4", "--eval-every", "4", "--eval-tokens", "4000",
-                     "--batch-size", "8", "--plain", "--name", "gpu-run")
+    assert (
+        run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes", "--plain").exit_code
+        == 0
+    )
+    result = run_cli(
+        "train",
+        "--corpus",
+        "notes",
+        "--steps",
+        "4",
+        "--eval-every",
+        "4",
+        "--eval-tokens",
+        "4000",
+        "--batch-size",
+        "8",
+        "--plain",
+        "--name",
+        "gpu-run",
+    )
     assert result.exit_code == 0, result.output
     saved = checkpoint.load(tmp_path / "checkpoints" / "gpu-run" / "last.safetensors")
     expected = PRESETS["gpu"].model
-    assert (saved.model.kind, saved.model.hidden, saved.model.layers) == \
-        (expected.kind, expected.hidden, expected.layers)
+    assert (saved.model.kind, saved.model.hidden, saved.model.layers) == (
+        expected.kind,
+        expected.hidden,
+        expected.layers,
+    )
     assert saved.step == 4
 
 
 def test_nccl_reduces_what_the_trainer_shares(tmp_path):
-    dist.init_process_group("nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
-                            device_id=torch.device("cuda", 0))
+    dist.init_process_group(
+        "nccl", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1, device_id=torch.device("cuda", 0)
+    )
     try:
         device = torch.device("cuda")
         assert distributed.total(2.5, device) == 2.5

@@ -13,12 +13,11 @@ from torch.overrides import TorchFunctionMode
 from rnngen.cli.main import cli
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
-from rnngen.models import build, minimal
-from rnngen.models import checkpoint
+from rnngen.models import build, checkpoint, minimal
+from rnngen.store.runs import LAST, RunFolder
 from rnngen.training import distributed
 from rnngen.training.evaluate import evaluate
 from rnngen.training.metrics import Interval
-from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
 
@@ -53,8 +52,17 @@ def test_evaluation_runs_without_float64_and_matches_the_float64_sum(char_corpus
 
 def test_a_min_model_trains_without_float64(char_corpus, tmp_path, monkeypatch):
     model_cfg = ModelConfig(kind="minlstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
-    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=6, time_budget=None, eval_every=3,
-                            eval_tokens=500, log_every=2)
+    train_cfg = TrainConfig(
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        warmup=2,
+        steps=6,
+        time_budget=None,
+        eval_every=3,
+        eval_tokens=500,
+        log_every=2,
+    )
     as_on_mps(monkeypatch)
     with NoFloat64():
         summary = Trainer(char_corpus, model_cfg, train_cfg, RunFolder(tmp_path / "runs" / "mac")).fit()
@@ -88,8 +96,10 @@ def test_more_processes_than_gpus_is_refused_before_torchrun_starts(monkeypatch)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     result = CliRunner().invoke(cli, ["train", "--nproc", "2", "--preset", "tiny"])
     assert result.exit_code == 1
-    assert result.output == ("error: --nproc 2: this machine has 1 GPU, and each process needs its own; "
-                             "use --nproc 1, or --device cpu for CPU processes\n")
+    assert result.output == (
+        "error: --nproc 2: this machine has 1 GPU, and each process needs its own; "
+        "use --nproc 1, or --device cpu for CPU processes\n"
+    )
     distributed.check_gpus(2, "cpu")  # CPU processes need no GPU
     # A hand-run torchrun: each process checks before it joins the group.
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -100,8 +110,17 @@ def test_more_processes_than_gpus_is_refused_before_torchrun_starts(monkeypatch)
 
 def test_a_gpu_run_resumes_on_a_cpu_without_fused_adamw(char_corpus, tmp_path):
     model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
-    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=10, time_budget=None, eval_every=10,
-                            eval_tokens=500, log_every=5)
+    train_cfg = TrainConfig(
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        warmup=2,
+        steps=10,
+        time_budget=None,
+        eval_every=10,
+        eval_tokens=500,
+        log_every=5,
+    )
     run = RunFolder(tmp_path / "runs" / "gpu")
     Trainer(char_corpus, model_cfg, train_cfg, run).fit()
     # What a CUDA run saves: AdamW built with fused=True.
@@ -131,8 +150,17 @@ def test_the_time_budget_counts_the_wait_for_the_device(char_corpus, tmp_path, m
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
     monkeypatch.setattr(Interval, "figures", waiting_figures)
     model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
-    train_cfg = TrainConfig(batch_size=4, seq_len=16, lr=1e-2, warmup=2, steps=10, time_budget=None, eval_every=10,
-                            eval_tokens=500, log_every=5)
+    train_cfg = TrainConfig(
+        batch_size=4,
+        seq_len=16,
+        lr=1e-2,
+        warmup=2,
+        steps=10,
+        time_budget=None,
+        eval_every=10,
+        eval_tokens=500,
+        log_every=5,
+    )
     summary = Trainer(char_corpus, model_cfg, train_cfg, RunFolder(tmp_path / "runs" / "queued")).fit()
     assert summary["seconds"] == 2.0
     logged = [row for row in RunFolder(tmp_path / "runs" / "queued").metrics() if row["event"] == "train"]

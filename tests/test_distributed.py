@@ -15,16 +15,38 @@ import torch
 
 from rnngen.data.streams import TokenStream
 from rnngen.models import checkpoint
-from rnngen.training.evaluate import evaluate
 from rnngen.store.runs import LAST, RunFolder
+from rnngen.training.evaluate import evaluate
 
 
 def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    args = ["-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
-            str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--steps", "40",
-            *(["--batch-size", str(batch)] if batch else []), "--log-every", "1", "--eval-every", "20", "--eval-tokens", "2000",
-            "--plain", "--name", run, *extra]
+    args = [
+        "-m",
+        "rnngen",
+        "--corpora-dir",
+        str(tmp_path / "corpora"),
+        "--checkpoints-dir",
+        str(tmp_path / "checkpoints"),
+        "train",
+        "--corpus",
+        "notes",
+        "--preset",
+        "tiny",
+        "--steps",
+        "40",
+        *(["--batch-size", str(batch)] if batch else []),
+        "--log-every",
+        "1",
+        "--eval-every",
+        "20",
+        "--eval-tokens",
+        "2000",
+        "--plain",
+        "--name",
+        run,
+        *extra,
+    ]
     command = launcher + args if nproc > 1 else [sys.executable, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
@@ -55,18 +77,35 @@ def test_two_processes_match_one_with_the_same_global_batch(char_corpus, tmp_pat
     assert max(abs(a[s] - b[s]) for s in a) < 1e-3
     assert "2 processes, global batch 8 rows" in two.stderr
     # Rank 0 alone draws the sample at each evaluation.
-    assert [row["step"] for row in RunFolder(tmp_path / "checkpoints" / "two").metrics()
-            if row["event"] == "sample"] == [20, 40]
+    assert [
+        row["step"] for row in RunFolder(tmp_path / "checkpoints" / "two").metrics() if row["event"] == "sample"
+    ] == [20, 40]
 
     # One checkpoint, in the single-process format: it loads and completes in one process.
     files = sorted(p.name for p in (tmp_path / "checkpoints" / "two").iterdir())
     assert files == ["best.safetensors", "config.json", "last.safetensors", "metrics.jsonl", "tokenizer.model"]
-    model, tok, ckpt = checkpoint.load_model(RunFolder(tmp_path / "checkpoints" / "two"),
-                                             tmp_path / "checkpoints" / "two" / "best.safetensors")
+    model, tok, ckpt = checkpoint.load_model(
+        RunFolder(tmp_path / "checkpoints" / "two"), tmp_path / "checkpoints" / "two" / "best.safetensors"
+    )
     assert ckpt.step == 40
-    complete = subprocess.run([sys.executable, "-m", "rnngen", "--checkpoints-dir", str(tmp_path / "checkpoints"),
-                               "complete", "the model", "--checkpoint", "two", "--max-tokens", "10", "--json"],
-                              capture_output=True, text=True)
+    complete = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnngen",
+            "--checkpoints-dir",
+            str(tmp_path / "checkpoints"),
+            "complete",
+            "the model",
+            "--checkpoint",
+            "two",
+            "--max-tokens",
+            "10",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert json.loads(complete.stdout)["tokens"] >= 1
 
 
@@ -80,9 +119,30 @@ def test_resume_with_another_world_size_through_nproc(char_corpus, tmp_path):
 
 def test_interrupting_one_rank_stops_every_rank_with_last_saved(char_corpus, tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    args = ["-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
-            str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--steps", "100000",
-            "--batch-size", "4", "--log-every", "5", "--eval-every", "1000", "--plain", "--name", "stop"]
+    args = [
+        "-m",
+        "rnngen",
+        "--corpora-dir",
+        str(tmp_path / "corpora"),
+        "--checkpoints-dir",
+        str(tmp_path / "checkpoints"),
+        "train",
+        "--corpus",
+        "notes",
+        "--preset",
+        "tiny",
+        "--steps",
+        "100000",
+        "--batch-size",
+        "4",
+        "--log-every",
+        "5",
+        "--eval-every",
+        "1000",
+        "--plain",
+        "--name",
+        "stop",
+    ]
     process = subprocess.Popen(launcher + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics = tmp_path / "checkpoints" / "stop" / "metrics.jsonl"
     deadline = time.monotonic() + 120
@@ -97,7 +157,7 @@ def test_interrupting_one_rank_stops_every_rank_with_last_saved(char_corpus, tmp
     assert saved.step >= 100 and saved.step % 5 == 0  # saved at the interrupt, not at an evaluation
 
 
-RANKS_SCRIPT = '''
+RANKS_SCRIPT = """
 import hashlib, json, sys
 from pathlib import Path
 import torch
@@ -126,14 +186,27 @@ resumed_rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest(
 (out / f"rank{world.rank}.json").write_text(json.dumps(
     {"val_loss": summary["val_loss"], "saved_rng": saved_rng, "resumed_rng": resumed_rng}))
 distributed.teardown()
-'''
+"""
 
 
 def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpus, tmp_path):
     script = tmp_path / "ranks.py"
     script.write_text(RANKS_SCRIPT)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(tmp_path), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(script),
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     # Each rank draws its own dropout masks, and a resumed rank continues its own generator.
@@ -144,6 +217,7 @@ def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpu
     assert ranks[0]["val_loss"] == ranks[1]["val_loss"]
     run = RunFolder(tmp_path / "checkpoints" / "ranks")
     model, _, _ = checkpoint.load_model(run, run.file(LAST))
-    figures = evaluate(model, char_corpus.tokens("val"), char_corpus.characters("val"), 6, 16, None,
-                       torch.device("cpu"))
+    figures = evaluate(
+        model, char_corpus.tokens("val"), char_corpus.characters("val"), 6, 16, None, torch.device("cpu")
+    )
     assert abs(figures["val_loss"] - ranks[0]["val_loss"]) < 1e-5

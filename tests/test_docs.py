@@ -66,8 +66,11 @@ def test_the_readme_shows_the_python_api():
         assert call in readme, call
 
 
-@pytest.mark.parametrize("page", [README, *sorted(DOCS.glob("*.md")), ROOT / "corpora" / "README.md",
-                                  ROOT / "checkpoints" / "README.md"], ids=lambda page: str(page.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "page",
+    [README, *sorted(DOCS.glob("*.md")), ROOT / "corpora" / "README.md", ROOT / "checkpoints" / "README.md"],
+    ids=lambda page: str(page.relative_to(ROOT)),
+)
 def test_links_resolve(page):
     for target in links(page):
         if target.startswith(("http://", "https://")):
@@ -86,15 +89,20 @@ def command_options() -> list[tuple[str, str]]:
     options = [("rnngen", opt) for param in cli.params for opt in (*param.opts, *param.secondary_opts)]
     for name in COMMANDS:
         command = cli.get_command(context, name)
-        options += [(name, opt) for param in command.params if isinstance(param, click.Option)
-                    for opt in (*param.opts, *param.secondary_opts)]
+        options += [
+            (name, opt)
+            for param in command.params
+            if isinstance(param, click.Option)
+            for opt in (*param.opts, *param.secondary_opts)
+        ]
     return [(command, opt) for command, opt in options if opt.startswith("--")]
 
 
 def test_every_option_is_documented():
     text = documentation()
-    missing = [f"{command} {opt}" for command, opt in command_options()
-               if not re.search(re.escape(opt) + r"(?![\w-])", text)]
+    missing = [
+        f"{command} {opt}" for command, opt in command_options() if not re.search(re.escape(opt) + r"(?![\w-])", text)
+    ]
     assert missing == []
 
 

@@ -35,8 +35,12 @@ def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path)
     from rnngen.generation.completer import Completer
 
     lines = iter(["/keep on", "the model", "/reset"])
-    session = ChatSession(Completer.for_module(model, tok), SampleConfig(max_tokens=5, seed=0),
-                          Console(file=io.StringIO()), read=lambda prompt: next(lines))
+    session = ChatSession(
+        Completer.for_module(model, tok),
+        SampleConfig(max_tokens=5, seed=0),
+        Console(file=io.StringIO()),
+        read=lambda prompt: next(lines),
+    )
     session.command(["keep", "on"])
     session.turn("the model")
     assert session.memory is not None
@@ -63,8 +67,20 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
     beams = [json.loads(line) for line in result.output.splitlines()]
     assert len(beams) == 3 and beams[0]["score"] >= beams[1]["score"] >= beams[2]["score"]
 
-    result = run_cli("complete", "the model", "--checkpoint", trained, "--temperature", "0", "--max-tokens", "4",
-                     "--show-probs", "--top-alternatives", "3", "--json")
+    result = run_cli(
+        "complete",
+        "the model",
+        "--checkpoint",
+        trained,
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "4",
+        "--show-probs",
+        "--top-alternatives",
+        "3",
+        "--json",
+    )
     steps = json.loads(result.output)["steps"]
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
@@ -94,8 +110,9 @@ def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path)
     completer.complete = lambda prompt, cfg, *args, **kwargs: Interrupted(completer, prompt, cfg, None)
     lines = iter(["first prompt", "/settings", "/quit"])
     screen = io.StringIO()
-    ChatSession(completer, SampleConfig(max_tokens=5), Console(file=screen, width=100),
-                read=lambda prompt: next(lines)).run()
+    ChatSession(
+        completer, SampleConfig(max_tokens=5), Console(file=screen, width=100), read=lambda prompt: next(lines)
+    ).run()
     assert "half a sent [stopped]" in screen.getvalue() and "temperature 0.8" in screen.getvalue()
 
 
@@ -148,8 +165,12 @@ def test_a_bad_seed_in_chat_is_one_line_and_the_session_goes_on(run_cli, trained
 
     lines = iter(["/seed ²", f"/seed {2**64}", "/seed 5", "/quit"])
     screen = io.StringIO()
-    ChatSession(Completer.from_checkpoint(run, path), SampleConfig(max_tokens=5), Console(file=screen, width=100),
-                read=lambda prompt: next(lines)).run()
+    ChatSession(
+        Completer.from_checkpoint(run, path),
+        SampleConfig(max_tokens=5),
+        Console(file=screen, width=100),
+        read=lambda prompt: next(lines),
+    ).run()
     out = screen.getvalue()
     assert "/seed takes a whole number, not '²'" in out and "/seed must fit in 64 bits" in out and "seed 5" in out
 
@@ -163,9 +184,21 @@ def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
     ran = []
     monkeypatch.setattr(chat.ChatSession, "run", lambda self: ran.append(self))
-    complete._chat(Paths(tmp_path / "corpora", tmp_path / "checkpoints"), trained, "cpu", False,
-                   {"max_tokens": 5, "temperature": 0.8, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0,
-                    "seed": None, "stop": ()})
+    complete._chat(
+        Paths(tmp_path / "corpora", tmp_path / "checkpoints"),
+        trained,
+        "cpu",
+        False,
+        {
+            "max_tokens": 5,
+            "temperature": 0.8,
+            "top_k": 0,
+            "top_p": 1.0,
+            "repetition_penalty": 1.0,
+            "seed": None,
+            "stop": (),
+        },
+    )
     assert len(ran) == 1
 
 
@@ -175,7 +208,11 @@ def test_chat_shows_text_that_looks_like_markup_as_typed(run_cli, trained, tmp_p
 
     lines = iter(["/[/x]", "/temperature [bold]", "/quit"])
     screen = io.StringIO()
-    ChatSession(Completer.from_checkpoint(run, path), SampleConfig(max_tokens=5), Console(file=screen, width=100),
-                read=lambda prompt: next(lines)).run()
+    ChatSession(
+        Completer.from_checkpoint(run, path),
+        SampleConfig(max_tokens=5),
+        Console(file=screen, width=100),
+        read=lambda prompt: next(lines),
+    ).run()
     out = screen.getvalue()
     assert "unknown command /[/x]" in out and "not '[bold]'" in out

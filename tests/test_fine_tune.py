@@ -21,8 +21,22 @@ def base_run(run_cli, tmp_path) -> str:
     base = tmp_path / "base.txt"
     base.write_text(sample_text(40_000, seed=0))
     assert run_cli("prepare", "--dataset", str(base), "--tokenizer", "char", "--name", "base", "--plain").exit_code == 0
-    result = run_cli("train", "--corpus", "base", "--preset", "tiny", "--steps", "150", "--eval-every", "150",
-                     "--eval-tokens", "2000", "--plain", "--name", "base-run")
+    result = run_cli(
+        "train",
+        "--corpus",
+        "base",
+        "--preset",
+        "tiny",
+        "--steps",
+        "150",
+        "--eval-every",
+        "150",
+        "--eval-tokens",
+        "2000",
+        "--plain",
+        "--name",
+        "base-run",
+    )
     assert result.exit_code == 0, result.output
     return "base-run"
 
@@ -48,7 +62,9 @@ def test_fine_tuning_beats_training_from_scratch_with_the_same_budget(run_cli, b
 def test_fine_tuning_refuses_another_tokenizer_and_other_sizes(run_cli, base_run, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text(sample_text(20_000, seed=2) + "ÆØÅ")
-    assert run_cli("prepare", "--dataset", str(other), "--tokenizer", "char", "--name", "other", "--plain").exit_code == 0
+    assert (
+        run_cli("prepare", "--dataset", str(other), "--tokenizer", "char", "--name", "other", "--plain").exit_code == 0
+    )
     result = run_cli("train", "--corpus", "other", "--init-from", base_run, *TINY)
     assert result.exit_code == 1 and "--tokenizer-from base-run" in result.output
     best = tmp_path / "checkpoints" / base_run / "best.safetensors"

@@ -81,19 +81,29 @@ def test_odd_prompts_complete(completer):
 
 
 @settings(max_examples=30, deadline=None)
-@given(temperature=st.floats(0, 3), top_k=st.integers(0, 500), top_p=st.floats(0.01, 1.0),
-       penalty=st.floats(0.5, 2.0), seed=st.integers(0, 2**31))
+@given(
+    temperature=st.floats(0, 3),
+    top_k=st.integers(0, 500),
+    top_p=st.floats(0.01, 1.0),
+    penalty=st.floats(0.5, 2.0),
+    seed=st.integers(0, 2**31),
+)
 def test_any_valid_sampling_options_give_tokens_in_the_vocabulary(completer, temperature, top_k, top_p, penalty, seed):
-    cfg = SampleConfig(max_tokens=4, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty,
-                       seed=seed)
+    cfg = SampleConfig(
+        max_tokens=4, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty, seed=seed
+    )
     completion = completer.complete("the", cfg)
     completion.text()
     assert all(0 <= t < completer.tokenizer.vocab_size for t in completion.tokens)
 
 
 @settings(max_examples=30, deadline=None)
-@given(max_tokens=st.integers(-5, 0) | st.just(1), temperature=st.floats(-2, -0.01) | st.just(1.0),
-       top_k=st.integers(-5, -1) | st.just(0), top_p=st.floats(1.01, 3) | st.floats(-1, 0) | st.just(0.5))
+@given(
+    max_tokens=st.integers(-5, 0) | st.just(1),
+    temperature=st.floats(-2, -0.01) | st.just(1.0),
+    top_k=st.integers(-5, -1) | st.just(0),
+    top_p=st.floats(1.01, 3) | st.floats(-1, 0) | st.just(0.5),
+)
 def test_invalid_sampling_options_are_refused_with_the_option_named(max_tokens, temperature, top_k, top_p):
     if (max_tokens, temperature, top_k, top_p) == (1, 1.0, 0, 0.5):
         return
@@ -104,7 +114,7 @@ def test_invalid_sampling_options_are_refused_with_the_option_named(max_tokens, 
 def test_a_completion_says_why_it_ended_only_once_it_has(completer):
     completion = completer.complete("the model", SampleConfig(max_tokens=5, seed=0))
     with pytest.raises(RuntimeError, match="known once the completion is consumed"):
-        completion.reason
+        _ = completion.reason
     assert completion.steps == [] and not completion.finished
     completion.text()
     assert completion.finished and completion.reason in ("max_tokens", "end_of_text") and completion.memory is not None

@@ -52,8 +52,9 @@ def test_gradients_and_plot_commands(run_cli, trained, tmp_path):
 
 def test_pictures_are_written_with_matplotlib_and_refused_clearly_without(run_cli, trained, tmp_path):
     png, curves = tmp_path / "gradients.png", tmp_path / "curves.png"
-    gradients = run_cli("gradients", "--corpus", "notes", "--model", "rnn,lstm", "--hidden", "16", "--length", "20",
-                        "--plot", str(png))
+    gradients = run_cli(
+        "gradients", "--corpus", "notes", "--model", "rnn,lstm", "--hidden", "16", "--length", "20", "--plot", str(png)
+    )
     plot = run_cli("plot", trained, "--out", str(curves))
     if importlib.util.find_spec("matplotlib") is None:  # the optional extra is not installed
         for result in (gradients, plot):

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 import rnngen
-from rnngen.store import hub
 from rnngen.models import checkpoint
+from rnngen.store import hub
 from rnngen.store.runs import RunFolder
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -46,7 +46,12 @@ def front_matter(card: str) -> dict:
 def test_upload_folder_holds_the_run_and_a_model_card_from_its_files(run_cli, trained, tmp_path):
     run = RunFolder(tmp_path / "checkpoints" / trained)
     folder = hub.upload_folder(run, "alice/notes-lstm", tmp_path / "upload")
-    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "best.safetensors", "config.json", "tokenizer.model"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "best.safetensors",
+        "config.json",
+        "tokenizer.model",
+    ]
     assert (folder / "best.safetensors").read_bytes() == run.file("best.safetensors").read_bytes()
     card = (folder / "README.md").read_text()
     meta = front_matter(card)
@@ -100,9 +105,28 @@ def test_hf_checkpoint_loads_from_the_hub_cache_offline_everywhere(run_cli, trai
     assert model.complete("The model", max_tokens=20, seed=3) + "\n" == local.output
     result = run_cli("evaluate", "--checkpoint", "hf:alice/notes", "--corpus", "notes", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["val_bpc"] == json.loads(run_cli("evaluate", "--checkpoint", trained, "--json").output)["val_bpc"]
-    result = run_cli("train", "--corpus", "notes", "--init-from", "hf:alice/notes", "--preset", "tiny", "--steps", "5",
-                     "--eval-every", "5", "--eval-tokens", "500", "--plain", "--name", "from-hub")
+    assert (
+        json.loads(result.output)["val_bpc"]
+        == json.loads(run_cli("evaluate", "--checkpoint", trained, "--json").output)["val_bpc"]
+    )
+    result = run_cli(
+        "train",
+        "--corpus",
+        "notes",
+        "--init-from",
+        "hf:alice/notes",
+        "--preset",
+        "tiny",
+        "--steps",
+        "5",
+        "--eval-every",
+        "5",
+        "--eval-tokens",
+        "500",
+        "--plain",
+        "--name",
+        "from-hub",
+    )
     assert result.exit_code == 0, result.output
 
 

@@ -23,7 +23,9 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)  # `from rnngen.x import module`
     return names
@@ -71,8 +73,10 @@ def test_every_module_has_a_layer():
 
 
 def test_layers_import_downward_only():
-    upward = {module: sorted(name for name in internal(names) if rank(name) > rank(module))
-              for module, names in MODULES.items()}
+    upward = {
+        module: sorted(name for name in internal(names) if rank(name) > rank(module))
+        for module, names in MODULES.items()
+    }
     assert {module: names for module, names in upward.items() if names} == {}
 
 
@@ -91,7 +95,7 @@ def test_no_import_cycles():
         if module in done:
             return
         if module in visiting:
-            cycles.append(trail[trail.index(module):] + [module])
+            cycles.append(trail[trail.index(module) :] + [module])
             return
         visiting.add(module)
         for target in sorted(graph[module]):
@@ -105,19 +109,28 @@ def test_no_import_cycles():
 
 
 def test_data_imports_no_torch():
-    offenders = {module: sorted(n for n in names if n.split(".")[0] == "torch")
-                 for module, names in MODULES.items() if layer(module) == "data"}
+    offenders = {
+        module: sorted(n for n in names if n.split(".")[0] == "torch")
+        for module, names in MODULES.items()
+        if layer(module) == "data"
+    }
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
 def test_models_import_nothing_of_training_generation_or_cli():
     above = {"training", "generation", "cli"}
-    offenders = {module: sorted(n for n in internal(names) if layer(n) in above)
-                 for module, names in MODULES.items() if layer(module) == "models"}
+    offenders = {
+        module: sorted(n for n in internal(names) if layer(n) in above)
+        for module, names in MODULES.items()
+        if layer(module) == "models"
+    }
     assert {module: names for module, names in offenders.items() if names} == {}
 
 
 def test_only_the_cli_imports_click_or_rich():
-    offenders = {module: sorted(n for n in names if n.split(".")[0] in ("click", "rich"))
-                 for module, names in MODULES.items() if layer(module) != "cli"}
+    offenders = {
+        module: sorted(n for n in names if n.split(".")[0] in ("click", "rich"))
+        for module, names in MODULES.items()
+        if layer(module) != "cli"
+    }
     assert {module: names for module, names in offenders.items() if names} == {}

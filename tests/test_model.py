@@ -42,7 +42,7 @@ def test_carried_state_windows_equal_one_unbroken_pass(kind):
     whole = F.cross_entropy(logits.reshape(-1, 40), ids[:, 1:].reshape(-1))
     state, losses = None, []
     for start in range(0, 64, 16):
-        window = ids[:, start: start + 17]
+        window = ids[:, start : start + 17]
         logits, state = model(window[:, :-1], state)
         state = detach_state(state)
         losses.append(F.cross_entropy(logits.reshape(-1, 40), window[:, 1:].reshape(-1)))
@@ -54,7 +54,7 @@ def test_lstm_starts_from_pytorch_init_and_head_is_tied():
     model = build(ModelConfig(kind="lstm", vocab_size=30, embed=8, hidden=8, layers=2))
     for layer in range(2):
         bias = getattr(model.rnn, f"bias_ih_l{layer}") + getattr(model.rnn, f"bias_hh_l{layer}")
-        assert bias.abs().max() <= 2 / 8 ** 0.5
+        assert bias.abs().max() <= 2 / 8**0.5
     assert model.head.weight is model.embedding.weight
     untied = build(ModelConfig(kind="lstm", vocab_size=30, embed=8, hidden=12, tie=False))
     assert untied.head.weight is not untied.embedding.weight and untied.proj is None
@@ -86,7 +86,7 @@ def test_lstm_cell_state_stays_bounded_over_a_long_carried_stream():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     streams, state = ids[: len(ids) // rows * rows].view(rows, -1), None
     for step in range(100):
-        chunk = streams[:, step * window: (step + 1) * window + 1]
+        chunk = streams[:, step * window : (step + 1) * window + 1]
         logits, state = model(chunk[:, :-1], state)
         loss = F.cross_entropy(logits.reshape(-1, vocab), chunk[:, 1:].reshape(-1))
         optimizer.zero_grad()
@@ -96,10 +96,10 @@ def test_lstm_cell_state_stays_bounded_over_a_long_carried_stream():
         state = detach_state(state)
     model.eval()
     carried_loss = reset_loss = largest = 0.0
-    state, stream = None, ids[None, :20_000 + 1]
+    state, stream = None, ids[None, : 20_000 + 1]
     with torch.no_grad():
         for start in range(0, 20_000, window):
-            chunk = stream[:, start: start + window + 1]
+            chunk = stream[:, start : start + window + 1]
             logits, state = model(chunk[:, :-1], state)
             carried_loss += F.cross_entropy(logits[0], chunk[0, 1:]).item()
             reset_loss += F.cross_entropy(model(chunk[:, :-1])[0][0], chunk[0, 1:]).item()

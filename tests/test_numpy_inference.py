@@ -27,8 +27,16 @@ from rnngen.store.checkpoint_format import read_header
 from rnngen.store.runs import RunFolder
 from rnngen.store.schema import parameter_shapes
 
-KINDS = [("rnn", "fused"), ("lstm", "fused"), ("gru", "fused"), ("rnn", "scratch"), ("lstm", "scratch"),
-         ("gru", "scratch"), ("mingru", "fused"), ("minlstm", "fused")]
+KINDS = [
+    ("rnn", "fused"),
+    ("lstm", "fused"),
+    ("gru", "fused"),
+    ("rnn", "scratch"),
+    ("lstm", "scratch"),
+    ("gru", "scratch"),
+    ("mingru", "fused"),
+    ("minlstm", "fused"),
+]
 IDS = [f"{kind}-{impl}" for kind, impl in KINDS]
 
 
@@ -115,9 +123,12 @@ def save_run(tmp_path, tok: Tokenizer, kind: str = "lstm", impl: str = "fused") 
     run = RunFolder(tmp_path / "checkpoints" / "run")
     run.path.mkdir(parents=True)
     run.tokenizer_path.write_bytes(tok.proto)
-    ckpt = checkpoint.Checkpoint(model=model.config, training=TrainConfig(steps=1),
-                                 corpus={"tokenizer": {"sha256": tok.sha256}, "train_documents": 1},
-                                 weights=checkpoint.model_weights(model))
+    ckpt = checkpoint.Checkpoint(
+        model=model.config,
+        training=TrainConfig(steps=1),
+        corpus={"tokenizer": {"sha256": tok.sha256}, "train_documents": 1},
+        weights=checkpoint.model_weights(model),
+    )
     run.write_config(ckpt.header())
     checkpoint.save(run.file("best.safetensors"), ckpt)
     return run
@@ -125,14 +136,16 @@ def save_run(tmp_path, tok: Tokenizer, kind: str = "lstm", impl: str = "fused") 
 
 def test_complete_and_chat_on_the_cpu_import_no_torch(tok, tmp_path):
     run = save_run(tmp_path, tok)
-    code = ("import sys; from rnngen.cli.main import cli; "
-            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the model', '--max-tokens', '5', "
-            "'--seed', '1', '--show-probs', '--top-alternatives', '2', '--json'], standalone_mode=False); "
-            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the', '--beam', '2', '--max-tokens', "
-            "'4', '--json'], standalone_mode=False); "
-            f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], "
-            "standalone_mode=False); "
-            "print(); print('torch' in sys.modules)")
+    code = (
+        "import sys; from rnngen.cli.main import cli; "
+        f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the model', '--max-tokens', '5', "
+        "'--seed', '1', '--show-probs', '--top-alternatives', '2', '--json'], standalone_mode=False); "
+        f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'complete', 'the', '--beam', '2', '--max-tokens', "
+        "'4', '--json'], standalone_mode=False); "
+        f"cli(['--checkpoints-dir', {str(run.path.parent)!r}, 'chat', '--max-tokens', '3'], "
+        "standalone_mode=False); "
+        "print(); print('torch' in sys.modules)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, input="the model\n/quit\n")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -217,10 +230,12 @@ def test_bad_values_get_one_line_errors_naming_the_fix(tok):
 
 def test_complete_refuses_bad_values_in_one_line(run_cli, tok, tmp_path):
     save_run(tmp_path, tok)
-    cases = {("--repetition-penalty", "nan"): "--repetition-penalty must be a positive number",
-             ("--beam", "2", "--length-penalty", "nan"): "--length-penalty must be a finite number",
-             ("--seed", str(2**64)): "--seed must fit in 64 bits",
-             ("--top-alternatives", "100000"): "is more than the vocabulary"}
+    cases = {
+        ("--repetition-penalty", "nan"): "--repetition-penalty must be a positive number",
+        ("--beam", "2", "--length-penalty", "nan"): "--length-penalty must be a finite number",
+        ("--seed", str(2**64)): "--seed must fit in 64 bits",
+        ("--top-alternatives", "100000"): "is more than the vocabulary",
+    }
     for args, message in cases.items():
         result = run_cli("complete", "the", "--max-tokens", "3", *args)
         assert result.exit_code == 1 and message in result.output and "a bug?" not in result.output

@@ -10,8 +10,8 @@ from conftest import TINY
 from test_training import tiny
 
 from rnngen.models import checkpoint
-from rnngen.training.events import Logged
 from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.training.events import Logged
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 
@@ -59,8 +59,10 @@ def test_a_resumed_run_keeps_its_count_of_evaluations_without_improvement(char_c
 
 
 def test_patience_from_the_command_line(run_cli, text_file, tmp_path):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
+    assert (
+        run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes", "--plain").exit_code
+        == 0
+    )
     frozen = ("--lr", "1e-12", "--steps", "100", "--eval-every", "5", "--no-samples")
     result = run_cli("train", "--corpus", "notes", *TINY, *frozen, "--patience", "2", "--name", "flat")
     assert result.exit_code == 0, result.output
@@ -69,8 +71,10 @@ def test_patience_from_the_command_line(run_cli, text_file, tmp_path):
     assert json.loads(run.config_path.read_text())["train"]["patience"] == 2
     again = run_cli("train", "--resume", "flat", "--plain")
     assert again.exit_code == 1
-    assert ("stopped at step 15 after 2 evaluations without a lower validation loss: pass a larger --patience"
-            in " ".join(again.output.split()))
+    assert (
+        "stopped at step 15 after 2 evaluations without a lower validation loss: pass a larger --patience"
+        in " ".join(again.output.split())
+    )
     longer = run_cli("train", "--resume", "flat", "--patience", "4", "--plain")
     assert longer.exit_code == 0, longer.output
     assert "stopped early at step 25: 4 evaluations" in longer.output
@@ -81,7 +85,10 @@ def test_patience_from_the_command_line(run_cli, text_file, tmp_path):
 
 def test_the_options_are_in_help_and_the_readme(run_cli):
     help_text = run_cli("train", "--help").output
-    examples = [line for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()
-                if line.startswith("rnngen train ")]
+    examples = [
+        line
+        for line in (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+        if line.startswith("rnngen train ")
+    ]
     for option in ("--patience", "--sample-prompt", "--no-samples"):
         assert option in help_text and any(option in line for line in examples)

@@ -31,8 +31,10 @@ def test_a_budget_given_alone_replaces_both_of_the_presets():
     assert (cpu.steps, cpu.time_budget) == (None, 180.0)
     assert (train_config(cpu, {"steps": 50}).steps, train_config(cpu, {"steps": 50}).time_budget) == (50, None)
     tiny = PRESETS["tiny"].train
-    assert (train_config(tiny, {"time_budget": 9.0}).steps, train_config(tiny, {"time_budget": 9.0}).time_budget) \
-        == (None, 9.0)
+    assert (train_config(tiny, {"time_budget": 9.0}).steps, train_config(tiny, {"time_budget": 9.0}).time_budget) == (
+        None,
+        9.0,
+    )
     both = train_config(cpu, {"steps": 50, "time_budget": 9.0, "lr": 3e-3})
     assert (both.steps, both.time_budget, both.lr, both.batch_size) == (50, 9.0, 3e-3, cpu.batch_size)
 
@@ -42,8 +44,7 @@ def test_the_cpu_preset_is_the_configurations_defaults():
 
 
 def test_a_new_run_takes_the_preset_the_overrides_and_the_corpus_vocabulary(char_corpus, tmp_path):
-    plan = plan_new(char_corpus, PRESETS["tiny"], {"kind": "gru", "hidden": 48, "lr": 5e-3},
-                    run_folder(tmp_path, "r"))
+    plan = plan_new(char_corpus, PRESETS["tiny"], {"kind": "gru", "hidden": 48, "lr": 5e-3}, run_folder(tmp_path, "r"))
     assert (plan.model.kind, plan.model.hidden, plan.model.embed) == ("gru", 48, PRESETS["tiny"].model.embed)
     assert plan.model.vocab_size == char_corpus.vocab_size and plan.train.lr == 5e-3 and not plan.resuming
     with pytest.raises(RnngenError, match="unknown training option hiden"):
@@ -59,14 +60,26 @@ def test_run_names_sort_by_time_and_are_checked(tmp_path):
 def test_rnngen_train_trains_the_run_that_rnngen_train_trains(run_cli, char_corpus, tmp_path):
     assert run_cli("train", "--corpus", "notes", *TINY, "--name", "by-cli", "--no-samples").exit_code == 0
     events = []
-    summary = rnngen.train("notes", "tiny", name="by-call", steps=30, eval_every=15, eval_tokens=2000, samples=False,
-                           corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints", on_event=events.append)
+    summary = rnngen.train(
+        "notes",
+        "tiny",
+        name="by-call",
+        steps=30,
+        eval_every=15,
+        eval_tokens=2000,
+        samples=False,
+        corpora=tmp_path / "corpora",
+        checkpoints=tmp_path / "checkpoints",
+        on_event=events.append,
+    )
     assert isinstance(summary, Finished) and summary.steps == 30 and summary.best_val_bpc is not None
     cli_run, call_run = (RunFolder(tmp_path / "checkpoints" / name) for name in ("by-cli", "by-call"))
-    assert {k: v for k, v in cli_run.config().items() if k != "corpus"} == \
-        {k: v for k, v in call_run.config().items() if k != "corpus"}
-    assert [row["loss"] for row in cli_run.metrics() if row["event"] == "train"] == \
-        [row["loss"] for row in call_run.metrics() if row["event"] == "train"]
+    assert {k: v for k, v in cli_run.config().items() if k != "corpus"} == {
+        k: v for k, v in call_run.config().items() if k != "corpus"
+    }
+    assert [row["loss"] for row in cli_run.metrics() if row["event"] == "train"] == [
+        row["loss"] for row in call_run.metrics() if row["event"] == "train"
+    ]
     assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
 
 
@@ -109,8 +122,9 @@ def test_a_weights_only_resume_says_what_it_cannot_restore(char_corpus, tmp_path
 def test_a_fine_tune_keeps_the_model_sizes_and_may_change_dropout(char_corpus, tmp_path):
     corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
     rnngen.train("notes", "tiny", name="base", corpora=corpora, checkpoints=checkpoints, hidden=40, **SMALL)
-    plan = plan_fine_tune("base", char_corpus, PRESETS["cpu"], {"dropout": 0.1, "steps": 3},
-                          run_folder(checkpoints, "tuned"), checkpoints)
+    plan = plan_fine_tune(
+        "base", char_corpus, PRESETS["cpu"], {"dropout": 0.1, "steps": 3}, run_folder(checkpoints, "tuned"), checkpoints
+    )
     assert (plan.model.hidden, plan.model.dropout, plan.train.steps) == (40, 0.1, 3)
     assert plan.init_from == checkpoints / "base" / "best.safetensors"
     with pytest.raises(RnngenError, match="init_from takes the model's sizes from base; drop hidden"):

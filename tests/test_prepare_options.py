@@ -32,8 +32,9 @@ def test_tokenizer_from_a_corpus_or_a_run_is_reused_as_is(tmp_path, run_cli, cha
     meta = json.loads((tmp_path / "corpora" / "more" / "meta.json").read_text())
     notes = json.loads((tmp_path / "corpora" / "notes" / "meta.json").read_text())
     assert meta["tokenizer"]["sha256"] == notes["tokenizer"]["sha256"] and meta["tokenizer"]["type"] == "char"
-    assert (tmp_path / "corpora" / "more" / "tokenizer.model").read_bytes() == \
-        (tmp_path / "corpora" / "notes" / "tokenizer.model").read_bytes()
+    assert (tmp_path / "corpora" / "more" / "tokenizer.model").read_bytes() == (
+        tmp_path / "corpora" / "notes" / "tokenizer.model"
+    ).read_bytes()
     result = run_cli("prepare", "--dataset", str(more), "--tokenizer-from", trained, "--name", "from-run", "--plain")
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "corpora" / "from-run" / "meta.json").read_text())

@@ -12,15 +12,20 @@ import pytest
 
 from rnngen.data import building, encoding, preparing
 from rnngen.data.reading import Corpus, list_corpora
-from rnngen.data.vocabulary import TokenizerSpec
-from rnngen.store.names import InvalidName, check_name
 from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CorpusError
+from rnngen.store.names import InvalidName, check_name
 
 
 def prepare(tmp_path, text_file, name="c", force=False, **spec):
-    return preparing.prepare(SourceSpec(dataset=str(text_file), **spec), TokenizerSpec("char"),
-                             root=tmp_path / "corpora", name=name, force=force)
+    return preparing.prepare(
+        SourceSpec(dataset=str(text_file), **spec),
+        TokenizerSpec("char"),
+        root=tmp_path / "corpora",
+        name=name,
+        force=force,
+    )
 
 
 def dead_pid() -> int:
@@ -117,12 +122,19 @@ def test_max_chars_must_be_a_finite_count(tmp_path, text_file, run_cli):
 
 def test_a_text_column_of_mixed_types_is_found_and_read(tmp_path):
     path = tmp_path / "mixed.jsonl"
-    rows = [{"text": "hello there, this is a row of text", "n": 1}, {"text": 5, "n": 2},
-            {"text": "and another row of text follows", "n": 3}] * 10
+    rows = [
+        {"text": "hello there, this is a row of text", "n": 1},
+        {"text": 5, "n": 2},
+        {"text": "and another row of text follows", "n": 3},
+    ] * 10
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     for column in (None, "text"):
-        c, _ = preparing.prepare(SourceSpec(dataset=str(path), text_column=column), TokenizerSpec("char"),
-                                 root=tmp_path / "corpora", name=f"mixed-{column}")
+        c, _ = preparing.prepare(
+            SourceSpec(dataset=str(path), text_column=column),
+            TokenizerSpec("char"),
+            root=tmp_path / "corpora",
+            name=f"mixed-{column}",
+        )
         assert c.meta["source"]["text_column"] == "text"
         assert c.characters("train") + c.characters("val") == 10 * len(rows[0]["text"] + rows[2]["text"])
 

@@ -10,7 +10,7 @@ from rnngen.data.preparing import outdated, prepare
 from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 
-NUMPY_STYLE = '''Compute the mean of the values along an axis.
+NUMPY_STYLE = """Compute the mean of the values along an axis.
 
 This function returns the average of the array elements, and it
 wraps its lines at seventy-two columns like most docstrings do.
@@ -61,9 +61,9 @@ The mean of a small array is easy to check by hand.
 ...     print(x)
 [1 2]
 [3 4]
-'''
+"""
 
-GOOGLE_STYLE = '''Open a dialog and wait for the answer.
+GOOGLE_STYLE = """Open a dialog and wait for the answer.
 
 Use it like this::
 
@@ -84,7 +84,7 @@ ask("fenced")
 .. code-block:: python
 
     ask("directive")
-'''
+"""
 
 
 def test_prose_keeps_sentences_and_drops_code_markup_and_tables():
@@ -93,23 +93,47 @@ def test_prose_keeps_sentences_and_drops_code_markup_and_tables():
     assert lines[:2] == [
         "Compute the mean of the values along an axis.",
         "This function returns the average of the array elements, and it wraps its lines at seventy-two "
-        "columns like most docstrings do."]
+        "columns like most docstrings do.",
+    ]
     assert "The mean is computed in float64 for integer inputs." in lines
     assert "The array whose mean is wanted, given as any nested sequence." in lines
-    assert "The arithmetic mean is the sum of the elements divided by their number, see numpy.sum and " \
-           "MaskedArray for details." in lines
+    assert (
+        "The arithmetic mean is the sum of the elements divided by their number, see numpy.sum and "
+        "MaskedArray for details." in lines
+    )
     assert "The mean of a small array is easy to check by hand." in lines
-    for gone in (">>>", "...", "np.array", "2.5", "[1 2]", "----", "versionadded", "1.7.0", "array_like",
-                 "Parameters", "Returns", "See Also", "Weighted average", "kind", "+--", "|", ":func:", "``"):
+    for gone in (
+        ">>>",
+        "...",
+        "np.array",
+        "2.5",
+        "[1 2]",
+        "----",
+        "versionadded",
+        "1.7.0",
+        "array_like",
+        "Parameters",
+        "Returns",
+        "See Also",
+        "Weighted average",
+        "kind",
+        "+--",
+        "|",
+        ":func:",
+        "``",
+    ):
         assert gone not in text, gone
 
 
 def test_prose_of_google_style_and_literal_blocks():
     lines = pydocs.prose(GOOGLE_STYLE).split("\n")
-    assert lines == ["Open a dialog and wait for the answer.", "Use it like this:",
-                     "The question that the user reads in the dialog.",
-                     "How long to wait before the dialog closes itself.",
-                     "The answer that the user typed into the dialog."]
+    assert lines == [
+        "Open a dialog and wait for the answer.",
+        "Use it like this:",
+        "The question that the user reads in the dialog.",
+        "How long to wait before the dialog closes itself.",
+        "The answer that the user typed into the dialog.",
+    ]
 
 
 def test_documents_are_modules_of_prose_with_the_raw_size(tmp_path, monkeypatch):
@@ -125,12 +149,16 @@ def test_documents_are_modules_of_prose_with_the_raw_size(tmp_path, monkeypatch)
 
 def test_an_embedded_corpus_of_an_older_recipe_is_rebuilt(tmp_path, monkeypatch):
     module = tmp_path / "mod.py"
-    module.write_text("".join(f'def f{i}():\n    """{NUMPY_STYLE}"""\n' .replace("mean", f"mean{i}")
-                              for i in range(60)))
+    module.write_text("".join(f'def f{i}():\n    """{NUMPY_STYLE}"""\n'.replace("mean", f"mean{i}") for i in range(60)))
     monkeypatch.setattr(pydocs, "_modules", lambda: [(f"pkg:mod{i}.py", module) for i in range(1)])
     monkeypatch.setattr(pydocs, "_cache_key", lambda: f"test-{tmp_path.name}")
-    monkeypatch.setattr(pydocs, "load", lambda: __import__("datasets").DatasetDict(
-        {"train": __import__("datasets").Dataset.from_list(list(pydocs.documents()))}))
+    monkeypatch.setattr(
+        pydocs,
+        "load",
+        lambda: __import__("datasets").DatasetDict(
+            {"train": __import__("datasets").Dataset.from_list(list(pydocs.documents()))}
+        ),
+    )
     root = tmp_path / "corpora"
     built, _ = prepare(SourceSpec(), TokenizerSpec("char"), root=root)
     source = built.meta["source"]

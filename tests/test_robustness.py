@@ -17,20 +17,40 @@ import pytest
 import torch
 from test_training import tiny
 
-from rnngen.store.atomic import remove_stale_temps, write_atomic
 from rnngen.errors import CheckpointError, RnngenError, TrainingDiverged
 from rnngen.models import checkpoint
-from rnngen.training.events import Logged
+from rnngen.store.atomic import remove_stale_temps, write_atomic
 from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.training.events import Logged
 from rnngen.training.trainer import Trainer
 
-TRAIN = ("train", "--corpus", "notes", "--preset", "tiny", "--steps", "20", "--eval-every", "10", "--eval-tokens",
-         "2000", "--plain")
+TRAIN = (
+    "train",
+    "--corpus",
+    "notes",
+    "--preset",
+    "tiny",
+    "--steps",
+    "20",
+    "--eval-every",
+    "10",
+    "--eval-tokens",
+    "2000",
+    "--plain",
+)
 
 
 def rnngen(tmp_path: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
-            str(tmp_path / "checkpoints"), *args]
+    return [
+        sys.executable,
+        "-m",
+        "rnngen",
+        "--corpora-dir",
+        str(tmp_path / "corpora"),
+        "--checkpoints-dir",
+        str(tmp_path / "checkpoints"),
+        *args,
+    ]
 
 
 def one_line(result) -> str:
@@ -51,17 +71,25 @@ def cli(run_cli, char_corpus):
 
 
 def test_two_trains_with_the_same_name_at_once_one_is_refused(char_corpus, tmp_path):
-    gru = subprocess.Popen(rnngen(tmp_path, *TRAIN, "--model", "gru", "--seed", "1", "--name", "same"),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    lstm = subprocess.Popen(rnngen(tmp_path, *TRAIN, "--model", "lstm", "--seed", "2", "--name", "same"),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    gru = subprocess.Popen(
+        rnngen(tmp_path, *TRAIN, "--model", "gru", "--seed", "1", "--name", "same"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lstm = subprocess.Popen(
+        rnngen(tmp_path, *TRAIN, "--model", "lstm", "--seed", "2", "--name", "same"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     errors = {"gru": gru.communicate(timeout=300)[1], "lstm": lstm.communicate(timeout=300)[1]}
     codes = {"gru": gru.returncode, "lstm": lstm.returncode}
     assert sorted(codes.values()) == [0, 1], errors
     winner = min(codes, key=codes.get)
     loser = "lstm" if winner == "gru" else "gru"
     # Refused while the other trains, or (had it started late) because the run then exists.
-    assert ("in use by another rnngen train" in errors[loser] or "already exists" in errors[loser]), errors[loser]
+    assert "in use by another rnngen train" in errors[loser] or "already exists" in errors[loser], errors[loser]
     assert len(errors[loser].strip().splitlines()) == 1
     run = RunFolder(tmp_path / "checkpoints" / "same")
     assert run.config()["model"]["kind"] == winner
@@ -82,8 +110,10 @@ def test_a_run_in_use_cannot_be_resumed_by_a_second_process(cli, tmp_path):
 
 def test_a_lock_dies_with_its_process(char_corpus, tmp_path):
     folder = tmp_path / "checkpoints" / "crashed"
-    script = (f"import time\nfrom rnngen.store.runs import RunFolder\nlock = RunFolder({str(folder)!r}).claim(False)\n"
-              "print('locked', flush=True)\ntime.sleep(60)")
+    script = (
+        f"import time\nfrom rnngen.store.runs import RunFolder\nlock = RunFolder({str(folder)!r}).claim(False)\n"
+        "print('locked', flush=True)\ntime.sleep(60)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(RnngenError, match=f"in use by another rnngen train \\(pid {holder.pid}\\)"):
@@ -96,13 +126,16 @@ def test_a_lock_dies_with_its_process(char_corpus, tmp_path):
 # 3. A run that fails before its first checkpoint ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--weight-decay", "inf"), "--weight-decay must be a finite number, got inf"),
-    (("--lr", "nan"), "--lr must be a finite number, got nan"),
-    (("--time", "nan"), "--time must be a finite number, got nan"),
-    (("--ema", "nan"), "--ema must be a finite number, got nan"),
-    (("--eval-every", "10", "--eval-tokens", "1"), "--eval-tokens 1 is less than one window of --seq-len + 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--weight-decay", "inf"), "--weight-decay must be a finite number, got inf"),
+        (("--lr", "nan"), "--lr must be a finite number, got nan"),
+        (("--time", "nan"), "--time must be a finite number, got nan"),
+        (("--ema", "nan"), "--ema must be a finite number, got nan"),
+        (("--eval-every", "10", "--eval-tokens", "1"), "--eval-tokens 1 is less than one window of --seq-len + 1"),
+    ],
+)
 def test_bad_numbers_are_refused_before_the_run_folder_exists(cli, tmp_path, args, message):
     assert message in one_line(cli(*TRAIN, "--name", "early", *args))
     assert not (tmp_path / "checkpoints" / "early").exists()
@@ -208,8 +241,9 @@ def test_a_checkpoint_is_written_with_less_free_memory_than_its_size(tmp_path):
     # Serializing to bytes first needed the file's size twice more, and safetensors aborted the
     # process when that failed; the file is now streamed to disk.
     path = tmp_path / "last.safetensors"
-    result = subprocess.run([sys.executable, "-c", SAVE_UNDER_A_MEMORY_LIMIT, str(path)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", SAVE_UNDER_A_MEMORY_LIMIT, str(path)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert path.stat().st_size > 100_000_000 and checkpoint.load(path).weights["rnn.weight_hh_l0"].shape == (5000, 5000)
 
@@ -235,7 +269,7 @@ def test_a_truncated_last_gives_advice_that_works(cli, tmp_path):
     data = run.file(LAST).read_bytes()
     run.file(LAST).write_bytes(data[: len(data) // 2])
     line = one_line(cli("train", "--resume", "cut", "--steps", "40", "--plain"))
-    advice = line[line.index("cp "):].split()
+    advice = line[line.index("cp ") :].split()
     assert advice == ["cp", str(run.file(BEST)), str(run.file(LAST))]
     run.file(LAST).write_bytes(run.file(BEST).read_bytes())  # what the advice says
     result = cli("train", "--resume", "cut", "--steps", "40", "--plain")
@@ -256,8 +290,9 @@ def test_temporary_files_carry_the_pid_and_dead_writers_files_are_removed(tmp_pa
     assert seen[0].startswith(f".last.safetensors.{os.getpid()}.") and seen[0].endswith(".tmp")
     monkeypatch.undo()
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
-                          check=False)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=False
+    )
     stale = tmp_path / f".last.safetensors.{dead.stdout.strip()}.k2j4.tmp"
     legacy = tmp_path / ".last.safetensors.abc123.tmp"  # written before temp names carried a pid
     live = tmp_path / f".best.safetensors.{os.getpid()}.q9z1.tmp"
@@ -303,12 +338,15 @@ def test_a_corpus_name_read_back_from_a_checkpoint_is_checked(cli, tmp_path):
 # One-liners ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--steps", "nan"), "Invalid value for '--steps': 'nan' is not a count"),
-    (("--steps", "inf"), "Invalid value for '--steps': 'inf' is not a count"),
-    (("--seed", str(2**64)), "Invalid value for '--seed'"),
-    (("--seed", "-1"), "Invalid value for '--seed'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--steps", "nan"), "Invalid value for '--steps': 'nan' is not a count"),
+        (("--steps", "inf"), "Invalid value for '--steps': 'inf' is not a count"),
+        (("--seed", str(2**64)), "Invalid value for '--seed'"),
+        (("--seed", "-1"), "Invalid value for '--seed'"),
+    ],
+)
 def test_option_values_out_of_range_are_refused_by_the_parser(cli, tmp_path, args, message):
     result = cli(*TRAIN, "--name", "opts", *args)
     assert result.exit_code == 2 and message in result.output
@@ -317,8 +355,9 @@ def test_option_values_out_of_range_are_refused_by_the_parser(cli, tmp_path, arg
 
 def test_evaluate_max_tokens_1_names_the_fix(cli):
     assert cli(*TRAIN, "--name", "ev").exit_code == 0
-    assert "--max-tokens 1 leaves no token to predict" in one_line(cli("evaluate", "--checkpoint", "ev",
-                                                                       "--max-tokens", "1"))
+    assert "--max-tokens 1 leaves no token to predict" in one_line(
+        cli("evaluate", "--checkpoint", "ev", "--max-tokens", "1")
+    )
     assert cli("evaluate", "--checkpoint", "ev", "--max-tokens", "2").exit_code == 0
 
 
@@ -330,8 +369,9 @@ def test_over_long_names_in_resume_and_checkpoint_are_not_found(cli):
 
 def test_plot_into_a_missing_folder_is_refused_before_reading_runs(cli, tmp_path):
     target = tmp_path / "missing" / "curves.png"
-    assert f"--out {target}: the folder {target.parent} does not exist" in one_line(cli("plot", "any-run",
-                                                                                      "--out", str(target)))
+    assert f"--out {target}: the folder {target.parent} does not exist" in one_line(
+        cli("plot", "any-run", "--out", str(target))
+    )
 
 
 def test_a_read_only_checkpoints_folder_names_the_fix(cli, tmp_path, monkeypatch):

@@ -10,9 +10,9 @@ from test_training import tiny
 
 from rnngen.config import SampleConfig
 from rnngen.data.reading import Corpus
+from rnngen.generation import samples
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
-from rnngen.generation import samples
 from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
@@ -22,8 +22,10 @@ def rows(run: RunFolder, event: str) -> list[dict]:
 
 
 def test_each_evaluation_records_a_sample_of_the_validation_opening(run_cli, text_file, tmp_path):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
+    assert (
+        run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes", "--plain").exit_code
+        == 0
+    )
     result = run_cli("train", "--corpus", "notes", *TINY, "--name", "watched")
     assert result.exit_code == 0, result.output
     run = RunFolder(tmp_path / "checkpoints" / "watched")
@@ -45,8 +47,9 @@ def test_each_evaluation_records_a_sample_of_the_validation_opening(run_cli, tex
 
 def test_the_sample_is_the_library_completion_of_the_checkpoint(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "same")
-    summary = Trainer(char_corpus, *tiny(char_corpus, steps=20, sample_prompt="the model"), run,
-                      sampler=samples.Sampler).fit()
+    summary = Trainer(
+        char_corpus, *tiny(char_corpus, steps=20, sample_prompt="the model"), run, sampler=samples.Sampler
+    ).fit()
     model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
     again = Completer.for_module(model, tok).complete("the model", samples.SAMPLE).text()
     assert summary["sample_prompt"] == "the model" and summary["sample"] == again == rows(run, "sample")[-1]["text"]
@@ -54,12 +57,19 @@ def test_the_sample_is_the_library_completion_of_the_checkpoint(char_corpus, tmp
 
 
 def test_no_samples_turns_them_off_and_a_resumed_run_keeps_the_choice(run_cli, text_file, tmp_path):
-    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes",
-                   "--plain").exit_code == 0
+    assert (
+        run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes", "--plain").exit_code
+        == 0
+    )
     result = run_cli("train", "--corpus", "notes", *TINY, "--no-samples", "--name", "quiet")
     assert result.exit_code == 0, result.output
     run = RunFolder(tmp_path / "checkpoints" / "quiet")
-    assert rows(run, "sample") == [] and len(rows(run, "eval")) == 2 and "sample: " not in result.output and "last sample" not in result.output
+    assert (
+        rows(run, "sample") == []
+        and len(rows(run, "eval")) == 2
+        and "sample: " not in result.output
+        and "last sample" not in result.output
+    )
     assert json.loads(run.config_path.read_text())["train"]["samples"] is False
     resumed = run_cli("train", "--resume", "quiet", "--steps", "45", "--plain")
     assert resumed.exit_code == 0, resumed.output
@@ -87,8 +97,9 @@ def test_sampling_time_is_outside_the_training_budget(char_corpus, tmp_path, mon
     monkeypatch.setattr(samples.Sampler, "__call__", slow)
     monkeypatch.setattr(time, "perf_counter", lambda: clock() + shift[0])
     run = RunFolder(tmp_path / "runs" / "slow")
-    summary = Trainer(char_corpus, *tiny(char_corpus, steps=40, eval_every=10, time_budget=500.0), run,
-                      sampler=samples.Sampler).fit()
+    summary = Trainer(
+        char_corpus, *tiny(char_corpus, steps=40, eval_every=10, time_budget=500.0), run, sampler=samples.Sampler
+    ).fit()
     # Four samples, 4000 s, and none of it in the run's training seconds: the 500 s budget is not spent.
     assert shift[0] == 4000.0 and len(rows(run, "sample")) == 4
     assert summary["steps"] == 40 and summary["seconds"] < 500

@@ -42,8 +42,9 @@ def test_scratch_gru_is_chos_variant_not_cudnns():
 
 def test_scratch_gru_gradients_match_finite_differences():
     torch.manual_seed(0)
-    weights = [torch.randn(shape, dtype=torch.float64, requires_grad=True)
-               for shape in ((12, 3), (12, 4), (12,), (12,))]
+    weights = [
+        torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in ((12, 3), (12, 4), (12,), (12,))
+    ]
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     h = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(gru_cell_cho, (x, h, *weights))

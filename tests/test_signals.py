@@ -18,9 +18,30 @@ STEPS = "1500"
 
 
 def train_cmd(tmp_path: Path, run: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rnngen", "--corpora-dir", str(tmp_path / "corpora"), "--checkpoints-dir",
-            str(tmp_path / "checkpoints"), "train", "--corpus", "notes", "--preset", "tiny", "--log-every", "1",
-            "--eval-every", "100", "--eval-tokens", "2000", "--plain", "--name", run, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rnngen",
+        "--corpora-dir",
+        str(tmp_path / "corpora"),
+        "--checkpoints-dir",
+        str(tmp_path / "checkpoints"),
+        "train",
+        "--corpus",
+        "notes",
+        "--preset",
+        "tiny",
+        "--log-every",
+        "1",
+        "--eval-every",
+        "100",
+        "--eval-tokens",
+        "2000",
+        "--plain",
+        "--name",
+        run,
+        *extra,
+    ]
 
 
 def wait_for_steps(metrics: Path, steps: int, process: subprocess.Popen) -> None:
@@ -76,11 +97,14 @@ with stop_on_signals() as flag:
 """
 
 
-@pytest.mark.parametrize(("signals", "code", "saves"), [
-    (["SIGTERM", "SIGTERM"], 0, "SIGTERM"),  # a cluster signals every task, and torchrun passes its own on
-    (["SIGTERM", "SIGINT"], 130, None),      # a person's Ctrl-C: exits at once
-    (["SIGINT", "SIGINT"], 130, None),
-])
+@pytest.mark.parametrize(
+    ("signals", "code", "saves"),
+    [
+        (["SIGTERM", "SIGTERM"], 0, "SIGTERM"),  # a cluster signals every task, and torchrun passes its own on
+        (["SIGTERM", "SIGINT"], 130, None),  # a person's Ctrl-C: exits at once
+        (["SIGINT", "SIGINT"], 130, None),
+    ],
+)
 def test_only_a_repeated_sigint_exits_without_saving(signals, code, saves):
     done = subprocess.run([sys.executable, "-c", SIGNALLED, *signals], capture_output=True, text=True, timeout=60)
     assert done.returncode == code, done.stderr
@@ -102,8 +126,22 @@ def children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_to_the_nproc_wrapper_saves_and_leaves_no_workers(char_corpus, tmp_path, sig):
-    cmd = train_cmd(tmp_path, "wrapped", "--steps", "100000", "--eval-every", "100000", "--log-every", "5",
-                    "--batch-size", "4", "--nproc", "2", "--device", "cpu")
+    cmd = train_cmd(
+        tmp_path,
+        "wrapped",
+        "--steps",
+        "100000",
+        "--eval-every",
+        "100000",
+        "--log-every",
+        "5",
+        "--batch-size",
+        "4",
+        "--nproc",
+        "2",
+        "--device",
+        "cpu",
+    )
     process = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     workers: list[int] = []
     try:

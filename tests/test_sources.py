@@ -9,16 +9,17 @@ from pathlib import Path
 import pandas as pd
 from conftest import sample_text
 
-from rnngen.store import hub
 from rnngen.data import preparing, vocabulary
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
+from rnngen.store import hub
 
 
 def prepare(tmp_path: Path, dataset, kind: str = "char", name: str = "c", **spec):
-    return preparing.prepare(SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind),
-                             root=tmp_path / "corpora", name=name)[0]
+    return preparing.prepare(
+        SourceSpec(dataset=str(dataset), **spec), TokenizerSpec(kind), root=tmp_path / "corpora", name=name
+    )[0]
 
 
 def decoded_documents(c: Corpus, split: str) -> list[str]:
@@ -52,8 +53,20 @@ def test_a_test_split_is_used_only_when_named(tmp_path):
     assert named.meta["validation_from"] == "split test" and named.characters("val") == 900
 
 
-WIKITEXT_ROWS = ["", " = Alpha = \n", "", " The first article has a sentence .\n", "", " = = History = = \n", "",
-                 " It goes on in a second section .\n", "", " = Beta = \n", "", " The second article is short .\n"]
+WIKITEXT_ROWS = [
+    "",
+    " = Alpha = \n",
+    "",
+    " The first article has a sentence .\n",
+    "",
+    " = = History = = \n",
+    "",
+    " It goes on in a second section .\n",
+    "",
+    " = Beta = \n",
+    "",
+    " The second article is short .\n",
+]
 
 
 def test_line_per_row_text_is_joined_into_articles(tmp_path):
@@ -61,8 +74,10 @@ def test_line_per_row_text_is_joined_into_articles(tmp_path):
     c = prepare(tmp_path, repo)
     assert c.meta["source"]["documents"] == "articles"
     docs = decoded_documents(c, "val")
-    assert docs == [" = Alpha = \n\n The first article has a sentence .\n\n = = History = = \n\n"
-                    " It goes on in a second section .", " = Beta = \n\n The second article is short ."]
+    assert docs == [
+        " = Alpha = \n\n The first article has a sentence .\n\n = = History = = \n\n It goes on in a second section .",
+        " = Beta = \n\n The second article is short .",
+    ]
     assert c.meta["splits"]["train"]["documents"] == 40
     rows = prepare(tmp_path, repo, name="rows", documents="rows")
     assert rows.meta["splits"]["val"]["documents"] == 6  # the non-empty rows

@@ -17,18 +17,34 @@ from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
 from rnngen.store import checkpoint_format
-from rnngen.training.events import Logged
-from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.store.resolve import resolve_checkpoint
+from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.training.events import Logged
 from rnngen.training.signals import Interrupted
 from rnngen.training.trainer import Trainer
 
 
 def tiny(c, **train) -> tuple[ModelConfig, TrainConfig]:
-    model = ModelConfig(kind=train.pop("kind", "lstm"), vocab_size=c.vocab_size, embed=32, hidden=32, layers=1,
-                        dropout=train.pop("dropout", 0.0))
-    settings = {"batch_size": 4, "seq_len": 16, "lr": 1e-2, "warmup": 2, "steps": 40, "time_budget": None,
-                "eval_every": 20, "eval_tokens": 2000, "log_every": 1, **train}
+    model = ModelConfig(
+        kind=train.pop("kind", "lstm"),
+        vocab_size=c.vocab_size,
+        embed=32,
+        hidden=32,
+        layers=1,
+        dropout=train.pop("dropout", 0.0),
+    )
+    settings = {
+        "batch_size": 4,
+        "seq_len": 16,
+        "lr": 1e-2,
+        "warmup": 2,
+        "steps": 40,
+        "time_budget": None,
+        "eval_every": 20,
+        "eval_tokens": 2000,
+        "log_every": 1,
+        **train,
+    }
     return model, TrainConfig(**settings)
 
 
@@ -38,11 +54,15 @@ def losses(run: RunFolder) -> dict[int, float]:
 
 def test_loss_falls(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "a")
-    summary = Trainer(char_corpus, *tiny(char_corpus, steps=200, batch_size=16, seq_len=32, lr=3e-2, eval_every=100), run).fit()
+    summary = Trainer(
+        char_corpus, *tiny(char_corpus, steps=200, batch_size=16, seq_len=32, lr=3e-2, eval_every=100), run
+    ).fit()
     curve = losses(run)
     assert sum(curve[s] for s in range(191, 201)) / 10 < 0.6 * sum(curve[s] for s in range(1, 11)) / 10
     evals = [row["val_bpc"] for row in run.metrics() if row["event"] == "eval"]
-    assert evals[1] < evals[0] and summary["val_bpc"] == evals[1] and run.file(BEST).exists() and run.file(LAST).exists()
+    assert (
+        evals[1] < evals[0] and summary["val_bpc"] == evals[1] and run.file(BEST).exists() and run.file(LAST).exists()
+    )
 
 
 def test_overfits_a_short_text_and_greedy_completion_reproduces_it(tmp_path):
@@ -91,8 +111,9 @@ def test_stopped_and_resumed_run_matches_an_unbroken_one_exactly(char_corpus, tm
     # Same seed, same data position, same RNG and carried state: bit-for-bit the same losses on the CPU.
     assert losses(stopped) == losses(unbroken)
     # The weights' moving average went on from where it stopped: the same checkpoint.
-    torch.testing.assert_close(checkpoint.load(stopped.file(LAST)).weights, checkpoint.load(unbroken.file(LAST)).weights,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        checkpoint.load(stopped.file(LAST)).weights, checkpoint.load(unbroken.file(LAST)).weights, rtol=0, atol=0
+    )
 
 
 def test_the_checkpoint_holds_the_moving_average_of_the_training_weights(char_corpus, tmp_path):
@@ -105,8 +126,11 @@ def test_the_checkpoint_holds_the_moving_average_of_the_training_weights(char_co
         nonlocal average
         if isinstance(event, Logged):
             weights = checkpoint.model_weights(trainer.model)
-            average = ({k: w.clone() for k, w in weights.items()} if average is None
-                       else {k: decay * average[k] + (1 - decay) * weights[k] for k in weights})
+            average = (
+                {k: w.clone() for k, w in weights.items()}
+                if average is None
+                else {k: decay * average[k] + (1 - decay) * weights[k] for k in weights}
+            )
 
     trainer.on_event = follow
     trainer.fit()
@@ -179,8 +203,9 @@ def test_bad_checkpoint_files_get_errors_that_name_them(char_corpus, tmp_path):
         checkpoint.load(run.path / "missing.safetensors")
     other = tmp_path / "other.txt"
     other.write_text("completely different text with other letters: xyzzy QQQ 12345 " * 50)
-    other_corpus, _ = prepare(SourceSpec(dataset=str(other)), TokenizerSpec("char"), root=tmp_path / "corpora",
-                              name="other")
+    other_corpus, _ = prepare(
+        SourceSpec(dataset=str(other)), TokenizerSpec("char"), root=tmp_path / "corpora", name="other"
+    )
     run.tokenizer_path.write_bytes((other_corpus.path / "tokenizer.model").read_bytes())
     with pytest.raises(CheckpointError, match="tokenizer.model does not match the checkpoint"):
         checkpoint.load_model(run, run.file(LAST))

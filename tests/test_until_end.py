@@ -11,11 +11,40 @@ from tests.conftest import WORDS
 def test_a_lines_corpus_completes_one_new_line_per_sample(run_cli, tmp_path):
     rng = random.Random(0)
     names = tmp_path / "names.txt"
-    names.write_text("\n".join(rng.choice(WORDS[30:]).capitalize() + rng.choice(["", "a", "o"]) for _ in range(2000)) + "\n")
-    assert run_cli("prepare", "--dataset", str(names), "--documents", "lines", "--tokenizer", "char", "--name", "names",
-                   "--plain").exit_code == 0
-    result = run_cli("train", "--corpus", "names", "--preset", "tiny", "--steps", "150", "--eval-every", "150",
-                     "--eval-tokens", "2000", "--plain", "--name", "names-run")
+    names.write_text(
+        "\n".join(rng.choice(WORDS[30:]).capitalize() + rng.choice(["", "a", "o"]) for _ in range(2000)) + "\n"
+    )
+    assert (
+        run_cli(
+            "prepare",
+            "--dataset",
+            str(names),
+            "--documents",
+            "lines",
+            "--tokenizer",
+            "char",
+            "--name",
+            "names",
+            "--plain",
+        ).exit_code
+        == 0
+    )
+    result = run_cli(
+        "train",
+        "--corpus",
+        "names",
+        "--preset",
+        "tiny",
+        "--steps",
+        "150",
+        "--eval-every",
+        "150",
+        "--eval-tokens",
+        "2000",
+        "--plain",
+        "--name",
+        "names-run",
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((tmp_path / "checkpoints" / "names-run" / "config.json").read_text())
     assert config["corpus"]["documents"] == "lines"
@@ -24,12 +53,19 @@ def test_a_lines_corpus_completes_one_new_line_per_sample(run_cli, tmp_path):
     lines = result.output.splitlines()
     # One line per sample; a model this small still ends a few right at their start.
     assert len(lines) == 20 and sum(bool(line) for line in lines) >= 15
-    rows = [json.loads(line) for line in run_cli("complete", "", "--num-samples", "20", "--seed", "1", "--json").output.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in run_cli("complete", "", "--num-samples", "20", "--seed", "1", "--json").output.splitlines()
+    ]
     assert [row["stop_reason"] for row in rows] == ["end_of_text"] * 20
     assert [row["completion"] for row in rows] == lines
     # A --max-tokens given still bounds each line.
-    rows = [json.loads(line) for line in run_cli("complete", "", "--max-tokens", "3", "--num-samples", "5", "--seed",
-                                                 "1", "--json").output.splitlines()]
+    rows = [
+        json.loads(line)
+        for line in run_cli(
+            "complete", "", "--max-tokens", "3", "--num-samples", "5", "--seed", "1", "--json"
+        ).output.splitlines()
+    ]
     assert all(row["tokens"] <= 3 for row in rows) and any(row["stop_reason"] == "max_tokens" for row in rows)
 
 

@@ -44,7 +44,7 @@ def _unroll(model: RecurrentLM, ids: torch.Tensor) -> tuple[torch.Tensor, list[t
     x = model.embedding(ids)
     state, states = None, []
     for t in range(ids.size(1)):
-        out, state = model.rnn(x[:, t: t + 1], state)
+        out, state = model.rnn(x[:, t : t + 1], state)
         h = hidden_of(state)
         h.retain_grad()
         states.append(h)

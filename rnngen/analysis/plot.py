@@ -59,10 +59,20 @@ def training_curves(runs: list[tuple[str, list[dict[str, Any]], float]], out: Pa
         bpc = [row["loss"] / math.log(2) * tokens_per_char for row in train]
         axes[0].plot([row["step"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
         axes[1].plot([row["seconds"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
-        axes[0].plot([row["step"] for row in evals], [row["val_bpc"] for row in evals], "o-", color=color,
-                     label=f"{name} (validation)")
-        axes[1].plot([seconds_at.get(row["step"], math.nan) for row in evals], [row["val_bpc"] for row in evals],
-                     "o-", color=color, label=f"{name} (validation)")
+        axes[0].plot(
+            [row["step"] for row in evals],
+            [row["val_bpc"] for row in evals],
+            "o-",
+            color=color,
+            label=f"{name} (validation)",
+        )
+        axes[1].plot(
+            [seconds_at.get(row["step"], math.nan) for row in evals],
+            [row["val_bpc"] for row in evals],
+            "o-",
+            color=color,
+            label=f"{name} (validation)",
+        )
     axes[0].set_xlabel("step")
     axes[1].set_xlabel("training seconds")
     axes[0].set_ylabel("bits per character (thin: training)")

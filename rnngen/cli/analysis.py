@@ -18,19 +18,42 @@ from rnngen.errors import RnngenError
 
 @click.command()
 @click.option("--checkpoint", help="Measure a trained run (name, folder, .safetensors file or hf:USER/NAME).")
-@click.option("--model", "kinds", default="rnn,lstm,gru", show_default=True,
-              help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.")
-@click.option("--corpus", "corpus_name", default="pydocs", show_default=True,
-              help="Where the window of tokens comes from (with --model).")
+@click.option(
+    "--model",
+    "kinds",
+    default="rnn,lstm,gru",
+    show_default=True,
+    help="Without --checkpoint: fresh (untrained) models to compare, comma-separated.",
+)
+@click.option(
+    "--corpus",
+    "corpus_name",
+    default="pydocs",
+    show_default=True,
+    help="Where the window of tokens comes from (with --model).",
+)
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="With --model.")
 @click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="With --model.")
 @click.option("--length", type=click.IntRange(min=2), default=100, show_default=True, help="Window length T.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh models and the probes.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the curves as a PNG (needs matplotlib: pip install 'rnngen[plot]').")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the curves as a PNG (needs matplotlib: pip install 'rnngen[plot]').",
+)
 @pass_paths
-def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str, layers: int, hidden: int,
-              length: int, seed: int, plot_path: Path | None) -> None:
+def gradients(
+    paths: Paths,
+    checkpoint: str | None,
+    kinds: str,
+    corpus_name: str,
+    layers: int,
+    hidden: int,
+    length: int,
+    seed: int,
+    plot_path: Path | None,
+) -> None:
     """Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t.
 
     
@@ -42,11 +65,10 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
 
     from rnngen.analysis.gradients import profile
     from rnngen.cli.display import gradient_sparklines, gradient_table, out
-    from rnngen.data.reading import Corpus
+    from rnngen.data.reading import Corpus, corpus_of
     from rnngen.models import build
     from rnngen.models.checkpoint import load_model
     from rnngen.store.resolve import resolve_checkpoint
-    from rnngen.data.reading import corpus_of
 
     if plot_path:
         from rnngen.analysis.plot import require
@@ -62,8 +84,9 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
         names = [name.strip() for name in kinds.split(",") if name.strip()]
         unknown = sorted(set(names) - set(MODEL_KINDS))
         if unknown or not names:
-            raise click.BadParameter(f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}",
-                                     param_hint="--model")
+            raise click.BadParameter(
+                f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}", param_hint="--model"
+            )
         prepare_default_corpus(paths, corpus_name)
         corpus = Corpus.find(paths.corpora, corpus_name)
         models = []
@@ -73,8 +96,9 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
             models.append((name, build(config)))
     tokens = corpus.tokens("val")
     if len(tokens) < length + 1:
-        raise RnngenError(f"the validation split of {corpus.name} has {len(tokens)} tokens: use --length "
-                          f"{len(tokens) - 1} or less")
+        raise RnngenError(
+            f"the validation split of {corpus.name} has {len(tokens)} tokens: use --length {len(tokens) - 1} or less"
+        )
     ids = torch.from_numpy(tokens[: length + 1].astype("int64"))
     profiles = [profile(model, ids, label, seed=seed) for label, model in models]
     marks = sorted({d for d in (0, 10, 50) if d < length} | {length - 1})
@@ -89,8 +113,14 @@ def gradients(paths: Paths, checkpoint: str | None, kinds: str, corpus_name: str
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), default=Path("curves.png"),
-              show_default=True, help="The PNG to write.")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("curves.png"),
+    show_default=True,
+    help="The PNG to write.",
+)
 @pass_paths
 def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     """Training and validation bits per character of RUNS, against steps and against time.

@@ -46,8 +46,14 @@ def as_command(exc: RnngenError) -> str:
 class ChatSession:
     """The read-complete loop. `read` defaults to the console's input(); tests and scripts pass their own."""
 
-    def __init__(self, completer: Completer, cfg: SampleConfig, console: Console,
-                 read: Callable[[str], str] | None = None, keep: bool = False):
+    def __init__(
+        self,
+        completer: Completer,
+        cfg: SampleConfig,
+        console: Console,
+        read: Callable[[str], str] | None = None,
+        keep: bool = False,
+    ):
         self.completer, self.cfg, self.console, self.keep = completer, cfg, console, keep
         self.read = read or console.input  # input() with readline history, prompt drawn by rich
         self.generator = completer.generator(cfg.seed)
@@ -72,8 +78,9 @@ class ChatSession:
 
     def turn(self, prompt: str) -> None:
         """Complete one line, streaming; Ctrl-C stops this completion only."""
-        completion = self.completer.complete(prompt, self.cfg, self.generator,
-                                             memory=self.memory if self.keep else None)
+        completion = self.completer.complete(
+            prompt, self.cfg, self.generator, memory=self.memory if self.keep else None
+        )
         try:
             for piece in completion:
                 self.console.print(piece, style="cyan", end="", markup=False, highlight=False)
@@ -94,8 +101,11 @@ class ChatSession:
                 self.console.print(f"  [bold]{usage:<26}[/] {text}")
         elif name == "settings":
             settings = {command: getattr(self.cfg, field) for command, (field, _, _) in SETTINGS.items()}
-            self.console.print("  " + "  ".join(f"{key} {value}" for key, value in settings.items())
-                               + f"  keep {'on' if self.keep else 'off'}")
+            self.console.print(
+                "  "
+                + "  ".join(f"{key} {value}" for key, value in settings.items())
+                + f"  keep {'on' if self.keep else 'off'}"
+            )
         elif name == "reset":
             self.memory = None
             self.console.print("[dim]the next turn starts a new document[/]")

@@ -49,8 +49,10 @@ def require_folder_of(path: Path, option: str) -> None:
 
     folder = path.parent
     if not folder.is_dir():
-        raise RnngenError(f"{option} {path}: the folder {folder} does not exist; create it first "
-                          f"(mkdir -p {folder}) or write elsewhere")
+        raise RnngenError(
+            f"{option} {path}: the folder {folder} does not exist; create it first "
+            f"(mkdir -p {folder}) or write elsewhere"
+        )
 
 
 def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:

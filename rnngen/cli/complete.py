@@ -17,22 +17,47 @@ from rnngen.config import DEVICES, SampleConfig
 def sampling_options(command):
     """The options shared by `complete` and `chat`: which model, and how tokens are drawn."""
     options = [
-        click.option("--checkpoint", help="A run folder or name, a .safetensors file, or hf:USER/NAME[@REVISION] from "
-                                          "the Hugging Face Hub. [default: the latest run's best]"),
-        click.option("--max-tokens", type=click.IntRange(min=1), default=200, show_default=True,
-                     help="Tokens to generate."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=0.8, show_default=True,
-                     help="Softmax temperature; 0 is greedy decoding."),
-        click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Sample among the k most likely tokens only; 0 is no limit."),
-        click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
-                     help="Sample among the most likely tokens that make up this much probability (nucleus)."),
-        click.option("--repetition-penalty", type=click.FloatRange(min=0, min_open=True), default=1.0,
-                     show_default=True, help="Divide the logits of tokens already present (CTRL); 1 is off."),
+        click.option(
+            "--checkpoint",
+            help="A run folder or name, a .safetensors file, or hf:USER/NAME[@REVISION] from "
+            "the Hugging Face Hub. [default: the latest run's best]",
+        ),
+        click.option(
+            "--max-tokens", type=click.IntRange(min=1), default=200, show_default=True, help="Tokens to generate."
+        ),
+        click.option(
+            "--temperature",
+            type=click.FloatRange(min=0),
+            default=0.8,
+            show_default=True,
+            help="Softmax temperature; 0 is greedy decoding.",
+        ),
+        click.option(
+            "--top-k",
+            type=click.IntRange(min=0),
+            default=0,
+            show_default=True,
+            help="Sample among the k most likely tokens only; 0 is no limit.",
+        ),
+        click.option(
+            "--top-p",
+            type=click.FloatRange(0, 1, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Sample among the most likely tokens that make up this much probability (nucleus).",
+        ),
+        click.option(
+            "--repetition-penalty",
+            type=click.FloatRange(min=0, min_open=True),
+            default=1.0,
+            show_default=True,
+            help="Divide the logits of tokens already present (CTRL); 1 is off.",
+        ),
         click.option("--seed", type=int, help="Seed for reproducible samples."),
         click.option("--stop", multiple=True, help="End the completion before this string (repeatable)."),
-        click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
-                     help="Where to run the model."),
+        click.option(
+            "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model."
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -44,33 +69,69 @@ def sampling_options(command):
 UNTIL_END_MAX_TOKENS = 2000
 
 
-def _sample_config(max_tokens: int, temperature: float, top_k: int, top_p: float, repetition_penalty: float,
-                   seed: int | None, stop: tuple[str, ...]) -> SampleConfig:
-    return SampleConfig(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        repetition_penalty=repetition_penalty, seed=seed, stop=stop)
+def _sample_config(
+    max_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    repetition_penalty: float,
+    seed: int | None,
+    stop: tuple[str, ...],
+) -> SampleConfig:
+    return SampleConfig(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        stop=stop,
+    )
 
 
 @click.command()
 @click.argument("prompt", required=False)
 @sampling_options
 @click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
-@click.option("--until-end/--no-until-end", default=None,
-              help=f"Write each completion to the end of its document (the model's end-of-text token); --max-tokens "
-                   f"is then only a bound, {UNTIL_END_MAX_TOKENS} unless given. [default: on for a corpus prepared "
-                   f"with --documents lines, where each sample is one new line]")
+@click.option(
+    "--until-end/--no-until-end",
+    default=None,
+    help=f"Write each completion to the end of its document (the model's end-of-text token); --max-tokens "
+    f"is then only a bound, {UNTIL_END_MAX_TOKENS} unless given. [default: on for a corpus prepared "
+    f"with --documents lines, where each sample is one new line]",
+)
 @click.option("--beam", type=click.IntRange(min=1), help="Deterministic beam search with this many beams.")
-@click.option("--length-penalty", type=float, default=1.0, show_default=True,
-              help="With --beam: rank by logprob / ((5 + length) / 6) ** penalty; 0 ranks by logprob alone.")
+@click.option(
+    "--length-penalty",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With --beam: rank by logprob / ((5 + length) / 6) ** penalty; 0 ranks by logprob alone.",
+)
 @click.option("--show-probs", is_flag=True, help="Colour each token by the probability the model gave it.")
-@click.option("--top-alternatives", type=click.IntRange(min=1),
-              help="Also list, for each token, the K most likely tokens with their probabilities.")
+@click.option(
+    "--top-alternatives",
+    type=click.IntRange(min=1),
+    help="Also list, for each token, the K most likely tokens with their probabilities.",
+)
 @click.option("--plain", is_flag=True, help="Only the completion, no styling (the default when piped).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per completion.")
 @pass_paths
-def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: str, num_samples: int,
-             until_end: bool | None, beam: int | None, length_penalty: float, show_probs: bool,
-             top_alternatives: int | None, plain: bool,
-             as_json: bool, **sampling: Any) -> None:
+def complete(
+    paths: Paths,
+    prompt: str | None,
+    checkpoint: str | None,
+    device: str,
+    num_samples: int,
+    until_end: bool | None,
+    beam: int | None,
+    length_penalty: float,
+    show_probs: bool,
+    top_alternatives: int | None,
+    plain: bool,
+    as_json: bool,
+    **sampling: Any,
+) -> None:
     """Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.
 
     Without PROMPT on a terminal, opens an interactive session (as `rnngen chat`).
@@ -90,7 +151,7 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
     if prompt is None:
         if sys.stdin.isatty() and out.is_terminal:
             return _chat(paths, checkpoint, device, False, sampling)
-        raise click.UsageError("give a PROMPT to complete (\"\" for none), or - to read prompts from stdin")
+        raise click.UsageError('give a PROMPT to complete ("" for none), or - to read prompts from stdin')
     prompts = _stdin_prompts() if prompt == "-" else [prompt]
     from rnngen.generation.loading import load_completer
 
@@ -106,8 +167,7 @@ def complete(paths: Paths, prompt: str | None, checkpoint: str | None, device: s
         if beam:
             _show_beams(completer, prompt_text, beam, cfg.max_tokens, length_penalty, styled, as_json)
         else:
-            _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled,
-                          as_json)
+            _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled, as_json)
 
 
 def _stdin_prompts() -> list[str]:
@@ -119,29 +179,49 @@ def _stdin_prompts() -> list[str]:
         try:
             prompts.append(line.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError as exc:
-            raise RnngenError(f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                              "convert it first, e.g. with iconv -f latin1 -t utf-8") from None
+            raise RnngenError(
+                f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
+                "convert it first, e.g. with iconv -f latin1 -t utf-8"
+            ) from None
     return prompts
 
 
-def _show_beams(completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool,
-                as_json: bool) -> None:
+def _show_beams(
+    completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool, as_json: bool
+) -> None:
     from rnngen.cli.display import beams_table, out
 
     found = completer.beam_search(prompt, beams, max_tokens, length_penalty)
     if as_json:
         for rank, found_beam in enumerate(found):
-            click.echo(json.dumps({"prompt": prompt, "beam": rank, "completion": found_beam.text,
-                                   "tokens": len(found_beam.tokens), "logprob": found_beam.logprob,
-                                   "score": found_beam.score}))
+            click.echo(
+                json.dumps(
+                    {
+                        "prompt": prompt,
+                        "beam": rank,
+                        "completion": found_beam.text,
+                        "tokens": len(found_beam.tokens),
+                        "logprob": found_beam.logprob,
+                        "score": found_beam.score,
+                    }
+                )
+            )
     elif styled and len(found) > 1:
         out.print(beams_table(prompt, found))
     else:
         click.echo(found[0].text)
 
 
-def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: int, show_probs: bool,
-                  alternatives: int, styled: bool, as_json: bool) -> None:
+def _show_samples(
+    completer: Any,
+    prompt: str,
+    cfg: SampleConfig,
+    num_samples: int,
+    show_probs: bool,
+    alternatives: int,
+    styled: bool,
+    as_json: bool,
+) -> None:
     from rnngen.cli.display import (
         alternatives_table,
         out,
@@ -149,6 +229,7 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
         probs_text,
         samples_table,
     )
+
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.
     generator = completer.generator(cfg.seed)
     streamed = styled and num_samples == 1 and not show_probs
@@ -156,12 +237,22 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
     for sample in range(num_samples):
         completion = completer.complete(prompt, cfg, generator, alternatives=alternatives)
         if as_json:
-            row = {"prompt": prompt, "sample": sample, "completion": completion.text(),
-                   "tokens": len(completion.tokens), "stop_reason": completion.reason}
+            row = {
+                "prompt": prompt,
+                "sample": sample,
+                "completion": completion.text(),
+                "tokens": len(completion.tokens),
+                "stop_reason": completion.reason,
+            }
             if show_probs or alternatives:
-                row["steps"] = [{"token": step.text, "prob": step.prob,
-                                 **({"alternatives": step.alternatives} if alternatives else {})}
-                                for step in completion.steps]
+                row["steps"] = [
+                    {
+                        "token": step.text,
+                        "prob": step.prob,
+                        **({"alternatives": step.alternatives} if alternatives else {}),
+                    }
+                    for step in completion.steps
+                ]
             click.echo(json.dumps(row))
         elif streamed:
             out.print(prompt, style="bold", end="", markup=False)
@@ -170,8 +261,12 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
             out.print()
         elif show_probs or alternatives:
             completion.text()
-            out.print(probs_text(prompt, completion.steps) if show_probs else prompt + "".join(
-                step.text for step in completion.steps), markup=False)
+            out.print(
+                probs_text(prompt, completion.steps)
+                if show_probs
+                else prompt + "".join(step.text for step in completion.steps),
+                markup=False,
+            )
             if show_probs:
                 out.print(probability_legend())
             if alternatives:
@@ -189,8 +284,12 @@ def _show_samples(completer: Any, prompt: str, cfg: SampleConfig, num_samples: i
 
 @click.command()
 @sampling_options
-@click.option("--keep/--no-keep", default=False, show_default=True,
-              help="Carry the model's state from one turn to the next (toggle with /keep).")
+@click.option(
+    "--keep/--no-keep",
+    default=False,
+    show_default=True,
+    help="Carry the model's state from one turn to the next (toggle with /keep).",
+)
 @pass_paths
 def chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, **sampling: Any) -> None:
     """An interactive session: the model loads once, each line you type is completed.

@@ -63,13 +63,23 @@ class _Live:
 class PrepareProgress(_Live):
     """Renders `rnngen.data.preparing.prepare` progress: one line per stage, with counts and rates."""
 
-    LABELS = {"load": "loading the dataset", "tokenizer": "training the tokenizer", "encode": "encoding",
-              "write": "writing"}
+    LABELS = {
+        "load": "loading the dataset",
+        "tokenizer": "training the tokenizer",
+        "encode": "encoding",
+        "write": "writing",
+    }
 
     def __init__(self, plain: bool):
         super().__init__(plain)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=err,
+        )
         self.tasks: dict[str, TaskID] = {}
         self.started: dict[str, float] = {}
 
@@ -91,17 +101,25 @@ class PrepareProgress(_Live):
 def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
     """The summary of one prepared corpus."""
     splits = meta["splits"]
-    table = Table(title=f"corpus {meta['name']}" + (" (reused: pass --force to rebuild)" if reused else ""),
-                  title_justify="left")
+    table = Table(
+        title=f"corpus {meta['name']}" + (" (reused: pass --force to rebuild)" if reused else ""), title_justify="left"
+    )
     for column in ("split", "documents", "characters", "tokens", "tokens/char"):
         table.add_column(column, justify="right" if column != "split" else "left")
     for split, stats in splits.items():
-        table.add_row(split, human(stats["documents"]), human(stats["characters"]), human(stats["tokens"]),
-                      f"{stats['tokens'] / max(stats['characters'], 1):.3f}")
+        table.add_row(
+            split,
+            human(stats["documents"]),
+            human(stats["characters"]),
+            human(stats["tokens"]),
+            f"{stats['tokens'] / max(stats['characters'], 1):.3f}",
+        )
     tok = meta["tokenizer"]
-    table.caption = (f"{source_label(meta['source'])}; "
-                     f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
-                     f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}")
+    table.caption = (
+        f"{source_label(meta['source'])}; "
+        f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
+        f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}"
+    )
     return table
 
 
@@ -109,8 +127,10 @@ def source_label(source: dict[str, Any]) -> str:
     """The dataset, with how much of the raw text the embedded corpus kept as prose."""
     label = str(source["dataset"])
     if source.get("raw_docstring_chars"):
-        label += (f" (prose: {human(source['kept_chars'])} of {human(source['raw_docstring_chars'])} docstring "
-                  f"characters, {source['kept_chars'] / source['raw_docstring_chars']:.0%})")
+        label += (
+            f" (prose: {human(source['kept_chars'])} of {human(source['raw_docstring_chars'])} docstring "
+            f"characters, {source['kept_chars'] / source['raw_docstring_chars']:.0%})"
+        )
     return label
 
 
@@ -120,10 +140,15 @@ def corpora_table(metas: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for meta in metas:
         train = meta["splits"]["train"]
-        table.add_row(meta["name"], source_label(meta["source"]),
-                      f"{meta['tokenizer']['type']} {meta['tokenizer']['vocab_size']}", human(train["tokens"]),
-                      human(meta["splits"]["val"]["tokens"]), f"{train['tokens'] / max(train['characters'], 1):.3f}",
-                      meta.get("created", "")[:16].replace("T", " "))
+        table.add_row(
+            meta["name"],
+            source_label(meta["source"]),
+            f"{meta['tokenizer']['type']} {meta['tokenizer']['vocab_size']}",
+            human(train["tokens"]),
+            human(meta["splits"]["val"]["tokens"]),
+            f"{train['tokens'] / max(train['characters'], 1):.3f}",
+            meta.get("created", "")[:16].replace("T", " "),
+        )
     return table
 
 
@@ -133,17 +158,30 @@ class TrainDisplay(_Live):
     def __init__(self, plain: bool):
         super().__init__(plain)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[step]}"),
-            TextColumn("[cyan]{task.fields[speed]}"), TextColumn("loss [yellow]{task.fields[loss]}"),
-            TextColumn("val [green]{task.fields[val]}"), TextColumn("lr {task.fields[lr]}"),
-            TextColumn("{task.fields[clip]}"), TimeRemainingColumn(), console=err)
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[step]}"),
+            TextColumn("[cyan]{task.fields[speed]}"),
+            TextColumn("loss [yellow]{task.fields[loss]}"),
+            TextColumn("val [green]{task.fields[val]}"),
+            TextColumn("lr {task.fields[lr]}"),
+            TextColumn("{task.fields[clip]}"),
+            TimeRemainingColumn(),
+            console=err,
+        )
         self.task: TaskID | None = None
         self.val = "-"
         self.last_plain = 0.0
 
     def __call__(self, event: Event) -> None:
-        handler = {Notice: self._on_notice, Started: self._on_start, Logged: self._on_train, Evaluated: self._on_eval,
-                   Sampled: self._on_sample, Finished: self._on_done}.get(type(event))
+        handler = {
+            Notice: self._on_notice,
+            Started: self._on_start,
+            Logged: self._on_train,
+            Evaluated: self._on_eval,
+            Sampled: self._on_sample,
+            Finished: self._on_done,
+        }.get(type(event))
         if handler is not None:  # a Saved line per checkpoint would drown the figures: the summary names the files
             handler(event)
 
@@ -151,30 +189,48 @@ class TrainDisplay(_Live):
         err.print(event.text, markup=False, soft_wrap=True)
 
     def _on_start(self, event: Started) -> None:
-        budget = " or ".join(filter(None, [f"{event.steps} steps" if event.steps else "",
-                                           f"{event.time_budget:g} s" if event.time_budget else ""]))
-        processes = (f" x {event.processes} processes, global batch {event.rows} rows" if event.processes > 1 else "")
-        err.print(f"training on [bold]{event.device}[/]{processes}: {human(event.parameters)} parameters, "
-                  f"{human(event.tokens_per_step)} tokens per step, {human(event.train_tokens)} training tokens, "
-                  f"budget {budget}" + (f", resuming at step {event.step}" if event.step else ""))
+        budget = " or ".join(
+            filter(
+                None,
+                [
+                    f"{event.steps} steps" if event.steps else "",
+                    f"{event.time_budget:g} s" if event.time_budget else "",
+                ],
+            )
+        )
+        processes = f" x {event.processes} processes, global batch {event.rows} rows" if event.processes > 1 else ""
+        err.print(
+            f"training on [bold]{event.device}[/]{processes}: {human(event.parameters)} parameters, "
+            f"{human(event.tokens_per_step)} tokens per step, {human(event.train_tokens)} training tokens, "
+            f"budget {budget}" + (f", resuming at step {event.step}" if event.step else "")
+        )
         err.print(f"run folder: {event.run}")
         self.task = self.progress.add_task("train", total=1000, step="", speed="", loss="-", val="-", lr="", clip="")
 
     def _on_train(self, event: Logged) -> None:
-        fields = {"step": f"step {event.step}", "speed": f"{human(event.tokens_per_s)} tok/s",
-                  "loss": f"{event.loss:.3f}", "val": self.val, "lr": f"{event.lr:.2e}",
-                  "clip": f"|g| {event.grad_norm:.2f}" + (f" clipped {event.clipped:.0%}" if event.clipped else "")}
+        fields = {
+            "step": f"step {event.step}",
+            "speed": f"{human(event.tokens_per_s)} tok/s",
+            "loss": f"{event.loss:.3f}",
+            "val": self.val,
+            "lr": f"{event.lr:.2e}",
+            "clip": f"|g| {event.grad_norm:.2f}" + (f" clipped {event.clipped:.0%}" if event.clipped else ""),
+        }
         self.progress.update(self.task, completed=1000 * event.progress, **fields)
         if self.plain and time.monotonic() - self.last_plain >= 10:
             self.last_plain = time.monotonic()
-            err.print(f"step {event.step}  {fields['speed']}  loss {fields['loss']}  lr {fields['lr']}  "
-                      f"{fields['clip']}  ({event.progress:.0%})")
+            err.print(
+                f"step {event.step}  {fields['speed']}  loss {fields['loss']}  lr {fields['lr']}  "
+                f"{fields['clip']}  ({event.progress:.0%})"
+            )
 
     def _on_eval(self, event: Evaluated) -> None:
         self.val = f"{event.val_loss:.3f} ppl {event.val_ppl:.1f} {event.val_bpc:.3f} bpc"
         if self.plain:
-            err.print(f"step {event.step}  validation loss {self.val}"
-                      + (f" (first {human(event.val_tokens)} tokens)" if event.bounded else ""))
+            err.print(
+                f"step {event.step}  validation loss {self.val}"
+                + (f" (first {human(event.val_tokens)} tokens)" if event.bounded else "")
+            )
 
     def _on_sample(self, event: Sampled) -> None:
         # One line per evaluation, above the live bar: the run's samples read from noise to words.
@@ -191,6 +247,7 @@ class TrainDisplay(_Live):
 
 def sample_text(prompt: str, completion: str) -> Text:
     """A sample on one line (newlines shown as \\n), the prompt in brackets and dimmed, the completion bold."""
+
     def one_line(text: str) -> str:
         return text.replace("\\", "\\\\").replace("\n", "\\n")
 
@@ -201,12 +258,20 @@ def summary_table(summary: dict[str, Any]) -> Table:
     table = Table(title="training summary", title_justify="left", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    rows = [("run", summary["run"]), ("steps", str(summary["steps"])), ("training time", duration(summary["seconds"])),
-            ("tokens", human(summary["tokens"])), ("tokens/s", human(summary["tokens_per_s"])),
-            ("final validation", f"loss {summary['val_loss']:.4f}, ppl {summary['val_ppl']:.2f}, "
-                                 f"{summary['val_bpc']:.4f} bits/char"
-                                 + (f" (first {human(summary['val_tokens'])} tokens)" if summary["bounded"] else "")),
-            ("best validation", f"loss {summary['best_val_loss']:.4f}, {summary['best_val_bpc']:.4f} bits/char")]
+    rows = [
+        ("run", summary["run"]),
+        ("steps", str(summary["steps"])),
+        ("training time", duration(summary["seconds"])),
+        ("tokens", human(summary["tokens"])),
+        ("tokens/s", human(summary["tokens_per_s"])),
+        (
+            "final validation",
+            f"loss {summary['val_loss']:.4f}, ppl {summary['val_ppl']:.2f}, "
+            f"{summary['val_bpc']:.4f} bits/char"
+            + (f" (first {human(summary['val_tokens'])} tokens)" if summary["bounded"] else ""),
+        ),
+        ("best validation", f"loss {summary['best_val_loss']:.4f}, {summary['best_val_bpc']:.4f} bits/char"),
+    ]
     if summary.get("stopped"):
         rows.append(("stopped", Text(summary["stopped"])))
     if "sample" in summary:
@@ -253,10 +318,13 @@ def gradient_table(profiles: list[Any], marks: list[int]) -> Table:
     table.add_column("1-tanh²", justify="right")
     for prof in profiles:
         vanish = prof.vanish_distance
-        table.add_row(prof.label, *[f"{prof.loss_grad[m]:.1e}" for m in marks],
-                      f"d={vanish}" if vanish is not None else f"> {len(prof.loss_grad) - 1}",
-                      f"{prof.spectral_norm:.3f}" if prof.spectral_norm is not None else "-",
-                      f"{prof.tanh_slope:.3f}" if prof.tanh_slope is not None else "-")
+        table.add_row(
+            prof.label,
+            *[f"{prof.loss_grad[m]:.1e}" for m in marks],
+            f"d={vanish}" if vanish is not None else f"> {len(prof.loss_grad) - 1}",
+            f"{prof.spectral_norm:.3f}" if prof.spectral_norm is not None else "-",
+            f"{prof.tanh_slope:.3f}" if prof.tanh_slope is not None else "-",
+        )
     return table
 
 
@@ -278,8 +346,13 @@ def gradient_sparklines(profiles: list[Any]) -> Table:
 
 
 # Probability bands for --show-probs: (lower bound, style, label).
-PROB_BANDS = [(0.5, "bold green", ">=50%"), (0.2, "green", "20-50%"), (0.05, "yellow", "5-20%"),
-              (0.01, "dark_orange", "1-5%"), (0.0, "bold red", "<1%")]
+PROB_BANDS = [
+    (0.5, "bold green", ">=50%"),
+    (0.2, "green", "20-50%"),
+    (0.05, "yellow", "5-20%"),
+    (0.01, "dark_orange", "1-5%"),
+    (0.0, "bold red", "<1%"),
+]
 
 
 def prob_style(prob: float) -> str:
@@ -314,9 +387,13 @@ def alternatives_table(steps: list[Any]) -> Table:
     table.add_column("p", justify="right")
     table.add_column("most likely")
     for index, step in enumerate(steps, 1):
-        table.add_row(str(index), repr(step.text), f"{step.prob:.3f}",
-                      "  ".join(f"{token!r} {prob:.3f}" for token, prob in step.alternatives),
-                      style=None if step.prob >= 0.05 else "dim")
+        table.add_row(
+            str(index),
+            repr(step.text),
+            f"{step.prob:.3f}",
+            "  ".join(f"{token!r} {prob:.3f}" for token, prob in step.alternatives),
+            style=None if step.prob >= 0.05 else "dim",
+        )
     return table
 
 

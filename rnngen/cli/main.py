@@ -20,22 +20,48 @@ from rnngen.store.locations import CHECKPOINTS_ENV, CORPORA_ENV, DEFAULT_CHECKPO
 
 # name -> (module:attribute, the one-line help shown by `rnngen --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("rnngen.cli.prepare:prepare", "Turn a text dataset into a tokenizer and token arrays under corpora/NAME/."),
+    "prepare": (
+        "rnngen.cli.prepare:prepare",
+        "Turn a text dataset into a tokenizer and token arrays under corpora/NAME/.",
+    ),
     "corpora": ("rnngen.cli.prepare:corpora", "List the prepared corpora."),
     "train": ("rnngen.cli.train:train", "Train a recurrent language model; checkpoints go to checkpoints/RUN/."),
     "runs": ("rnngen.cli.train:runs", "List training runs: model, corpus, steps, best validation bits per character."),
-    "evaluate": ("rnngen.cli.evaluate:evaluate", "Loss, perplexity and bits per character of a checkpoint on a corpus split."),
-    "complete": ("rnngen.cli.complete:complete", "Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line."),
-    "chat": ("rnngen.cli.complete:chat", "An interactive session: the model loads once, each line you type is completed."),
-    "push": ("rnngen.cli.push:push", "Upload a run (best checkpoint, config, tokenizer, model card) to the Hugging Face Hub."),
-    "gradients": ("rnngen.cli.analysis:gradients", "Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t."),
-    "plot": ("rnngen.cli.analysis:plot", "Training and validation bits per character of RUNS, against steps and against time."),
+    "evaluate": (
+        "rnngen.cli.evaluate:evaluate",
+        "Loss, perplexity and bits per character of a checkpoint on a corpus split.",
+    ),
+    "complete": (
+        "rnngen.cli.complete:complete",
+        "Complete PROMPT with a trained model; `-` reads prompts from stdin, one per line.",
+    ),
+    "chat": (
+        "rnngen.cli.complete:chat",
+        "An interactive session: the model loads once, each line you type is completed.",
+    ),
+    "push": (
+        "rnngen.cli.push:push",
+        "Upload a run (best checkpoint, config, tokenizer, model card) to the Hugging Face Hub.",
+    ),
+    "gradients": (
+        "rnngen.cli.analysis:gradients",
+        "Watch gradients vanish: ||dL_T/dh_t|| and ||dh_T/dh_t|| against the distance T - t.",
+    ),
+    "plot": (
+        "rnngen.cli.analysis:plot",
+        "Training and validation bits per character of RUNS, against steps and against time.",
+    ),
 }
 
 
 # Library parameters whose flag is not their name with dashes.
-FLAGS = {"time_budget": "--time", "kind": "--model", "checkpoints": "--checkpoints-dir", "corpora": "--corpora-dir",
-         "alternatives": "--top-alternatives"}
+FLAGS = {
+    "time_budget": "--time",
+    "kind": "--model",
+    "checkpoints": "--checkpoints-dir",
+    "corpora": "--corpora-dir",
+    "alternatives": "--top-alternatives",
+}
 
 
 def flag(name: str) -> str:
@@ -79,17 +105,34 @@ class Group(click.Group):
                 message = f"[red]error:[/] {text}" if code == 1 else text
                 err.print(message, soft_wrap=True)
             else:
-                err.print(f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",
-                          markup=False, soft_wrap=True)
+                err.print(
+                    f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",
+                    markup=False,
+                    soft_wrap=True,
+                )
             ctx.exit(code)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-@click.option("--corpora-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CORPORA,
-              envvar=CORPORA_ENV, show_default=True, show_envvar=True, help="Where prepared corpora live.")
-@click.option("--checkpoints-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CHECKPOINTS,
-              envvar=CHECKPOINTS_ENV, show_default=True, show_envvar=True, help="Where training runs live.")
+@click.option(
+    "--corpora-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CORPORA,
+    envvar=CORPORA_ENV,
+    show_default=True,
+    show_envvar=True,
+    help="Where prepared corpora live.",
+)
+@click.option(
+    "--checkpoints-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_CHECKPOINTS,
+    envvar=CHECKPOINTS_ENV,
+    show_default=True,
+    show_envvar=True,
+    help="Where training runs live.",
+)
 @click.version_option(__version__, prog_name="rnngen")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, corpora_dir: Path, checkpoints_dir: Path) -> None:
@@ -106,5 +149,3 @@ def cli(ctx: click.Context, debug: bool, corpora_dir: Path, checkpoints_dir: Pat
 def main() -> None:
     """The console-script entry point."""
     cli(prog_name="rnngen")
-
-

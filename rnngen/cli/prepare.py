@@ -10,41 +10,82 @@ from rnngen.cli.common import Count, Paths, pass_paths, print_listing
 
 
 @click.command()
-@click.option("--dataset", default="pydocs", show_default=True,
-              help="A hub id (Salesforce/wikitext), a local file (.txt .md .json .jsonl .csv .parquet) or folder, "
-                   "or `pydocs`, the embedded docstring corpus that needs no network.")
+@click.option(
+    "--dataset",
+    default="pydocs",
+    show_default=True,
+    help="A hub id (Salesforce/wikitext), a local file (.txt .md .json .jsonl .csv .parquet) or folder, "
+    "or `pydocs`, the embedded docstring corpus that needs no network.",
+)
 @click.option("--config", "config_name", help="The dataset's config (subset), e.g. wikitext-2-raw-v1.")
 @click.option("--revision", help="A hub branch, tag or commit, e.g. refs/convert/parquet.")
 @click.option("--split", default="train", show_default=True, help="The split to train on.")
-@click.option("--val-split", help="The split to validate on. [default: validation or valid when present, else the "
-                                  "held-out tail of the train split; a test split only when named here]")
-@click.option("--val-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="Held out from the end of the text when the dataset has no validation split.")
+@click.option(
+    "--val-split",
+    help="The split to validate on. [default: validation or valid when present, else the "
+    "held-out tail of the train split; a test split only when named here]",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Held out from the end of the text when the dataset has no validation split.",
+)
 @click.option("--text-column", help="The column holding the text. [default: `text`, or the only string column]")
-@click.option("--documents", type=click.Choice(["auto", "rows", "lines", "paragraphs", "articles"]), default="auto",
-              show_default=True,
-              help="What one document is: rows = as stored (one per text file, one per dataset row); lines = each "
-                   "line (names, titles, jokes); paragraphs = text between blank lines; articles = rows joined and "
-                   "cut at ` = Title = ` headings (wikitext, one line per row); auto = rows, or articles when the "
-                   "rows are the lines of such a text.")
-@click.option("--streaming", is_flag=True, help="Stream the dataset instead of downloading it whole; memory stays flat.")
+@click.option(
+    "--documents",
+    type=click.Choice(["auto", "rows", "lines", "paragraphs", "articles"]),
+    default="auto",
+    show_default=True,
+    help="What one document is: rows = as stored (one per text file, one per dataset row); lines = each "
+    "line (names, titles, jokes); paragraphs = text between blank lines; articles = rows joined and "
+    "cut at ` = Title = ` headings (wikitext, one line per row); auto = rows, or articles when the "
+    "rows are the lines of such a text.",
+)
+@click.option(
+    "--streaming", is_flag=True, help="Stream the dataset instead of downloading it whole; memory stays flat."
+)
 @click.option("--max-chars", type=Count(), help="Read at most this many characters per split (e.g. 50M).")
-@click.option("--tokenizer", "tokenizer_kind", type=click.Choice(["unigram", "bpe", "char", "word"]), default="unigram",
-              show_default=True,
-              help="The sentencepiece model type. `word`: whole words; a word outside the vocabulary becomes the "
-                   "unknown id (shown as ⁇), so decoding no longer gives the text back exactly.")
-@click.option("--tokenizer-from", metavar="RUN_OR_CORPUS",
-              help="Encode with the tokenizer of a run, a corpus or a tokenizer.model file instead of training one, "
-                   "so that the vocabularies match (to train or evaluate that run on this corpus).")
+@click.option(
+    "--tokenizer",
+    "tokenizer_kind",
+    type=click.Choice(["unigram", "bpe", "char", "word"]),
+    default="unigram",
+    show_default=True,
+    help="The sentencepiece model type. `word`: whole words; a word outside the vocabulary becomes the "
+    "unknown id (shown as ⁇), so decoding no longer gives the text back exactly.",
+)
+@click.option(
+    "--tokenizer-from",
+    metavar="RUN_OR_CORPUS",
+    help="Encode with the tokenizer of a run, a corpus or a tokenizer.model file instead of training one, "
+    "so that the vocabularies match (to train or evaluate that run on this corpus).",
+)
 @click.option("--vocab-size", type=click.IntRange(min=8), help="Vocabulary size. [default: sized to the corpus]")
 @click.option("--name", help="The corpus folder name. [default: derived from the dataset]")
 @click.option("--force", is_flag=True, help="Rebuild even if a corpus with this name exists.")
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of live bars.")
 @pass_paths
-def prepare(paths: Paths, dataset: str, config_name: str | None, revision: str | None, split: str,
-            val_split: str | None, val_fraction: float, text_column: str | None, documents: str, streaming: bool,
-            max_chars: int | None, tokenizer_kind: str, tokenizer_from: str | None, vocab_size: int | None,
-            name: str | None, force: bool, plain: bool) -> None:
+def prepare(
+    paths: Paths,
+    dataset: str,
+    config_name: str | None,
+    revision: str | None,
+    split: str,
+    val_split: str | None,
+    val_fraction: float,
+    text_column: str | None,
+    documents: str,
+    streaming: bool,
+    max_chars: int | None,
+    tokenizer_kind: str,
+    tokenizer_from: str | None,
+    vocab_size: int | None,
+    name: str | None,
+    force: bool,
+    plain: bool,
+) -> None:
     """Turn a text dataset into a tokenizer and token arrays under corpora/NAME/.
 
     \b
@@ -58,8 +99,17 @@ def prepare(paths: Paths, dataset: str, config_name: str | None, revision: str |
     """
     from rnngen.data.sources import SourceSpec
 
-    spec = SourceSpec(dataset=dataset, config=config_name, revision=revision, split=split, val_split=val_split,
-                      text_column=text_column, streaming=streaming, max_chars=max_chars, documents=documents)
+    spec = SourceSpec(
+        dataset=dataset,
+        config=config_name,
+        revision=revision,
+        split=split,
+        val_split=val_split,
+        text_column=text_column,
+        streaming=streaming,
+        max_chars=max_chars,
+        documents=documents,
+    )
     model_path = tokenizer_path(paths, tokenizer_from) if tokenizer_from else None
     prepare_corpus(paths, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain, model_path)
 
@@ -80,21 +130,38 @@ def tokenizer_path(paths: Paths, run_or_corpus: str) -> str:
     except CheckpointError:
         run = None
     if run is None or not (run.path / "tokenizer.model").is_file():
-        raise CorpusError(f"--tokenizer-from {run_or_corpus}: no tokenizer.model file, corpus (`rnngen corpora`) "
-                          f"or run (`rnngen runs`) of that name")
+        raise CorpusError(
+            f"--tokenizer-from {run_or_corpus}: no tokenizer.model file, corpus (`rnngen corpora`) "
+            f"or run (`rnngen runs`) of that name"
+        )
     return str(run.path / "tokenizer.model")
 
 
-def prepare_corpus(paths: Paths, spec: Any, tokenizer_kind: str, vocab_size: int | None, val_fraction: float,
-             name: str | None, force: bool, plain: bool, tokenizer_from: str | None = None):
+def prepare_corpus(
+    paths: Paths,
+    spec: Any,
+    tokenizer_kind: str,
+    vocab_size: int | None,
+    val_fraction: float,
+    name: str | None,
+    force: bool,
+    plain: bool,
+    tokenizer_from: str | None = None,
+):
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
     from rnngen.data import preparing
     from rnngen.data.vocabulary import TokenizerSpec
 
     with PrepareProgress(plain) as progress:
-        prepared, reused = preparing.prepare(spec, TokenizerSpec(tokenizer_kind, vocab_size, tokenizer_from),
-                                             root=paths.corpora, name=name, val_fraction=val_fraction, force=force,
-                                             progress=progress)
+        prepared, reused = preparing.prepare(
+            spec,
+            TokenizerSpec(tokenizer_kind, vocab_size, tokenizer_from),
+            root=paths.corpora,
+            name=name,
+            val_fraction=val_fraction,
+            force=force,
+            progress=progress,
+        )
     (err if reused else out).print(corpus_table(prepared.meta, reused))
     return prepared
 
@@ -107,7 +174,6 @@ def corpora(paths: Paths, as_json: bool) -> None:
     from rnngen.cli.display import corpora_table
     from rnngen.data.reading import list_corpora
 
-    print_listing(list_corpora(paths.corpora), as_json, corpora_table,
-             f"no corpora in {paths.corpora} yet: run `rnngen prepare`")
-
-
+    print_listing(
+        list_corpora(paths.corpora), as_json, corpora_table, f"no corpora in {paths.corpora} yet: run `rnngen prepare`"
+    )

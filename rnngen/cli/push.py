@@ -14,8 +14,11 @@ from rnngen.cli.common import Paths, pass_paths
 @click.argument("run")
 @click.argument("repo_id", metavar="USER/NAME")
 @click.option("--private", is_flag=True, help="Create the hub repository as private.")
-@click.option("--dry-run", type=click.Path(file_okay=False, path_type=Path),
-              help="Write the folder that would be uploaded here (weights, config, tokenizer, model card) and stop.")
+@click.option(
+    "--dry-run",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the folder that would be uploaded here (weights, config, tokenizer, model card) and stop.",
+)
 @pass_paths
 def push(paths: Paths, run: str, repo_id: str, private: bool, dry_run: Path | None) -> None:
     """Upload RUN's best checkpoint, config, tokenizer and a model card to the hub as USER/NAME.
@@ -29,15 +32,18 @@ def push(paths: Paths, run: str, repo_id: str, private: bool, dry_run: Path | No
     rnngen push notes-lstm alice/notes-lstm --dry-run upload/    # look at the model card first
     rnngen complete --checkpoint hf:alice/notes-lstm "The gradient"
     """
-    from rnngen.store import hub
     from rnngen.cli.display import err, out
+    from rnngen.store import hub
     from rnngen.store.resolve import resolve_checkpoint
 
     folder, _ = resolve_checkpoint(run, paths.checkpoints)
     if dry_run is not None:
         hub.upload_folder(folder, repo_id, dry_run)
-        out.print(f"wrote {', '.join(sorted(p.name for p in dry_run.iterdir()))} to {dry_run}; "
-                  f"push without --dry-run to upload", markup=False)
+        out.print(
+            f"wrote {', '.join(sorted(p.name for p in dry_run.iterdir()))} to {dry_run}; "
+            f"push without --dry-run to upload",
+            markup=False,
+        )
         return
     with tempfile.TemporaryDirectory(prefix="rnngen-push-") as staging:
         hub.upload_folder(folder, repo_id, Path(staging))

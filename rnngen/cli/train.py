@@ -20,69 +20,150 @@ from rnngen.errors import RnngenError
 
 
 def _preset_help(section: str, key: str, text: str) -> str:
-    values = ", ".join(f"{name} {'-' if value is None else value}" for name, preset in PRESETS.items()
-                       for value in [getattr(getattr(preset, section), key)])
+    values = ", ".join(
+        f"{name} {'-' if value is None else value}"
+        for name, preset in PRESETS.items()
+        for value in [getattr(getattr(preset, section), key)]
+    )
     return f"{text} [presets: {values}]"
 
 
 @click.command()
-@click.option("--corpus", "corpus_name", default="pydocs", show_default=True,
-              help="A prepared corpus (see `rnngen corpora`); the embedded pydocs is prepared when missing.")
-@click.option("--preset", type=click.Choice(["auto", *PRESETS]), default="auto", show_default=True,
-              help="Sizes for the device: auto is gpu with CUDA, else cpu; tiny is a seconds-long smoke test.")
-@click.option("--model", "kind", type=click.Choice(MODEL_KINDS), help=_preset_help("model", "kind", "Recurrent layer type; mingru/minlstm train with a parallel scan."))
+@click.option(
+    "--corpus",
+    "corpus_name",
+    default="pydocs",
+    show_default=True,
+    help="A prepared corpus (see `rnngen corpora`); the embedded pydocs is prepared when missing.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["auto", *PRESETS]),
+    default="auto",
+    show_default=True,
+    help="Sizes for the device: auto is gpu with CUDA, else cpu; tiny is a seconds-long smoke test.",
+)
+@click.option(
+    "--model",
+    "kind",
+    type=click.Choice(MODEL_KINDS),
+    help=_preset_help("model", "kind", "Recurrent layer type; mingru/minlstm train with a parallel scan."),
+)
 @click.option("--layers", type=click.IntRange(min=1), help=_preset_help("model", "layers", "Recurrent layers."))
 @click.option("--hidden", type=click.IntRange(min=1), help=_preset_help("model", "hidden", "Hidden units per layer."))
 @click.option("--embed", type=click.IntRange(min=1), help=_preset_help("model", "embed", "Embedding size."))
-@click.option("--dropout", type=click.FloatRange(0, 1, max_open=True),
-              help=_preset_help("model", "dropout", "Dropout between layers and before the head."))
+@click.option(
+    "--dropout",
+    type=click.FloatRange(0, 1, max_open=True),
+    help=_preset_help("model", "dropout", "Dropout between layers and before the head."),
+)
 @click.option("--tie/--no-tie", default=None, help="Share the embedding with the output head. [default: tie]")
-@click.option("--impl", type=click.Choice(IMPLS),
-              help="fused: PyTorch's layers (cuDNN); scratch: the lecture's cells unrolled in Python, slower, "
-                   "with the lecture's GRU (Cho et al.'s reset before the product, Chung et al.'s update). [default: fused]")
-@click.option("--batch-size", type=click.IntRange(min=1), help=_preset_help("train", "batch_size", "Streams per batch."))
-@click.option("--seq-len", type=click.IntRange(min=1),
-              help=_preset_help("train", "seq_len", "Tokens per window of truncated backpropagation through time."))
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help=_preset_help("train", "lr", "Peak learning rate."))
+@click.option(
+    "--impl",
+    type=click.Choice(IMPLS),
+    help="fused: PyTorch's layers (cuDNN); scratch: the lecture's cells unrolled in Python, slower, "
+    "with the lecture's GRU (Cho et al.'s reset before the product, Chung et al.'s update). [default: fused]",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help=_preset_help("train", "batch_size", "Streams per batch.")
+)
+@click.option(
+    "--seq-len",
+    type=click.IntRange(min=1),
+    help=_preset_help("train", "seq_len", "Tokens per window of truncated backpropagation through time."),
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help=_preset_help("train", "lr", "Peak learning rate.")
+)
 @click.option("--warmup", type=click.IntRange(min=0), help=_preset_help("train", "warmup", "Linear warmup steps."))
-@click.option("--weight-decay", type=click.FloatRange(min=0),
-              help=_preset_help("train", "weight_decay", "AdamW weight decay of the weight matrices."))
-@click.option("--ema", type=click.FloatRange(0, 1), metavar="SHARE",
-              help=_preset_help("train", "ema", "Evaluate, sample and save a moving average of the weights whose time "
-                                "constant is this share of the run; 0 keeps the last weights."))
+@click.option(
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    help=_preset_help("train", "weight_decay", "AdamW weight decay of the weight matrices."),
+)
+@click.option(
+    "--ema",
+    type=click.FloatRange(0, 1),
+    metavar="SHARE",
+    help=_preset_help(
+        "train",
+        "ema",
+        "Evaluate, sample and save a moving average of the weights whose time "
+        "constant is this share of the run; 0 keeps the last weights.",
+    ),
+)
 @click.option("--clip", type=click.FloatRange(min=0), help="Gradient-norm clipping; 0 turns it off. [default: 1.0]")
 @click.option("--steps", type=Count(), help=_preset_help("train", "steps", "Stop after this many steps."))
-@click.option("--time", "time_budget", type=click.FloatRange(min=0, min_open=True),
-              help=_preset_help("train", "time_budget", "Stop after this many seconds of training."))
-@click.option("--eval-every", type=click.IntRange(min=1), help=_preset_help("train", "eval_every", "Steps between evaluations."))
-@click.option("--eval-tokens", type=click.IntRange(min=0),
-              help=_preset_help("train", "eval_tokens", "Validation tokens per evaluation; 0 is the whole split."))
-@click.option("--samples/--no-samples", default=None,
-              help="At each evaluation, show a 40-token completion of a fixed prompt (seeded, so samples compare "
-                   "across evaluations; stored in metrics.jsonl, not counted in --time). [default: samples]")
-@click.option("--sample-prompt", metavar="TEXT",
-              help="The prompt of those samples. [default: \"Studying Deep Learning is really\" on pydocs, "
-                   "else the opening words of the validation text]")
-@click.option("--patience", type=click.IntRange(min=0), metavar="N",
-              help="Stop after N evaluations in a row without a lower validation loss (best.safetensors keeps "
-                   "the best); 0 turns it off. [default: off]")
+@click.option(
+    "--time",
+    "time_budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help=_preset_help("train", "time_budget", "Stop after this many seconds of training."),
+)
+@click.option(
+    "--eval-every", type=click.IntRange(min=1), help=_preset_help("train", "eval_every", "Steps between evaluations.")
+)
+@click.option(
+    "--eval-tokens",
+    type=click.IntRange(min=0),
+    help=_preset_help("train", "eval_tokens", "Validation tokens per evaluation; 0 is the whole split."),
+)
+@click.option(
+    "--samples/--no-samples",
+    default=None,
+    help="At each evaluation, show a 40-token completion of a fixed prompt (seeded, so samples compare "
+    "across evaluations; stored in metrics.jsonl, not counted in --time). [default: samples]",
+)
+@click.option(
+    "--sample-prompt",
+    metavar="TEXT",
+    help='The prompt of those samples. [default: "Studying Deep Learning is really" on pydocs, '
+    "else the opening words of the validation text]",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Stop after N evaluations in a row without a lower validation loss (best.safetensors keeps "
+    "the best); 0 turns it off. [default: off]",
+)
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
-@click.option("--resume", help="Continue a run (name or folder) from its last checkpoint; --steps/--time/--eval-*/"
-                               "--log-every/--device/--compile/--patience/--samples/--sample-prompt may change.")
-@click.option("--init-from", metavar="CHECKPOINT",
-              help="Fine-tune: start a new run from this checkpoint's weights (a run, a .safetensors file or "
-                   "hf:USER/NAME) with its model sizes, a fresh optimizer and schedule; the corpus must use its "
-                   "tokenizer (`rnngen prepare --tokenizer-from`).")
-@click.option("--nproc", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).")
+@click.option(
+    "--resume",
+    help="Continue a run (name or folder) from its last checkpoint; --steps/--time/--eval-*/"
+    "--log-every/--device/--compile/--patience/--samples/--sample-prompt may change.",
+)
+@click.option(
+    "--init-from",
+    metavar="CHECKPOINT",
+    help="Fine-tune: start a new run from this checkpoint's weights (a run, a .safetensors file or "
+    "hf:USER/NAME) with its model sizes, a fresh optimizer and schedule; the corpus must use its "
+    "tokenizer (`rnngen prepare --tokenizer-from`).",
+)
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).",
+)
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
 @click.pass_context
-def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | None, resume: str | None,
-          init_from: str | None, nproc: int, plain: bool, **options: Any) -> None:
+def train(
+    ctx: click.Context,
+    corpus_name: str,
+    preset: str,
+    run_name: str | None,
+    resume: str | None,
+    init_from: str | None,
+    nproc: int,
+    plain: bool,
+    **options: Any,
+) -> None:
     """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
 
     \b
@@ -104,8 +185,11 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
             distributed.check_gpus(nproc, options.get("device") or "auto")
         sys.exit(distributed.relaunch(nproc, sys.argv[1:]))
     paths = ctx.find_object(Paths)
-    overrides = {key: value for key, value in options.items()
-                 if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT}
+    overrides = {
+        key: value
+        for key, value in options.items()
+        if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT
+    }
     for key in ("eval_tokens", "patience"):  # 0 on the command line: the whole split, never stop early
         if overrides.get(key) == 0:
             overrides[key] = None
@@ -114,9 +198,17 @@ def train(ctx: click.Context, corpus_name: str, preset: str, run_name: str | Non
     if not resume and main:
         prepare_default_corpus(paths, corpus_name)
     with TrainDisplay(plain or not main) as display:
-        summary = train_run(corpus_name if corpus_named or not resume else None, preset, name=run_name,
-                            resume=resume, init_from=init_from, corpora=paths.corpora,
-                            checkpoints=paths.checkpoints, on_event=display, **overrides)
+        summary = train_run(
+            corpus_name if corpus_named or not resume else None,
+            preset,
+            name=run_name,
+            resume=resume,
+            init_from=init_from,
+            corpora=paths.corpora,
+            checkpoints=paths.checkpoints,
+            on_event=display,
+            **overrides,
+        )
     if main:
         out.print(summary_table(summary.to_dict()))
         err.print(f'complete with: rnngen complete --checkpoint {summary.run} "Your prompt"')
@@ -140,11 +232,16 @@ def runs(paths: Paths, as_json: bool) -> None:
         model = config["model"]
         best = run.best_val_bpc()
         size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
-        rows.append({"run": run.name, "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
-                     "corpus": config["corpus"]["name"], "steps": max((r.get("step", 0) for r in metrics), default=0),
-                     "best": f"{best:.4f}" if best is not None else "-", "size": f"{size / 1e6:.1f} MB",
-                     "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
-                     "path": str(run.path)})
+        rows.append(
+            {
+                "run": run.name,
+                "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
+                "corpus": config["corpus"]["name"],
+                "steps": max((r.get("step", 0) for r in metrics), default=0),
+                "best": f"{best:.4f}" if best is not None else "-",
+                "size": f"{size / 1e6:.1f} MB",
+                "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
+                "path": str(run.path),
+            }
+        )
     print_listing(rows, as_json, runs_table, f"no runs in {paths.checkpoints} yet: run `rnngen train`")
-
-

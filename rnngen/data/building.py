@@ -15,8 +15,17 @@ from typing import Any
 
 from rnngen import __version__
 from rnngen.data import sources
-from rnngen.data.encoding import (ProgressFn, SplitStats, TokenFile, encode_into, move_tail, split_by_characters,
-                                  tail_split, token_dtype, whole_documents)
+from rnngen.data.encoding import (
+    ProgressFn,
+    SplitStats,
+    TokenFile,
+    encode_into,
+    move_tail,
+    split_by_characters,
+    tail_split,
+    token_dtype,
+    whole_documents,
+)
 from rnngen.data.reading import META_FORMAT
 from rnngen.data.sources import SourceSpec
 from rnngen.data.tokenizer import Tokenizer
@@ -24,15 +33,17 @@ from rnngen.data.vocabulary import TokenizerSpec, recorded_kind, sample_text, tr
 from rnngen.errors import CorpusError, param
 
 
-def build_corpus(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: float, threads: int,
-                 progress: ProgressFn) -> dict[str, Any]:
+def build_corpus(
+    spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_fraction: float, threads: int, progress: ProgressFn
+) -> dict[str, Any]:
     """Write tokenizer.model, train.bin and val.bin into `work` and return their meta (without name and request)."""
     progress("load", 0, None)
     source = sources.open_source(spec, cache_dir=work / ".datasets-cache")
     progress("load", 1, 1)
     if source.train_chars == 0:
-        raise CorpusError(f"{spec.dataset} has no text in split {source.info['train_split']!r} "
-                          f"(column {source.text_column!r})")
+        raise CorpusError(
+            f"{spec.dataset} has no text in split {source.info['train_split']!r} (column {source.text_column!r})"
+        )
     # Validation text: the source's validation split, else the last characters of the train split when its
     # size is known, else (streaming) the tail of train.bin, moved into val.bin once the split is encoded.
     by_characters = source.val is None and source.train_chars is not None
@@ -66,8 +77,11 @@ def build_corpus(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_frac
     encode_into(train_docs(), tok, out, stats["train"], progress, threads, boundaries)
     out.close()
     if not by_tail:
-        val_docs = (split_by_characters(source.train, source.train_chars, val_fraction, "val") if by_characters
-                    else whole_documents(source.val))
+        val_docs = (
+            split_by_characters(source.train, source.train_chars, val_fraction, "val")
+            if by_characters
+            else whole_documents(source.val)
+        )
         out = TokenFile(work / "val.bin", dtype)
         encode_into(val_docs, tok, out, stats["val"], progress, threads)
         out.close()
@@ -83,16 +97,22 @@ def build_corpus(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, val_frac
         val_from += " (split test left for the end: --val-split test validates on it)"
     for split, split_stats in stats.items():
         if split_stats.tokens == 0:
-            raise CorpusError(f"the {split} split of {spec.dataset} is empty: use a larger corpus or another "
-                              f"{param('val_fraction')}")
+            raise CorpusError(
+                f"the {split} split of {spec.dataset} is empty: use a larger corpus or another {param('val_fraction')}"
+            )
     return {
         "format": META_FORMAT,
         "rnngen_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "source": source.info,
         "validation_from": val_from,
-        "tokenizer": {"type": kind, "vocab_size": tok.vocab_size, "sha256": tok.sha256, "lossless": tok.lossless,
-                      **({"from": str(tok_spec.from_path)} if tok_spec.from_path else {})},
+        "tokenizer": {
+            "type": kind,
+            "vocab_size": tok.vocab_size,
+            "sha256": tok.sha256,
+            "lossless": tok.lossless,
+            **({"from": str(tok_spec.from_path)} if tok_spec.from_path else {}),
+        },
         "dtype": dtype.name,
         "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
     }

@@ -73,8 +73,15 @@ def _chunks(text: str) -> Iterator[str]:
     yield text
 
 
-def encode_into(pieces: Iterable[tuple[str, bool]], tok: Tokenizer, out: TokenFile, stats: SplitStats,
-                progress: ProgressFn, threads: int, boundaries: tuple[array, array] | None = None) -> None:
+def encode_into(
+    pieces: Iterable[tuple[str, bool]],
+    tok: Tokenizer,
+    out: TokenFile,
+    stats: SplitStats,
+    progress: ProgressFn,
+    threads: int,
+    boundaries: tuple[array, array] | None = None,
+) -> None:
     """Encode (text, ends_document) pieces into `out`, the end-of-text id after each document.
 
     `boundaries` collects (tokens, characters) after each document, for a split made afterwards.
@@ -119,8 +126,7 @@ def whole_documents(docs: Iterable[str]) -> Iterator[tuple[str, bool]]:
     return ((doc, True) for doc in docs)
 
 
-def split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
-                        split: str) -> Iterator[tuple[str, bool]]:
+def split_by_characters(docs: Iterable[str], total: int, val_fraction: float, split: str) -> Iterator[tuple[str, bool]]:
     """The train (or val) part of `docs` when the last `val_fraction` of the characters is held out.
 
     The document that straddles the cut is cut by characters, as nanoGPT and char-rnn cut their
@@ -134,7 +140,7 @@ def split_by_characters(docs: Iterable[str], total: int, val_fraction: float,
         if split == "train" and start < cut:
             yield (doc, True) if end <= cut else (doc[: cut - start], False)
         elif split == "val" and end > cut:
-            yield doc[max(0, cut - start):], True
+            yield doc[max(0, cut - start) :], True
         if split == "train" and end >= cut:
             return
 
@@ -143,8 +149,10 @@ def tail_split(boundaries: tuple[array, array], val_fraction: float) -> tuple[in
     """(first val token, train documents, train characters) at the document boundary nearest the cut."""
     tokens, chars = boundaries
     if len(chars) < 2:
-        raise CorpusError(f"a streamed corpus with a single document cannot be split: prepare it without "
-                          f"{param('streaming')}, or name a validation split with {param('val_split')}")
+        raise CorpusError(
+            f"a streamed corpus with a single document cannot be split: prepare it without "
+            f"{param('streaming')}, or name a validation split with {param('val_split')}"
+        )
     cut = chars[-1] * (1 - val_fraction)
     index = min(range(len(chars) - 1), key=lambda i: abs(chars[i] - cut))
     return tokens[index], index + 1, chars[index]

@@ -50,9 +50,17 @@ def name_for(dataset: str, config: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-._").lower()[:MAX_NAME_CHARS].rstrip("-._") or "corpus"
 
 
-def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root: Path, name: str | None = None,
-            val_fraction: float = 0.1, force: bool = False, threads: int | None = None,
-            progress: ProgressFn = lambda stage, done, total: None) -> tuple[Corpus, bool]:
+def prepare(
+    spec: SourceSpec,
+    tok_spec: TokenizerSpec = TokenizerSpec(),
+    *,
+    root: Path,
+    name: str | None = None,
+    val_fraction: float = 0.1,
+    force: bool = False,
+    threads: int | None = None,
+    progress: ProgressFn = lambda stage, done, total: None,
+) -> tuple[Corpus, bool]:
     """Build `root/<name>/` from `spec` and return it with whether an existing one was reused.
 
     The corpus is built in a temporary folder of this process and renamed into place at the end, so
@@ -62,8 +70,9 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
     if not 0.0 < val_fraction < 1.0:
         raise CorpusError(f"{param('val_fraction')} must be between 0 and 1, got {val_fraction}")
     if spec.max_chars is not None and (not isinstance(spec.max_chars, int) or spec.max_chars < 1):
-        raise CorpusError(f"{param('max_chars')} must be a whole number of characters of at least 1, "
-                          f"got {spec.max_chars}")
+        raise CorpusError(
+            f"{param('max_chars')} must be a whole number of characters of at least 1, got {spec.max_chars}"
+        )
     name = check_name(name if name is not None else name_for(spec.dataset, spec.config))
     target = Path(root) / name
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
@@ -75,7 +84,9 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
         Path(root).mkdir(parents=True, exist_ok=True)
         lock = _lock(Path(root), name)
     except OSError as exc:
-        raise CorpusError(f"cannot write to {root}: {exc.strerror}: choose another folder as {param('corpora')}") from exc
+        raise CorpusError(
+            f"cannot write to {root}: {exc.strerror}: choose another folder as {param('corpora')}"
+        ) from exc
     with cleanup, lock, _sigterm_as_interrupt():
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
@@ -84,10 +95,14 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
             if previous == request:
                 return existing, True
             if not isinstance(previous, dict) or "documents" not in previous.get("source", {}):
-                raise CorpusError(f"{target} was prepared by an older rnngen, whose rules for documents and "
-                                  f"validation differ: pass {param('force')} to rebuild it")
-            raise CorpusError(f"{target} already holds a corpus prepared with other arguments: pass {param('force')} "
-                              f"to rebuild it, or another {param('name')} to keep both")
+                raise CorpusError(
+                    f"{target} was prepared by an older rnngen, whose rules for documents and "
+                    f"validation differ: pass {param('force')} to rebuild it"
+                )
+            raise CorpusError(
+                f"{target} already holds a corpus prepared with other arguments: pass {param('force')} "
+                f"to rebuild it, or another {param('name')} to keep both"
+            )
         work = Path(root) / f"{TEMP_PREFIX}{name}-{os.getpid()}"
         try:
             shutil.rmtree(work, ignore_errors=True)  # left by a dead process whose id this one now has
@@ -96,15 +111,26 @@ def prepare(spec: SourceSpec, tok_spec: TokenizerSpec = TokenizerSpec(), *, root
         except OSError as exc:
             if exc.errno not in WRITE_ERRNOS:
                 raise
-            raise CorpusError(f"cannot write corpus {name} in {root}: {exc.strerror}: free some space or choose "
-                              f"another folder as {param('corpora')}") from exc
+            raise CorpusError(
+                f"cannot write corpus {name} in {root}: {exc.strerror}: free some space or choose "
+                f"another folder as {param('corpora')}"
+            ) from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
     return Corpus.open(target), False
 
 
-def _build_into(spec: SourceSpec, tok_spec: TokenizerSpec, work: Path, target: Path, name: str,
-                request: dict[str, Any], val_fraction: float, threads: int | None, progress: ProgressFn) -> None:
+def _build_into(
+    spec: SourceSpec,
+    tok_spec: TokenizerSpec,
+    work: Path,
+    target: Path,
+    name: str,
+    request: dict[str, Any],
+    val_fraction: float,
+    threads: int | None,
+    progress: ProgressFn,
+) -> None:
     """Build the corpus in `work`, then put it in place of `target`."""
     started = time.time()
     meta = build_corpus(spec, tok_spec, work, val_fraction, threads or os.cpu_count() or 1, progress)
@@ -139,8 +165,12 @@ class _RemovedIfLeftEmpty:
 
 def _lock(root: Path, name: str) -> Lock:
     """Held while a prepare builds corpus `name`; the file is removed on release, so a prepare leaves nothing."""
-    return Lock(root / f".lock-{name}", f"another `rnngen prepare` (process {{pid}}) is preparing corpus {name} "
-                f"right now: wait for it to finish (or prepare under another {param('name')})", CorpusError)
+    return Lock(
+        root / f".lock-{name}",
+        f"another `rnngen prepare` (process {{pid}}) is preparing corpus {name} "
+        f"right now: wait for it to finish (or prepare under another {param('name')})",
+        CorpusError,
+    )
 
 
 def _remove_stale_temporaries(root: Path) -> None:
@@ -190,5 +220,8 @@ def outdated(path: Path) -> bool:
         source = json.loads((Path(path) / "meta.json").read_text())["source"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return isinstance(source, dict) and source.get("dataset") == sources.DEFAULT_DATASET and \
-        source.get("recipe") != pydocs.RECIPE
+    return (
+        isinstance(source, dict)
+        and source.get("dataset") == sources.DEFAULT_DATASET
+        and source.get("recipe") != pydocs.RECIPE
+    )

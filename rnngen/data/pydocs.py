@@ -23,14 +23,43 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "numpy", "datasets", "click", "rich", "sentencepiece", "safetensors")
-SKIP_DIRS = {"test", "tests", "testing", "site-packages", "__pycache__", "idlelib", "turtledemo", "_vendor",
-             "third_party"}
+SKIP_DIRS = {
+    "test",
+    "tests",
+    "testing",
+    "site-packages",
+    "__pycache__",
+    "idlelib",
+    "turtledemo",
+    "_vendor",
+    "third_party",
+}
 MIN_DOC_CHARS = 40
 # Which sections of numpy- and Google-style docstrings hold `name : type` items (their unindented lines
 # are names, dropped; the indented lines under them are descriptions, kept), and which hold no prose.
-ITEM_SECTIONS = {"parameters", "params", "args", "arguments", "keyword args", "keyword arguments", "kwargs",
-                 "other parameters", "returns", "return", "yields", "yield", "raises", "raise", "warns",
-                 "attributes", "receives", "methods", "inputs", "outputs", "variables"}
+ITEM_SECTIONS = {
+    "parameters",
+    "params",
+    "args",
+    "arguments",
+    "keyword args",
+    "keyword arguments",
+    "kwargs",
+    "other parameters",
+    "returns",
+    "return",
+    "yields",
+    "yield",
+    "raises",
+    "raise",
+    "warns",
+    "attributes",
+    "receives",
+    "methods",
+    "inputs",
+    "outputs",
+    "variables",
+}
 SKIPPED_SECTIONS = {"see also", "references", "shape", "examples", "example", "todo"}
 KEPT_DIRECTIVES = {"note", "warning", "hint", "tip", "important", "attention", "caution", "danger", "admonition"}
 RECIPE = 2  # the version of the steps below; it enters the cache keys, so a change rebuilds the corpus
@@ -45,12 +74,18 @@ _BULLET = re.compile(r"^\s*([-*+\u2022]|\d+[.)]|\([a-z0-9]\)|#\.)\s+")
 _CODE_LINE = re.compile(
     r"^\s*(def |class |import |from \S+ import|return\b|raise |assert |print\(|@\w|if .*:$|for .*:$|while .*:$"
     r"|with .*:$|try:|except\b.*:$|else:$|elif .*:$|[\w.\[\]'\"]+\s*[-+*/|&]?=[^=]|[\w.]+\(.*\)\s*(#.*)?$|<.*>:?$)"
-    r"|[;{}]\s*$|\s#\s|^\s*[$%]\s")
+    r"|[;{}]\s*$|\s#\s|^\s*[$%]\s"
+)
 _ROLE = re.compile(r":[\w:.+-]+:`([^`]*)`")
 _LINK = re.compile(r"`([^`<]*?)\s*<[^`>]*>`_{1,2}")
-_INLINE = [(re.compile(r"``([^`]+)``"), r"\1"), (re.compile(r"`([^`]+)`_{0,2}"), r"\1"),
-           (re.compile(r"\*\*(\S[^*]*?)\*\*"), r"\1"), (re.compile(r"(?<![\w*])\*(\S[^*]*?)\*(?![\w*])"), r"\1"),
-           (re.compile(r"\s*\[[\w#*]+\]_"), ""), (re.compile(r"\|(\w[^|]*)\|"), r"\1")]
+_INLINE = [
+    (re.compile(r"``([^`]+)``"), r"\1"),
+    (re.compile(r"`([^`]+)`_{0,2}"), r"\1"),
+    (re.compile(r"\*\*(\S[^*]*?)\*\*"), r"\1"),
+    (re.compile(r"(?<![\w*])\*(\S[^*]*?)\*(?![\w*])"), r"\1"),
+    (re.compile(r"\s*\[[\w#*]+\]_"), ""),
+    (re.compile(r"\|(\w[^|]*)\|"), r"\1"),
+]
 _SYMBOLS = set("()[]{}=<>_*/\\|#@$%^&~`;")
 
 

@@ -32,7 +32,7 @@ class Corpus:
         self.name = meta.get("name", path.name)
 
     @classmethod
-    def open(cls, path: Path) -> "Corpus":
+    def open(cls, path: Path) -> Corpus:
         """Open a corpus folder, checking that it is complete and that its tokenizer is the one in meta.json."""
         path = Path(path)
         meta_path = path / "meta.json"
@@ -50,18 +50,21 @@ class Corpus:
         corpus = cls(path, meta)
         tok = corpus.tokenizer()  # a damaged tokenizer fails here, not after hours of training
         if tok.sha256 != meta["tokenizer"].get("sha256") or tok.vocab_size != corpus.vocab_size:
-            raise CorpusError(f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: "
-                              f"{rebuild}")
+            raise CorpusError(
+                f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: {rebuild}"
+            )
         return corpus
 
     @classmethod
-    def find(cls, root: Path, name: str) -> "Corpus":
+    def find(cls, root: Path, name: str) -> Corpus:
         """Open `root/<name>`, with an error that lists the prepared corpora when it is missing."""
         path = Path(root) / check_name(name)
         if not path.is_dir():
             known = ", ".join(meta["name"] for meta in list_corpora(root)) or "none yet"
-            raise CorpusError(f"no corpus named {name!r} in {root} (prepared: {known}): "
-                              f"run `rnngen prepare --dataset SOURCE --name {name}`")
+            raise CorpusError(
+                f"no corpus named {name!r} in {root} (prepared: {known}): "
+                f"run `rnngen prepare --dataset SOURCE --name {name}`"
+            )
         return cls.open(path)
 
     @property
@@ -92,20 +95,35 @@ class Corpus:
         """What a checkpoint records of its corpus: enough to find it again (`corpus_of`) and to check the tokenizer."""
         splits = self.meta["splits"]
         source = self.meta.get("source", {})
-        return {"name": self.name, "path": str(self.path), "dataset": source.get("dataset"),
-                "documents": source.get("documents"), "tokenizer": self.meta["tokenizer"],
-                "train_tokens": splits["train"]["tokens"], "train_documents": splits["train"]["documents"],
-                "train_characters": splits["train"]["characters"], "val_tokens": splits["val"]["tokens"],
-                "val_characters": splits["val"]["characters"]}
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "dataset": source.get("dataset"),
+            "documents": source.get("documents"),
+            "tokenizer": self.meta["tokenizer"],
+            "train_tokens": splits["train"]["tokens"],
+            "train_documents": splits["train"]["documents"],
+            "train_characters": splits["train"]["characters"],
+            "val_tokens": splits["val"]["tokens"],
+            "val_characters": splits["val"]["characters"],
+        }
 
 
 def _complete(meta: Any) -> bool:
     """Whether a meta.json holds what opening and listing a corpus read, with a valid name."""
     try:
-        return (isinstance(meta, dict) and is_valid_name(meta["name"]) and isinstance(meta["source"], dict)
-                and int(meta["tokenizer"]["vocab_size"]) > 0 and isinstance(meta["tokenizer"]["type"], str)
-                and all(int(meta["splits"][split][key]) >= 0 for split in ("train", "val")
-                        for key in ("documents", "characters", "tokens")))
+        return (
+            isinstance(meta, dict)
+            and is_valid_name(meta["name"])
+            and isinstance(meta["source"], dict)
+            and int(meta["tokenizer"]["vocab_size"]) > 0
+            and isinstance(meta["tokenizer"]["type"], str)
+            and all(
+                int(meta["splits"][split][key]) >= 0
+                for split in ("train", "val")
+                for key in ("documents", "characters", "tokens")
+            )
+        )
     except (KeyError, TypeError, ValueError):
         return False
 
@@ -131,6 +149,10 @@ def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
     else:
         # The name comes from a file that may have been edited or sent by someone else.
         corpus = Corpus.find(root, check_name(identity.get("name"), "the checkpoint's corpus"))
-    require_same_tokenizer(f"corpus {corpus.path}", corpus.meta["tokenizer"], identity["tokenizer"],
-                           "use the corpus the run was trained on")
+    require_same_tokenizer(
+        f"corpus {corpus.path}",
+        corpus.meta["tokenizer"],
+        identity["tokenizer"],
+        "use the corpus the run was trained on",
+    )
     return corpus

@@ -31,8 +31,15 @@ _ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?\n?$")
 DETECT_ROWS = 2000
 # How each local file type is read. A .txt file is one document, so a single text file (tiny
 # shakespeare) is a single-document corpus and lines are not torn into separate documents.
-FILE_BUILDERS = {".txt": "text", ".text": "text", ".md": "text", ".json": "json", ".jsonl": "json",
-                 ".csv": "csv", ".parquet": "parquet"}
+FILE_BUILDERS = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "text",
+    ".json": "json",
+    ".jsonl": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,8 @@ def _offline_error(dataset: str) -> CorpusError:
     return CorpusError(
         f"cannot reach the Hugging Face hub for {dataset!r} and it is not in the local cache: "
         f"pass a local file or folder ({param('dataset')} ./my_texts/) or use the embedded default "
-        f"({param('dataset')} {DEFAULT_DATASET})")
+        f"({param('dataset')} {DEFAULT_DATASET})"
+    )
 
 
 def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
@@ -124,18 +132,24 @@ def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
         if "scripts are no longer supported" in text:
             return CorpusError(
                 f"{spec.dataset!r} is a script-based dataset, which the installed `datasets` no longer runs: "
-                f"try {param('revision')} refs/convert/parquet, or download its raw text file and pass its path")
+                f"try {param('revision')} refs/convert/parquet, or download its raw text file and pass its path"
+            )
         if isinstance(err, UnicodeDecodeError):
-            return CorpusError(f"{spec.dataset} is not UTF-8 text ({err.reason} at byte {err.start}): "
-                               "convert it to UTF-8 first")
+            return CorpusError(
+                f"{spec.dataset} is not UTF-8 text ({err.reason} at byte {err.start}): convert it to UTF-8 first"
+            )
         if name in ("DatasetNotFoundError", "FileNotFoundError", "EmptyDatasetError", "DataFilesNotFoundError"):
-            return CorpusError(f"dataset {spec.dataset!r} not found ({text.splitlines()[0] if text else name}): "
-                               "check the hub id or the path")
+            return CorpusError(
+                f"dataset {spec.dataset!r} not found ({text.splitlines()[0] if text else name}): "
+                "check the hub id or the path"
+            )
         if isinstance(err, ConnectionError) or name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError"):
             return _offline_error(spec.dataset)
         if "BuilderConfig" in text and "not found" in text:
-            return CorpusError(f"dataset {spec.dataset!r} has no config {spec.config!r}: "
-                               f"{text.split('Available:')[-1].strip() if 'Available:' in text else text}")
+            return CorpusError(
+                f"dataset {spec.dataset!r} has no config {spec.config!r}: "
+                f"{text.split('Available:')[-1].strip() if 'Available:' in text else text}"
+            )
         if isinstance(err, ValueError) and "Unknown split" in text:
             return CorpusError(f"{text}: pick one with {param('split')}")
     return None
@@ -182,15 +196,18 @@ def _pick_column(features: Any, requested: str | None, dataset: str) -> str:
         if requested not in features:
             raise CorpusError(f"{dataset} has no column {requested!r}; its columns are: {', '.join(features)}")
         if requested not in text_columns:
-            raise CorpusError(f"column {requested!r} of {dataset} is not text; text columns: "
-                              f"{', '.join(text_columns) or 'none'}")
+            raise CorpusError(
+                f"column {requested!r} of {dataset} is not text; text columns: {', '.join(text_columns) or 'none'}"
+            )
         return requested
     if "text" in text_columns:
         return "text"
     if len(text_columns) == 1:
         return text_columns[0]
-    raise CorpusError(f"cannot tell which column of {dataset} holds the text: pass {param('text_column')}, one of: "
-                      f"{', '.join(text_columns or list(features))}")
+    raise CorpusError(
+        f"cannot tell which column of {dataset} holds the text: pass {param('text_column')}, one of: "
+        f"{', '.join(text_columns or list(features))}"
+    )
 
 
 def _rows(split_data: Any, column: str, spec: SourceSpec) -> Iterator[str]:
@@ -275,8 +292,10 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
         if spec.split == "train" and len(splits) == 1:
             train_name = splits[0]
         else:
-            raise CorpusError(f"{spec.dataset} has no split {spec.split!r}; its splits: {', '.join(splits)}: "
-                              f"pick one with {param('split')}")
+            raise CorpusError(
+                f"{spec.dataset} has no split {spec.split!r}; its splits: {', '.join(splits)}: "
+                f"pick one with {param('split')}"
+            )
     val_name = spec.val_split
     if val_name is not None and val_name not in data:
         raise CorpusError(f"{spec.dataset} has no split {val_name!r}; its splits: {', '.join(splits)}")
@@ -311,5 +330,6 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
         info["packages"] = pydocs.package_versions()
         info["recipe"] = pydocs.RECIPE
         info.update(pydocs.kept_share(train))
-    return Source(train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info,
-                  train_chars=train_chars)
+    return Source(
+        train=train_docs, val=val_docs, text_column=column, val_split=val_name, info=info, train_chars=train_chars
+    )

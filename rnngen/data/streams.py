@@ -26,14 +26,16 @@ class TokenStream:
         self.row_len = len(tokens) // total_rows
         self.windows = (self.row_len - 1) // seq_len
         if self.windows < 1:
-            raise RnngenError(f"the corpus has {len(tokens)} training tokens, too few for {total_rows} rows of "
-                              f"{seq_len + 1} tokens: use a smaller {param('batch_size')} or {param('seq_len')}")
+            raise RnngenError(
+                f"the corpus has {len(tokens)} training tokens, too few for {total_rows} rows of "
+                f"{seq_len + 1} tokens: use a smaller {param('batch_size')} or {param('seq_len')}"
+            )
         self.row_offsets = (np.arange(rows) + first_row) * self.row_len
 
     def window(self, index: int) -> np.ndarray:
         """Tokens [rows, seq_len + 1] of window `index` (wrapping around after each epoch)."""
         offset = (index % self.windows) * self.seq_len
-        rows = [self.tokens[s + offset: s + offset + self.seq_len + 1] for s in self.row_offsets]
+        rows = [self.tokens[s + offset : s + offset + self.seq_len + 1] for s in self.row_offsets]
         return np.stack(rows).astype(np.int64)
 
     def starts_epoch(self, index: int) -> bool:

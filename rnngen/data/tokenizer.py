@@ -66,8 +66,10 @@ class VocabTooLarge(CorpusError):
     """The requested vocabulary is larger than the corpus can fill."""
 
     def __init__(self, requested: int, largest: int):
-        super().__init__(f"{param('vocab_size')} {requested} is too large for this corpus: the largest that works is "
-                         f"{largest}; pass {param('vocab_size')} {largest} or less")
+        super().__init__(
+            f"{param('vocab_size')} {requested} is too large for this corpus: the largest that works is "
+            f"{largest}; pass {param('vocab_size')} {largest} or less"
+        )
         self.largest = largest
 
 
@@ -76,7 +78,7 @@ def _sentences(texts: Iterable[str]) -> Iterator[str]:
         for line in escape(text).split("\n"):
             while len(line.encode()) > MAX_SENTENCE_BYTES:
                 yield line[: MAX_SENTENCE_BYTES // 4]
-                line = line[MAX_SENTENCE_BYTES // 4:]
+                line = line[MAX_SENTENCE_BYTES // 4 :]
             if line:
                 yield line
 
@@ -92,19 +94,34 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_sentences(texts), model_writer=model, model_type=kind, vocab_size=vocab_size,
-            hard_vocab_limit=kind not in ("char", "word"), byte_fallback=kind not in LOSSY_TYPES,
-            character_coverage=1.0, normalization_rule_name="identity", remove_extra_whitespaces=False,
-            add_dummy_prefix=False, user_defined_symbols=["\n"], split_digits=True, allow_whitespace_only_pieces=True,
-            max_sentence_length=MAX_SENTENCE_BYTES, num_threads=threads, minloglevel=2, input_sentence_size=0)
+            sentence_iterator=_sentences(texts),
+            model_writer=model,
+            model_type=kind,
+            vocab_size=vocab_size,
+            hard_vocab_limit=kind not in ("char", "word"),
+            byte_fallback=kind not in LOSSY_TYPES,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            add_dummy_prefix=False,
+            user_defined_symbols=["\n"],
+            split_digits=True,
+            allow_whitespace_only_pieces=True,
+            max_sentence_length=MAX_SENTENCE_BYTES,
+            num_threads=threads,
+            minloglevel=2,
+            input_sentence_size=0,
+        )
     except RuntimeError as exc:
         largest = re.search(r"value <= (\d+)", str(exc))
         if largest:
             raise VocabTooLarge(vocab_size, int(largest.group(1))) from exc
         smallest = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
         if smallest:
-            raise CorpusError(f"{param('vocab_size')} {vocab_size} is too small: this corpus needs at least "
-                              f"{smallest.group(1)} pieces (its characters, 256 bytes and the specials)") from exc
+            raise CorpusError(
+                f"{param('vocab_size')} {vocab_size} is too small: this corpus needs at least "
+                f"{smallest.group(1)} pieces (its characters, 256 bytes and the specials)"
+            ) from exc
         if "no sentences" in str(exc).lower() or "empty" in str(exc).lower():
             raise CorpusError("the corpus has no text to train a tokenizer on") from exc
         raise
@@ -133,7 +150,7 @@ class Tokenizer:
         self._piece_bytes = [self._bytes_of(i) for i in range(self.vocab_size)]
 
     @classmethod
-    def load(cls, path: Path) -> "Tokenizer":
+    def load(cls, path: Path) -> Tokenizer:
         """Read `tokenizer.model` from a corpus or run folder."""
         try:
             return cls(Path(path).read_bytes(), str(path))
@@ -175,7 +192,7 @@ class Tokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return unescape(self.sp.decode(list(ids)))
 
-    def stream_decoder(self) -> "StreamDecoder":
+    def stream_decoder(self) -> StreamDecoder:
         return StreamDecoder(self._piece_bytes)
 
 
@@ -206,6 +223,10 @@ class StreamDecoder:
 def load_checked(path: Path, expected_sha256: str | None, vocab_size: int, fix: str) -> Tokenizer:
     """The tokenizer at `path`, refused unless it is the one a checkpoint was trained with (`fix` says what to do)."""
     tok = Tokenizer.load(path)
-    require_same_tokenizer(str(path), {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
-                           {"sha256": expected_sha256, "vocab_size": vocab_size}, fix)
+    require_same_tokenizer(
+        str(path),
+        {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
+        {"sha256": expected_sha256, "vocab_size": vocab_size},
+        fix,
+    )
     return tok

@@ -58,7 +58,7 @@ def sample_text(texts: Iterable[str], total: int | None) -> list[str]:
         for start in range(0, len(text), SAMPLE_PIECE_CHARS):
             # Piece i is taken when floor((i + 1) * share) steps up: a share of the pieces, evenly spaced.
             if int((piece_index + 1) * share) > int(piece_index * share):
-                sample.append(text[start:start + SAMPLE_PIECE_CHARS])
+                sample.append(text[start : start + SAMPLE_PIECE_CHARS])
             piece_index += 1
     return sample
 

@@ -34,8 +34,9 @@ def select_rows(state: Any, rows: list[int]) -> Any:
     return tuple(part[:, rows] for part in state) if isinstance(state, tuple) else state[:, rows]
 
 
-def beam_search(step, memory: ReadState, beams: int, max_tokens: int, eot: int,
-                length_penalty: float = 1.0) -> list[tuple[list[int], float, float]]:
+def beam_search(
+    step, memory: ReadState, beams: int, max_tokens: int, eot: int, length_penalty: float = 1.0
+) -> list[tuple[list[int], float, float]]:
     """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `memory`.
 
     Each beam is a batch row of the state. At each length
@@ -45,8 +46,10 @@ def beam_search(step, memory: ReadState, beams: int, max_tokens: int, eot: int,
     (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised score first.
     """
     if not math.isfinite(length_penalty):
-        raise RnngenError(f"{param('length_penalty')} must be a finite number (1 is the usual, 0 ranks by logprob), "
-                          f"got {length_penalty}")
+        raise RnngenError(
+            f"{param('length_penalty')} must be a finite number (1 is the usual, 0 ranks by logprob), "
+            f"got {length_penalty}"
+        )
     ops = ops_for(memory.logits)
     logprobs = ops.log_softmax(memory.logits)[None]  # [1, V]
     vocab = logprobs.shape[-1]
@@ -72,8 +75,9 @@ def beam_search(step, memory: ReadState, beams: int, max_tokens: int, eot: int,
         if not kept or len(finished) >= beams:
             break
         if length == max_tokens:  # the kept hypotheses end here: no step is computed past the last length
-            finished += [(sequence, score, length_normalised(score, length, length_penalty))
-                         for sequence, score in kept]
+            finished += [
+                (sequence, score, length_normalised(score, length, length_penalty)) for sequence, score in kept
+            ]
             break
         sequences = [sequence for sequence, _ in kept]
         totals = ops.floats_like([score for _, score in kept], logprobs)

@@ -52,8 +52,15 @@ class Completion:
     rather than a silent empty value.
     """
 
-    def __init__(self, completer: Completer, prompt: str, cfg: SampleConfig, generator: Any,
-                 start: ReadState | None = None, alternatives: int = 0):
+    def __init__(
+        self,
+        completer: Completer,
+        prompt: str,
+        cfg: SampleConfig,
+        generator: Any,
+        start: ReadState | None = None,
+        alternatives: int = 0,
+    ):
         self.steps: list[TokenStep] = []
         self.memory: ReadState | None = None  # the model after the prompt and the text so far, to continue from
         self._reason: str | None = None
@@ -66,8 +73,9 @@ class Completion:
     @property
     def reason(self) -> str:
         if self._reason is None:
-            raise RuntimeError("Completion.reason is known once the completion is consumed: "
-                               "iterate it or call text() first")
+            raise RuntimeError(
+                "Completion.reason is known once the completion is consumed: iterate it or call text() first"
+            )
         return self._reason
 
     @property
@@ -81,8 +89,15 @@ class Completion:
         """The rest of the completion's text, generating it."""
         return "".join(self._pieces)
 
-    def _generate(self, completer: Completer, prompt: str, cfg: SampleConfig, generator: Any,
-                  start: ReadState | None, alternatives: int) -> Iterator[str]:
+    def _generate(
+        self,
+        completer: Completer,
+        prompt: str,
+        cfg: SampleConfig,
+        generator: Any,
+        start: ReadState | None,
+        alternatives: int,
+    ) -> Iterator[str]:
         lm, tokenizer = completer.lm, completer.tokenizer
         self.memory, prompt_ids = completer.prime(prompt, start)
         logits, state = self.memory.logits, self.memory.state
@@ -116,7 +131,7 @@ class Completion:
                 break
             # Hold back what could be the start of a stop string until it is known not to be one.
             if len(text) - holdback > emitted:
-                yield text[emitted: len(text) - holdback]
+                yield text[emitted : len(text) - holdback]
                 emitted = len(text) - holdback
         if reason != "stop":
             text += decoder.flush()
@@ -141,8 +156,9 @@ class Completer:
         self.tokenizer = tokenizer
 
     @classmethod
-    def for_module(cls, module: Any, tokenizer: Tokenizer, device: Any = "cpu",
-                   start_with_eot: bool = True) -> Completer:
+    def for_module(
+        cls, module: Any, tokenizer: Tokenizer, device: Any = "cpu", start_with_eot: bool = True
+    ) -> Completer:
         """A completer for a torch `RecurrentLM` (a model in training, or loaded with torch): on the CPU a
         NumPy copy of its weights, on any other device the module itself, moved there."""
         if on_cpu(device):
@@ -161,8 +177,12 @@ class Completer:
             from rnngen.store.checkpoint_format import read_numpy
 
             ckpt = read_numpy(path)
-            tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"),
-                               ckpt.model.vocab_size, "copy the tokenizer.model of the corpus the run was trained on")
+            tok = load_checked(
+                run.tokenizer_path,
+                ckpt.corpus.get("tokenizer", {}).get("sha256"),
+                ckpt.model.vocab_size,
+                "copy the tokenizer.model of the corpus the run was trained on",
+            )
             lm: LanguageModel = NumpyLM(ckpt.model, ckpt.weights)
         else:
             from rnngen.generation.torch_lm import TorchLM
@@ -195,8 +215,8 @@ class Completer:
         ids = self.start + self.tokenizer.encode(text)
         state, total = None, 0.0
         for start in range(0, len(ids) - 1, PRIME_CHUNK):
-            logits, state = self.lm.logits_after_each(ids[start: start + PRIME_CHUNK], state)
-            targets = np.asarray(ids[start + 1: start + PRIME_CHUNK + 1])
+            logits, state = self.lm.logits_after_each(ids[start : start + PRIME_CHUNK], state)
+            targets = np.asarray(ids[start + 1 : start + PRIME_CHUNK + 1])
             log_probs = NUMPY.log_softmax(logits[: len(targets)])
             total -= float(log_probs[np.arange(len(targets)), targets].sum(dtype=np.float64))
         return total
@@ -205,8 +225,14 @@ class Completer:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""
         return self.lm.step(tokens, state)
 
-    def complete(self, prompt: str, cfg: SampleConfig, generator: Any = None, memory: ReadState | None = None,
-                 alternatives: int = 0) -> Completion:
+    def complete(
+        self,
+        prompt: str,
+        cfg: SampleConfig,
+        generator: Any = None,
+        memory: ReadState | None = None,
+        alternatives: int = 0,
+    ) -> Completion:
         """A streamed completion of `prompt` (the prompt itself is not repeated in the output).
 
         `memory` continues from an earlier completion instead of the start of a document;
@@ -214,8 +240,10 @@ class Completer:
         """
         vocab = self.tokenizer.vocab_size
         if alternatives > vocab:
-            raise RnngenError(f"{param('alternatives')} {alternatives} is more than the vocabulary's {vocab} tokens: "
-                              f"use at most {vocab}")
+            raise RnngenError(
+                f"{param('alternatives')} {alternatives} is more than the vocabulary's {vocab} tokens: "
+                f"use at most {vocab}"
+            )
         if generator is None:
             generator = self.generator(cfg.seed)
         return Completion(self, prompt, cfg, generator, memory, alternatives)

@@ -75,8 +75,13 @@ def _g(v: np.ndarray) -> np.ndarray:
 # The order in which the NumPy cells read each kind's gates; stored weights are reordered into it as
 # they are loaded (the stored order is `schema.GATES`). The LSTM's output gate comes before its
 # candidate so that the three sigmoid gates are one contiguous block (see `_lstm_update`).
-GATE_ORDER = {"rnn": ("h",), "lstm": ("i", "f", "o", "g"), "gru": ("r", "z", "n"), "mingru": ("z", "h"),
-              "minlstm": ("f", "i", "h")}
+GATE_ORDER = {
+    "rnn": ("h",),
+    "lstm": ("i", "f", "o", "g"),
+    "gru": ("r", "z", "n"),
+    "mingru": ("z", "h"),
+    "minlstm": ("f", "i", "h"),
+}
 
 
 def _gate_order_rows(kind: str, hidden: int) -> np.ndarray:
@@ -115,20 +120,32 @@ class NumpyLM:
             def pair(name: str) -> tuple[np.ndarray, np.ndarray]:
                 return w[f"{name}.weight"], w[f"{name}.bias"]
 
-            return {"norm": pair(block.norm),
-                    "w_in": w[f"{block.gates}.weight"][rows].T.copy(), "b_in": w[f"{block.gates}.bias"][rows],
-                    "w_out": w[f"{block.out}.weight"].T.copy(), "b_out": w[f"{block.out}.bias"],
-                    "ff_norm": pair(block.ff_norm),
-                    "w_ff1": w[f"{block.ff_in}.weight"].T.copy(), "b_ff1": w[f"{block.ff_in}.bias"],
-                    "w_ff2": w[f"{block.ff_out}.weight"].T.copy(), "b_ff2": w[f"{block.ff_out}.bias"]}
+            return {
+                "norm": pair(block.norm),
+                "w_in": w[f"{block.gates}.weight"][rows].T.copy(),
+                "b_in": w[f"{block.gates}.bias"][rows],
+                "w_out": w[f"{block.out}.weight"].T.copy(),
+                "b_out": w[f"{block.out}.bias"],
+                "ff_norm": pair(block.ff_norm),
+                "w_ff1": w[f"{block.ff_in}.weight"].T.copy(),
+                "b_ff1": w[f"{block.ff_in}.bias"],
+                "w_ff2": w[f"{block.ff_out}.weight"].T.copy(),
+                "b_ff2": w[f"{block.ff_out}.bias"],
+            }
         names = schema.recurrent_layer(k)
         w_ih, w_hh = w[names.weight_ih][rows], w[names.weight_hh][rows]
         b_ih, b_hh = w[names.bias_ih][rows], w[names.bias_hh][rows]
         if kind == "gru":
             # Both GRUs multiply r with part of the h-side term, so the two products stay apart.
             if self.cho:
-                return {"w_in": w_ih.T.copy(), "b_in": b_ih, "w_hrz": w_hh[: 2 * hidden].T.copy(),
-                        "b_hrz": b_hh[: 2 * hidden], "w_hn": w_hh[2 * hidden:].T.copy(), "b_hn": b_hh[2 * hidden:]}
+                return {
+                    "w_in": w_ih.T.copy(),
+                    "b_in": b_ih,
+                    "w_hrz": w_hh[: 2 * hidden].T.copy(),
+                    "b_hrz": b_hh[: 2 * hidden],
+                    "w_hn": w_hh[2 * hidden :].T.copy(),
+                    "b_hn": b_hh[2 * hidden :],
+                }
             return {"w_in": w_ih.T.copy(), "b_in": b_ih, "w_h": w_hh.T.copy(), "b_h": b_hh}
         if kind == "lstm":
             # The rows of i, f, o halved (exact in floating point): sigmoid(v) = 1/2 + tanh(v/2)/2, so one
@@ -136,8 +153,12 @@ class NumpyLM:
             scale = np.r_[np.full(3 * hidden, 0.5, np.float32), np.ones(hidden, np.float32)]
             w_ih, w_hh = w_ih * scale[:, None], w_hh * scale[:, None]
             b_ih, b_hh = b_ih * scale, b_hh * scale
-        return {"w_in": w_ih.T.copy(), "b_in": b_ih + b_hh, "w_h": w_hh.T.copy(),
-                "w_cat": np.concatenate([w_ih, w_hh], 1).T.copy()}
+        return {
+            "w_in": w_ih.T.copy(),
+            "b_in": b_ih + b_hh,
+            "w_h": w_hh.T.copy(),
+            "w_cat": np.concatenate([w_ih, w_hh], 1).T.copy(),
+        }
 
     def init_state(self, batch: int) -> NumpyState:
         """The zero state of a batch."""
@@ -148,7 +169,7 @@ class NumpyLM:
         """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it."""
         state = self.init_state(1) if state is None else state
         for start in range(0, len(ids), PRIME_CHUNK):
-            x, state = self._run(self.embedding[np.asarray(ids[start: start + PRIME_CHUNK])][:, None], state)
+            x, state = self._run(self.embedding[np.asarray(ids[start : start + PRIME_CHUNK])][:, None], state)
         return self._logits(x[-1])[0], state
 
     def logits_after_each(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
@@ -249,8 +270,8 @@ def _lstm_update(gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarr
     size = c.shape[-1]
     t = np.tanh(gates)
     ifo = t[:, : 3 * size] * 0.5 + 0.5  # sigmoid(i), sigmoid(f), sigmoid(o)
-    c = ifo[:, size: 2 * size] * c + ifo[:, :size] * t[:, 3 * size:]
-    return ifo[:, 2 * size:] * np.tanh(c), c
+    c = ifo[:, size : 2 * size] * c + ifo[:, :size] * t[:, 3 * size :]
+    return ifo[:, 2 * size :] * np.tanh(c), c
 
 
 def _gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
@@ -267,5 +288,5 @@ def _cho_gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
     candidate (Chung et al. 2014's direction)."""
     size = h.shape[-1]
     r, z = np.split(_sigmoid(xp[:, : 2 * size] + h @ layer["w_hrz"] + layer["b_hrz"]), 2, -1)
-    n = np.tanh(xp[:, 2 * size:] + (r * h) @ layer["w_hn"] + layer["b_hn"])
+    n = np.tanh(xp[:, 2 * size :] + (r * h) @ layer["w_hn"] + layer["b_hn"])
     return h + z * (n - h)  # (1 - z) * h + z * n

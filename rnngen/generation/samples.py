@@ -32,9 +32,9 @@ def default_prompt(corpus: Corpus, words: int = 4) -> str:
     """
     if corpus.meta.get("source", {}).get("dataset") == DEFAULT_DATASET:
         return PYDOCS_PROMPT
-    opening = corpus.tokenizer().decode(int(i) for i in corpus.tokens("val")[:16 * (words + 1)])
+    opening = corpus.tokenizer().decode(int(i) for i in corpus.tokens("val")[: 16 * (words + 1)])
     skip = 0 if starts_documents(corpus) else 1
-    return " ".join(re.findall(r"\S+", opening)[skip: skip + words])
+    return " ".join(re.findall(r"\S+", opening)[skip : skip + words])
 
 
 def starts_documents(corpus: Corpus) -> bool:

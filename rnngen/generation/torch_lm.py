@@ -26,7 +26,7 @@ class TorchLM:
         never holds a [tokens, vocab] array.
         """
         for start in range(0, len(ids), PRIME_CHUNK):
-            chunk = torch.tensor([ids[start: start + PRIME_CHUNK]], device=self.device)
+            chunk = torch.tensor([ids[start : start + PRIME_CHUNK]], device=self.device)
             out, state = self.model.rnn(self.model.embedding(chunk), state)
         return self.model.logits(out[0, -1]), state
 
@@ -52,4 +52,3 @@ class TorchLM:
     def generator(self, seed: int | None) -> torch.Generator:
         """A random generator on the model's device: seeded for reproducible samples, else from the OS."""
         return self.ops.generator(seed, self.device)
-

@@ -16,9 +16,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
-from rnngen.store.atomic import replacing
 from rnngen.data.tokenizer import load_checked
 from rnngen.errors import CheckpointError
+from rnngen.store.atomic import replacing
 from rnngen.store.checkpoint_format import FORMAT, Checkpoint, read_header
 from rnngen.store.runs import RunFolder, what_is_kept, write_failed
 
@@ -79,16 +79,21 @@ def save(path: Path, ckpt: Checkpoint) -> None:
     except BaseException as exc:
         if not _out_of_memory(exc):
             raise
-        raise CheckpointError(f"cannot write checkpoint {path}: out of memory while serializing it; "
-                              f"{what_is_kept(path.parent, 'free some memory (or raise `ulimit -v`)')}") from None
+        raise CheckpointError(
+            f"cannot write checkpoint {path}: out of memory while serializing it; "
+            f"{what_is_kept(path.parent, 'free some memory (or raise `ulimit -v`)')}"
+        ) from None
 
 
 def _out_of_memory(exc: BaseException) -> bool:
     """An allocation failure: Python's MemoryError, torch's CPU allocator, or the panic that safetensors'
     Rust code raises when an allocation fails (pyo3's PanicException, a BaseException: matched by name)."""
     kind = type(exc)
-    return (isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
-            or (kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"))
+    return (
+        isinstance(exc, MemoryError)
+        or (isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
+        or (kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime")
+    )
 
 
 def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
@@ -104,22 +109,32 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
-                              "e.g. best.safetensors or last.safetensors of the same run") from exc
+        raise CheckpointError(
+            f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
+            "e.g. best.safetensors or last.safetensors of the same run"
+        ) from exc
     tensors = {name: t.to(map_location) for name, t in tensors.items()}
-    weights = {name[len("model."):]: t for name, t in tensors.items() if name.startswith("model.")}
+    weights = {name[len("model.") :]: t for name, t in tensors.items() if name.startswith("model.")}
     trainer = header.trainer
-    return Checkpoint(model=header.model, training=header.training, corpus=header.corpus, weights=weights,
-                      resume_state=_unflatten(trainer, tensors) if trainer is not None else None,
-                      step=header.step, best_val_loss=header.best_val_loss)
+    return Checkpoint(
+        model=header.model,
+        training=header.training,
+        corpus=header.corpus,
+        weights=weights,
+        resume_state=_unflatten(trainer, tensors) if trainer is not None else None,
+        step=header.step,
+        best_val_loss=header.best_val_loss,
+    )
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint, path: Path) -> None:
     """Copy a checkpoint's weights into `model`, with a clear error when they do not fit."""
     expected = set(model_weights(model))
     if set(ckpt.weights) != expected:
-        raise CheckpointError(f"{path} does not fit this model: it lacks {sorted(expected - set(ckpt.weights))[:3]} "
-                              f"and has extra {sorted(set(ckpt.weights) - expected)[:3]}")
+        raise CheckpointError(
+            f"{path} does not fit this model: it lacks {sorted(expected - set(ckpt.weights))[:3]} "
+            f"and has extra {sorted(set(ckpt.weights) - expected)[:3]}"
+        )
     try:
         model.load_state_dict(ckpt.weights, strict=False)
     except RuntimeError as exc:
@@ -131,8 +146,12 @@ def load_model(run: RunFolder, path: Path, device: torch.device | str = "cpu"):
     from rnngen.models import build
 
     ckpt = load(path, map_location=device)
-    tok = load_checked(run.tokenizer_path, ckpt.corpus.get("tokenizer", {}).get("sha256"), ckpt.model.vocab_size,
-                         "copy the tokenizer.model of the corpus the run was trained on")
+    tok = load_checked(
+        run.tokenizer_path,
+        ckpt.corpus.get("tokenizer", {}).get("sha256"),
+        ckpt.model.vocab_size,
+        "copy the tokenizer.model of the corpus the run was trained on",
+    )
     model = build(ckpt.model).to(device)
     load_weights(model, ckpt, path)
     return model.eval(), tok, ckpt

@@ -16,10 +16,13 @@ def pick(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if name == "cuda" and not cuda:
-        raise RnngenError(f"{param('device')} cuda: no CUDA GPU is visible to PyTorch; use {param('device')} cpu (or auto)")
+        raise RnngenError(
+            f"{param('device')} cuda: no CUDA GPU is visible to PyTorch; use {param('device')} cpu (or auto)"
+        )
     if name == "mps" and not mps:
-        raise RnngenError(f"{param('device')} mps: Apple's MPS backend is not available here; use {param('device')} cpu "
-                          "(or auto)")
+        raise RnngenError(
+            f"{param('device')} mps: Apple's MPS backend is not available here; use {param('device')} cpu (or auto)"
+        )
     return torch.device(name)
 
 

@@ -38,8 +38,9 @@ def scan_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def parallel_scan_log(log_a: torch.Tensor, log_b: torch.Tensor, log_h0: torch.Tensor,
-                      dtype: torch.dtype | None = None) -> torch.Tensor:
+def parallel_scan_log(
+    log_a: torch.Tensor, log_b: torch.Tensor, log_h0: torch.Tensor, dtype: torch.dtype | None = None
+) -> torch.Tensor:
     """h_t = a_t h_{t-1} + b_t for all t at once, in log space; inputs [B, T, H] and [B, H].
 
     The sums run in `dtype`, by default `scan_dtype(device)`: a*_t and the log-cumsum-exp grow with t
@@ -65,12 +66,12 @@ class MinRecurrentLayer(nn.Module):
         """log a_t and log b_t of the recurrence, computed in log space for stability."""
         if self.kind == "mingru":
             k, h_tilde = split_gates(self.kind, self.proj(x), "zh")
-            log_a = -F.softplus(k)                 # log(1 - z_t)
+            log_a = -F.softplus(k)  # log(1 - z_t)
             log_b = -F.softplus(-k) + log_g(h_tilde)  # log z_t + log g(h~_t)
         else:
             k_f, k_i, h_tilde = split_gates(self.kind, self.proj(x), "fih")
             diff = F.softplus(-k_f) - F.softplus(-k_i)  # log i_t - log f_t
-            log_a = -F.softplus(diff)               # log f'_t = log f / (f + i)
+            log_a = -F.softplus(diff)  # log f'_t = log f / (f + i)
             log_b = -F.softplus(-diff) + log_g(h_tilde)  # log i'_t + log g(h~_t)
         return log_a, log_b
 
@@ -101,8 +102,9 @@ class MinRecurrent(nn.Module):
         self.outs = nn.ModuleList(nn.Linear(hidden, size) for _ in range(num_layers))
         self.ff_norms = nn.ModuleList(nn.LayerNorm(size) for _ in range(num_layers))
         wide = FEED_FORWARD_FACTOR * size
-        self.ffs = nn.ModuleList(nn.Sequential(nn.Linear(size, wide), nn.GELU(), nn.Linear(wide, size))
-                                 for _ in range(num_layers))
+        self.ffs = nn.ModuleList(
+            nn.Sequential(nn.Linear(size, wide), nn.GELU(), nn.Linear(wide, size)) for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(size)
         self.drop = nn.Dropout(dropout)
 

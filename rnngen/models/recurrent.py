@@ -46,8 +46,9 @@ class RecurrentLM(nn.Module):
             self.rnn = ScratchRecurrent(config.kind, config.embed, config.hidden, config.layers, dropout)
         else:
             layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
-            self.rnn = _LAYERS[config.kind](config.embed, config.hidden, num_layers=config.layers, batch_first=True,
-                                            dropout=dropout, **layer_kwargs)
+            self.rnn = _LAYERS[config.kind](
+                config.embed, config.hidden, num_layers=config.layers, batch_first=True, dropout=dropout, **layer_kwargs
+            )
         self.drop = nn.Dropout(config.dropout)
         # Tying the head to the embedding (Press & Wolf 2017; Inan et al. 2017) saves parameters and
         # helps small models; when the sizes differ, a projection maps hidden to embedding size.

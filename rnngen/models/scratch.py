@@ -28,14 +28,14 @@ def lstm_cell(x, state, w_ih, w_hh, b_ih, b_hh):
     """The standard LSTM cell (Hochreiter & Schmidhuber 1997, with forget gate: Gers et al. 2000)."""
     h, c = state
     i, f, g, o = split_gates("lstm", x @ w_ih.T + b_ih + h @ w_hh.T + b_hh, "ifgo")  # each gate's rows
-    i_t = torch.sigmoid(i)             # input gate   i_t = sigma(W_i·[h_{t-1}, x_t] + b_i)
-    f_t = torch.sigmoid(f)             # forget gate  f_t = sigma(W_f·[h_{t-1}, x_t] + b_f)
-    o_t = torch.sigmoid(o)             # output gate  o_t = sigma(W_o·[h_{t-1}, x_t] + b_o)
-    c_cand = torch.tanh(g)             # candidate    c'_t = tanh(W_c·[h_{t-1}, x_t] + b_c)
+    i_t = torch.sigmoid(i)  # input gate   i_t = sigma(W_i·[h_{t-1}, x_t] + b_i)
+    f_t = torch.sigmoid(f)  # forget gate  f_t = sigma(W_f·[h_{t-1}, x_t] + b_f)
+    o_t = torch.sigmoid(o)  # output gate  o_t = sigma(W_o·[h_{t-1}, x_t] + b_o)
+    c_cand = torch.tanh(g)  # candidate    c'_t = tanh(W_c·[h_{t-1}, x_t] + b_c)
     # Cell state c_t = f_t*c_{t-1} + i_t*c'_t. The lecture's slide wraps this in a sigmoid: a slip;
     # the standard cell (and PyTorch's) has none, which is what lets the cell carry values > 1.
     c_t = f_t * c + i_t * c_cand
-    h_t = o_t * torch.tanh(c_t)        # hidden state h_t = o_t * tanh(c_t)
+    h_t = o_t * torch.tanh(c_t)  # hidden state h_t = o_t * tanh(c_t)
     return h_t, c_t
 
 
@@ -49,10 +49,10 @@ def gru_cell_cho(x, h, w_ih, w_hh, b_ih, b_hh):
     x_r, x_z, x_n = split_gates("gru", x @ w_ih.T + b_ih, "rzn")
     w_hr, w_hz, w_hn = split_gates("gru", w_hh, "rzn", 0)
     b_hr, b_hz, b_hn = split_gates("gru", b_hh, "rzn", 0)
-    r_t = torch.sigmoid(x_r + h @ w_hr.T + b_hr)              # reset gate  r_t = sigma(W_r·[h_{t-1}, x_t])
-    z_t = torch.sigmoid(x_z + h @ w_hz.T + b_hz)              # update gate z_t = sigma(W_z·[h_{t-1}, x_t])
-    h_cand = torch.tanh(x_n + (r_t * h) @ w_hn.T + b_hn)      # candidate   h'_t = tanh(W·[r_t*h_{t-1}, x_t])
-    return (1 - z_t) * h + z_t * h_cand                       # h_t = (1-z_t)*h_{t-1} + z_t*h'_t
+    r_t = torch.sigmoid(x_r + h @ w_hr.T + b_hr)  # reset gate  r_t = sigma(W_r·[h_{t-1}, x_t])
+    z_t = torch.sigmoid(x_z + h @ w_hz.T + b_hz)  # update gate z_t = sigma(W_z·[h_{t-1}, x_t])
+    h_cand = torch.tanh(x_n + (r_t * h) @ w_hn.T + b_hn)  # candidate   h'_t = tanh(W·[r_t*h_{t-1}, x_t])
+    return (1 - z_t) * h + z_t * h_cand  # h_t = (1-z_t)*h_{t-1} + z_t*h'_t
 
 
 class ScratchRecurrent(nn.Module):
@@ -65,13 +65,21 @@ class ScratchRecurrent(nn.Module):
         for k in range(num_layers):
             size_in = input_size if k == 0 else hidden
             rows = len(GATES[kind]) * hidden
-            for name, shape in ((f"weight_ih_l{k}", (rows, size_in)), (f"weight_hh_l{k}", (rows, hidden)),
-                                (f"bias_ih_l{k}", (rows,)), (f"bias_hh_l{k}", (rows,))):
+            for name, shape in (
+                (f"weight_ih_l{k}", (rows, size_in)),
+                (f"weight_hh_l{k}", (rows, hidden)),
+                (f"bias_ih_l{k}", (rows,)),
+                (f"bias_hh_l{k}", (rows,)),
+            ):
                 self.register_parameter(name, nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
 
     def _weights(self, k: int):
-        return (getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}"),
-                getattr(self, f"bias_ih_l{k}"), getattr(self, f"bias_hh_l{k}"))
+        return (
+            getattr(self, f"weight_ih_l{k}"),
+            getattr(self, f"weight_hh_l{k}"),
+            getattr(self, f"bias_ih_l{k}"),
+            getattr(self, f"bias_hh_l{k}"),
+        )
 
     def forward(self, x: torch.Tensor, state=None):
         """x [batch, time, input] -> outputs [batch, time, hidden] and the final state, like nn.LSTM."""

@@ -8,11 +8,10 @@ no caller has to ask which one it holds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
 
 import torch
 
-State = Union[torch.Tensor, tuple[torch.Tensor, ...]]
+State = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 def map_state(state: State | None, fn: Callable[[torch.Tensor], torch.Tensor]) -> State | None:

@@ -45,9 +45,15 @@ class Checkpoint:
 
     def header(self) -> dict[str, Any]:
         """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
-        return {"format": FORMAT, "rnngen_version": __version__, "model": self.model.to_dict(),
-                "train": self.training.to_dict(), "corpus": self.corpus, "step": self.step,
-                "best_val_loss": self.best_val_loss}
+        return {
+            "format": FORMAT,
+            "rnngen_version": __version__,
+            "model": self.model.to_dict(),
+            "train": self.training.to_dict(),
+            "corpus": self.corpus,
+            "step": self.step,
+            "best_val_loss": self.best_val_loss,
+        }
 
 
 @dataclass
@@ -75,8 +81,10 @@ def read_header(path: Path) -> Header:
             meta = file.metadata() or {}
             shapes = {name: tuple(file.get_slice(name).get_shape()) for name in file.keys()}
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
-                              "e.g. best.safetensors or last.safetensors of the same run") from exc
+        raise CheckpointError(
+            f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
+            "e.g. best.safetensors or last.safetensors of the same run"
+        ) from exc
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
     if "rnngen" not in meta:
@@ -88,17 +96,27 @@ def read_header(path: Path) -> Header:
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         found = header if not isinstance(header, dict) else header.get("format")
         version = header.get("rnngen_version", "?") if isinstance(header, dict) else "?"
-        raise CheckpointError(f"{path} was written by rnngen {version} in checkpoint format {found}; "
-                              f"this rnngen {__version__} reads format {FORMAT}")
+        raise CheckpointError(
+            f"{path} was written by rnngen {version} in checkpoint format {found}; "
+            f"this rnngen {__version__} reads format {FORMAT}"
+        )
     try:
         model = ModelConfig.from_dict(header["model"])
         train = TrainConfig.from_dict(header["train"])
     except (KeyError, TypeError, RnngenError) as exc:
         raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
-    check_shapes(path, model, {name[len("model."):]: shape for name, shape in shapes.items()
-                               if name.startswith("model.")})
-    return Header(model=model, training=train, corpus=header.get("corpus", {}), step=int(header.get("step", 0)),
-                  best_val_loss=header.get("best_val_loss"), trainer=trainer, shapes=shapes)
+    check_shapes(
+        path, model, {name[len("model.") :]: shape for name, shape in shapes.items() if name.startswith("model.")}
+    )
+    return Header(
+        model=model,
+        training=train,
+        corpus=header.get("corpus", {}),
+        step=int(header.get("step", 0)),
+        best_val_loss=header.get("best_val_loss"),
+        trainer=trainer,
+        shapes=shapes,
+    )
 
 
 def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ...]]) -> None:
@@ -106,15 +124,19 @@ def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ..
     expected = parameter_shapes(config)
     if set(found) != set(expected):
         lacks, extra = sorted(set(expected) - set(found))[:3], sorted(set(found) - set(expected))[:3]
-        raise CheckpointError(f"{path} does not fit its own model configuration: it lacks {lacks} and has extra "
-                              f"{extra}; use another checkpoint of the run")
+        raise CheckpointError(
+            f"{path} does not fit its own model configuration: it lacks {lacks} and has extra "
+            f"{extra}; use another checkpoint of the run"
+        )
     wrong = [name for name in expected if tuple(found[name]) != expected[name]]
     if wrong:
         name = wrong[0]
-        raise CheckpointError(f"{path} does not fit its own model configuration: {name} is "
-                              f"{list(found[name])} where {config.kind} embed={config.embed} hidden={config.hidden} "
-                              f"vocab={config.vocab_size} needs {list(expected[name])}; the header is damaged: "
-                              "use another checkpoint of the run")
+        raise CheckpointError(
+            f"{path} does not fit its own model configuration: {name} is "
+            f"{list(found[name])} where {config.kind} embed={config.embed} hidden={config.hidden} "
+            f"vocab={config.vocab_size} needs {list(expected[name])}; the header is damaged: "
+            "use another checkpoint of the run"
+        )
 
 
 def read_numpy(path: Path) -> Checkpoint:
@@ -124,7 +146,16 @@ def read_numpy(path: Path) -> Checkpoint:
 
     header = read_header(path)
     with safe_open(path, framework="numpy") as file:
-        weights = {name[len("model."):]: np.asarray(file.get_tensor(name), dtype=np.float32)
-                   for name in header.shapes if name.startswith("model.")}
-    return Checkpoint(model=header.model, training=header.training, corpus=header.corpus, weights=weights,
-                      step=header.step, best_val_loss=header.best_val_loss)
+        weights = {
+            name[len("model.") :]: np.asarray(file.get_tensor(name), dtype=np.float32)
+            for name in header.shapes
+            if name.startswith("model.")
+        }
+    return Checkpoint(
+        model=header.model,
+        training=header.training,
+        corpus=header.corpus,
+        weights=weights,
+        step=header.step,
+        best_val_loss=header.best_val_loss,
+    )

@@ -22,7 +22,6 @@ from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.store.runs import RunFolder
 
-
 PREFIX = "hf:"
 WEIGHTS, CONFIG, TOKENIZER, CARD = "best.safetensors", "config.json", "tokenizer.model", "README.md"
 FILES = (WEIGHTS, CONFIG, TOKENIZER, CARD)
@@ -63,7 +62,7 @@ def parse_repo_id(repo_id: str) -> str:
 
 def parse(ref: str) -> tuple[str, str | None]:
     """(repo id, revision or None) of `hf:USER/NAME[@REVISION]`."""
-    repo_id, _, revision = ref[len(PREFIX):].partition("@")
+    repo_id, _, revision = ref[len(PREFIX) :].partition("@")
     return parse_repo_id(repo_id), revision or None
 
 
@@ -80,22 +79,31 @@ def download(ref: str) -> Path:
     )
 
     repo_id, revision = parse(ref)
-    kwargs = {"repo_id": repo_id, "revision": revision, "allow_patterns": list(FILES), "library_name": "rnngen",
-              "library_version": __version__}
+    kwargs = {
+        "repo_id": repo_id,
+        "revision": revision,
+        "allow_patterns": list(FILES),
+        "library_name": "rnngen",
+        "library_version": __version__,
+    }
     try:
         return Path(snapshot_download(**kwargs, local_files_only=True))
     except LocalEntryNotFoundError:
         pass  # not cached yet
     # The hub client retries an unreachable hub for tens of seconds; the probe `prepare` uses takes at most a few.
     if constants.HF_HUB_OFFLINE or not hub_reachable():
-        raise HubError(f"{ref} is not in the hub cache ({constants.HF_HUB_CACHE}) and the Hugging Face hub cannot be "
-                       f"reached{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}: run it once with "
-                       f"network access to download it, or pass a local run folder or .safetensors file")
+        raise HubError(
+            f"{ref} is not in the hub cache ({constants.HF_HUB_CACHE}) and the Hugging Face hub cannot be "
+            f"reached{' (HF_HUB_OFFLINE is set)' if constants.HF_HUB_OFFLINE else ''}: run it once with "
+            f"network access to download it, or pass a local run folder or .safetensors file"
+        )
     try:
         return Path(snapshot_download(**kwargs))
     except (RepositoryNotFoundError, GatedRepoError) as exc:
-        raise HubError(f"no model {repo_id} on the hub that this login can read: check the name, or log in "
-                       f"(`huggingface-cli login` or HF_TOKEN) for a private one") from exc
+        raise HubError(
+            f"no model {repo_id} on the hub that this login can read: check the name, or log in "
+            f"(`huggingface-cli login` or HF_TOKEN) for a private one"
+        ) from exc
     except RevisionNotFoundError as exc:
         raise HubError(f"{repo_id} has no revision {revision!r}: drop @{revision} for the latest") from exc
     except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
@@ -121,36 +129,86 @@ def model_card(run: RunFolder, repo_id: str) -> str:
     # Only a hub dataset id links to a dataset page; a local folder or the embedded corpus does not.
     on_hub = bool(dataset) and not dataset.startswith((".", "/", "~")) and "/" in dataset and not Path(dataset).exists()
     bpc = run.best_val_bpc()
-    results = [] if bpc is None else [EvalResult(
-        task_type="text-generation", dataset_type=dataset if on_hub else corpus["name"], dataset_name=corpus["name"],
-        dataset_split="validation", metric_type="bpc", metric_value=round(bpc, 4),
-        metric_name="validation bits per character")]
-    data = ModelCardData(library_name="rnngen", pipeline_tag="text-generation", model_name=repo_id,
-                         tags=["rnngen", "recurrent-neural-network", model["kind"], "text-generation"],
-                         datasets=[dataset] if on_hub else None, eval_results=results or None)
+    results = (
+        []
+        if bpc is None
+        else [
+            EvalResult(
+                task_type="text-generation",
+                dataset_type=dataset if on_hub else corpus["name"],
+                dataset_name=corpus["name"],
+                dataset_split="validation",
+                metric_type="bpc",
+                metric_value=round(bpc, 4),
+                metric_name="validation bits per character",
+            )
+        ]
+    )
+    data = ModelCardData(
+        library_name="rnngen",
+        pipeline_tag="text-generation",
+        model_name=repo_id,
+        tags=["rnngen", "recurrent-neural-network", model["kind"], "text-generation"],
+        datasets=[dataset] if on_hub else None,
+        eval_results=results or None,
+    )
     size = f"{model['layers']} x {model['hidden']} {model['kind'].upper()}"
     params, step = checkpoint_facts(run.file(WEIGHTS))
     source = f"[{dataset}](https://huggingface.co/datasets/{dataset})" if on_hub else f"`{corpus['name']}`"
-    settings = ", ".join(f"{key} {train[key]}" for key in ("batch_size", "seq_len", "lr", "warmup", "weight_decay",
-                                                            "clip", "seed") if key in train)
+    settings = ", ".join(
+        f"{key} {train[key]}"
+        for key in ("batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "seed")
+        if key in train
+    )
     tokenizer = corpus.get("tokenizer", {})
-    evaluated = (f"Validation: **{bpc:.4f} bits per character** on the corpus's validation split "
-                 f"({corpus.get('val_characters', 0):,} characters)." if bpc is not None else "Not evaluated yet.")
+    evaluated = (
+        f"Validation: **{bpc:.4f} bits per character** on the corpus's validation split "
+        f"({corpus.get('val_characters', 0):,} characters)."
+        if bpc is not None
+        else "Not evaluated yet."
+    )
     lines = [
-        "---", data.to_yaml(), "---", "", f"# {repo_id}", "",
-        (f"A {size} recurrent language model ({params:,} parameters, embedding {model['embed']}, vocabulary "
-         f"{model['vocab_size']}) trained with rnngen on {source} for {step:,} steps."),
-        "", evaluated, "",
-        "## Use", "", "```bash", "pip install rnngen", f'rnngen complete --checkpoint hf:{repo_id} "Your prompt"',
-        "```", "", "```python", "import rnngen", "", f'model = rnngen.load("hf:{repo_id}")',
-        'print(model.complete("Your prompt", max_tokens=50))', "```", "",
-        "## Training", "",
-        (f"Corpus {corpus['name']}: {corpus.get('train_tokens', 0):,} training tokens, "
-         f"{corpus.get('train_characters', 0):,} characters; tokenizer {tokenizer.get('type', '?')} "
-         f"(sha256 {str(tokenizer.get('sha256', '?'))[:12]})."),
-        f"Training: {settings}.", "",
-        ("Files: `best.safetensors` (weights and configuration; safetensors, no pickle), `config.json`, "
-         "`tokenizer.model` (sentencepiece)."), "",
+        "---",
+        data.to_yaml(),
+        "---",
+        "",
+        f"# {repo_id}",
+        "",
+        (
+            f"A {size} recurrent language model ({params:,} parameters, embedding {model['embed']}, vocabulary "
+            f"{model['vocab_size']}) trained with rnngen on {source} for {step:,} steps."
+        ),
+        "",
+        evaluated,
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "pip install rnngen",
+        f'rnngen complete --checkpoint hf:{repo_id} "Your prompt"',
+        "```",
+        "",
+        "```python",
+        "import rnngen",
+        "",
+        f'model = rnngen.load("hf:{repo_id}")',
+        'print(model.complete("Your prompt", max_tokens=50))',
+        "```",
+        "",
+        "## Training",
+        "",
+        (
+            f"Corpus {corpus['name']}: {corpus.get('train_tokens', 0):,} training tokens, "
+            f"{corpus.get('train_characters', 0):,} characters; tokenizer {tokenizer.get('type', '?')} "
+            f"(sha256 {str(tokenizer.get('sha256', '?'))[:12]})."
+        ),
+        f"Training: {settings}.",
+        "",
+        (
+            "Files: `best.safetensors` (weights and configuration; safetensors, no pickle), `config.json`, "
+            "`tokenizer.model` (sentencepiece)."
+        ),
+        "",
     ]
     return "\n".join(lines)
 
@@ -160,8 +218,10 @@ def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
     parse_repo_id(repo_id)
     missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not run.file(name).exists()]
     if missing:
-        raise CheckpointError(f"{run.path} has no {', '.join(missing)} yet: push a run that has been evaluated "
-                              f"at least once (`rnngen runs` shows its best bits per character)")
+        raise CheckpointError(
+            f"{run.path} has no {', '.join(missing)} yet: push a run that has been evaluated "
+            f"at least once (`rnngen runs` shows its best bits per character)"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS, CONFIG, TOKENIZER):
         shutil.copyfile(run.file(name), folder / name)
@@ -181,9 +241,12 @@ def push(folder: Path, repo_id: str, private: bool) -> str:
     api = HfApi(library_name="rnngen", library_version=__version__)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
-                          commit_message=f"Upload with rnngen {__version__}")
+        api.upload_folder(
+            repo_id=repo_id, folder_path=folder, repo_type="model", commit_message=f"Upload with rnngen {__version__}"
+        )
     except HfHubHTTPError as exc:
-        raise HubError(f"the hub refused the upload to {repo_id}: {str(exc).splitlines()[0]} (is the token allowed "
-                       f"to write there?)") from exc
+        raise HubError(
+            f"the hub refused the upload to {repo_id}: {str(exc).splitlines()[0]} (is the token allowed "
+            f"to write there?)"
+        ) from exc
     return str(url)

@@ -55,7 +55,7 @@ class Lock:
             self.path.unlink(missing_ok=True)  # while still held: see the module's docstring
             self.file.close()  # closing the file releases the lock
 
-    def __enter__(self) -> "Lock":
+    def __enter__(self) -> Lock:
         return self
 
     def __exit__(self, *exc: object) -> None:

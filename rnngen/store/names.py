@@ -29,5 +29,7 @@ def check_name(name: object, what: str = "corpus") -> str:
     if is_valid_name(name):
         return name  # type: ignore[return-value]
     shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else repr(name[:40] + "...")
-    raise InvalidName(f"{what} name {shown} is not allowed: use 1 to {MAX_NAME_CHARS} letters, digits, '-', '_' "
-                      f"or '.', not starting with '.'")
+    raise InvalidName(
+        f"{what} name {shown} is not allowed: use 1 to {MAX_NAME_CHARS} letters, digits, '-', '_' "
+        f"or '.', not starting with '.'"
+    )

@@ -31,13 +31,17 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
         if _exists(path) and path.is_file():
             return RunFolder(path.parent), path
         if not _exists(path) or not path.is_dir():
-            raise CheckpointError(f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}")
+            raise CheckpointError(
+                f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}"
+            )
         run = RunFolder(path)
     for name in (BEST, LAST):
         if run.file(name).exists():
             return run, run.file(name)
-    raise CheckpointError(f"{run.path} holds no checkpoint yet ({BEST} or {LAST}): its training stopped before "
-                          f"the first save; start it again with `rnngen train --name {run.name}` and its options")
+    raise CheckpointError(
+        f"{run.path} holds no checkpoint yet ({BEST} or {LAST}): its training stopped before "
+        f"the first save; start it again with `rnngen train --name {run.name}` and its options"
+    )
 
 
 def _exists(path: Path) -> bool:

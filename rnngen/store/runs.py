@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
 from rnngen.errors import CheckpointError, RnngenError, param
+from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
 from rnngen.store.lock import Lock
 
 BEST, LAST = "best.safetensors", "last.safetensors"
@@ -75,11 +75,16 @@ class RunFolder:
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            lock = Lock(self.path / LOCK, f"{self.path} is in use by another rnngen train (pid {{pid}}): wait for "
-                                          f"it to finish, or pick another {param('name')}")
+            lock = Lock(
+                self.path / LOCK,
+                f"{self.path} is in use by another rnngen train (pid {{pid}}): wait for "
+                f"it to finish, or pick another {param('name')}",
+            )
         except OSError as exc:
-            raise RnngenError(f"cannot create the run folder {self.path}: {exc.strerror}; pass a writable "
-                              f"{param('checkpoints')} (or set RNNGEN_CHECKPOINTS)") from exc
+            raise RnngenError(
+                f"cannot create the run folder {self.path}: {exc.strerror}; pass a writable "
+                f"{param('checkpoints')} (or set RNNGEN_CHECKPOINTS)"
+            ) from exc
         try:
             if not resuming:
                 self._require_fresh()
@@ -94,13 +99,16 @@ class RunFolder:
 
     def _require_fresh(self) -> None:
         if self.has_checkpoint():
-            raise RnngenError(f"{self.path} already exists: continue it with {param('resume')} {self.name}, "
-                              f"or pick another {param('name')}")
+            raise RnngenError(
+                f"{self.path} already exists: continue it with {param('resume')} {self.name}, "
+                f"or pick another {param('name')}"
+            )
         # A run writes config.json first: files without it, or files a run never writes, are someone else's.
         found = sorted(p.name for p in self.path.iterdir() if not p.name.startswith("."))
         if found and ("config.json" not in found or set(found) - RUN_FILES):
-            raise RnngenError(f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): "
-                              f"pick another {param('name')}")
+            raise RnngenError(
+                f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): pick another {param('name')}"
+            )
 
     def documents(self) -> str | None:
         """How the run's corpus was cut into documents (`prepare --documents`): rows, lines, paragraphs or
@@ -128,8 +136,14 @@ class RunFolder:
 
     def best_val_bpc(self) -> float | None:
         """The lowest validation bits per character in the metrics; None before the first evaluation."""
-        return min((row["val_bpc"] for row in self.metrics()
-                    if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))), default=None)
+        return min(
+            (
+                row["val_bpc"]
+                for row in self.metrics()
+                if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))
+            ),
+            default=None,
+        )
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         try:
@@ -166,10 +180,13 @@ def _number(value: Any) -> float:
 
 
 def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str, Any], fix: str) -> None:
-    """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected; a figure expected as None is not compared."""
+    """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected; a figure expected as None
+    is not compared."""
     if any(expected.get(key) is not None and found.get(key) != expected[key] for key in ("sha256", "vocab_size")):
-        raise CheckpointError(f"{what} does not match the checkpoint's tokenizer (vocabulary {found.get('vocab_size')} "
-                              f"vs {expected.get('vocab_size')}): {fix}")
+        raise CheckpointError(
+            f"{what} does not match the checkpoint's tokenizer (vocabulary {found.get('vocab_size')} "
+            f"vs {expected.get('vocab_size')}): {fix}"
+        )
 
 
 def list_runs(root: Path) -> list[RunFolder]:

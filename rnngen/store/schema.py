@@ -77,8 +77,14 @@ class BlockNames:
 
 
 def residual_block(k: int) -> BlockNames:
-    return BlockNames(f"rnn.norms.{k}", f"rnn.layers.{k}.proj", f"rnn.outs.{k}", f"rnn.ff_norms.{k}",
-                      f"rnn.ffs.{k}.0", f"rnn.ffs.{k}.2")
+    return BlockNames(
+        f"rnn.norms.{k}",
+        f"rnn.layers.{k}.proj",
+        f"rnn.outs.{k}",
+        f"rnn.ff_norms.{k}",
+        f"rnn.ffs.{k}.0",
+        f"rnn.ffs.{k}.2",
+    )
 
 
 def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -90,19 +96,31 @@ def parameter_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
         wide = FEED_FORWARD_FACTOR * embed
         for k in range(config.layers):
             block = residual_block(k)
-            shapes |= {f"{block.norm}.weight": (embed,), f"{block.norm}.bias": (embed,),
-                       f"{block.gates}.weight": (rows, embed), f"{block.gates}.bias": (rows,),
-                       f"{block.out}.weight": (embed, hidden), f"{block.out}.bias": (embed,),
-                       f"{block.ff_norm}.weight": (embed,), f"{block.ff_norm}.bias": (embed,),
-                       f"{block.ff_in}.weight": (wide, embed), f"{block.ff_in}.bias": (wide,),
-                       f"{block.ff_out}.weight": (embed, wide), f"{block.ff_out}.bias": (embed,)}
+            shapes |= {
+                f"{block.norm}.weight": (embed,),
+                f"{block.norm}.bias": (embed,),
+                f"{block.gates}.weight": (rows, embed),
+                f"{block.gates}.bias": (rows,),
+                f"{block.out}.weight": (embed, hidden),
+                f"{block.out}.bias": (embed,),
+                f"{block.ff_norm}.weight": (embed,),
+                f"{block.ff_norm}.bias": (embed,),
+                f"{block.ff_in}.weight": (wide, embed),
+                f"{block.ff_in}.bias": (wide,),
+                f"{block.ff_out}.weight": (embed, wide),
+                f"{block.ff_out}.bias": (embed,),
+            }
         shapes |= {f"{FINAL_NORM}.weight": (embed,), f"{FINAL_NORM}.bias": (embed,)}
         out_size = embed
     else:
         for k in range(config.layers):
             layer = recurrent_layer(k)
-            shapes |= {layer.weight_ih: (rows, embed if k == 0 else hidden), layer.weight_hh: (rows, hidden),
-                       layer.bias_ih: (rows,), layer.bias_hh: (rows,)}
+            shapes |= {
+                layer.weight_ih: (rows, embed if k == 0 else hidden),
+                layer.weight_hh: (rows, hidden),
+                layer.bias_ih: (rows,),
+                layer.bias_hh: (rows,),
+            }
         out_size = hidden
     if config.tie and out_size != embed:
         shapes[PROJECTION] = (embed, out_size)

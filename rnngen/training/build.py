@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.models import RecurrentLM, build
+from rnngen.models import device as devices
 from rnngen.models.checkpoint import load, load_weights
 from rnngen.training.distributed import World
 from rnngen.training.optim import adamw
@@ -27,7 +27,9 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
 
 
-def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None) -> TrainingSetup:
+def build_for_training(
+    model_cfg: ModelConfig, cfg: TrainConfig, world: World, init_from: Path | None = None
+) -> TrainingSetup:
     """The model seeded with `cfg.seed` (the same weights on every rank), wrapped, with AdamW over its parameters
     (weight decay on the weight matrices only).
 
@@ -44,6 +46,7 @@ def build_for_training(model_cfg: ModelConfig, cfg: TrainConfig, world: World, i
     train_model = torch.compile(model) if cfg.compile else model
     if world.size > 1:
         # DDP starts every rank from rank 0's weights and averages gradients during backward.
-        train_model = DistributedDataParallel(train_model, device_ids=[world.local_rank]
-                                              if device.type == "cuda" else None)
+        train_model = DistributedDataParallel(
+            train_model, device_ids=[world.local_rank] if device.type == "cuda" else None
+        )
     return TrainingSetup(device, model, train_model, adamw(model, cfg, device))

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rnngen.models import device as devices
 from rnngen.errors import RnngenError
+from rnngen.models import device as devices
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,17 @@ def relaunch(processes: int, args: list[str]) -> int:
 
     args = list(args)
     at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
-    del args[at: at + (1 if "=" in args[at] else 2)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               "-m", "rnngen", *args]
+    del args[at : at + (1 if "=" in args[at] else 2)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={processes}",
+        "-m",
+        "rnngen",
+        *args,
+    ]
     received: list[int] = []
 
     def forward(signum: int, frame: Any) -> None:
@@ -84,8 +92,10 @@ def check_gpus(processes: int, device: str) -> None:
     process, and a rank without one would fail deep inside CUDA instead of saying so."""
     gpus = torch.cuda.device_count()
     if backend_for(device) == "nccl" and processes > gpus:
-        raise RnngenError(f"--nproc {processes}: this machine has {gpus} GPU{'s' * (gpus != 1)}, and each process "
-                          f"needs its own; use --nproc {gpus}, or --device cpu for CPU processes")
+        raise RnngenError(
+            f"--nproc {processes}: this machine has {gpus} GPU{'s' * (gpus != 1)}, and each process "
+            f"needs its own; use --nproc {gpus}, or --device cpu for CPU processes"
+        )
 
 
 def setup(device: str = "auto") -> World:

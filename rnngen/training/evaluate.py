@@ -9,22 +9,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rnngen.models import device as devices
 from rnngen.models import RecurrentLM
+from rnngen.models import device as devices
 from rnngen.training import distributed
 
 LN2 = math.log(2)
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Cross-entropy of logits [rows, T, vocab] against the next tokens [rows, T], in float32 (the softmax is in here)."""
+    """Cross-entropy of logits [rows, T, vocab] against the next tokens [rows, T], in float32 (the softmax is
+    in here)."""
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
 
 
 @torch.no_grad()
-def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int, seq_len: int,
-             max_tokens: int | None, device: torch.device,
-             world: distributed.World = distributed.World()) -> dict[str, Any]:
+def evaluate(
+    model: RecurrentLM,
+    tokens: np.ndarray,
+    characters: int,
+    rows: int,
+    seq_len: int,
+    max_tokens: int | None,
+    device: torch.device,
+    world: distributed.World = distributed.World(),
+) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
     The split is cut into `rows` contiguous streams; the first token of each stream is context
@@ -38,12 +46,12 @@ def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int,
     rows = max(1, min(rows, used // (seq_len + 1)))
     row_len = used // rows
     streams = tokens[: rows * row_len].reshape(rows, row_len)  # still a memory map: read window by window
-    mine = streams[world.rank:: world.size]
+    mine = streams[world.rank :: world.size]
     was_training = model.training
     model.eval()
     state, sums = None, []
     for start in range(0, row_len - 1, seq_len) if len(mine) else ():
-        chunk = torch.from_numpy(np.asarray(mine[:, start: start + seq_len + 1], dtype=np.int64)).to(device)
+        chunk = torch.from_numpy(np.asarray(mine[:, start : start + seq_len + 1], dtype=np.int64)).to(device)
         with devices.autocast(device):
             logits, state = model(chunk[:, :-1], state)
         sums.append(next_token_loss(logits, chunk[:, 1:], reduction="sum"))
@@ -54,5 +62,10 @@ def evaluate(model: RecurrentLM, tokens: np.ndarray, characters: int, rows: int,
     predicted = rows * (row_len - 1)
     loss = nll / predicted
     chars = characters * predicted / total
-    return {"val_loss": loss, "val_ppl": math.exp(min(loss, 700.0)), "val_bpc": nll / chars / LN2,
-            "val_tokens": predicted, "bounded": used < total}
+    return {
+        "val_loss": loss,
+        "val_ppl": math.exp(min(loss, 700.0)),
+        "val_bpc": nll / chars / LN2,
+        "val_tokens": predicted,
+        "bounded": used < total,
+    }

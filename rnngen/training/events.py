@@ -112,9 +112,13 @@ class Finished:
     stopped: str | None = None  # why the run stopped before its budget was spent (--patience)
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as one flat dict (what `Trainer.fit` returns); `sample_prompt` and `sample` are the last sample."""
-        totals = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)
-                  if field.name not in ("last_eval", "last_sample")}
+        """The summary as one flat dict (what `Trainer.fit` returns); `sample_prompt` and `sample` are the last
+        sample."""
+        totals = {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if field.name not in ("last_eval", "last_sample")
+        }
         sample = {"sample_prompt": self.last_sample.prompt, "sample": self.last_sample.text} if self.last_sample else {}
         return {**totals, **(dataclasses.asdict(self.last_eval) if self.last_eval else {}), **sample}
 

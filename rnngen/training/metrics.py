@@ -10,10 +10,10 @@ import time
 
 import torch
 
+from rnngen.store.runs import RunFolder
 from rnngen.training import distributed
 from rnngen.training.distributed import World
 from rnngen.training.events import METRICS_ROWS, Event, EventFn
-from rnngen.store.runs import RunFolder
 
 
 class Reporter:

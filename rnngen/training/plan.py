@@ -27,8 +27,20 @@ from rnngen.training.schedule import progress_of
 MODEL_FIELDS = frozenset(field.name for field in dataclasses.fields(ModelConfig)) - {"vocab_size"}
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 # A resumed run may change its budget, where it runs, its samples and its patience; the rest is the run's own.
-RESUMABLE = frozenset({"steps", "time_budget", "eval_every", "eval_tokens", "log_every", "device", "compile",
-                       "samples", "sample_prompt", "patience"})
+RESUMABLE = frozenset(
+    {
+        "steps",
+        "time_budget",
+        "eval_every",
+        "eval_tokens",
+        "log_every",
+        "device",
+        "compile",
+        "samples",
+        "sample_prompt",
+        "patience",
+    }
+)
 # Dropout shapes no weight: a fine-tune may change it, as it may change every training value.
 FINE_TUNABLE_MODEL = frozenset({"dropout"})
 
@@ -58,8 +70,10 @@ def check_overrides(overrides: dict[str, Any]) -> None:
     """Refuse a keyword that is no model or training value, naming the ones there are."""
     unknown = sorted(set(overrides) - MODEL_FIELDS - TRAIN_FIELDS)
     if unknown:
-        raise RnngenError(f"unknown training option {', '.join(param(name) for name in unknown)}: choose from "
-                          f"{', '.join(sorted(MODEL_FIELDS | TRAIN_FIELDS))}")
+        raise RnngenError(
+            f"unknown training option {', '.join(param(name) for name in unknown)}: choose from "
+            f"{', '.join(sorted(MODEL_FIELDS | TRAIN_FIELDS))}"
+        )
 
 
 def train_config(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -84,34 +98,45 @@ def new_run_name(corpus: str, kind: str) -> str:
 def plan_new(corpus: Corpus, preset: Preset, overrides: dict[str, Any], run: RunFolder) -> RunPlan:
     """A new run of `preset` with `overrides` on `corpus`, written to `run`."""
     check_overrides(overrides)
-    model = dataclasses.replace(preset.model, **{key: value for key, value in overrides.items() if key in MODEL_FIELDS},
-                                vocab_size=corpus.vocab_size)
+    model = dataclasses.replace(
+        preset.model,
+        **{key: value for key, value in overrides.items() if key in MODEL_FIELDS},
+        vocab_size=corpus.vocab_size,
+    )
     return RunPlan(run, corpus, model, train_config(preset.train, overrides))
 
 
-def plan_fine_tune(init_from: str, corpus: Corpus, preset: Preset, overrides: dict[str, Any], run: RunFolder,
-                   checkpoints: Path) -> RunPlan:
+def plan_fine_tune(
+    init_from: str, corpus: Corpus, preset: Preset, overrides: dict[str, Any], run: RunFolder, checkpoints: Path
+) -> RunPlan:
     """A new run on `corpus` that starts from the weights of checkpoint `init_from`, with its model sizes and a
     fresh optimizer and schedule; refused when an override would resize a weight or the corpus was encoded
     with another tokenizer."""
     check_overrides(overrides)
     fixed = sorted((set(overrides) & MODEL_FIELDS) - FINE_TUNABLE_MODEL)
     if fixed:
-        raise RnngenError(f"{param('init_from')} takes the model's sizes from {init_from}; drop "
-                          f"{', '.join(param(name) for name in fixed)}")
+        raise RnngenError(
+            f"{param('init_from')} takes the model's sizes from {init_from}; drop "
+            f"{', '.join(param(name) for name in fixed)}"
+        )
     source_run, path = resolve_checkpoint(init_from, checkpoints)
     source = checkpoint.load(path)
     # `rnngen prepare --tokenizer-from` reads a run (name or folder): for a file or a hub model, name its folder.
     is_run = Path(init_from).is_dir() or (checkpoints / init_from).is_dir()
-    require_same_tokenizer(f"corpus {corpus.name}", corpus.meta["tokenizer"], source.corpus.get("tokenizer", {}),
-                           f"prepare it with the tokenizer of {init_from}: rnngen prepare --dataset YOUR_TEXTS "
-                           f"--tokenizer-from {init_from if is_run else source_run.path}")
+    require_same_tokenizer(
+        f"corpus {corpus.name}",
+        corpus.meta["tokenizer"],
+        source.corpus.get("tokenizer", {}),
+        f"prepare it with the tokenizer of {init_from}: rnngen prepare --dataset YOUR_TEXTS "
+        f"--tokenizer-from {init_from if is_run else source_run.path}",
+    )
     model = dataclasses.replace(source.model, **{key: overrides[key] for key in FINE_TUNABLE_MODEL if key in overrides})
     return RunPlan(run, corpus, model, train_config(preset.train, overrides), init_from=path)
 
 
-def plan_resume(reference: str, overrides: dict[str, Any], corpora: Path, checkpoints: Path,
-                corpus_name: str | None = None) -> RunPlan:
+def plan_resume(
+    reference: str, overrides: dict[str, Any], corpora: Path, checkpoints: Path, corpus_name: str | None = None
+) -> RunPlan:
     """Continue run `reference` (a name or folder) from its `last` checkpoint with `overrides`, which may change
     only what `RESUMABLE` names; `corpus_name`, when given, must be the run's own corpus."""
     check_overrides(overrides)
@@ -121,20 +146,28 @@ def plan_resume(reference: str, overrides: dict[str, Any], corpora: Path, checkp
     if corpus_name is not None and corpus_name != saved.corpus["name"]:
         fixed.append("corpus")
     if fixed:
-        raise RnngenError(f"{param('resume')} keeps the run's model, data and optimizer settings; drop "
-                          f"{', '.join(param(name) for name in fixed)}, or start a new run")
+        raise RnngenError(
+            f"{param('resume')} keeps the run's model, data and optimizer settings; drop "
+            f"{', '.join(param(name) for name in fixed)}, or start a new run"
+        )
     train = train_config(saved.training, overrides)
     if progress_of(saved.step, seconds_of(saved, run), train) >= 1.0:
-        raise RnngenError(f"{run.name} already spent its budget at step {saved.step}: pass a larger "
-                          f"{param('steps')} or {param('time_budget')} to continue")
+        raise RnngenError(
+            f"{run.name} already spent its budget at step {saved.step}: pass a larger "
+            f"{param('steps')} or {param('time_budget')} to continue"
+        )
     without_improvement = int((saved.resume_state or {}).get("stale", 0))
     if train.patience is not None and without_improvement >= train.patience:
-        raise RnngenError(f"{run.name} stopped at step {saved.step} after {without_improvement} evaluations without "
-                          f"a lower validation loss: pass a larger {param('patience')} (or {param('patience')} 0) to continue")
+        raise RnngenError(
+            f"{run.name} stopped at step {saved.step} after {without_improvement} evaluations without "
+            f"a lower validation loss: pass a larger {param('patience')} (or {param('patience')} 0) to continue"
+        )
     notice = None
     if saved.resume_state is None:
-        notice = (f"{run.file(LAST)} holds weights only: resuming at step {saved.step} with a fresh optimizer and "
-                  "random state, so the losses will differ from an unbroken run")
+        notice = (
+            f"{run.file(LAST)} holds weights only: resuming at step {saved.step} with a fresh optimizer and "
+            "random state, so the losses will differ from an unbroken run"
+        )
     return RunPlan(run, corpus_of(saved.corpus, corpora), saved.model, train, resume_from=saved, notice=notice)
 
 
@@ -145,8 +178,10 @@ def last_checkpoint(run: RunFolder) -> Checkpoint:
     except RnngenError as exc:
         if not run.file(BEST).exists():
             raise
-        raise CheckpointError(f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
-                              f"cp {run.file(BEST)} {run.file(LAST)}") from exc
+        raise CheckpointError(
+            f"{exc}; to resume from the best weights instead (with a fresh optimizer): "
+            f"cp {run.file(BEST)} {run.file(LAST)}"
+        ) from exc
 
 
 def run_folder(checkpoints: Path, name: str) -> RunFolder:

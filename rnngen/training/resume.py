@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from rnngen.models.state import State, slice_rows, state_rows, state_to
 from rnngen.models.checkpoint import Checkpoint
-from rnngen.training.distributed import World
+from rnngen.models.state import State, slice_rows, state_rows, state_to
 from rnngen.store.runs import RunFolder
+from rnngen.training.distributed import World
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
@@ -33,8 +33,9 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def restore_rng(saved: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]], device: torch.device,
-                world: World, seed: int) -> None:
+def restore_rng(
+    saved: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]], device: torch.device, world: World, seed: int
+) -> None:
     """Restore this rank's saved generators; a rank the run did not have (more processes now) seeds
     its own with `seed + rank`, so no two ranks draw the same dropout masks."""
     states = saved if isinstance(saved, list) else [saved]  # runs saved before per-rank states had one
@@ -60,13 +61,27 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
     return slice_rows(hidden, world.rank * rows, (world.rank + 1) * rows)
 
 
-def capture(optimizer: torch.optim.Optimizer, rngs: list[dict[str, torch.Tensor]], seconds: float, best: float,
-            hidden: State | None, evals_without_improvement: int = 0, weights: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+def capture(
+    optimizer: torch.optim.Optimizer,
+    rngs: list[dict[str, torch.Tensor]],
+    seconds: float,
+    best: float,
+    hidden: State | None,
+    evals_without_improvement: int = 0,
+    weights: dict[str, torch.Tensor] | None = None,
+) -> dict[str, Any]:
     """The resume state to save (`rngs` holds every rank's generators, `hidden` the rows of all ranks;
-    `evals_without_improvement` counts the evaluations since the validation loss last improved, for --patience; `weights`
+    `evals_without_improvement` counts the evaluations since the validation loss last improved, for patience;
+    `weights`
     are the training weights when the checkpoint's own are their average, with --ema)."""
-    state = {"optimizer": optimizer.state_dict(), "rng": rngs, "seconds": seconds, "best": best, "hidden": hidden,
-             "stale": evals_without_improvement}
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "rng": rngs,
+        "seconds": seconds,
+        "best": best,
+        "hidden": hidden,
+        "stale": evals_without_improvement,
+    }
     return state if weights is None else {**state, "weights": weights}
 
 
@@ -78,16 +93,27 @@ class Restored:
     evals_without_improvement: int = 0  # since the validation loss last improved
 
 
-def restore(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module, device: torch.device,
-            rows: int, world: World, seed: int) -> Restored:
+def restore(
+    saved: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    device: torch.device,
+    rows: int,
+    world: World,
+    seed: int,
+) -> Restored:
     """Load the optimizer and this rank's RNG state saved by `capture` (`seed` serves a rank that has
     none); the clock, best loss, this rank's carried rows and the patience count (0 in checkpoints
     written before --patience)."""
     optimizer.load_state_dict(regrouped(saved["optimizer"], optimizer, model))
     device_flags(optimizer)
     restore_rng(saved["rng"], device, world, seed)
-    return Restored(float(saved["seconds"]), float(saved["best"]),
-                    rank_rows(state_to(saved.get("hidden"), device), rows, world), int(saved.get("stale", 0)))
+    return Restored(
+        float(saved["seconds"]),
+        float(saved["best"]),
+        rank_rows(state_to(saved.get("hidden"), device), rows, world),
+        int(saved.get("stale", 0)),
+    )
 
 
 def regrouped(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, Any]:
@@ -111,8 +137,15 @@ def regrouped(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: to
     return {"state": state, "param_groups": groups}
 
 
-def restore_from(ckpt: Checkpoint, run: RunFolder, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
-                 device: torch.device, rows: int, world: World) -> Restored:
+def restore_from(
+    ckpt: Checkpoint,
+    run: RunFolder,
+    optimizer: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    device: torch.device,
+    rows: int,
+    world: World,
+) -> Restored:
     """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `resume_without_state` says."""
     if ckpt.resume_state is None:
         return resume_without_state(ckpt, run, world)

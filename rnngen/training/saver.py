@@ -5,14 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from rnngen.store.atomic import write_atomic
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.reading import Corpus
-from rnngen.models import RecurrentLM
-from rnngen.models import checkpoint
+from rnngen.models import RecurrentLM, checkpoint
 from rnngen.models.checkpoint import Checkpoint
-from rnngen.training.events import Saved
+from rnngen.store.atomic import write_atomic
 from rnngen.store.runs import BEST, LAST, RunFolder, write_failed
+from rnngen.training.events import Saved
 
 
 class Saver:
@@ -22,9 +21,15 @@ class Saver:
         self.run, self.model, self.model_cfg, self.cfg, self.corpus = run, model, model_cfg, cfg, corpus
 
     def checkpoint(self, step: int, best_val_loss: float, resume_state: dict[str, Any] | None) -> Checkpoint:
-        return Checkpoint(model=self.model_cfg, training=self.cfg, corpus=self.corpus.identity(),
-                          weights=checkpoint.model_weights(self.model), resume_state=resume_state, step=step,
-                          best_val_loss=None if math.isinf(best_val_loss) else best_val_loss)
+        return Checkpoint(
+            model=self.model_cfg,
+            training=self.cfg,
+            corpus=self.corpus.identity(),
+            weights=checkpoint.model_weights(self.model),
+            resume_state=resume_state,
+            step=step,
+            best_val_loss=None if math.isinf(best_val_loss) else best_val_loss,
+        )
 
     def start_run(self) -> None:
         """A new run folder with its config.json and a copy of the corpus tokenizer; the metrics of an

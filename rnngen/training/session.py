@@ -40,10 +40,20 @@ def preset_for(name: str) -> Preset:
     return PRESETS[name]
 
 
-def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str | None = None,
-          resume: str | None = None, init_from: str | None = None, corpora: str | os.PathLike | None = None,
-          checkpoints: str | os.PathLike | None = None, on_event: EventFn | None = None,
-          sampler: SamplerFactory | None = None, stop: StopFlag | None = None, **overrides: Any) -> Finished:
+def train(
+    corpus: str | Corpus | None = None,
+    preset: str = "auto",
+    *,
+    name: str | None = None,
+    resume: str | None = None,
+    init_from: str | None = None,
+    corpora: str | os.PathLike | None = None,
+    checkpoints: str | os.PathLike | None = None,
+    on_event: EventFn | None = None,
+    sampler: SamplerFactory | None = None,
+    stop: StopFlag | None = None,
+    **overrides: Any,
+) -> Finished:
     """Train a run to the end of its budget and return its summary.
 
     A new run trains `preset` with `overrides` (any `ModelConfig`/`TrainConfig` field) on `corpus` (a
@@ -54,8 +64,9 @@ def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str
     unless a `stop` flag is handed in.
     """
     if resume and init_from:
-        raise RnngenError(f"{param('resume')} continues a run, {param('init_from')} starts a new one from a run's "
-                          "weights: pick one")
+        raise RnngenError(
+            f"{param('resume')} continues a run, {param('init_from')} starts a new one from a run's weights: pick one"
+        )
     corpora, checkpoints = corpora_dir(corpora), checkpoints_dir(checkpoints)
     finished = False
     try:
@@ -77,8 +88,16 @@ def train(corpus: str | Corpus | None = None, preset: str = "auto", *, name: str
         distributed.teardown(finished)
 
 
-def _plan_start(corpus: str | Corpus | None, preset: Preset, name: str | None, init_from: str | None,
-                overrides: dict[str, Any], corpora: Path, checkpoints: Path, world: World) -> RunPlan:
+def _plan_start(
+    corpus: str | Corpus | None,
+    preset: Preset,
+    name: str | None,
+    init_from: str | None,
+    overrides: dict[str, Any],
+    corpora: Path,
+    checkpoints: Path,
+    world: World,
+) -> RunPlan:
     if not isinstance(corpus, Corpus):
         corpus_name = corpus or DEFAULT_DATASET
         if corpus_name == DEFAULT_DATASET and world.is_main:  # the other ranks wait for it
@@ -126,17 +145,29 @@ def _stop_flag(stop: StopFlag | None) -> Iterator[StopFlag]:
         yield StopFlag()
 
 
-def _fit(plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None,
-         stop: StopFlag) -> Finished:
+def _fit(
+    plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None, stop: StopFlag
+) -> Finished:
     import torch
 
-    trainer = Trainer(plan.corpus, plan.model, plan.train, plan.run, resume_from=plan.resume_from,
-                      init_from=plan.init_from, stop=stop, world=world,
-                      on_event=on_event if world.is_main else None, sampler=sampler)
+    trainer = Trainer(
+        plan.corpus,
+        plan.model,
+        plan.train,
+        plan.run,
+        resume_from=plan.resume_from,
+        init_from=plan.init_from,
+        stop=stop,
+        world=world,
+        on_event=on_event if world.is_main else None,
+        sampler=sampler,
+    )
     try:
         trainer.fit()
     except torch.cuda.OutOfMemoryError as exc:
         rows = plan.train.batch_size
-        raise RnngenError(f"the GPU ran out of memory with {param('batch_size')} {rows} {param('seq_len')} "
-                          f"{plan.train.seq_len}: try {param('batch_size')} {max(1, rows // 2)}") from exc
+        raise RnngenError(
+            f"the GPU ran out of memory with {param('batch_size')} {rows} {param('seq_len')} "
+            f"{plan.train.seq_len}: try {param('batch_size')} {max(1, rows // 2)}"
+        ) from exc
     return trainer.finished

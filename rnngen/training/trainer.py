@@ -12,32 +12,31 @@ from __future__ import annotations
 import dataclasses
 import math
 import signal
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from rnngen.models import device as devices
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.reading import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged, param
 from rnngen.models import RecurrentLM
-from rnngen.models.state import detach_state, map_state
-from rnngen.training import distributed, resume
-from rnngen.training.build import build_for_training
-from rnngen.training.averaging import WeightAverage
+from rnngen.models import device as devices
 from rnngen.models.checkpoint import Checkpoint, load_weights, model_weights
+from rnngen.models.state import detach_state, map_state
+from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.training import distributed, resume
+from rnngen.training.averaging import WeightAverage
+from rnngen.training.build import build_for_training
 from rnngen.training.distributed import World
 from rnngen.training.evaluate import evaluate, next_token_loss
 from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Sampled, Started
 from rnngen.training.metrics import Interval, Reporter
-from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.saver import Saver
 from rnngen.training.schedule import Budget
 from rnngen.training.signals import Interrupted, StopFlag
-
 
 # Makes the sample drawn at each evaluation from (the evaluated model, the corpus, the prompt or None for
 # the corpus's own, the device): `rnngen.generation.samples.Sampler`, handed in from above.
@@ -47,19 +46,36 @@ SamplerFactory = Callable[[RecurrentLM, Corpus, "str | None", torch.device], Cal
 class Trainer:
     """Trains one model on one corpus into one run folder."""
 
-    def __init__(self, corpus: Corpus, model_cfg: ModelConfig, train_cfg: TrainConfig, run: RunFolder,
-                 resume_from: Checkpoint | None = None, on_event: EventFn | None = None, stop: StopFlag | None = None,
-                 world: World = World(), init_from: Path | None = None,
-                 sampler: SamplerFactory | None = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        run: RunFolder,
+        resume_from: Checkpoint | None = None,
+        on_event: EventFn | None = None,
+        stop: StopFlag | None = None,
+        world: World = World(),
+        init_from: Path | None = None,
+        sampler: SamplerFactory | None = None,
+    ):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
         setup = build_for_training(model_cfg, train_cfg, world, init_from)
-        self.device, self.model, self.train_model, self.optimizer = (setup.device, setup.model, setup.train_model,
-                                                                     setup.optimizer)
+        self.device, self.model, self.train_model, self.optimizer = (
+            setup.device,
+            setup.model,
+            setup.train_model,
+            setup.optimizer,
+        )
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
-        self.stream = TokenStream(corpus.tokens("train"), train_cfg.batch_size, train_cfg.seq_len,
-                                  first_row=world.rank * train_cfg.batch_size,
-                                  total_rows=world.size * train_cfg.batch_size)
+        self.stream = TokenStream(
+            corpus.tokens("train"),
+            train_cfg.batch_size,
+            train_cfg.seq_len,
+            first_row=world.rank * train_cfg.batch_size,
+            total_rows=world.size * train_cfg.batch_size,
+        )
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
@@ -69,15 +85,19 @@ class Trainer:
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
         self.evals_without_improvement = 0  # evaluations in a row without a lower validation loss, for --patience
-        self.sampler = (sampler(self.saved_model, corpus, train_cfg.sample_prompt, self.device)
-                        if sampler is not None and train_cfg.samples and world.is_main else None)
+        self.sampler = (
+            sampler(self.saved_model, corpus, train_cfg.sample_prompt, self.device)
+            if sampler is not None and train_cfg.samples and world.is_main
+            else None
+        )
         self.last_sample: Sampled | None = None
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             self._load_weights(resume_from, run.file(LAST))
-            restored = resume.restore_from(resume_from, run, self.optimizer, self.model, self.device,
-                                           train_cfg.batch_size, world)
+            restored = resume.restore_from(
+                resume_from, run, self.optimizer, self.model, self.device, train_cfg.batch_size, world
+            )
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden = restored.best, restored.hidden
             self.evals_without_improvement = restored.evals_without_improvement
@@ -177,16 +197,26 @@ class Trainer:
         if distributed.any_rank(self.stop.signal is not None, self.device):
             self.save()
             number = self.stop.signal or signal.SIGTERM
-            raise Interrupted(f"stopped by {signal.Signals(number).name} at step {self.budget.step}; saved "
-                              f"{self.run.file(LAST)}; continue with `rnngen train --resume {self.run.path}`",
-                              128 + number)
+            raise Interrupted(
+                f"stopped by {signal.Signals(number).name} at step {self.budget.step}; saved "
+                f"{self.run.file(LAST)}; continue with `rnngen train --resume {self.run.path}`",
+                128 + number,
+            )
 
     def evaluate_and_save(self) -> Evaluated:
         """Evaluate (each rank its share of the rows) and, on rank 0, draw the sample; then save `last`,
         and `best` when the validation loss improved. Every rank calls this and gets the same figures.
         Like evaluation, the sample is outside the budget's clock."""
-        figures = evaluate(self.saved_model, self.corpus.tokens("val"), self.corpus.characters("val"),
-                           self._rows(), self.cfg.seq_len, self.cfg.eval_tokens, self.device, self.world)
+        figures = evaluate(
+            self.saved_model,
+            self.corpus.tokens("val"),
+            self.corpus.characters("val"),
+            self._rows(),
+            self.cfg.seq_len,
+            self.cfg.eval_tokens,
+            self.device,
+            self.world,
+        )
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
         if self.sampler is not None:
@@ -213,18 +243,31 @@ class Trainer:
         rngs = distributed.gather_objects(resume.rng_state(self.device))  # each rank draws its own dropout masks
         if self.world.is_main:
             training_weights = model_weights(self.model) if self.average is not None else None
-            state = resume.capture(self.optimizer, rngs, self.budget.seconds, self.best, hidden,
-                                   self.evals_without_improvement,
-                                   training_weights)
+            state = resume.capture(
+                self.optimizer,
+                rngs,
+                self.budget.seconds,
+                self.best,
+                hidden,
+                self.evals_without_improvement,
+                training_weights,
+            )
             self.report(self.saver.save(self.budget.step, self.best, state, best))
         self.saved_step = self.budget.step
 
     def _started(self) -> Started:
-        return Started(run=str(self.run.path), device=str(self.device), step=self.budget.step,
-                       parameters=sum(p.numel() for p in self.model.parameters()), processes=self.world.size,
-                       rows=self._rows(), train_tokens=len(self.stream.tokens),
-                       tokens_per_step=self._tokens_per_step(), steps=self.cfg.steps,
-                       time_budget=self.cfg.time_budget)
+        return Started(
+            run=str(self.run.path),
+            device=str(self.device),
+            step=self.budget.step,
+            parameters=sum(p.numel() for p in self.model.parameters()),
+            processes=self.world.size,
+            rows=self._rows(),
+            train_tokens=len(self.stream.tokens),
+            tokens_per_step=self._tokens_per_step(),
+            steps=self.cfg.steps,
+            time_budget=self.cfg.time_budget,
+        )
 
     def _rows(self) -> int:
         """Rows of the global batch: every rank's rows together."""
@@ -238,29 +281,49 @@ class Trainer:
         tokens_per_s = interval.steps_per_s() * self._tokens_per_step()
         bad = interval.first_non_finite(figures)
         if bad is not None:
-            kept = (f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step})"
-                    if self.saved_step is not None else "no checkpoint had been saved yet")
+            kept = (
+                f"kept the last good checkpoint {self.run.file(LAST)} (step {self.saved_step})"
+                if self.saved_step is not None
+                else "no checkpoint had been saved yet"
+            )
             raise TrainingDiverged(
                 f"the loss or the gradients became non-finite at step {self.budget.step - len(figures) + bad + 1}: "
                 f"{kept}; start again with a lower {param('lr')} (now {self.cfg.lr:g}) or {param('clip')} "
-                f"(now {self.cfg.clip:g})")
+                f"(now {self.cfg.clip:g})"
+            )
         losses, norms = figures[:, 0], figures[:, 1]
-        return Logged(step=self.budget.step, loss=losses.mean().item(), lr=self.lr, grad_norm=norms.mean().item(),
-                      clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
-                      tokens_per_s=tokens_per_s, seconds=round(self.budget.seconds, 3),
-                      epoch=round(self.stream.epoch(self.budget.step), 4), progress=self.budget.progress())
+        return Logged(
+            step=self.budget.step,
+            loss=losses.mean().item(),
+            lr=self.lr,
+            grad_norm=norms.mean().item(),
+            clipped=(norms > self.cfg.clip).float().mean().item() if self.cfg.clip > 0 else 0.0,
+            tokens_per_s=tokens_per_s,
+            seconds=round(self.budget.seconds, 3),
+            epoch=round(self.stream.epoch(self.budget.step), 4),
+            progress=self.budget.progress(),
+        )
 
     def _finished(self, last_eval: Evaluated | None) -> Finished:
         tokens = self.budget.step * self._tokens_per_step()
         stopped = None
         if self.out_of_patience() and not self.budget.spent():
-            stopped = (f"stopped early at step {self.budget.step}: {self.evals_without_improvement} evaluations "
-                       f"without a lower "
-                       f"validation loss ({param('patience')} {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
-                       f"loss {self.best:.4f}")
-        return Finished(run=str(self.run.path), steps=self.budget.step, seconds=self.budget.seconds,
-                        processes=self.world.size, tokens=tokens,
-                        tokens_per_s=tokens / max(self.budget.seconds, 1e-9), best_val_loss=self.best,
-                        best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None, last_eval=last_eval,
-                        last_sample=self.last_sample, stopped=stopped)
-
+            stopped = (
+                f"stopped early at step {self.budget.step}: {self.evals_without_improvement} evaluations "
+                f"without a lower "
+                f"validation loss ({param('patience')} {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
+                f"loss {self.best:.4f}"
+            )
+        return Finished(
+            run=str(self.run.path),
+            steps=self.budget.step,
+            seconds=self.budget.seconds,
+            processes=self.world.size,
+            tokens=tokens,
+            tokens_per_s=tokens / max(self.budget.seconds, 1e-9),
+            best_val_loss=self.best,
+            best_val_bpc=self.run.best_val_bpc() if self.world.is_main else None,
+            last_eval=last_eval,
+            last_sample=self.last_sample,
+            stopped=stopped,
+        )
