@@ -141,14 +141,14 @@ def test_the_time_budget_counts_the_wait_for_the_device(char_corpus, tmp_path, m
     # A GPU runs the queued steps after the host moved on; the host waits for them at the log
     # step's synchronisation. The stand-in: a clock that only moves there, by 1 s per wait.
     clock = [0.0]
-    synchronise = Interval.figures
+    synchronise = Interval.losses_and_norms
 
     def waiting_figures(self):
         clock[0] += 1.0
         return synchronise(self)
 
     monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
-    monkeypatch.setattr(Interval, "figures", waiting_figures)
+    monkeypatch.setattr(Interval, "losses_and_norms", waiting_figures)
     model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
     train_cfg = TrainConfig(
         batch_size=4,

@@ -84,8 +84,8 @@ def test_checkpoint_round_trip_gives_the_same_model(char_corpus, tmp_path):
     trainer.fit()
     model, tok, ckpt = checkpoint.load_model(run, run.file(LAST))
     ids = torch.tensor([char_corpus.tokenizer().encode("the model reads")])
-    trainer.kept.eval()  # the weights' moving average (--ema), which the checkpoint holds as the model
-    torch.testing.assert_close(model(ids)[0], trainer.kept(ids)[0], rtol=0, atol=0)
+    trainer.saved_model.eval()  # the weights' moving average (--ema), which the checkpoint holds as the model
+    torch.testing.assert_close(model(ids)[0], trainer.saved_model(ids)[0], rtol=0, atol=0)
     assert ckpt.model == trainer.model_cfg and ckpt.training == trainer.cfg and ckpt.step == 20
     assert tok.sha256 == char_corpus.tokenizer().sha256
 

@@ -310,8 +310,7 @@ class Trainer:
         if self.out_of_patience() and not self.budget.spent():
             stopped = (
                 f"stopped early at step {self.budget.step}: {self.evals_without_improvement} evaluations "
-                f"without a lower "
-                f"validation loss ({param('patience')} {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
+                f"without a lower validation loss (--patience {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
                 f"loss {self.best:.4f}"
             )
         return Finished(
