@@ -310,8 +310,8 @@ class Trainer:
         if self.out_of_patience() and not self.budget.spent():
             stopped = (
                 f"stopped early at step {self.budget.step}: {self.evals_without_improvement} evaluations "
-                f"without a lower validation loss (--patience {self.cfg.patience}); {self.run.file(BEST)} keeps the best, "
-                f"loss {self.best:.4f}"
+                f"without a lower validation loss (--patience {self.cfg.patience}); {self.run.file(BEST)} keeps "
+                f"the best, loss {self.best:.4f}"
             )
         return Finished(
             run=str(self.run.path),
