@@ -3,6 +3,7 @@
 python -m benchmarks --text input.txt   # all but quality/firstrun/sweep; tiny shakespeare for prepare and memory
 python -m benchmarks --quick            # small sizes, a minute or two
 python -m benchmarks train generate     # some of them
+python -m benchmarks busy_cpu           # training speed with one core taken by another process
 python -m benchmarks scan               # minGRU's parallel scan against loops and the fused GRU
 python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
 python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from benchmarks import common
 
-ALL = ("train", "generate", "cold_start", "prepare", "memory", "scan", "quality", "firstrun", "sweep")
+ALL = ("train", "busy_cpu", "generate", "cold_start", "prepare", "memory", "scan", "quality", "firstrun", "sweep")
 # Long runs (minutes each) that run only when named.
 NAMED_ONLY = ("quality", "firstrun", "sweep")
 
@@ -140,6 +141,10 @@ def main(
             from benchmarks import train_speed
 
             rows += train_speed.run(pydocs, quick)
+        elif name == "busy_cpu":
+            from benchmarks import busy_cpu
+
+            rows += busy_cpu.run(pydocs, quick)
         elif name == "generate":
             from benchmarks import generation
 

@@ -26,6 +26,7 @@ from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
 from rnngen.training.signals import StopFlag, stop_on_signals
+from rnngen.training.threads import on_free_cores
 from rnngen.training.trainer import SamplerFactory, Trainer
 
 
@@ -146,6 +147,20 @@ def _stop_flag(stop: StopFlag | None) -> Iterator[StopFlag]:
 
 
 def _fit(
+    plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None, stop: StopFlag
+) -> Finished:
+    """Train the plan; a single process training on the CPU uses the cores other processes leave free."""
+    from rnngen.models import device as devices
+
+    if world.size > 1 or devices.pick(plan.train.device).type != "cpu":
+        return _fit_on_threads(plan, world, on_event, sampler, stop)
+    with on_free_cores() as note:
+        if note and on_event is not None:
+            on_event(Notice(note))
+        return _fit_on_threads(plan, world, on_event, sampler, stop)
+
+
+def _fit_on_threads(
     plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None, stop: StopFlag
 ) -> Finished:
     import torch
