@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,9 @@ class TensorBoard:
         self.log_dir, self.config = log_dir, config
         self.writer: Any = None
 
+    def start(self) -> None:
+        """Nothing to do before training: the writer opens at `Started`, which gives the step a resume starts at."""
+
     def __call__(self, event: Event) -> None:
         if isinstance(event, Started):
             from torch.utils.tensorboard import SummaryWriter
@@ -147,11 +151,9 @@ class WandB:
         self.wandb_run: Any = None
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, Started):
-            self._start()
-        elif self.wandb_run is None:
+        if self.wandb_run is None:
             return
-        elif isinstance(event, Logged):
+        if isinstance(event, Logged):
             self.wandb_run.log(train_figures(event), step=event.step)
         elif isinstance(event, Evaluated):
             self.wandb_run.log(eval_figures(event), step=event.step)
@@ -160,7 +162,8 @@ class WandB:
         elif isinstance(event, Finished):
             self.wandb_run.summary.update(final_figures(event))
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Open the W&B run before training, so that its start (seconds, some of it) is not counted in the budget."""
         import wandb
 
         id_file = self.run.file(WANDB_ID_FILE)
@@ -186,23 +189,27 @@ class Tracking:
     def __init__(self, trackers: dict[str, Any], report: EventFn):
         self.trackers, self.report = dict(trackers), report
 
+    def start(self) -> None:
+        for name, tracker in list(self.trackers.items()):
+            self._guarded(name, tracker, tracker.start)
+
     def __call__(self, event: Event) -> None:
         for name, tracker in list(self.trackers.items()):
-            self._guarded(name, tracker, event)
-
-    def _guarded(self, name: str, tracker: Any, event: Event | None) -> None:
-        try:
-            tracker(event) if event is not None else tracker.close()
-        except Exception as exc:  # losing the figures must never lose the run
-            self.trackers.pop(name, None)
-            self.report(Notice(f"{name} stopped reporting ({type(exc).__name__}: {exc}); training goes on"))
-            if event is not None:  # free what it holds (a writer thread, W&B's process), whatever state it is in
-                with contextlib.suppress(Exception):
-                    tracker.close()
+            self._guarded(name, tracker, functools.partial(tracker, event))
 
     def close(self) -> None:
         for name, tracker in list(self.trackers.items()):
-            self._guarded(name, tracker, None)
+            self._guarded(name, tracker, tracker.close, closing=True)
+
+    def _guarded(self, name: str, tracker: Any, call: Callable[[], None], closing: bool = False) -> None:
+        try:
+            call()
+        except Exception as exc:  # losing the figures must never lose the run
+            self.trackers.pop(name, None)
+            self.report(Notice(f"{name} stopped reporting ({type(exc).__name__}: {exc}); training goes on"))
+            if not closing:  # free what it holds (a writer thread, W&B's process), whatever state it is in
+                with contextlib.suppress(Exception):
+                    tracker.close()
 
 
 def make(name: str, run: RunFolder, config: dict[str, Any]) -> Any:
@@ -220,6 +227,7 @@ def tracked(trackers: dict[str, Any], on_event: EventFn | None) -> Iterator[Even
         return
     report = on_event or (lambda event: None)
     tracking = Tracking(trackers, report)
+    tracking.start()
 
     def both(event: Event) -> None:
         tracking(event)
