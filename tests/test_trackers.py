@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,13 +52,14 @@ def test_report_to_names_none_one_or_several_trackers():
         trackers.parse_report_to("mlflow")
 
 
-def test_a_missing_package_is_refused_in_one_line_before_anything_runs(run_cli, tmp_path, monkeypatch):
-    real = trackers.importlib.util.find_spec
-    monkeypatch.setattr(trackers.importlib.util, "find_spec", lambda name: None if name == "wandb" else real(name))
-    result = run_cli("train", "--preset", "tiny", "--report-to", "tensorboard,wandb")
+def test_a_missing_package_is_refused_in_one_line_before_anything_runs(run_cli, char_corpus, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed: find_spec finds nothing, import fails
+    result = run_cli("train", "--preset", "tiny", "--report-to", "wandb")
     assert result.exit_code == 1
     assert result.output.strip() == 'error: --report-to wandb needs the wandb package: pip install "rnngen[wandb]"'
-    assert not (tmp_path / "corpora").exists() and not (tmp_path / "checkpoints").exists()
+    with pytest.raises(RnngenError, match=r'report_to wandb needs the wandb package: pip install "rnngen\[wandb\]"'):
+        rnngen.train(char_corpus, checkpoints=tmp_path / "checkpoints", report_to=["wandb"], **TINY)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "corpora" / "pydocs").exists()
 
 
 def test_tensorboard_holds_every_figure_at_its_steps_the_samples_and_the_hyperparameters(char_corpus, tmp_path):
