@@ -12,6 +12,7 @@ Errors are `rnngen.errors.RnngenError`s whose messages name these functions' par
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,7 @@ def train(
     corpora: str | os.PathLike | None = None,
     checkpoints: str | os.PathLike | None = None,
     on_event: EventFn | None = None,
+    report_to: str | Sequence[str] | None = None,
     **overrides: Any,
 ) -> Finished:
     """Train a model and return the run's summary (`summary.run` is its folder).
@@ -112,8 +114,9 @@ def train(
     `steps=2000`: a budget given alone replaces both of the preset's). `resume` continues a run by name
     or folder (only its budget, device, evaluation, samples and patience may change); `init_from`
     fine-tunes a run, a .safetensors file or `hf:USER/NAME` on a corpus encoded with its tokenizer.
-    `on_event` receives typed training events (`rnngen.training.events`). Ctrl-C or SIGTERM saves the
-    run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
+    `on_event` receives typed training events (`rnngen.training.events`); `report_to` sends their figures to
+    "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default). Ctrl-C or
+    SIGTERM saves the run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
     """
     return session.train(
         corpus,
@@ -124,6 +127,7 @@ def train(
         corpora=corpora,
         checkpoints=checkpoints,
         on_event=on_event,
+        report_to=report_to,
         sampler=Sampler,
         **overrides,
     )

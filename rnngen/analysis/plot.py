@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.errors import RnngenError
+from rnngen.store.runs import RunFolder
 
 
 def require() -> None:
@@ -42,6 +43,15 @@ def gradient_curves(profiles: list[Any], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def run_curve(run: RunFolder) -> tuple[str, list[dict[str, Any]], float]:
+    """What `training_curves` draws of `run`: its name, its metrics rows and its training split's tokens per
+    character (the validation split's for a run whose corpus does not record its training characters)."""
+    corpus = run.config()["corpus"]
+    chars = corpus.get("train_characters") or corpus["val_characters"]
+    tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]
+    return run.name, run.metrics(), tokens / chars
 
 
 def training_curves(runs: list[tuple[str, list[dict[str, Any]], float]], out: Path) -> None:

@@ -128,18 +128,11 @@ def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     
     rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
     """
-    from rnngen.analysis.plot import require, training_curves
+    from rnngen.analysis.plot import require, run_curve, training_curves
     from rnngen.cli.display import out
     from rnngen.store.resolve import resolve_checkpoint
 
     require_folder_of(out_path, "--out")
     require()
-    curves = []
-    for name in runs:
-        run, _ = resolve_checkpoint(name, paths.checkpoints)
-        corpus = run.config()["corpus"]
-        chars = corpus.get("train_characters") or corpus["val_characters"]
-        tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]
-        curves.append((run.name, run.metrics(), tokens / chars))
-    training_curves(curves, out_path)
+    training_curves([run_curve(resolve_checkpoint(name, paths.checkpoints)[0]) for name in runs], out_path)
     out.print(f"wrote {out_path}")

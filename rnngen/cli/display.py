@@ -281,12 +281,18 @@ def summary_table(summary: dict[str, Any]) -> Table:
     return table
 
 
-def runs_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="runs", title_justify="left")
-    for column in ("run", "model", "corpus", "steps", "best val bpc", "size", "updated"):
-        table.add_column(column, justify="right" if column in ("steps", "best val bpc", "size") else "left")
+RUN_COLUMNS = {"run": "run", "model": "model", "corpus": "corpus", "steps": "steps", "best": "best val bpc"}
+LISTED = {**RUN_COLUMNS, "size": "size", "updated": "updated"}
+COMPARED = {**RUN_COLUMNS, "last": "last val bpc", "seconds": "seconds", "tokens_per_s": "tokens/s"}
+
+
+def runs_table(rows: list[dict[str, Any]], columns: dict[str, str] = LISTED, title: str = "runs") -> Table:
+    """`rnngen runs`: one row per run; `columns` maps a row's keys to their headings."""
+    table = Table(title=title, title_justify="left")
+    for key, heading in columns.items():
+        table.add_column(heading, justify="left" if key in ("run", "model", "corpus", "updated") else "right")
     for row in rows:
-        table.add_row(*[str(row[key]) for key in ("run", "model", "corpus", "steps", "best", "size", "updated")])
+        table.add_row(*[str(row[key]) for key in columns])
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,9 +15,12 @@ from rnngen.cli.common import (
     pass_paths,
     prepare_default_corpus,
     print_listing,
+    require_folder_of,
 )
 from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRESETS
 from rnngen.errors import RnngenError
+from rnngen.store.runs import RunFolder
+from rnngen.training.trackers import parse_report_to, require
 
 
 def _preset_help(section: str, key: str, text: str) -> str:
@@ -151,6 +155,14 @@ def _preset_help(section: str, key: str, text: str) -> str:
     show_default=True,
     help="Data-parallel processes on this machine (launches torchrun; one per GPU, or CPU processes).",
 )
+@click.option(
+    "--report-to",
+    metavar="TRACKERS",
+    default="none",
+    show_default=True,
+    help="Also send the figures, samples and configuration to tensorboard (checkpoints/RUN/tensorboard/), wandb "
+    '(WANDB_PROJECT, WANDB_MODE=offline), or both: "tensorboard,wandb". pip install "rnngen[tensorboard]".',
+)
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
 @click.pass_context
 def train(
@@ -161,6 +173,7 @@ def train(
     resume: str | None,
     init_from: str | None,
     nproc: int,
+    report_to: str,
     plain: bool,
     **options: Any,
 ) -> None:
@@ -175,11 +188,13 @@ def train(
     rnngen train --steps 20000 --patience 5                # stop once 5 evaluations bring no lower loss
     rnngen train --sample-prompt "The loss" --eval-every 50 # watch it learn to complete a prompt
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
+    rnngen train --report-to tensorboard                   # then: tensorboard --logdir checkpoints
     """
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.pipeline import train as train_run
     from rnngen.training import distributed
 
+    require(parse_report_to(report_to))  # before the corpus is prepared or processes launched
     if nproc > 1 and not distributed.launched():
         if not resume:  # a resumed run's device is its own, checked by each process once it is read
             distributed.check_gpus(nproc, options.get("device") or "auto")
@@ -207,6 +222,7 @@ def train(
             corpora=paths.corpora,
             checkpoints=paths.checkpoints,
             on_event=display,
+            report_to=report_to,
             **overrides,
         )
     if main:
@@ -215,33 +231,81 @@ def train(
 
 
 @click.command()
+@click.argument("names", metavar="[RUNS]...", nargs=-1)
+@click.option(
+    "--compare",
+    is_flag=True,
+    help="Compare RUNS: their summary figures in one table and their learning curves in one PNG (--out); "
+    "pip install 'rnngen[plot]'.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    help="The PNG that --compare writes.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
 @pass_paths
-def runs(paths: Paths, as_json: bool) -> None:
-    """List training runs: model, corpus, steps, best validation bits per character."""
-    from rnngen.cli.display import runs_table
+def runs(paths: Paths, names: tuple[str, ...], compare: bool, out_path: Path, as_json: bool) -> None:
+    """List training runs (all, or RUNS): model, corpus, steps, best validation bits per character.
+
+    \b
+    rnngen runs
+    rnngen runs --compare notes-lstm notes-gru --out lstm-vs-gru.png   # one table, one PNG of their curves
+    """
+    from rnngen.cli.display import COMPARED, out, runs_table
+    from rnngen.store.resolve import resolve_checkpoint
     from rnngen.store.runs import list_runs
 
+    if compare:
+        if not names:
+            raise RnngenError("name the runs to compare: rnngen runs --compare RUN [RUN]...")
+        from rnngen.analysis.plot import require, run_curve, training_curves
+
+        require_folder_of(out_path, "--out")
+        require()
+        chosen = [resolve_checkpoint(name, paths.checkpoints)[0] for name in names]
+        training_curves([run_curve(run) for run in chosen], out_path)
+        print_listing(
+            [_run_row(run) for run in chosen], as_json, lambda rows: runs_table(rows, COMPARED, "compared"), ""
+        )
+        if not as_json:
+            out.print(f"wrote {out_path}")
+        return
+    found = (
+        [resolve_checkpoint(name, paths.checkpoints)[0] for name in names] if names else list_runs(paths.checkpoints)
+    )
     rows = []
-    for run in list_runs(paths.checkpoints):
+    for run in found:
         try:
-            config = run.config()
+            rows.append(_run_row(run))
         except RnngenError:
             continue
-        metrics = run.metrics()
-        model = config["model"]
-        best = run.best_val_bpc()
-        size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
-        rows.append(
-            {
-                "run": run.name,
-                "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
-                "corpus": config["corpus"]["name"],
-                "steps": max((r.get("step", 0) for r in metrics), default=0),
-                "best": f"{best:.4f}" if best is not None else "-",
-                "size": f"{size / 1e6:.1f} MB",
-                "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
-                "path": str(run.path),
-            }
-        )
     print_listing(rows, as_json, runs_table, f"no runs in {paths.checkpoints} yet: run `rnngen train`")
+
+
+def _run_row(run: RunFolder) -> dict[str, Any]:
+    """A run's line of `rnngen runs`: its model, corpus, steps, best and last validation bits per character, the
+    seconds it trained, its mean tokens/s, its checkpoints' size."""
+    config = run.config()
+    metrics = run.metrics()
+    model = config["model"]
+    best = run.best_val_bpc()
+    evals = [row for row in metrics if row.get("event") == "eval"]
+    trained = [row for row in metrics if row.get("event") == "train"]
+    size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
+    return {
+        "run": run.name,
+        "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
+        "corpus": config["corpus"]["name"],
+        "steps": max((r.get("step", 0) for r in metrics), default=0),
+        "best": f"{best:.4f}" if best is not None else "-",
+        "last": f"{evals[-1]['val_bpc']:.4f}" if evals else "-",
+        "seconds": f"{trained[-1]['seconds']:.0f}" if trained else "-",
+        "tokens_per_s": f"{sum(r['tokens_per_s'] for r in trained) / len(trained):.0f}" if trained else "-",
+        "size": f"{size / 1e6:.1f} MB",
+        "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
+        "path": str(run.path),
+    }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
 from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.lock import Lock
-from rnngen.training import distributed
+from rnngen.training import distributed, trackers
 from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
@@ -53,6 +53,7 @@ def train(
     on_event: EventFn | None = None,
     sampler: SamplerFactory | None = None,
     stop: StopFlag | None = None,
+    report_to: str | Sequence[str] | None = None,
     **overrides: Any,
 ) -> Finished:
     """Train a run to the end of its budget and return its summary.
@@ -62,8 +63,11 @@ def train(
     prepared when missing). `resume` continues a run instead; `init_from` starts a new run from a
     checkpoint's weights (fine-tuning). `on_event` receives the typed events (rank 0 only), `sampler`
     draws the sample of each evaluation. SIGINT and SIGTERM save the run and raise `Interrupted`,
-    unless a `stop` flag is handed in.
+    unless a `stop` flag is handed in. `report_to` names the trackers rank 0 also reports to ("tensorboard",
+    "wandb", a comma-separated list of them, or "none"), refused at once when a package is missing.
     """
+    tracker_names = trackers.parse_report_to(report_to)
+    trackers.require(tracker_names)
     if resume and init_from:
         raise RnngenError(
             f"{param('resume')} continues a run, {param('init_from')} starts a new one from a run's weights: pick one"
@@ -82,7 +86,9 @@ def train(
         with _claimed(plan, world), _stop_flag(stop) as flag:
             if plan.notice and world.is_main and on_event is not None:
                 on_event(Notice(plan.notice))
-            summary = _fit(plan, world, on_event, sampler, flag)
+            listeners = _trackers(tracker_names, plan) if world.is_main else {}
+            with trackers.tracked(listeners, on_event) as listener:
+                summary = _fit(plan, world, listener, sampler, flag)
         finished = True
         return summary
     finally:
@@ -111,6 +117,11 @@ def _plan_start(
     if init_from:
         return plan_fine_tune(init_from, corpus, preset, overrides, run, checkpoints)
     return plan_new(corpus, preset, overrides, run)
+
+
+def _trackers(names: tuple[str, ...], plan: RunPlan) -> dict[str, Any]:
+    config = trackers.hyperparameters(plan.model, plan.train, plan.corpus.name)
+    return {name: trackers.make(name, plan.run, config) for name in names}
 
 
 @contextlib.contextmanager
