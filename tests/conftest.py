@@ -14,6 +14,7 @@ from rnngen.data.preparing import prepare
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
+from rnngen.training import threads
 
 WORDS = (
     "the model reads a token and updates its hidden state before it predicts the next one while "
@@ -49,6 +50,15 @@ def cpu_unless_marked_cuda(request: pytest.FixtureRequest):
         hide.setattr(torch.cuda, "device_count", lambda: 0)
         hide.setenv("CUDA_VISIBLE_DEVICES", "")
         yield
+
+
+@pytest.fixture(autouse=True)
+def idle_cores(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """Training in a test sees an idle machine, whatever else runs beside the suite: the free-core check
+    (rnngen.training.threads) would otherwise add a notice and change thread counts with the machine's load.
+    Tests marked `real_cores` read the machine."""
+    if request.node.get_closest_marker("real_cores") is None:
+        monkeypatch.setattr(threads, "busy_cores", lambda seconds=threads.SAMPLE_SECONDS: None)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ def test_the_free_cores_are_the_ones_no_one_else_keeps_busy(monkeypatch):
     assert threads.free_threads(4, 3.0) == 4  # torch's own count stays the ceiling
 
 
+@pytest.mark.real_cores
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
 def test_busy_cores_reads_the_machines_load():
     busy = threads.busy_cores(0.05)
