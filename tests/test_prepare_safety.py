@@ -57,6 +57,43 @@ def test_temporary_folders_are_removed_only_when_their_process_is_gone(tmp_path,
     assert all(folder.exists() for folder in live) and not any(folder.exists() for folder in dead)
 
 
+KILLED_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from rnngen.data import preparing
+from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
+
+rename = Path.rename
+
+
+def killed_after_moving_aside(self, target):
+    moved = rename(self, target)
+    if "-old-" in Path(target).name:  # the old corpus is aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+    return moved
+
+
+Path.rename = killed_after_moving_aside
+preparing.prepare(SourceSpec(dataset=sys.argv[1], max_chars=5000), TokenizerSpec("char"), root=Path(sys.argv[2]),
+                  name="c", force=True)
+"""
+
+
+def test_a_force_prepare_killed_between_its_renames_keeps_the_old_corpus(tmp_path, text_file):
+    root = tmp_path / "corpora"
+    before, _ = prepare(tmp_path, text_file)
+    tokens = before.tokens("train").tolist()
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(text_file), str(root)])
+    assert killed.returncode == -signal.SIGKILL
+    assert not (root / "c").exists() and len(list(root.glob(".tmp-c-old-*"))) == 1
+    prepare(tmp_path, text_file, name="other")  # its cleanup of dead prepares' folders keeps c's old corpus
+    assert len(list(root.glob(".tmp-c-old-*"))) == 1
+    again, reused = prepare(tmp_path, text_file)  # the next prepare of c puts it back first
+    assert reused and again.tokens("train").tolist() == tokens
+    assert sorted(p.name for p in root.iterdir()) == ["c", "other"]
+
+
 def test_sigterm_stops_prepare_like_ctrl_c_and_leaves_nothing(tmp_path, text_file, monkeypatch):
     def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
