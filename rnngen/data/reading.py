@@ -106,6 +106,7 @@ class Corpus:
             "train_characters": splits["train"]["characters"],
             "val_tokens": splits["val"]["tokens"],
             "val_characters": splits["val"]["characters"],
+            "fingerprint": self.meta.get("fingerprint"),
         }
 
 
@@ -139,6 +140,17 @@ def list_corpora(root: Path) -> list[dict[str, Any]]:
         if _complete(meta):
             metas.append(meta | {"path": str(meta_path.parent)})
     return metas
+
+
+def same_data(identity: dict[str, Any], corpus: Corpus) -> bool:
+    """Whether `corpus` holds the tokens that a checkpoint recorded (`identity`): the same fingerprint, or for a
+    run or corpus from before fingerprints, the same counts of tokens and characters in both splits."""
+    now = corpus.identity()
+    if identity.get("fingerprint") and now["fingerprint"]:
+        return identity["fingerprint"] == now["fingerprint"]
+    return all(
+        identity.get(key) == now[key] for key in ("train_tokens", "train_characters", "val_tokens", "val_characters")
+    )
 
 
 def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:
