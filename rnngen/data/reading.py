@@ -53,7 +53,20 @@ class Corpus:
             raise CorpusError(
                 f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: {rebuild}"
             )
+        for split in ("train", "val"):
+            corpus._check_ids(split)
         return corpus
+
+    def _check_ids(self, split: str) -> None:
+        """Refuse a split whose token file is the right size but holds an id past the vocabulary (a bit flip, a
+        bad copy): caught here in one pass over the memory map, not as an index error deep in the first step."""
+        tokens = self.tokens(split)
+        top = int(tokens.max()) if len(tokens) else 0
+        if top >= self.vocab_size:
+            raise CorpusError(
+                f"{self.path / f'{split}.bin'} is damaged: it holds token id {top}, beyond the vocabulary of "
+                f"{self.vocab_size}: rebuild the corpus with `rnngen prepare ... --force`"
+            )
 
     @classmethod
     def find(cls, root: Path, name: str) -> Corpus:
