@@ -25,7 +25,7 @@ from typing import Any
 from rnngen.data import sources
 from rnngen.data.building import build_corpus
 from rnngen.data.encoding import ProgressFn
-from rnngen.data.reading import Corpus
+from rnngen.data.reading import Corpus, claim_corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.data.vocabulary import TokenizerSpec
@@ -106,10 +106,13 @@ def prepare(
                 f"to rebuild it, or another {param('name')} to keep both"
             )
         work = Path(root) / f"{TEMP_PREFIX}{name}-{os.getpid()}"
+        # Refused while a run trains on the corpus this would replace; runs wait for this one in turn.
+        in_use = (claim_corpus(target, replacing=True) if target.is_dir() else None) or contextlib.nullcontext()
         try:
             shutil.rmtree(work, ignore_errors=True)  # left by a dead process whose id this one now has
             work.mkdir()
-            _build_into(spec, tok_spec, work, target, name, request, val_fraction, threads, progress)
+            with in_use:
+                _build_into(spec, tok_spec, work, target, name, request, val_fraction, threads, progress)
         except OSError as exc:
             if exc.errno not in WRITE_ERRNOS:
                 raise
