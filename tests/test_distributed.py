@@ -221,3 +221,54 @@ def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpu
         model, char_corpus.tokens("val"), char_corpus.characters("val"), 6, 16, None, torch.device("cpu")
     )
     assert abs(figures["val_loss"] - ranks[0]["val_loss"]) < 1e-5
+
+
+TIMED_SCRIPT = """
+import sys, time
+from pathlib import Path
+import torch
+from rnngen.config import ModelConfig, TrainConfig
+from rnngen.data.reading import Corpus
+from rnngen.store.runs import RunFolder
+from rnngen.training import distributed
+from rnngen.training.events import Logged
+from rnngen.training.trainer import Trainer
+
+root, out = Path(sys.argv[1]), Path(sys.argv[2])
+world = distributed.setup("cpu")
+corpus = Corpus.find(root / "corpora", "notes")
+model_cfg = ModelConfig(kind="lstm", vocab_size=corpus.vocab_size, embed=16, hidden=16, layers=1, dropout=0.0)
+train_cfg = TrainConfig(batch_size=2, seq_len=16, lr=1e-2, warmup=2, steps=None, time_budget=2.0, eval_every=10**6,
+                        eval_tokens=500, log_every=2, device="cpu", ema=0.9, samples=False)
+
+
+def display(event):
+    # Rank 0 alone draws the display; a slow terminal makes the other ranks wait for it.
+    if isinstance(event, Logged):
+        time.sleep(0.02)
+
+
+trainer = Trainer(corpus, model_cfg, train_cfg, RunFolder(root / "checkpoints" / "timed"), world=world,
+                  on_event=display if world.is_main else None)
+trainer.fit()
+torch.save({"model": trainer.model.state_dict(), "average": trainer.saved_model.state_dict(),
+            "step": trainer.budget.step, "seconds": trainer.budget.seconds}, out / f"timed{world.rank}.pt")
+distributed.teardown()
+"""
+
+
+def test_a_time_budget_keeps_every_rank_identical(char_corpus, tmp_path):
+    script = tmp_path / "timed.py"
+    script.write_text(TIMED_SCRIPT)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    done = subprocess.run(
+        [*launcher, str(script), str(tmp_path), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"timed{rank}.pt") for rank in (0, 1)]
+    # One clock for all ranks: the same steps, seconds, learning rates and weight-average decays.
+    assert ranks[0]["step"] == ranks[1]["step"] > 2
+    assert ranks[0]["seconds"] == ranks[1]["seconds"]
+    for weights in ("model", "average"):
+        for name, tensor in ranks[0][weights].items():
+            assert torch.equal(tensor, ranks[1][weights][name]), f"{weights} {name} differs between the ranks"

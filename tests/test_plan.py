@@ -6,12 +6,14 @@ import json
 import re
 
 import pytest
-from conftest import TINY
+from conftest import TINY, sample_text
 
 import rnngen
 from rnngen.config import PRESETS, TrainConfig
+from rnngen.data.reading import same_data
 from rnngen.errors import RnngenError
 from rnngen.store.runs import RunFolder
+from rnngen.training import trainer
 from rnngen.training.events import Finished, Notice, Started
 from rnngen.training.plan import (
     RESUMABLE,
@@ -107,6 +109,50 @@ def test_resume_may_change_the_budget_only(char_corpus, tmp_path):
     with pytest.raises(RnngenError, match="already spent its budget at step 6: pass a larger steps"):
         plan_resume("r", {}, corpora, checkpoints)
     assert {"steps", "time_budget", "device", "patience"} <= RESUMABLE and "lr" not in RESUMABLE
+
+
+def test_resume_refuses_a_corpus_rebuilt_from_other_text(char_corpus, tmp_path, text_file):
+    corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
+    rnngen.train("notes", "tiny", name="r", corpora=corpora, checkpoints=checkpoints, **SMALL)
+    # The same text again: the same tokens, so the run goes on.
+    rnngen.prepare(str(text_file), tokenizer="char", name="notes", corpora=corpora, force=True)
+    assert plan_resume("r", {"steps": 12}, corpora, checkpoints).resuming
+    # Rebuilt from other text with the same tokenizer: the run's data is gone.
+    other = tmp_path / "other.txt"
+    other.write_text(sample_text(30_000, seed=1))
+    rnngen.prepare(str(other), tokenizer_from="r", name="notes", corpora=corpora, checkpoints=checkpoints, force=True)
+    with pytest.raises(RnngenError, match=r"^corpus notes was rebuilt since run r trained on it .*init_from r"):
+        plan_resume("r", {"steps": 12}, corpora, checkpoints)
+
+
+def test_a_run_recorded_before_corpus_fingerprints_compares_the_counts(char_corpus):
+    identity = char_corpus.identity()
+    assert same_data(identity, char_corpus) and identity["fingerprint"]
+    older = {key: value for key, value in identity.items() if key != "fingerprint"}
+    assert same_data(older, char_corpus)
+    assert not same_data({**older, "train_tokens": identity["train_tokens"] + 1}, char_corpus)
+    assert not same_data({**identity, "fingerprint": "0" * 64}, char_corpus)
+
+
+def test_the_best_figures_of_a_summary_are_one_evaluations(char_corpus, tmp_path, monkeypatch):
+    # The lowest loss at step 3, the lowest bits per character at step 6 (say, after --eval-tokens changed).
+    scripted = iter([(1.0, 2.0), (1.5, 1.0)])
+
+    def evaluate(*args, **kwargs):
+        loss, bpc = next(scripted)
+        return {"val_loss": loss, "val_ppl": 2.0, "val_bpc": bpc, "val_tokens": 100, "bounded": True}
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    summary = rnngen.train(
+        "notes",
+        "tiny",
+        name="r",
+        corpora=tmp_path / "corpora",
+        checkpoints=tmp_path / "checkpoints",
+        **{**SMALL, "eval_every": 3},
+    )
+    assert (summary.best_val_loss, summary.best_val_bpc) == (1.0, 2.0)
+    assert RunFolder(tmp_path / "checkpoints" / "r").best_val_bpc() == 2.0
 
 
 def test_a_weights_only_resume_says_what_it_cannot_restore(char_corpus, tmp_path):

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 
 import pytest
 
+import rnngen
 from rnngen.data import building, encoding, preparing
-from rnngen.data.reading import Corpus, list_corpora
+from rnngen.data.reading import Corpus, claim_corpus, list_corpora
 from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CorpusError
 from rnngen.store.names import InvalidName, check_name
+from rnngen.training.events import Logged
 
 
 def prepare(tmp_path, text_file, name="c", force=False, **spec):
@@ -55,6 +58,83 @@ def test_temporary_folders_are_removed_only_when_their_process_is_gone(tmp_path,
         (folder / "x").mkdir(parents=True)
     prepare(tmp_path, text_file, force=True)
     assert all(folder.exists() for folder in live) and not any(folder.exists() for folder in dead)
+
+
+KILLED_BETWEEN_RENAMES = """
+import os, signal, sys
+from pathlib import Path
+from rnngen.data import preparing
+from rnngen.data.sources import SourceSpec
+from rnngen.data.vocabulary import TokenizerSpec
+
+rename = Path.rename
+
+
+def killed_after_moving_aside(self, target):
+    moved = rename(self, target)
+    if "-old-" in Path(target).name:  # the old corpus is aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+    return moved
+
+
+Path.rename = killed_after_moving_aside
+preparing.prepare(SourceSpec(dataset=sys.argv[1], max_chars=5000), TokenizerSpec("char"), root=Path(sys.argv[2]),
+                  name="c", force=True)
+"""
+
+
+def test_a_force_prepare_killed_between_its_renames_keeps_the_old_corpus(tmp_path, text_file):
+    root = tmp_path / "corpora"
+    before, _ = prepare(tmp_path, text_file)
+    tokens = before.tokens("train").tolist()
+    killed = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(text_file), str(root)])
+    assert killed.returncode == -signal.SIGKILL
+    assert not (root / "c").exists() and len(list(root.glob(".tmp-c-old-*"))) == 1
+    prepare(tmp_path, text_file, name="other")  # its cleanup of dead prepares' folders keeps c's old corpus
+    assert len(list(root.glob(".tmp-c-old-*"))) == 1
+    again, reused = prepare(tmp_path, text_file)  # the next prepare of c puts it back first
+    assert reused and again.tokens("train").tolist() == tokens
+    assert sorted(p.name for p in root.iterdir()) == ["c", "other"]
+
+
+def test_a_force_prepare_does_not_replace_a_corpus_a_run_trains_on(tmp_path, text_file):
+    prepare(tmp_path, text_file)
+    refused = []
+
+    def rebuild_while_training(event):
+        if isinstance(event, Logged) and not refused:
+            with pytest.raises(CorpusError) as error:
+                prepare(tmp_path, text_file, force=True, max_chars=5000)
+            refused.append(str(error.value))
+
+    summary = rnngen.train(
+        "c",
+        "tiny",
+        name="r",
+        corpora=tmp_path / "corpora",
+        checkpoints=tmp_path / "checkpoints",
+        steps=4,
+        log_every=2,
+        eval_every=4,
+        eval_tokens=500,
+        samples=False,
+        on_event=rebuild_while_training,
+    )
+    assert summary.steps == 4
+    assert re.fullmatch(
+        r"corpus c is in use by rnngen train \(process \d+\): wait for the run to end, or prepare under another name",
+        refused[0],
+    )
+    # The run has ended: the rebuild goes ahead, and the run resumes on nothing else.
+    prepare(tmp_path, text_file, force=True, max_chars=5000)
+
+
+def test_a_run_does_not_start_on_a_corpus_a_prepare_is_replacing(tmp_path, text_file):
+    corpus, _ = prepare(tmp_path, text_file)
+    with claim_corpus(corpus.path, replacing=True):  # what a `prepare --force` of c holds
+        with pytest.raises(CorpusError, match=r"^corpus c is being rebuilt by rnngen prepare \(process \d+\)"):
+            rnngen.train("c", "tiny", name="r", corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints" / "r").exists()
 
 
 def test_sigterm_stops_prepare_like_ctrl_c_and_leaves_nothing(tmp_path, text_file, monkeypatch):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from test_training import tiny
@@ -164,6 +165,20 @@ def test_a_corrupt_train_split_then_fixed_corpus_trains_under_the_same_name(cli,
     assert "rebuild the corpus" in one_line(cli(*TRAIN, "--name", "corrupt"))
     train_bin.write_bytes(good)
     assert cli(*TRAIN, "--name", "corrupt").exit_code == 0
+
+
+def test_token_ids_beyond_the_vocabulary_are_a_damaged_corpus(cli, char_corpus, tmp_path):
+    assert cli(*TRAIN, "--name", "before").exit_code == 0
+    for split in ("train", "val"):  # same size, one id past the vocabulary: what a bit flip or a bad copy leaves
+        tokens = np.memmap(char_corpus.path / f"{split}.bin", dtype=char_corpus.dtype, mode="r+")
+        tokens[len(tokens) // 2] = char_corpus.vocab_size
+        tokens.flush()
+        del tokens
+    damaged = f"train.bin is damaged: it holds token id {char_corpus.vocab_size}, beyond the vocabulary of"
+    assert damaged in one_line(cli(*TRAIN, "--name", "after"))
+    assert not (tmp_path / "checkpoints" / "after").exists()
+    assert damaged in one_line(cli("evaluate", "--checkpoint", "before"))
+    assert "rebuild the corpus" in one_line(cli("train", "--resume", "before", "--steps", "40", "--plain"))
 
 
 def test_a_folder_of_other_files_is_not_taken_over(cli, tmp_path):

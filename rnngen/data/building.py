@@ -6,6 +6,7 @@ corpus or run), both splits encoded into token files, and the meta that describe
 
 from __future__ import annotations
 
+import hashlib
 import time
 from array import array
 from collections.abc import Iterator
@@ -115,4 +116,15 @@ def build_corpus(
         },
         "dtype": dtype.name,
         "splits": {split: asdict(split_stats) for split, split_stats in stats.items()},
+        "fingerprint": fingerprint(work),
     }
+
+
+def fingerprint(folder: Path) -> str:
+    """The sha256 of the corpus's tokens (train.bin, then val.bin): a run records it, and resuming on a corpus
+    rebuilt from other text is refused, while a rebuild from the same text gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for split in ("train", "val"):
+        with open(folder / f"{split}.bin", "rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ from typing import Any
 from rnngen.data import sources
 from rnngen.data.building import build_corpus
 from rnngen.data.encoding import ProgressFn
-from rnngen.data.reading import Corpus
+from rnngen.data.reading import Corpus, claim_corpus
 from rnngen.data.sources import SourceSpec
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.data.vocabulary import TokenizerSpec
@@ -35,6 +35,7 @@ from rnngen.store.lock import Lock, alive
 from rnngen.store.names import MAX_NAME_CHARS, check_name
 
 TEMP_PREFIX = ".tmp-"
+OLD_MARK = "-old-"  # `.tmp-NAME-old-PID`: the corpus a `--force` prepare is replacing
 # Errors of writing that a user fixes by freeing space or choosing another folder.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG)
 
@@ -88,6 +89,7 @@ def prepare(
             f"cannot write to {root}: {exc.strerror}: choose another folder as {param('corpora')}"
         ) from exc
     with cleanup, lock, _sigterm_as_interrupt():
+        _restore_moved_aside(Path(root), name)
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
             existing = Corpus.open(target)
@@ -104,10 +106,13 @@ def prepare(
                 f"to rebuild it, or another {param('name')} to keep both"
             )
         work = Path(root) / f"{TEMP_PREFIX}{name}-{os.getpid()}"
+        # Refused while a run trains on the corpus this would replace; runs wait for this one in turn.
+        in_use = (claim_corpus(target, replacing=True) if target.is_dir() else None) or contextlib.nullcontext()
         try:
             shutil.rmtree(work, ignore_errors=True)  # left by a dead process whose id this one now has
             work.mkdir()
-            _build_into(spec, tok_spec, work, target, name, request, val_fraction, threads, progress)
+            with in_use:
+                _build_into(spec, tok_spec, work, target, name, request, val_fraction, threads, progress)
         except OSError as exc:
             if exc.errno not in WRITE_ERRNOS:
                 raise
@@ -139,7 +144,8 @@ def _build_into(
     write_json_atomic(work / "meta.json", meta)
     progress("write", 1, 1)
     if target.exists():
-        old = target.parent / f"{TEMP_PREFIX}{name}-old-{os.getpid()}"
+        # Killed between the two renames, a prepare leaves the previous corpus here: the next one restores it.
+        old = target.parent / f"{TEMP_PREFIX}{name}{OLD_MARK}{os.getpid()}"
         target.rename(old)
         work.rename(target)
         shutil.rmtree(old)
@@ -174,11 +180,39 @@ def _lock(root: Path, name: str) -> Lock:
 
 
 def _remove_stale_temporaries(root: Path) -> None:
-    """Remove the temporary folders of prepares whose process is gone (killed by SIGKILL, a crash, a reboot)."""
+    """Remove the temporary folders of prepares whose process is gone (killed by SIGKILL, a crash, a reboot),
+    but not a corpus moved aside whose place is empty: the next prepare of its name restores it."""
     for folder in root.glob(f"{TEMP_PREFIX}*"):
         match = re.fullmatch(rf"{re.escape(TEMP_PREFIX)}.+-(\d+)", folder.name)
         if match and folder.is_dir() and not alive(int(match.group(1))):
-            shutil.rmtree(folder, ignore_errors=True)
+            aside = _moved_aside(folder)
+            if aside is None or (root / aside).exists():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _moved_aside(folder: Path) -> str | None:
+    """The name of the whole corpus in `folder` when it is one that a `--force` prepare moved aside
+    (`.tmp-NAME-old-PID`, its meta.json naming NAME), else None."""
+    match = re.fullmatch(rf"{re.escape(TEMP_PREFIX)}(.+){OLD_MARK}\d+", folder.name)
+    if match is None:
+        return None
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return match.group(1) if isinstance(meta, dict) and meta.get("name") == match.group(1) else None
+
+
+def _restore_moved_aside(root: Path, name: str) -> None:
+    """Put back corpus `name` when a `--force` prepare was killed after moving it aside and before the new
+    one took its place. The caller holds `name`'s lock: the prepare that moved it aside is gone."""
+    target = root / name
+    if target.exists():
+        return
+    for folder in root.glob(f"{TEMP_PREFIX}{name}{OLD_MARK}*"):
+        if _moved_aside(folder) == name:
+            folder.rename(target)
+            return
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ Characters are counted per split so that bits per character can be computed for 
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from rnngen.data.tokenizer import Tokenizer
-from rnngen.errors import CorpusError
+from rnngen.errors import CorpusError, param
+from rnngen.store.lock import Lock
 from rnngen.store.names import check_name, is_valid_name
 from rnngen.store.runs import require_same_tokenizer
 
 META_FORMAT = 1
+IN_USE = ".lock"  # in a corpus folder: claimed by the runs that train on it and by a prepare that replaces it
 
 
 class Corpus:
@@ -53,7 +56,20 @@ class Corpus:
             raise CorpusError(
                 f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: {rebuild}"
             )
+        for split in ("train", "val"):
+            corpus._check_ids(split)
         return corpus
+
+    def _check_ids(self, split: str) -> None:
+        """Refuse a split whose token file is the right size but holds an id past the vocabulary (a bit flip, a
+        bad copy): caught here in one pass over the memory map, not as an index error deep in the first step."""
+        tokens = self.tokens(split)
+        top = int(tokens.max()) if len(tokens) else 0
+        if top >= self.vocab_size:
+            raise CorpusError(
+                f"{self.path / f'{split}.bin'} is damaged: it holds token id {top}, beyond the vocabulary of "
+                f"{self.vocab_size}: rebuild the corpus with `rnngen prepare ... --force`"
+            )
 
     @classmethod
     def find(cls, root: Path, name: str) -> Corpus:
@@ -95,6 +111,20 @@ class Corpus:
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.load(self.path / "tokenizer.model")
 
+    def hold(self) -> Lock | None:
+        """The shared claim of a run that trains on this corpus (`claim_corpus`), held until `release()`; refused
+        when a prepare is replacing it, or replaced it since it was opened."""
+        claim = claim_corpus(self.path, replacing=False)
+        try:
+            rebuilt = json.loads((self.path / "meta.json").read_text()) != self.meta
+        except (OSError, ValueError):
+            rebuilt = True
+        if rebuilt:
+            if claim is not None:
+                claim.release()
+            raise CorpusError(f"corpus {self.name} was rebuilt by rnngen prepare as this run started: start it again")
+        return claim
+
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records of its corpus: enough to find it again (`corpus_of`) and to check the tokenizer."""
         splits = self.meta["splits"]
@@ -110,7 +140,28 @@ class Corpus:
             "train_characters": splits["train"]["characters"],
             "val_tokens": splits["val"]["tokens"],
             "val_characters": splits["val"]["characters"],
+            "fingerprint": self.meta.get("fingerprint"),
         }
+
+
+def claim_corpus(path: Path, *, replacing: bool) -> Lock | None:
+    """Runs that train on the corpus at `path` hold a shared claim on it, and a prepare that replaces it an
+    exclusive one: neither starts while the other holds it (a prepare must not pull a corpus from under a run).
+    None where the folder is read-only: no claim can be written there."""
+    name = Path(path).name
+    if replacing:
+        busy = (
+            f"corpus {name} is in use by rnngen train (process {{pid}}): wait for the run to end, or prepare "
+            f"under another {param('name')}"
+        )
+    else:
+        busy = f"corpus {name} is being rebuilt by rnngen prepare (process {{pid}}) right now: wait for it to finish"
+    try:
+        return Lock(Path(path) / IN_USE, busy, CorpusError, shared=not replacing)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return None
+        raise
 
 
 def _complete(meta: Any) -> bool:
@@ -143,6 +194,17 @@ def list_corpora(root: Path) -> list[dict[str, Any]]:
         if _complete(meta):
             metas.append(meta | {"path": str(meta_path.parent)})
     return metas
+
+
+def same_data(identity: dict[str, Any], corpus: Corpus) -> bool:
+    """Whether `corpus` holds the tokens that a checkpoint recorded (`identity`): the same fingerprint, or for a
+    run or corpus from before fingerprints, the same counts of tokens and characters in both splits."""
+    now = corpus.identity()
+    if identity.get("fingerprint") and now["fingerprint"]:
+        return identity["fingerprint"] == now["fingerprint"]
+    return all(
+        identity.get(key) == now[key] for key in ("train_tokens", "train_characters", "val_tokens", "val_characters")
+    )
 
 
 def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:

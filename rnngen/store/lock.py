@@ -1,4 +1,5 @@
-"""Exclusive locks between processes: one `rnngen train` per run folder, one `rnngen prepare` per corpus name.
+"""Locks between processes: one `rnngen train` per run folder, one `rnngen prepare` per corpus name, and no
+prepare replacing a corpus that runs train on.
 
 A lock is an `fcntl.flock` on a file that holds the owner's pid. The kernel drops it when the
 process exits, however it exits (`kill -9` included), so a lock is never left stale by a crash.
@@ -23,14 +24,16 @@ class Lock:
     """An exclusive lock on `path`, taken without waiting; `release()` (or the process's exit) gives it up.
 
     When another process holds it, `error` is raised with `busy_message`, whose `{pid}` names that process.
+    A `shared` lock excludes only exclusive ones (many runs read a corpus, a prepare that replaces it waits
+    for none); its release leaves the file, which other holders may still hold.
     """
 
-    def __init__(self, path: Path, busy_message: str, error: type[RnngenError] = Busy):
-        self.path = Path(path)
+    def __init__(self, path: Path, busy_message: str, error: type[RnngenError] = Busy, shared: bool = False):
+        self.path, self.shared = Path(path), shared
         while True:
             self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's life
             try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
             except BlockingIOError:
                 self.file.seek(0)
                 owner = self.file.read().strip() or "?"
@@ -52,7 +55,10 @@ class Lock:
 
     def release(self) -> None:
         if not self.file.closed:
-            self.path.unlink(missing_ok=True)  # while still held: see the module's docstring
+            # While still held (see the module's docstring), and only this lock's file: the path may name
+            # another by now (a prepare renamed the folder that held it, and a run locks the new one's).
+            if not self.shared and self._still_the_file():
+                self.path.unlink(missing_ok=True)
             self.file.close()  # closing the file releases the lock
 
     def __enter__(self) -> Lock:

@@ -135,15 +135,16 @@ class RunFolder:
         return max((_number(row.get("seconds")) for row in rows), default=0.0)
 
     def best_val_bpc(self) -> float | None:
-        """The lowest validation bits per character in the metrics; None before the first evaluation."""
-        return min(
-            (
-                row["val_bpc"]
-                for row in self.metrics()
-                if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))
-            ),
-            default=None,
-        )
+        """The validation bits per character of the evaluation with the lowest loss (the first of equals: the one
+        `best` holds), not the lowest of another evaluation; None before the first evaluation."""
+        evals = [
+            row
+            for row in self.metrics()
+            if row.get("event") == "eval"
+            and isinstance(row.get("val_loss"), (int, float))
+            and isinstance(row.get("val_bpc"), (int, float))
+        ]
+        return min(evals, key=lambda row: row["val_loss"])["val_bpc"] if evals else None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         try:

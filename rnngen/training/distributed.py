@@ -164,6 +164,15 @@ def total(value: float, device: torch.device) -> float:
     return tensor.item()
 
 
+def from_main(value: float, device: torch.device) -> float:
+    """Rank 0's `value` on every rank, as float64 (on the GPU under NCCL, else on the CPU): one clock for all."""
+    if not dist.is_initialized():
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device if device.type == "cuda" else "cpu")
+    dist.broadcast(tensor, src=0)
+    return tensor.item()
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank."""
     if not dist.is_initialized():

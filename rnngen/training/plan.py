@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import ModelConfig, Preset, TrainConfig
-from rnngen.data.reading import Corpus, corpus_of
+from rnngen.data.reading import Corpus, corpus_of, same_data
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint
@@ -168,7 +168,18 @@ def plan_resume(
             f"{run.file(LAST)} holds weights only: resuming at step {saved.step} with a fresh optimizer and "
             "random state, so the losses will differ from an unbroken run"
         )
-    return RunPlan(run, corpus_of(saved.corpus, corpora), saved.model, train, resume_from=saved, notice=notice)
+    corpus = corpus_of(saved.corpus, corpora)
+    if not same_data(saved.corpus, corpus):
+        then, now = saved.corpus.get("train_tokens"), corpus.identity()["train_tokens"]
+        counts = (
+            f"{now:,} training tokens now, {then:,} then" if isinstance(then, int) and then != now else "other tokens"
+        )
+        raise RnngenError(
+            f"corpus {corpus.name} was rebuilt since run {run.name} trained on it ({counts}): prepare it again "
+            f"from the run's source to resume, or start a new run from its weights with {param('init_from')} "
+            f"{run.name}"
+        )
+    return RunPlan(run, corpus, saved.model, train, resume_from=saved, notice=notice)
 
 
 def last_checkpoint(run: RunFolder) -> Checkpoint:

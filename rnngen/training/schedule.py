@@ -40,6 +40,7 @@ class Budget:
     The clock counts training steps only (not evaluation or saving), and it is saved with the run,
     so a resumed run continues the same schedule. It is advanced at log steps, after the loop waits
     for the device: on a GPU the host only queues the steps, and its own time would undercount them.
+    Under data parallelism every rank adds rank 0's seconds, so all ranks follow one schedule.
     """
 
     def __init__(self, cfg: TrainConfig, step: int = 0, seconds: float = 0.0):

@@ -126,22 +126,25 @@ def _trackers(names: tuple[str, ...], plan: RunPlan) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
-    """Rank 0 locks the run folder while it trains; every rank raises the same error when it cannot."""
-    lock: Lock | None = None
+    """Rank 0 claims the corpus (no prepare replaces it meanwhile) and locks the run folder while it trains;
+    every rank raises the same error when it cannot."""
+    locks: list[Lock | None] = []
     error = None
     if world.is_main:
         try:
-            lock = plan.run.claim(plan.resuming)
+            locks.append(plan.corpus.hold())  # first: a refused run leaves no folder
+            locks.append(plan.run.claim(plan.resuming))
         except RnngenError as exc:
             error = exc
     error = distributed.broadcast(error)
-    if error is not None:
-        raise error
     try:
+        if error is not None:
+            raise error
         yield
     finally:
-        if lock is not None:
-            lock.release()
+        for lock in reversed(locks):
+            if lock is not None:
+                lock.release()
 
 
 @contextlib.contextmanager

@@ -151,10 +151,13 @@ class Trainer:
                 continue
             figures = interval.losses_and_norms()  # waits for the device: the loop's one synchronisation
             # Read after that wait, the clock counts the device's time; the host alone only queues work.
-            self.budget.add_seconds(interval.seconds())
+            # Every rank takes rank 0's clock: the rate and the average's decay follow it, and ranks on
+            # clocks of their own (rank 0 draws the display while the others wait) would apply different
+            # rates to the same averaged gradient and drift apart. One clock also ends every rank at once.
+            self.budget.add_seconds(distributed.from_main(interval.seconds(), self.device))
             self.report(self._logged(figures, interval))
             interval.restart()
-            done = distributed.any_rank(self.budget.spent(), self.device)
+            done = self.budget.spent()
             self._stop_if_signalled()
             if self.budget.step >= next_eval or done:
                 next_eval = self.budget.next_eval()
