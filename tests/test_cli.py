@@ -162,3 +162,16 @@ def test_complete_does_not_import_datasets(run_cli, trained, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_a_folder_that_is_no_run_and_a_missing_tokenizer_name_the_fix(run_cli, trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    result = run_cli("complete", "the", "--checkpoint", "photos")
+    assert result.exit_code == 1 and "photos is a folder but not a run (no config.json)" in result.output
+    assert "first save" not in result.output
+    (tmp_path / "checkpoints" / trained / "tokenizer.model").unlink()
+    for command in (("complete", "the"), ("evaluate",)):
+        result = run_cli(*command, "--checkpoint", trained)
+        assert result.exit_code == 1 and "tokenizer.model is missing: copy" in result.output, result.output
+        assert "No such file" not in result.output
