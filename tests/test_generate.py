@@ -118,3 +118,16 @@ def test_a_completion_says_why_it_ended_only_once_it_has(completer):
     assert completion.steps == [] and not completion.finished
     completion.text()
     assert completion.finished and completion.reason in ("max_tokens", "end_of_text") and completion.memory is not None
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"stop": ("",)}, "stop must not be empty"),
+        ({"temperature": float("inf")}, "temperature must be >= 0 and finite"),
+        ({"max_tokens": 10**9}, "max_tokens must be from 1 to 1,000,000"),
+    ],
+)
+def test_empty_stops_infinite_temperatures_and_huge_lengths_are_refused(fields, message):
+    with pytest.raises(RnngenError, match=message):
+        SampleConfig(**fields)
