@@ -7,7 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 from conftest import TINY
+
+from rnngen.cli.main import cli
 
 
 def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, tmp_path):
@@ -175,3 +178,14 @@ def test_a_folder_that_is_no_run_and_a_missing_tokenizer_name_the_fix(run_cli, t
         result = run_cli(*command, "--checkpoint", trained)
         assert result.exit_code == 1 and "tokenizer.model is missing: copy" in result.output, result.output
         assert "No such file" not in result.output
+
+
+def test_non_utf8_prompts_are_u_fffd_in_json_and_a_bad_stdin_line_spares_the_others(run_cli, trained):
+    row = json.loads(run_cli("complete", "the \udcff", "--max-tokens", "3", "--json").output)
+    assert row["prompt"] == "the \ufffd"
+    result = CliRunner().invoke(
+        cli, ["complete", "-", "--max-tokens", "3", "--json"], input=b"the model\n\xe6 latin-1\ngradients\n"
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["the model", "gradients"]
+    assert result.exit_code == 1 and "line 2 of stdin is not UTF-8 text" in result.stderr

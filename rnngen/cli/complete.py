@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -64,6 +65,7 @@ def sampling_options(command):
     return command
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Samples of one prompt are kept until they are shown side by side: a bound far above what a table can show.
 MAX_SAMPLES = 10_000
 # Sampling options that a beam search, deterministic and ranking whole texts, has no use for.
@@ -186,7 +188,8 @@ def complete(
             f"--beam searches deterministically for the most likely texts: drop "
             f"{', '.join('--' + name.replace('_', '-') for name in given)} (they are for sampling)"
         )
-    prompts = _stdin_prompts() if prompt == "-" else [prompt]
+    # A byte that is not UTF-8 in an argument comes as a lone surrogate: shown and written as U+FFFD.
+    prompts, skipped = _stdin_prompts() if prompt == "-" else ([_SURROGATE.sub("\ufffd", prompt)], [])
     from rnngen.generation.loading import load_completer
 
     completer, run, _ = load_completer(checkpoint, paths.checkpoints, device)
@@ -202,22 +205,21 @@ def complete(
             _show_beams(completer, prompt_text, beam, cfg, length_penalty, styled, as_json)
         else:
             _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled, as_json)
+    if skipped:  # the other lines are completed first
+        from rnngen.errors import RnngenError
+
+        raise RnngenError(f"{'; '.join(skipped)}: skipped; convert it first, e.g. with iconv -f latin1 -t utf-8")
 
 
-def _stdin_prompts() -> list[str]:
-    """Prompts from stdin, one a line; a line that is not UTF-8 is refused by its number."""
-    from rnngen.errors import RnngenError
-
-    prompts = []
+def _stdin_prompts() -> tuple[list[str], list[str]]:
+    """Prompts from stdin, one a line, and a note for each line that is not UTF-8 (skipped, named by its number)."""
+    prompts, skipped = [], []
     for number, line in enumerate(sys.stdin.buffer, 1):
         try:
             prompts.append(line.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError as exc:
-            raise RnngenError(
-                f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                "convert it first, e.g. with iconv -f latin1 -t utf-8"
-            ) from None
-    return prompts
+            skipped.append(f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    return prompts, skipped
 
 
 def _show_beams(
