@@ -246,3 +246,15 @@ def test_beam_and_lengths_are_bounded_by_what_the_model_can_serve(run_cli, train
     assert result.exit_code == 1 and "--max-tokens must be from 1 to 1,000,000" in result.output
     result = run_cli("complete", "the", "--checkpoint", trained, "--num-samples", "100000")
     assert result.exit_code == 2 and "'--num-samples': 100000 is not in the range 1<=x<=10000" in result.output
+
+
+def test_chat_refuses_an_infinite_temperature_and_keeps_its_own():
+    class Stub:
+        def generator(self, seed):
+            return None
+
+    screen = Console(file=io.StringIO(), width=200)
+    session = ChatSession(Stub(), SampleConfig(temperature=0.7), screen)
+    session.command(["temperature", "inf"])
+    assert session.cfg.temperature == 0.7
+    assert "/temperature must be >= 0 and finite" in screen.file.getvalue()
