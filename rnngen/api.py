@@ -46,13 +46,13 @@ class Model:
         top_p: float = 1.0,
         repetition_penalty: float = 1.0,
         seed: int | None = None,
-        stop: tuple[str, ...] | list[str] = (),
+        stop: str | tuple[str, ...] | list[str] | None = (),
     ) -> str:
         """The completion of `prompt` (without the prompt), as `rnngen complete` writes it.
 
         temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off; `seed` makes
         the sample reproducible; the completion ends at the end of a document, after `max_tokens`
-        tokens, or before the first `stop` string.
+        tokens, or before the first `stop` string (one string or several; None is none).
         """
         return "".join(
             self.stream(
@@ -77,7 +77,7 @@ class Model:
         top_p: float = 1.0,
         repetition_penalty: float = 1.0,
         seed: int | None = None,
-        stop: tuple[str, ...] | list[str] = (),
+        stop: str | tuple[str, ...] | list[str] | None = (),
     ) -> Iterator[str]:
         """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s."""
         cfg = SampleConfig(
@@ -87,7 +87,7 @@ class Model:
             top_p=top_p,
             repetition_penalty=repetition_penalty,
             seed=seed,
-            stop=tuple(stop),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
         )
         yield from self.completer.complete(prompt, cfg)
 

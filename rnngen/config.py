@@ -150,6 +150,11 @@ class TrainConfig(JsonConfig):
             )
 
 
+# A completion keeps a record of each token it wrote (a few hundred bytes): a million tokens is some hundred MB,
+# and a far longer request is a typo rather than a text anyone reads.
+MAX_TOKENS = 1_000_000
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How tokens are drawn. temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off."""
@@ -163,10 +168,10 @@ class SampleConfig:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise RnngenError(f"{param('max_tokens')} must be at least 1, got {self.max_tokens}")
-        if not self.temperature >= 0:  # also refuses NaN
-            raise RnngenError(f"{param('temperature')} must be >= 0 (0 is greedy), got {self.temperature}")
+        if not 1 <= self.max_tokens <= MAX_TOKENS:
+            raise RnngenError(f"{param('max_tokens')} must be from 1 to {MAX_TOKENS:,}, got {self.max_tokens}")
+        if not 0 <= self.temperature < float("inf"):  # also refuses NaN; inf would draw uniformly
+            raise RnngenError(f"{param('temperature')} must be >= 0 and finite (0 is greedy), got {self.temperature}")
         if self.top_k < 0:
             raise RnngenError(f"{param('top_k')} must be >= 1 (or 0 for no limit), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
@@ -175,6 +180,8 @@ class SampleConfig:
             raise RnngenError(
                 f"{param('repetition_penalty')} must be a positive number (1 is off), got {self.repetition_penalty}"
             )
+        if any(not stop for stop in self.stop):
+            raise RnngenError(f"{param('stop')} must not be empty: an empty string would end every completion at once")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise RnngenError(f"{param('seed')} must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
 

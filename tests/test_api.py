@@ -111,3 +111,30 @@ def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):
     with pytest.raises(RnngenError, match="empty text"):
         model.score("")
     assert "rnngen.Model lstm" in repr(model)
+
+
+def test_an_unknown_device_is_refused_at_once_by_name(trained, tmp_path):
+    with pytest.raises(RnngenError, match="unknown device 'tpu': choose one of auto, cpu, cuda, mps"):
+        rnngen.load(tmp_path / "checkpoints" / trained, device="tpu")
+
+
+def test_stop_none_means_no_stop_strings_and_one_string_is_one_stop(model):
+    assert model.complete("The", stop=None, max_tokens=20, seed=3) == model.complete("The", max_tokens=20, seed=3)
+    text = model.complete("The", max_tokens=60, seed=3)
+    piece = text[5:7]
+    assert model.complete("The", stop=piece, max_tokens=60, seed=3) == text[: text.find(piece)]
+
+
+def test_loading_messages_name_what_is_wrong(trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RnngenError, match="empty name") as empty:
+        rnngen.load("")
+    assert "--name" not in str(empty.value)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(RnngenError, match="photos is a folder but not a run") as folder:
+        rnngen.load("photos")
+    assert "before the first save" not in str(folder.value) and "--name" not in str(folder.value)
+    (tmp_path / "checkpoints" / trained / "tokenizer.model").unlink()
+    with pytest.raises(RnngenError, match="tokenizer.model is missing: copy .*corpora/notes/tokenizer.model"):
+        rnngen.load(trained)

@@ -7,7 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 from conftest import TINY
+
+from rnngen.cli.main import cli
 
 
 def test_readme_first_run_trains_on_the_embedded_corpus_and_completes(run_cli, tmp_path):
@@ -162,3 +165,27 @@ def test_complete_does_not_import_datasets(run_cli, trained, tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert out.strip().endswith("False")
+
+
+def test_a_folder_that_is_no_run_and_a_missing_tokenizer_name_the_fix(run_cli, trained, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    result = run_cli("complete", "the", "--checkpoint", "photos")
+    assert result.exit_code == 1 and "photos is a folder but not a run (no config.json)" in result.output
+    assert "first save" not in result.output
+    (tmp_path / "checkpoints" / trained / "tokenizer.model").unlink()
+    for command in (("complete", "the"), ("evaluate",)):
+        result = run_cli(*command, "--checkpoint", trained)
+        assert result.exit_code == 1 and "tokenizer.model is missing: copy" in result.output, result.output
+        assert "No such file" not in result.output
+
+
+def test_non_utf8_prompts_are_u_fffd_in_json_and_a_bad_stdin_line_spares_the_others(run_cli, trained):
+    row = json.loads(run_cli("complete", "the \udcff", "--max-tokens", "3", "--json").output)
+    assert row["prompt"] == "the \ufffd"
+    result = CliRunner().invoke(
+        cli, ["complete", "-", "--max-tokens", "3", "--json"], input=b"the model\n\xe6 latin-1\ngradients\n"
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["prompt"] for r in rows] == ["the model", "gradients"]
+    assert result.exit_code == 1 and "line 2 of stdin is not UTF-8 text" in result.stderr

@@ -216,3 +216,45 @@ def test_chat_shows_text_that_looks_like_markup_as_typed(run_cli, trained, tmp_p
     ).run()
     out = screen.getvalue()
     assert "unknown command /[/x]" in out and "not '[bold]'" in out
+
+
+def test_beam_applies_stop_to_each_beam_and_refuses_sampling_options_in_one_line(run_cli, trained):
+    base = ("complete", "the model", "--checkpoint", trained, "--beam", "3", "--max-tokens", "20", "--json")
+    plain = [json.loads(line) for line in run_cli(*base).output.splitlines()]
+    stop = next(text[2:4] for text in (row["completion"] for row in plain) if len(text) >= 4)
+    stopped = [json.loads(line) for line in run_cli(*base, "--stop", stop).output.splitlines()]
+    assert stopped and all(stop not in row["completion"] for row in stopped)
+    assert any(row["tokens"] < 20 for row in stopped)
+    for extra in (
+        ("--temperature", "0.5"),
+        ("--top-k", "3"),
+        ("--num-samples", "2"),
+        ("--show-probs",),
+        ("--top-alternatives", "2"),
+        ("--seed", "1"),
+    ):
+        result = run_cli(*base, *extra)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and f"drop {extra[0]}" in lines[0], result.output
+
+
+def test_beam_and_lengths_are_bounded_by_what_the_model_can_serve(run_cli, trained):
+    result = run_cli("complete", "the", "--checkpoint", trained, "--beam", "100000000", "--max-tokens", "3")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and "--beam 100000000 is more than" in lines[0]
+    result = run_cli("complete", "the", "--checkpoint", trained, "--max-tokens", "100000000")
+    assert result.exit_code == 1 and "--max-tokens must be from 1 to 1,000,000" in result.output
+    result = run_cli("complete", "the", "--checkpoint", trained, "--num-samples", "100000")
+    assert result.exit_code == 2 and "'--num-samples': 100000 is not in the range 1<=x<=10000" in result.output
+
+
+def test_chat_refuses_an_infinite_temperature_and_keeps_its_own():
+    class Stub:
+        def generator(self, seed):
+            return None
+
+    screen = Console(file=io.StringIO(), width=200)
+    session = ChatSession(Stub(), SampleConfig(temperature=0.7), screen)
+    session.command(["temperature", "inf"])
+    assert session.cfg.temperature == 0.7
+    assert "/temperature must be >= 0 and finite" in screen.file.getvalue()

@@ -118,3 +118,34 @@ def test_a_completion_says_why_it_ended_only_once_it_has(completer):
     assert completion.steps == [] and not completion.finished
     completion.text()
     assert completion.finished and completion.reason in ("max_tokens", "end_of_text") and completion.memory is not None
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"stop": ("",)}, "stop must not be empty"),
+        ({"temperature": float("inf")}, "temperature must be >= 0 and finite"),
+        ({"max_tokens": 10**9}, "max_tokens must be from 1 to 1,000,000"),
+    ],
+)
+def test_empty_stops_infinite_temperatures_and_huge_lengths_are_refused(fields, message):
+    with pytest.raises(RnngenError, match=message):
+        SampleConfig(**fields)
+
+
+def test_top_k_breaks_ties_alike_on_numpy_and_torch():
+    # Three tokens tied at the top: top-k 1 and 2 keep the lowest ids on both backends, so a seed draws the same token.
+    import numpy as np
+
+    tied = [0.5, 3.0, 1.0, 3.0, 3.0, 2.0]
+    for k, expected in ((1, {1}), (2, {1, 3})):
+        cfg = SampleConfig(top_k=k, temperature=1.0, seed=0)
+        on_numpy = filter_logits(np.asarray(tied, dtype=np.float32), cfg)
+        on_torch = filter_logits(torch.tensor(tied), cfg)
+        assert set(np.isfinite(on_numpy).nonzero()[0].tolist()) == expected == kept(on_torch)
+    cfg = SampleConfig(top_k=1, temperature=1.0, seed=0)
+    from rnngen.generation.arrays import NUMPY, ops_for
+
+    torch_ops = ops_for(torch.empty(0))
+    assert draw_token(filter_logits(np.asarray(tied, dtype=np.float32), cfg), cfg, NUMPY.generator(0)) == 1
+    assert draw_token(filter_logits(torch.tensor(tied), cfg), cfg, torch_ops.generator(0)) == 1

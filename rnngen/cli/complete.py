@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -64,6 +65,21 @@ def sampling_options(command):
     return command
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Samples of one prompt are kept until they are shown side by side: a bound far above what a table can show.
+MAX_SAMPLES = 10_000
+# Sampling options that a beam search, deterministic and ranking whole texts, has no use for.
+NOT_FOR_BEAMS = (
+    "num_samples",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "seed",
+    "show_probs",
+    "top_alternatives",
+)
+
 # The bound on a completion that runs to the end of its document: far above a line or a paragraph,
 # it only stops a model that never writes end-of-text.
 UNTIL_END_MAX_TOKENS = 2000
@@ -92,7 +108,13 @@ def _sample_config(
 @click.command()
 @click.argument("prompt", required=False)
 @sampling_options
-@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True, help="Completions per prompt.")
+@click.option(
+    "--num-samples",
+    type=click.IntRange(1, MAX_SAMPLES),
+    default=1,
+    show_default=True,
+    help="Completions per prompt.",
+)
 @click.option(
     "--until-end/--no-until-end",
     default=None,
@@ -100,7 +122,12 @@ def _sample_config(
     f"is then only a bound, {UNTIL_END_MAX_TOKENS} unless given. [default: on for a corpus prepared "
     f"with --documents lines, where each sample is one new line]",
 )
-@click.option("--beam", type=click.IntRange(min=1), help="Deterministic beam search with this many beams.")
+@click.option(
+    "--beam",
+    type=click.IntRange(min=1),
+    help="Deterministic beam search with this many beams (at most the vocabulary's size); --stop cuts each beam, "
+    "the sampling options do not apply.",
+)
 @click.option(
     "--length-penalty",
     type=float,
@@ -152,46 +179,55 @@ def complete(
         if sys.stdin.isatty() and out.is_terminal:
             return _chat(paths, checkpoint, device, False, sampling)
         raise click.UsageError('give a PROMPT to complete ("" for none), or - to read prompts from stdin')
-    prompts = _stdin_prompts() if prompt == "-" else [prompt]
+    context = click.get_current_context()
+    given = [name for name in NOT_FOR_BEAMS if context.get_parameter_source(name) != ParameterSource.DEFAULT]
+    if beam and given:
+        from rnngen.errors import RnngenError
+
+        raise RnngenError(
+            f"--beam searches deterministically for the most likely texts: drop "
+            f"{', '.join('--' + name.replace('_', '-') for name in given)} (they are for sampling)"
+        )
+    # A byte that is not UTF-8 in an argument comes as a lone surrogate: shown and written as U+FFFD.
+    prompts, skipped = _stdin_prompts() if prompt == "-" else ([_SURROGATE.sub("\ufffd", prompt)], [])
     from rnngen.generation.loading import load_completer
 
     completer, run, _ = load_completer(checkpoint, paths.checkpoints, device)
     if until_end is None:
         until_end = run.documents() == "lines"
-    max_tokens_given = click.get_current_context().get_parameter_source("max_tokens") != ParameterSource.DEFAULT
+    max_tokens_given = context.get_parameter_source("max_tokens") != ParameterSource.DEFAULT
     if until_end and not max_tokens_given:
         sampling["max_tokens"] = UNTIL_END_MAX_TOKENS  # completions still end at end-of-text, as always
     cfg = _sample_config(**sampling)
     styled = not (plain or as_json) and out.is_terminal
     for prompt_text in prompts:
         if beam:
-            _show_beams(completer, prompt_text, beam, cfg.max_tokens, length_penalty, styled, as_json)
+            _show_beams(completer, prompt_text, beam, cfg, length_penalty, styled, as_json)
         else:
             _show_samples(completer, prompt_text, cfg, num_samples, show_probs, top_alternatives or 0, styled, as_json)
+    if skipped:  # the other lines are completed first
+        from rnngen.errors import RnngenError
+
+        raise RnngenError(f"{'; '.join(skipped)}: skipped; convert it first, e.g. with iconv -f latin1 -t utf-8")
 
 
-def _stdin_prompts() -> list[str]:
-    """Prompts from stdin, one a line; a line that is not UTF-8 is refused by its number."""
-    from rnngen.errors import RnngenError
-
-    prompts = []
+def _stdin_prompts() -> tuple[list[str], list[str]]:
+    """Prompts from stdin, one a line, and a note for each line that is not UTF-8 (skipped, named by its number)."""
+    prompts, skipped = [], []
     for number, line in enumerate(sys.stdin.buffer, 1):
         try:
             prompts.append(line.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError as exc:
-            raise RnngenError(
-                f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start}): "
-                "convert it first, e.g. with iconv -f latin1 -t utf-8"
-            ) from None
-    return prompts
+            skipped.append(f"line {number} of stdin is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    return prompts, skipped
 
 
 def _show_beams(
-    completer: Any, prompt: str, beams: int, max_tokens: int, length_penalty: float, styled: bool, as_json: bool
+    completer: Any, prompt: str, beams: int, cfg: SampleConfig, length_penalty: float, styled: bool, as_json: bool
 ) -> None:
     from rnngen.cli.display import beams_table, out
 
-    found = completer.beam_search(prompt, beams, max_tokens, length_penalty)
+    found = completer.beam_search(prompt, beams, cfg.max_tokens, length_penalty, cfg.stop)
     if as_json:
         for rank, found_beam in enumerate(found):
             click.echo(

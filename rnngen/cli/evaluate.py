@@ -52,7 +52,7 @@ def evaluate(
     from rnngen.data.reading import Corpus, corpus_of
     from rnngen.models import device as devices
     from rnngen.models.checkpoint import load_model
-    from rnngen.store.resolve import resolve_checkpoint
+    from rnngen.store.resolve import require_tokenizer, resolve_checkpoint
     from rnngen.store.runs import require_same_tokenizer
     from rnngen.training.evaluate import evaluate as evaluate_split
 
@@ -62,6 +62,7 @@ def evaluate(
             "pass 2 or more, or 0 for the whole split"
         )
     run, path = resolve_checkpoint(checkpoint, paths.checkpoints)
+    require_tokenizer(run)
     dev = devices.pick(device)
     model, tok, ckpt = load_model(run, path, dev)
     corpus = Corpus.find(paths.corpora, corpus_name) if corpus_name else corpus_of(ckpt.corpus, paths.corpora)

@@ -61,6 +61,7 @@ FLAGS = {
     "checkpoints": "--checkpoints-dir",
     "corpora": "--corpora-dir",
     "alternatives": "--top-alternatives",
+    "beams": "--beam",
 }
 
 

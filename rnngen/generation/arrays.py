@@ -108,8 +108,9 @@ class TorchOps:
         return self.torch.softmax(x.float(), -1)
 
     def topk(self, x, k: int):
-        top = self.torch.topk(x, k)
-        return top.values, top.indices
+        """As `NumpyOps.topk`: ties go to the lower index (torch.topk leaves their order unspecified)."""
+        top = self.torch.sort(x, descending=True, stable=True).indices[:k]
+        return x[top], top
 
     def order(self, x):
         return self.torch.sort(x, descending=True, stable=True).indices

@@ -248,8 +248,39 @@ class Completer:
             generator = self.generator(cfg.seed)
         return Completion(self, prompt, cfg, generator, memory, alternatives)
 
-    def beam_search(self, prompt: str, beams: int, max_tokens: int, length_penalty: float = 1.0) -> list[Beam]:
-        """Deterministic beam search over the carried states; the best beam first."""
+    def beam_search(
+        self, prompt: str, beams: int, max_tokens: int, length_penalty: float = 1.0, stop: tuple[str, ...] = ()
+    ) -> list[Beam]:
+        """Deterministic beam search over the carried states; the best beam first. Each beam's text ends before
+        the first of the `stop` strings in it."""
+        limit = max_beams(self.tokenizer.vocab_size)
+        if not 1 <= beams <= limit:
+            raise RnngenError(
+                f"{param('beams')} {beams} is more than this model's {self.tokenizer.vocab_size}-token vocabulary "
+                f"can search in memory: use 1 to {limit}"
+            )
+        SampleConfig(max_tokens=max_tokens, stop=tuple(stop))  # the same bounds as sampling
         memory, _ = self.prime(prompt)
         found = beam_search(self.lm.step, memory, beams, max_tokens, self.tokenizer.eot_id, length_penalty)
-        return [Beam(self.tokenizer.decode(tokens), tokens, logprob, score) for tokens, logprob, score in found]
+        return [Beam(*self._until_stop(tokens, stop), logprob, score) for tokens, logprob, score in found]
+
+    def _until_stop(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, list[int]]:
+        """The text of `tokens` up to the first `stop` string, and the tokens that wrote it (as a completion ends)."""
+        decoder, text = self.tokenizer.stream_decoder(), ""
+        for count, token in enumerate(tokens, 1):
+            text += decoder.push(token)
+            hits = [i for i in (text.find(s) for s in stop) if i >= 0]
+            if hits:
+                return text[: min(hits)], tokens[:count]
+        return text + decoder.flush(), tokens
+
+
+# Each beam search step ranks beams x vocabulary candidates in float32 arrays, a few at a time: 2**24 of them
+# (64 MB an array) keeps a search within a few hundred MB.
+MAX_BEAM_CANDIDATES = 2**24
+
+
+def max_beams(vocab_size: int) -> int:
+    """The most beams a search over `vocab_size` tokens may keep: no more than the tokens (more cannot differ at
+    the first step), and within `MAX_BEAM_CANDIDATES` candidates a step."""
+    return max(1, min(vocab_size, MAX_BEAM_CANDIDATES // vocab_size))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from rnngen.config import DEVICES
+from rnngen.errors import RnngenError, param
 from rnngen.generation.completer import Completer
-from rnngen.store.resolve import resolve_checkpoint
+from rnngen.store.resolve import require_tokenizer, resolve_checkpoint
 from rnngen.store.runs import RunFolder
 
 
@@ -23,6 +25,8 @@ def pick_device(name: str) -> Any:
     "auto", "cuda" or "mps" through `rnngen.models.device.pick` (an absent device is an error)."""
     if name == "cpu":
         return name
+    if name not in DEVICES:  # before torch is imported: a typo is told at once
+        raise RnngenError(f"unknown {param('device')} {name!r}: choose one of {', '.join(DEVICES)}")
     from rnngen.models import device
 
     return device.pick(name)
@@ -34,5 +38,7 @@ def load_completer(checkpoint: str | None, checkpoints_dir: Path, device: str = 
     `checkpoint` is a run folder, a run name under `checkpoints_dir`, a .safetensors file,
     `hf:USER/NAME[@REVISION]`, or None for the latest run under `checkpoints_dir` (`resolve_checkpoint`).
     """
+    where = pick_device(device)  # first: an unknown device is told before anything is read
     run, path = resolve_checkpoint(checkpoint, checkpoints_dir)
-    return LoadedCheckpoint(Completer.from_checkpoint(run, path, pick_device(device)), run, path)
+    require_tokenizer(run)
+    return LoadedCheckpoint(Completer.from_checkpoint(run, path, where), run, path)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from rnngen.config import SampleConfig
-from rnngen.generation.arrays import ops_for
+from rnngen.generation.arrays import NUMPY, ops_for
 
 MIN_TEMPERATURE = 1e-4
 
@@ -30,8 +30,10 @@ def filter_logits(logits: Any, cfg: SampleConfig, seen: Any = None) -> Any:
         # for any two logits more than 0.01 apart.
         logits = logits / max(cfg.temperature, MIN_TEMPERATURE)
     if 0 < cfg.top_k < logits.shape[-1]:
-        kth = ops.topk(logits, cfg.top_k)[0][-1]
-        logits[logits < kth] = float("-inf")
+        # Exactly k tokens, ties to the lower index on both backends: the same seed keeps the same tokens.
+        keep = ops.flags(logits.shape[-1]) if ops is NUMPY else ops.flags(logits.shape[-1], logits.device)
+        keep[ops.topk(logits, cfg.top_k)[1]] = True
+        logits[~keep] = float("-inf")
     if cfg.top_p < 1.0:
         order = ops.order(logits)
         probs = ops.softmax(logits[order])

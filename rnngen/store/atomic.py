@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rnngen.store.lock import alive
+from rnngen.store.lock import WINDOWS, alive
 
 TEMP_SUFFIX = ".tmp"
 
@@ -41,6 +41,8 @@ def replacing(path: Path) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if WINDOWS:  # a folder cannot be opened for fsync there; NTFS journals the rename itself
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

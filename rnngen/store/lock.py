@@ -5,15 +5,19 @@ A lock is an `fcntl.flock` on a file that holds the owner's pid. The kernel drop
 process exits, however it exits (`kill -9` included), so a lock is never left stale by a crash.
 `release()` removes the file; a process that locked a file just removed (the path now names
 another file, or none) has locked nothing, and takes the lock again on the current file.
+
+`fcntl` is POSIX-only: it is imported when a lock is taken (training, preparing), never when this
+module is, so that completion, evaluation and `rnngen.load` import and run on Windows too.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
 from rnngen.errors import RnngenError
+
+WINDOWS = os.name == "nt"
 
 
 class Busy(RnngenError):
@@ -29,6 +33,7 @@ class Lock:
     """
 
     def __init__(self, path: Path, busy_message: str, error: type[RnngenError] = Busy, shared: bool = False):
+        fcntl = _fcntl()
         self.path, self.shared = Path(path), shared
         while True:
             self.file = open(self.path, "a+")  # noqa: SIM115 - held open for the lock's life
@@ -68,8 +73,22 @@ class Lock:
         self.release()
 
 
+def _fcntl():
+    """The `fcntl` module, or a one-line error where the system has none (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        raise RnngenError(
+            "training and preparing lock their folders with flock, which this system lacks: they run on "
+            "Linux and macOS (on Windows, in WSL); complete, chat and evaluate run here"
+        ) from None
+    return fcntl
+
+
 def alive(pid: int) -> bool:
     """Whether a process with id `pid` exists (it may belong to another user)."""
+    if WINDOWS:
+        return _alive_on_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -77,3 +96,19 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _alive_on_windows(pid: int) -> bool:
+    # os.kill(pid, 0) on Windows terminates the process rather than asking: ask the kernel for a handle.
+    import ctypes
+
+    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.GetLastError() == 5  # ERROR_ACCESS_DENIED: it exists, and is another user's
+    try:
+        code = ctypes.c_ulong()
+        kernel32.GetExitCodeProcess(handle, ctypes.byref(code))
+        return code.value == 259  # STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)

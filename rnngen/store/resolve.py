@@ -17,6 +17,11 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
     checkpoint, else its last. A file: that file, in its run folder. `hf:USER/NAME[@REVISION]`: the
     model's folder in the hub cache, downloaded once.
     """
+    if checkpoint is not None and not checkpoint.strip():
+        raise CheckpointError(
+            f"the checkpoint is an empty name: pass a run name or folder (see `rnngen runs` for the runs in {root}), "
+            "a .safetensors file or hf:USER/NAME"
+        )
     if checkpoint is not None and checkpoint.startswith("hf:"):
         run = RunFolder(hub.download(checkpoint))
     elif checkpoint is None:
@@ -35,12 +40,31 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
                 f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}"
             )
         run = RunFolder(path)
+        if not run.config_path.exists():
+            raise CheckpointError(
+                f"{checkpoint} is a folder but not a run (no config.json): see `rnngen runs` for the runs in "
+                f"{root}, or pass a .safetensors file"
+            )
     for name in (BEST, LAST):
         if run.file(name).exists():
             return run, run.file(name)
     raise CheckpointError(
         f"{run.path} holds no checkpoint yet ({BEST} or {LAST}): its training stopped before "
         f"the first save; start it again with `rnngen train --name {run.name}` and its options"
+    )
+
+
+def require_tokenizer(run: RunFolder) -> None:
+    """A one-line error naming the fix when the run's tokenizer.model is gone (completion and evaluation need it)."""
+    if run.tokenizer_path.is_file():
+        return
+    try:
+        corpus = run.config().get("corpus", {}).get("name")
+    except CheckpointError:
+        corpus = None
+    source = f"corpora/{corpus}/tokenizer.model" if isinstance(corpus, str) and corpus else "its corpus's"
+    raise CheckpointError(
+        f"{run.tokenizer_path} is missing: copy the tokenizer the run was trained with ({source}) into {run.path}"
     )
 
 
