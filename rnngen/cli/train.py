@@ -293,7 +293,8 @@ def _run_row(run: RunFolder) -> dict[str, Any]:
     metrics = run.metrics()
     model = config["model"]
     best = run.best_val_bpc()
-    evals = [row for row in metrics if row.get("event") == "eval"]
+    # metrics.jsonl may have been edited or cut short: only rows whose figures are numbers count.
+    evals = [row for row in metrics if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))]
     trained = [row for row in metrics if row.get("event") == "train"]
     size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
     return {

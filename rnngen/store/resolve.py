@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rnngen.errors import CheckpointError
 from rnngen.store import hub
-from rnngen.store.runs import BEST, LAST, RunFolder, list_runs
+from rnngen.store.runs import BEST, LAST, RUN_FILES, RunFolder, list_runs
 
 
 def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, Path]:
@@ -40,7 +40,9 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
                 f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}"
             )
         run = RunFolder(path)
-        if not run.config_path.exists():
+        # A run that stopped before its first save leaves only a run's own files, or none.
+        found = {child.name for child in path.iterdir()}
+        if not run.config_path.exists() and found - RUN_FILES:
             raise CheckpointError(
                 f"{checkpoint} is a folder but not a run (no config.json): see `rnngen runs` for the runs in "
                 f"{root}, or pass a .safetensors file"
