@@ -77,8 +77,8 @@ class RecurrentLM(nn.Module):
         vocabulary: pieces the text never uses (a char vocabulary's byte pieces) cost nothing from the first step,
         where a zero bias leaves them probability that AdamW takes hundreds of steps to remove (Karpathy's "init
         well"). Half a count each keeps unseen pieces finite."""
-        counts = np.asarray(counts, dtype=np.float64) + 0.5  # on the host: MPS has no float64
-        self.head.bias.copy_(torch.from_numpy(np.log(counts / counts.sum()).astype(np.float32)))
+        counts = torch.as_tensor(counts, dtype=torch.float64) + 0.5
+        self.head.bias.copy_((counts / counts.sum()).log().to(self.head.bias))
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """The zero state of a batch."""
