@@ -59,14 +59,10 @@ class RecurrentLM(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # pytorch/examples' word_language_model: embedding and head uniform in ±0.1, head bias 0; the
-        # recurrent layers keep PyTorch's own init (every weight and bias uniform in ±1/sqrt(hidden)).
-        # No forget-gate bias of 1 (Gers et al. 2000): it suits sequences that start from a zero state,
-        # but training here carries the state across windows without end, and with the gate that open
-        # the cells integrate their input: on tiny shakespeare (2x384 LSTM, batch 32 x window 64,
-        # AdamW 4e-3, 80 equal steps) over half the cells of a carried stream sat beyond |c| = 5, where
-        # tanh(c) passes no gradient, and the training loss stalled at 3.30 nats against 2.63 for the
-        # plain loop. A head smaller than ±0.1 (nn.Linear's ±1/sqrt(hidden)) stalled the same way.
+        # pytorch/examples' word_language_model: embedding and head uniform in ±0.1, head bias 0; the recurrent
+        # layers keep PyTorch's own init. No forget-gate bias of 1 (Gers et al. 2000): training carries the state
+        # across windows without end, and with the gate that open the cells integrate their input until tanh(c)
+        # passes no gradient (docs/tuning.md, "Why the preset first lost to the plain loop").
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if not self.config.tie:
             nn.init.uniform_(self.head.weight, -0.1, 0.1)
