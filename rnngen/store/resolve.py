@@ -40,9 +40,11 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
                 f"no checkpoint or run folder at {checkpoint}: see `rnngen runs` for the runs in {root}"
             )
         run = RunFolder(path)
-        # A run that stopped before its first save leaves only a run's own files, or none.
+        # A folder under the runs' folder is a run, perhaps one that stopped before its first save; one elsewhere
+        # is a run only when it holds a run's files.
+        in_root = path.resolve().parent == Path(root).resolve()
         found = {child.name for child in path.iterdir()}
-        if not run.config_path.exists() and found - RUN_FILES:
+        if not run.config_path.exists() and not in_root and (not found or found - RUN_FILES):
             raise CheckpointError(
                 f"{checkpoint} is a folder but not a run (no config.json): see `rnngen runs` for the runs in "
                 f"{root}, or pass a .safetensors file"
