@@ -21,10 +21,8 @@ from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, CorpusError, param
-from rnngen.generation.samples import Sampler
 from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.resolve import resolve_checkpoint
-from rnngen.training import session
 from rnngen.training.events import EventFn, Finished
 
 
@@ -118,6 +116,10 @@ def train(
     "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default). Ctrl-C or
     SIGTERM saves the run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
     """
+    # Imported here: `rnngen.prepare` needs no torch.
+    from rnngen.generation.samples import Sampler
+    from rnngen.training import session
+
     return session.train(
         corpus,
         preset,
