@@ -8,6 +8,7 @@ python -m benchmarks scan               # minGRU's parallel scan against loops a
 python -m benchmarks quality            # 180 s runs on tiny shakespeare (--models lstm,mingru,...)
 python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
                                         # `rnngen train` + 20 completions scored for English
+python -m benchmarks firstrun --parts a --budgets 0.5M,1M,2M,4M,8M   # at equal tokens, per budget
 python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 """
@@ -73,6 +74,12 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
     help="firstrun: the tokenizers of the equal-time comparison; sweep: the first is the default.",
 )
 @click.option(
+    "--budgets",
+    type=str,
+    help="firstrun: compare at equal tokens, at each of these budgets (e.g. 0.5M,1M,2M,4M,8M), instead of "
+    "at equal --seconds.",
+)
+@click.option(
     "--parts",
     default="ab",
     show_default=True,
@@ -101,6 +108,7 @@ def main(
     only: str | None,
     preset: str,
     tokenizers: str,
+    budgets: str | None,
     parts: str,
     models: str,
     out: Path,
@@ -174,7 +182,14 @@ def main(
         elif name == "firstrun":
             from benchmarks import firstrun
 
-            rows += firstrun.run(text, out / "corpora", 20.0 if quick else seconds, tokenizers.split(","), parts)
+            rows += firstrun.run(
+                text,
+                out / "corpora",
+                20.0 if quick else seconds,
+                tokenizers.split(","),
+                parts,
+                [firstrun.token_count(budget) for budget in budgets.split(",")] if budgets else None,
+            )
         elif name == "sweep":
             from benchmarks import sweep
 

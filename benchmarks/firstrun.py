@@ -16,6 +16,7 @@ prose lines, not on `>>>`/`...` lines or code indented by 4+ spaces (>= 95%).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -33,6 +34,7 @@ from torch import nn
 
 from benchmarks import sweep
 from benchmarks.common import prepared
+from rnngen.config import PRESETS
 from rnngen.training.evaluate import evaluate
 
 PROMPT = "Studying Deep Learning is really"
@@ -59,37 +61,61 @@ class PlainLM(nn.Module):
         return self.decoder(out), state
 
 
-def held_out_bpc(corpus) -> Callable[[nn.Module], float]:
-    """Bits per character of a model over the whole held-out text read as one stream, the state carried
-    from its first token to its last. Both sides get this score: scored in rows of their own batch
-    size, each row starting from a zero state, the plain loop (32 rows) would pay for twice as many
-    cold starts as the preset (16)."""
+def own_vocabulary(corpus) -> tuple[np.ndarray, np.ndarray, int]:
+    """(train ids, held-out ids, vocabulary size) as a hand-written loop sees the text. For the char tokenizer,
+    the symbols the training text holds (what `sorted(set(text))` gives), and one more id for any held-out
+    symbol it never saw: rnngen's char vocabulary also holds 256 byte pieces that tiny shakespeare never uses,
+    and the plain loop must not pay for them. For a subword tokenizer, the same sentencepiece ids on both sides."""
+    train = np.asarray(corpus.tokens("train"), dtype=np.int64)
+    val = np.asarray(corpus.tokens("val"), dtype=np.int64)
+    if corpus.meta["tokenizer"]["type"] != "char":
+        return train, val, corpus.vocab_size
+    used = np.unique(train)
+    index = np.full(corpus.vocab_size, len(used), dtype=np.int64)
+    index[used] = np.arange(len(used))
+    return index[train], index[val], len(used) + 1
+
+
+def held_out_bpc(corpus, tokens: np.ndarray | None = None) -> Callable[[nn.Module], float]:
+    """Bits per character of a model over the whole held-out text (`tokens`, by default the corpus's own ids)
+    read as one stream, the state carried from its first token to its last. Both sides get this score: scored
+    in rows of their own batch size, each row starting from a zero state, the plain loop (32 rows) would pay
+    for twice as many cold starts as the preset (16)."""
+    held_out = corpus.tokens("val") if tokens is None else tokens
 
     def score(model: nn.Module) -> float:
-        return evaluate(model, corpus.tokens("val"), corpus.characters("val"), 1, 64, None, torch.device("cpu"))[
-            "val_bpc"
-        ]
+        return evaluate(model, held_out, corpus.characters("val"), 1, 64, None, torch.device("cpu"))["val_bpc"]
 
     return score
 
 
 def plain_loop(
-    corpus, seconds: float, score: Callable[[nn.Module], float], batch: int = 32, window: int = 64, lr: float = 4e-3
+    corpus,
+    seconds: float | None,
+    batch: int = 32,
+    window: int = 64,
+    lr: float = 4e-3,
+    steps: int | None = None,
 ) -> dict[str, Any]:
-    """The reference: batchify, carried state, AdamW with cosine decay over the wall-time budget."""
+    """The reference, on the text's own vocabulary: batchify, carried state, AdamW with cosine decay over the
+    budget, `seconds` of wall time or `steps` (equal tokens, whatever the machine's speed)."""
     torch.manual_seed(1337)
-    model = PlainLM(corpus.vocab_size)
+    train, val, vocab = own_vocabulary(corpus)
+    model = PlainLM(vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    train = np.asarray(corpus.tokens("train"), dtype=np.int64)
     rows = torch.from_numpy(train[: len(train) // batch * batch].reshape(batch, -1))
     state, step, spent, start = None, 0, 0.0, 0
-    while spent < seconds:
+
+    def progress() -> float:
+        return step / steps if steps else spent / seconds
+
+    while progress() < 1.0:
         began = time.perf_counter()
         if start + window + 1 > rows.size(1):
             state, start = None, 0
         chunk = rows[:, start : start + window + 1]
         for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * spent / seconds))
+            group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * progress()))
         logits, state = model(chunk[:, :-1], state)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), chunk[:, 1:].reshape(-1))
         optimizer.zero_grad()
@@ -103,37 +129,87 @@ def plain_loop(
     return {
         "steps": step,
         "seconds": spent,
+        "tokens": step * batch * window,
+        "vocab": vocab,
         "tokens_per_s": step * batch * window / spent,
-        "val_bpc": score(model),
+        "val_bpc": held_out_bpc(corpus, val)(model),
         "train_loss_last": loss.item(),
     }
 
 
+def compare(corpus, seconds: float | None, tokens: int | None) -> dict[str, Any]:
+    """The plain loop and the cpu preset on `corpus`, `seconds` or `tokens` each: their figures and the lead."""
+    plain_batch, window = 32, 64
+    preset_tokens_per_step = PRESETS["cpu"].train.batch_size * PRESETS["cpu"].train.seq_len
+    reference = plain_loop(
+        corpus, seconds, plain_batch, window, steps=tokens // (plain_batch * window) if tokens else None
+    )
+    ours = sweep.point(
+        corpus,
+        {"name": "cpu preset"},
+        seconds,
+        tokens // preset_tokens_per_step if tokens else None,
+        "cpu",
+        held_out_bpc(corpus),
+    )  # as the sweep trains it
+    lead = reference["val_bpc"] - ours["val_bpc"]
+    return {
+        "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}",
+        "plain_vocab": reference["vocab"],
+        "plain_steps": reference["steps"],
+        "plain_tokens": reference["tokens"],
+        "plain_tokens_per_s": reference["tokens_per_s"],
+        "plain_val_bpc": reference["val_bpc"],
+        "rnngen_steps": ours["steps"],
+        "rnngen_tokens": ours["tokens"],
+        "rnngen_tokens_per_s": ours["tokens_per_s"],
+        "rnngen_val_bpc": ours["val_bpc"],
+        "lead_bpc": lead,
+    }
+
+
 def equal_time(text: Path, root: Path, seconds: float, tokenizers: list[str]) -> list[dict[str, Any]]:
-    """Part (a): the plain loop and the cpu preset back to back, for each tokenizer."""
+    """Part (a) at equal wall time: the plain loop and the cpu preset back to back, for each tokenizer."""
     rows = []
     for kind in tokenizers:
-        corpus = prepared(root, str(text), kind, None, f"shakespeare-{kind}")
-        score = held_out_bpc(corpus)
-        reference = plain_loop(corpus, seconds, score)
-        ours = sweep.point(corpus, {"name": "cpu preset"}, seconds, None, "cpu", score)  # as the sweep trains it
-        lead = reference["val_bpc"] - ours["val_bpc"]
+        corpus = prepared(root, str(text), kind, None, f"{text.stem}-{kind}")
+        row = compare(corpus, seconds, None)
         rows.append(
             {
                 "benchmark": "firstrun-equal-time",
-                "tokenizer": f"{kind} {corpus.vocab_size}",
                 "seconds": seconds,
-                "plain_steps": reference["steps"],
-                "plain_tokens_per_s": reference["tokens_per_s"],
-                "plain_val_bpc": reference["val_bpc"],
-                "rnngen_steps": ours["steps"],
-                "rnngen_tokens_per_s": ours["tokens_per_s"],
-                "rnngen_val_bpc": ours["val_bpc"],
-                "lead_bpc": lead,
+                **row,
                 "target_bpc": TARGET_BPC.get(kind),
-                "pass": lead >= MARGIN,
+                "pass": row["lead_bpc"] >= MARGIN,
             }
         )
+    return rows
+
+
+def token_count(text: str) -> int:
+    """`0.5M`, `500k`, `2000000`: a budget in tokens."""
+    scale = {"k": 10**3, "M": 10**6}.get(text[-1:], 1)
+    return round(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def equal_tokens(text: Path, root: Path, budgets: list[int], tokenizers: list[str]) -> list[dict[str, Any]]:
+    """Part (a) at equal tokens, for each budget and tokenizer: what a slower or faster machine gets, measured
+    on this one. Target: a lead of at least 0.05 bits/char at every budget, 0.10 from 2M tokens on."""
+    rows = []
+    for kind in tokenizers:
+        corpus = prepared(root, str(text), kind, None, f"{text.stem}-{kind}")
+        for budget in budgets:
+            row = compare(corpus, None, budget)
+            target = MARGIN if budget >= 2_000_000 else MARGIN / 2
+            rows.append(
+                {
+                    "benchmark": "firstrun-equal-tokens",
+                    "budget_tokens": budget,
+                    **row,
+                    "pass": row["lead_bpc"] >= target,
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -200,10 +276,15 @@ def first_run(seconds: float | None) -> list[dict[str, Any]]:
     ]
 
 
-def run(text: Path, root: Path, seconds: float, tokenizers: list[str], parts: str = "ab") -> list[dict[str, Any]]:
+def run(
+    text: Path, root: Path, seconds: float, tokenizers: list[str], parts: str = "ab", budgets: list[int] | None = None
+) -> list[dict[str, Any]]:
+    """Part (a) at equal time, or at each of `budgets` (tokens) when given; then part (b)."""
     rows = []
     if "a" in parts:
-        rows += equal_time(text, root, seconds, tokenizers)
+        rows += (
+            equal_tokens(text, root, budgets, tokenizers) if budgets else equal_time(text, root, seconds, tokenizers)
+        )
     if "b" in parts:
         rows += first_run(None if seconds == 180.0 else seconds)
     return rows

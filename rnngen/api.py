@@ -94,7 +94,8 @@ class Model:
     def score(self, text: str) -> float:
         """Bits per character of `text` under the model, read as a document from its start: the total
         negative log-likelihood of its tokens, in bits, over its characters (what `rnngen evaluate`
-        reports for a corpus split). Lower is better; it compares across tokenizers."""
+        reports for a corpus split). Lower is better; it compares across tokenizers. Text a word tokenizer
+        cannot spell costs 8 bits per byte on top of its unknown piece, so unknown text never scores well."""
         if not text:
             raise RnngenError("score needs some text: an empty text has no characters to score")
         return self.completer.nats(text) / len(text) / math.log(2)

@@ -19,7 +19,7 @@ from typing import Any
 from rnngen.data.preparing import prepare as prepare_corpus
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
-from rnngen.data.vocabulary import TokenizerSpec
+from rnngen.data.vocabulary import tokenizer_spec
 from rnngen.errors import CheckpointError, CorpusError, param
 from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.resolve import resolve_checkpoint
@@ -39,7 +39,7 @@ def prepare(
     documents: str = "auto",
     streaming: bool = False,
     max_chars: int | None = None,
-    tokenizer: str = "unigram",
+    tokenizer: str | None = None,
     vocab_size: int | None = None,
     tokenizer_from: str | None = None,
     force: bool = False,
@@ -48,7 +48,8 @@ def prepare(
 ) -> Corpus:
     """Prepare `dataset` (a hub id, a local file or folder, or the embedded "pydocs") into a tokenizer and
     token arrays under `corpora/<name>/`, and return the corpus; an existing one prepared with the same
-    arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`)."""
+    arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`);
+    `tokenizer` None is sentencepiece's unigram model, or the one `tokenizer_from` names."""
     spec = SourceSpec(
         dataset=dataset,
         config=config,
@@ -64,7 +65,7 @@ def prepare(
     from_path = tokenizer_file(tokenizer_from, root, checkpoints_dir(checkpoints)) if tokenizer_from else None
     corpus, _ = prepare_corpus(
         spec,
-        TokenizerSpec(tokenizer, vocab_size, from_path),
+        tokenizer_spec(tokenizer, vocab_size, from_path),
         root=root,
         name=name,
         val_fraction=val_fraction,

@@ -39,6 +39,24 @@ def test_loading_and_completing_on_the_cpu_imports_no_torch(trained, tmp_path):
     assert out.split() == ["True", "False", "False"]
 
 
+def test_device_auto_without_a_gpu_runs_numpy_without_importing_torch(trained, tmp_path):
+    from rnngen.generation.loading import may_have_gpu
+
+    if may_have_gpu():
+        pytest.skip("this machine may have a GPU: auto asks torch")
+    code = (
+        "import sys, rnngen; m = rnngen.load(sys.argv[1], device='auto'); m.complete('The', max_tokens=3, seed=1); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "checkpoints" / trained)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "False"
+
+
 def test_complete_is_what_the_cli_writes(run_cli, trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a run name resolves under $RNNGEN_CHECKPOINTS, as in the CLI
     model = rnngen.load(trained)
@@ -138,3 +156,14 @@ def test_loading_messages_name_what_is_wrong(trained, tmp_path, monkeypatch):
     (tmp_path / "checkpoints" / trained / "tokenizer.model").unlink()
     with pytest.raises(RnngenError, match="tokenizer.model is missing: copy .*corpora/notes/tokenizer.model"):
         rnngen.load(trained)
+
+
+def test_score_never_rewards_text_outside_a_word_vocabulary(tmp_path, text_file):
+    corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
+    rnngen.prepare(str(text_file), tokenizer="word", name="words", corpora=corpora)
+    rnngen.train("words", "tiny", name="w", corpora=corpora, checkpoints=checkpoints, steps=2, samples=False)
+    model = rnngen.load(checkpoints / "w")
+    # Every unknown run of words is one piece: its probability alone made this look nearly free.
+    unknown = model.score("qqqq zzzz " * 100)
+    known = model.score(text_file.read_text()[:1000])
+    assert unknown >= 8.0 > known

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks import firstrun, sweep
 from rnngen.config import PRESETS
 
@@ -24,9 +26,21 @@ def test_sweep_point_reports_its_settings_and_score(tmp_path: Path, text_file: P
     assert row["steps"] == 2 and 0 < row["val_bpc"] < 20
 
 
-def test_plain_loop_trains_for_its_wall_time(char_corpus):
-    result = firstrun.plain_loop(char_corpus, 0.5, firstrun.held_out_bpc(char_corpus), batch=4, window=16)
+def test_plain_loop_trains_for_its_wall_time_or_its_steps(char_corpus):
+    result = firstrun.plain_loop(char_corpus, 0.5, batch=4, window=16)
     assert result["steps"] >= 1 and result["seconds"] >= 0.5 and 0 < result["val_bpc"] < 20
+    assert firstrun.plain_loop(char_corpus, None, batch=4, window=16, steps=3)["steps"] == 3
+    assert firstrun.token_count("0.5M") == 500_000 and firstrun.token_count("2000") == 2000
+
+
+def test_the_plain_loop_learns_on_the_texts_own_characters(char_corpus):
+    train, val, vocab = firstrun.own_vocabulary(char_corpus)
+    text = char_corpus.tokens("train")
+    # A user's loop builds its vocabulary from the text: no byte pieces the text never uses.
+    assert vocab == len(set(text.tolist())) + 1 < char_corpus.vocab_size - 200
+    assert train.max() < vocab - 1 and val.max() < vocab
+    # The same text, renumbered: equal ids stay equal.
+    assert (np.unique(train, return_inverse=True)[1] == np.unique(np.asarray(text), return_inverse=True)[1]).all()
 
 
 def test_both_sides_of_the_comparison_get_the_same_score(char_corpus):

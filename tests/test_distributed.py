@@ -117,6 +117,16 @@ def test_resume_with_another_world_size_through_nproc(char_corpus, tmp_path):
     assert checkpoint.load(tmp_path / "checkpoints" / "grow" / "last.safetensors").step == 60
 
 
+def test_a_worker_error_under_nproc_is_one_line_once_and_leaves_no_run(char_corpus, tmp_path):
+    failed = train(tmp_path, "r", 1, 100_000, "--nproc", "2", "--device", "cpu")
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines() == [
+        "error: the corpus has 27000 training tokens, too few for 200000 rows of 33 tokens: use a smaller "
+        "--batch-size or --seq-len"
+    ]
+    assert not (tmp_path / "checkpoints" / "r").exists()
+
+
 def test_interrupting_one_rank_stops_every_rank_with_last_saved(char_corpus, tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     args = [

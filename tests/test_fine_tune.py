@@ -75,3 +75,10 @@ def test_fine_tuning_refuses_another_tokenizer_and_other_sizes(run_cli, base_run
     assert result.exit_code == 1 and "drop --hidden" in result.output
     result = run_cli("train", "--corpus", "base", "--init-from", base_run, "--resume", base_run, *TINY)
     assert result.exit_code == 1 and "pick one" in result.output
+    # Without --corpus: said at once, before the embedded corpus (another tokenizer) is built.
+    result = run_cli("train", "--init-from", base_run, *TINY)
+    assert result.exit_code == 1 and not (tmp_path / "corpora" / "pydocs").exists()
+    assert result.output.strip() == (
+        f"error: --init-from {base_run} fine-tunes on your text: prepare it with that model's tokenizer (rnngen "
+        f"prepare --dataset YOUR_TEXTS --tokenizer-from {base_run}) and name it with --corpus"
+    )

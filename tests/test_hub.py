@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,6 +84,31 @@ def test_push_dry_run_writes_the_folder_and_bad_ids_are_refused(run_cli, trained
     assert (tmp_path / "out" / "README.md").exists() and (tmp_path / "out" / "best.safetensors").exists()
     result = run_cli("push", trained, "not a repo id")
     assert result.exit_code == 1 and "USER/NAME" in result.output
+
+
+def test_push_dry_run_keeps_a_users_own_files(run_cli, trained, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    result = run_cli("push", trained, "alice/notes", "--dry-run", str(mine))
+    assert result.exit_code == 1
+    assert f"{mine} holds other files than an earlier upload of {trained}: choose a new or empty folder" in (
+        result.output
+    )
+    assert "--dry-run" in result.output and (mine / "README.md").read_text() == "my notes"
+    # An earlier dry run of the same run is written over: that is how a user looks again after training more.
+    assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 0
+    assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 0
+
+
+def test_sigterm_during_push_leaves_no_temporary_copy(run_cli, trained, tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    monkeypatch.setattr(hub, "push", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    result = run_cli("push", trained, "alice/notes")
+    assert result.exit_code == 143 and "stopped by SIGTERM" in result.output
+    assert list(scratch.iterdir()) == []
 
 
 def test_push_without_a_token_names_the_login(run_cli, trained, tmp_path, monkeypatch):

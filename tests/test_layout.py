@@ -46,7 +46,7 @@ def layer(module: str) -> str:
 
 # From the bottom up: a module may import its own layer and the layers below it, never one above.
 LAYERS = [
-    {"rnngen", "rnngen.errors", "rnngen.config"},
+    {"rnngen", "rnngen.errors", "rnngen.config", "rnngen.interrupts"},
     {"store"},  # run folders, checkpoint files, names, locks, hub models
     {"data"},  # text -> tokens
     {"models"},

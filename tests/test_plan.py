@@ -178,3 +178,23 @@ def test_a_fine_tune_keeps_the_model_sizes_and_may_change_dropout(char_corpus, t
     summary = rnngen.train("notes", init_from="base", name="tuned", corpora=corpora, checkpoints=checkpoints, **SMALL)
     assert json.loads((checkpoints / "tuned" / "config.json").read_text())["model"]["hidden"] == 40
     assert summary.steps == 6
+
+
+def test_resume_refuses_a_hub_model_and_names_init_from(run_cli):
+    result = run_cli("train", "--resume", "hf:alice/notes-gru", "--steps", "5")
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "--resume continues a run of this machine; a hub model is fine-tuned with --init-from hf:alice/notes-gru"
+    )
+
+
+def test_a_new_run_that_fails_before_its_first_save_leaves_no_folder(char_corpus, tmp_path, monkeypatch):
+    from rnngen.training import session
+
+    def fails(*args, **kwargs):
+        raise RnngenError("out of memory")
+
+    monkeypatch.setattr(session, "_fit", fails)
+    with pytest.raises(RnngenError, match="out of memory"):
+        rnngen.train("notes", "tiny", name="r", corpora=tmp_path / "corpora", checkpoints=tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints" / "r").exists()

@@ -41,3 +41,13 @@ def test_tokenizer_from_a_corpus_or_a_run_is_reused_as_is(tmp_path, run_cli, cha
     assert meta["tokenizer"]["sha256"] == notes["tokenizer"]["sha256"]
     result = run_cli("prepare", "--dataset", str(more), "--tokenizer-from", "nothing", "--plain")
     assert result.exit_code == 1 and "no tokenizer.model file, corpus" in result.output
+    for extra, named in ((("--tokenizer", "char"), "--tokenizer"), (("--vocab-size", "500"), "--vocab-size")):
+        result = run_cli("prepare", "--dataset", str(more), "--tokenizer-from", "notes", "--name", "x", *extra)
+        assert result.exit_code == 1 and not (tmp_path / "corpora" / "x").exists()
+        assert result.output.strip() == (
+            f"error: --tokenizer-from encodes with that tokenizer as it is, its type and size included: drop {named}"
+        )
+    assert meta["request"]["tokenizer"] == {
+        "from_path": str(tmp_path / "checkpoints" / trained / "tokenizer.model"),
+        "sha256": notes["tokenizer"]["sha256"],
+    }

@@ -149,9 +149,16 @@ def test_sigterm_stops_prepare_like_ctrl_c_and_leaves_nothing(tmp_path, text_fil
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-@pytest.mark.parametrize("name", ["../../etc", ".", "..", "a/b", ".hidden", "", "x" * 101, "name with space"])
+def test_sigterm_during_rnngen_prepare_exits_as_a_terminated_process(run_cli, tmp_path, text_file, monkeypatch):
+    monkeypatch.setattr(building, "encode_into", lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGTERM))
+    result = run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "c")
+    assert result.exit_code == 143 and result.output.splitlines()[-1] == "stopped by SIGTERM"
+    assert not (tmp_path / "corpora").exists()
+
+
+@pytest.mark.parametrize("name", ["../../etc", ".", "..", "a/b", ".hidden", "", "x" * 101, "name with space", "körpus"])
 def test_names_are_one_safe_path_component(tmp_path, text_file, name):
-    with pytest.raises(InvalidName, match="is not allowed: use 1 to 100 letters, digits"):
+    with pytest.raises(InvalidName, match="is not allowed: use 1 to 100 ASCII letters, digits"):
         prepare(tmp_path, text_file, name=name)
     with pytest.raises(InvalidName):
         Corpus.find(tmp_path / "corpora", name)

@@ -150,8 +150,9 @@ def test_a_run_that_failed_before_its_first_checkpoint_can_be_started_again(cli,
         patch.setattr(os, "fsync", full_disk)
         line = one_line(cli(*TRAIN, "--name", "full"))
     assert "No space left on device; the run has no checkpoint yet" in line and "start it again" in line
-    assert "holds no checkpoint yet" in one_line(cli("train", "--resume", "full", "--plain"))
-    result = cli(*TRAIN, "--name", "full")  # the same command again reuses the folder
+    assert not (tmp_path / "checkpoints" / "full").exists()  # nothing to resume, so nothing is left
+    assert "no checkpoint or run folder at full" in one_line(cli("train", "--resume", "full", "--plain"))
+    result = cli(*TRAIN, "--name", "full")  # the same command again
     assert result.exit_code == 0, result.output
     run = RunFolder(tmp_path / "checkpoints" / "full")
     steps = [row["step"] for row in run.metrics() if row["event"] == "train"]
@@ -333,7 +334,7 @@ def test_resume_removes_what_a_kill_9_mid_write_left(cli, tmp_path):
 @pytest.mark.parametrize("name", ["../../etc", ".", "..", "a/b", "x" * 101, ".hidden"])
 def test_run_names_are_one_safe_path_component(cli, tmp_path, name):
     line = one_line(cli(*TRAIN, "--name", name))
-    assert line.startswith("error: run name ") and "is not allowed: use 1 to 100 letters" in line
+    assert line.startswith("error: run name ") and "is not allowed: use 1 to 100 ASCII letters" in line
     checkpoints = tmp_path / "checkpoints"
     assert {p.name for p in tmp_path.iterdir()} <= {"checkpoints", "corpora", "notes.txt"}
     assert not checkpoints.exists() or not any(checkpoints.iterdir())

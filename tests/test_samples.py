@@ -78,6 +78,18 @@ def test_no_samples_turns_them_off_and_a_resumed_run_keeps_the_choice(run_cli, t
     resumed = run_cli("train", "--resume", "quiet", "--steps", "60", "--samples", "--sample-prompt", "the", "--plain")
     assert resumed.exit_code == 0, resumed.output
     assert [(row["step"], row["prompt"]) for row in rows(run, "sample")] == [(60, "the")]
+    # A prompt with a byte that is not UTF-8 and an escape sequence: kept as U+FFFD, shown as \x1b.
+    hostile = "the\udcff\x1b[2J"
+    resumed = run_cli("train", "--resume", "quiet", "--steps", "75", "--sample-prompt", hostile, "--plain")
+    assert resumed.exit_code == 0, resumed.output
+    assert rows(run, "sample")[-1]["prompt"] == "the\ufffd\x1b[2J"
+    assert "\x1b" not in resumed.output and "[the\ufffd\\x1b[2J]" in resumed.output
+
+
+def test_a_terminal_is_shown_no_control_characters():
+    from rnngen.cli.display import visible
+
+    assert visible("a\x1b]0;title\x07b\x9b\udcffc\nd\te") == "a\\x1b]0;title\\x07b\\x9b\ufffdc\nd\te"
 
 
 def test_the_pydocs_corpus_samples_the_readme_prompt(char_corpus, monkeypatch):

@@ -58,7 +58,10 @@ def losses(tmp_path: Path, run: str) -> dict[int, float]:
     return {row["step"]: row["loss"] for row in rows if row["event"] == "train"}
 
 
-def test_ctrl_c_saves_and_resume_matches_the_unbroken_run(char_corpus, tmp_path):
+def test_ctrl_c_saves_and_resume_matches_the_unbroken_run(char_corpus, tmp_path, monkeypatch):
+    # One thread count for all three runs: a busy machine would otherwise give them different ones (and so
+    # different sums), since a process trains on the cores it finds free.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     process = subprocess.Popen(train_cmd(tmp_path, "stopped", "--steps", STEPS), stderr=subprocess.PIPE, text=True)
     wait_for_steps(tmp_path / "checkpoints" / "stopped" / "metrics.jsonl", 250, process)
     process.send_signal(signal.SIGINT)

@@ -83,6 +83,14 @@ def test_line_per_row_text_is_joined_into_articles(tmp_path):
     assert rows.meta["splits"]["val"]["documents"] == 6  # the non-empty rows
 
 
+def test_a_text_file_with_headings_is_cut_into_articles(tmp_path):
+    path = tmp_path / "wiki.txt"
+    path.write_text("".join(row or "\n" for row in WIKITEXT_ROWS * 20))
+    c = prepare(tmp_path, path, documents="articles")
+    assert c.meta["splits"]["train"]["documents"] + c.meta["splits"]["val"]["documents"] == 40
+    assert decoded_documents(c, "val")[-1] == " = Beta = \n\n The second article is short ."
+
+
 def test_text_file_as_lines_or_paragraphs(tmp_path):
     path = tmp_path / "jokes.txt"
     jokes = [f"joke number {i} is a short one" for i in range(40)]
@@ -140,3 +148,9 @@ def test_hub_probe_goes_through_the_proxy(monkeypatch):
     finally:
         server.shutdown()
         thread.join()
+
+
+def test_the_table_of_a_single_text_says_its_train_split_is_part_of_it(run_cli, text_file):
+    result = run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "one", "--plain")
+    train_row = next(line for line in result.output.splitlines() if "train" in line and "│" in line)
+    assert "part of 1" in train_row

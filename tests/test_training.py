@@ -217,3 +217,16 @@ def test_checkpoint_from_another_format_is_refused(char_corpus, tmp_path, monkey
     monkeypatch.setattr(checkpoint_format, "FORMAT", 99)
     with pytest.raises(CheckpointError, match="reads format 99"):
         checkpoint.load(run.file(LAST))
+
+
+def test_a_tokenizer_mismatch_says_what_differs():
+    from rnngen.store.runs import require_same_tokenizer
+
+    with pytest.raises(CheckpointError, match=r"\(another tokenizer of the same size, 1024 pieces\): fix it"):
+        require_same_tokenizer(
+            "corpus c", {"sha256": "a", "vocab_size": 1024}, {"sha256": "b", "vocab_size": 1024}, "fix it"
+        )
+    with pytest.raises(CheckpointError, match=r"\(vocabulary 512 vs 1024\)"):
+        require_same_tokenizer(
+            "corpus c", {"sha256": "a", "vocab_size": 512}, {"sha256": "b", "vocab_size": 1024}, "fix it"
+        )

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from rnngen.cli.display import visible
 from rnngen.cli.main import flag
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
 from rnngen.generation.completer import Completer
 from rnngen.generation.read_state import ReadState
+from rnngen.interrupts import Terminated
 
 # command -> (SampleConfig field, parser, help)
 SETTINGS: dict[str, tuple[str, Callable[[str], object], str]] = {
@@ -67,6 +69,8 @@ class ChatSession:
                 line = self.read("> ")
             except EOFError:
                 break
+            except Terminated:
+                raise
             except KeyboardInterrupt:
                 self.console.print()
                 continue
@@ -83,7 +87,9 @@ class ChatSession:
         )
         try:
             for piece in completion:
-                self.console.print(piece, style="cyan", end="", markup=False, highlight=False)
+                self.console.print(visible(piece), style="cyan", end="", markup=False, highlight=False)
+        except Terminated:
+            raise
         except KeyboardInterrupt:
             self.console.print(" [dim]\\[stopped][/]", end="")
         self.console.print()

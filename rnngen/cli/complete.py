@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from typing import Any
 
@@ -13,6 +12,7 @@ from click.core import ParameterSource
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES, SampleConfig
+from rnngen.data.tokenizer import utf8_safe
 
 
 def sampling_options(command):
@@ -65,7 +65,6 @@ def sampling_options(command):
     return command
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 # Samples of one prompt are kept until they are shown side by side: a bound far above what a table can show.
 MAX_SAMPLES = 10_000
 # Sampling options that a beam search, deterministic and ranking whole texts, has no use for.
@@ -182,14 +181,14 @@ def complete(
     context = click.get_current_context()
     given = [name for name in NOT_FOR_BEAMS if context.get_parameter_source(name) != ParameterSource.DEFAULT]
     if beam and given:
-        from rnngen.errors import RnngenError
+        from rnngen.errors import RnngenError, param
 
         raise RnngenError(
-            f"--beam searches deterministically for the most likely texts: drop "
-            f"{', '.join('--' + name.replace('_', '-') for name in given)} (they are for sampling)"
+            f"{param('beams')} searches deterministically for the most likely texts: drop "
+            f"{', '.join(param(name) for name in given)} (they are for sampling)"
         )
     # A byte that is not UTF-8 in an argument comes as a lone surrogate: shown and written as U+FFFD.
-    prompts, skipped = _stdin_prompts() if prompt == "-" else ([_SURROGATE.sub("\ufffd", prompt)], [])
+    prompts, skipped = _stdin_prompts() if prompt == "-" else ([utf8_safe(prompt)], [])
     from rnngen.generation.loading import load_completer
 
     completer, run, _ = load_completer(checkpoint, paths.checkpoints, device)
@@ -264,6 +263,7 @@ def _show_samples(
         probability_legend,
         probs_text,
         samples_table,
+        visible,
     )
 
     # One generator for all prompts and samples: --num-samples 3 gives three different completions.
@@ -291,16 +291,16 @@ def _show_samples(
                 ]
             click.echo(json.dumps(row))
         elif streamed:
-            out.print(prompt, style="bold", end="", markup=False)
+            out.print(visible(prompt), style="bold", end="", markup=False)
             for piece in completion:
-                out.print(piece, style="cyan", end="", markup=False)
+                out.print(visible(piece), style="cyan", end="", markup=False)
             out.print()
         elif show_probs or alternatives:
             completion.text()
             out.print(
                 probs_text(prompt, completion.steps)
                 if show_probs
-                else prompt + "".join(step.text for step in completion.steps),
+                else visible(prompt + "".join(step.text for step in completion.steps)),
                 markup=False,
             )
             if show_probs:

@@ -6,6 +6,7 @@ only the completion. Without a terminal (or with --plain) rich prints plain line
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -22,10 +23,20 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from rnngen.data.tokenizer import utf8_safe
 from rnngen.training.events import Evaluated, Event, Finished, Logged, Notice, Sampled, Started
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+# Control characters but newline and tab (C1 included): text a model learnt, or a prompt, must not move the
+# cursor, retitle the window or clear the screen of the terminal it is shown on.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """`text` as a terminal may show it: control characters as `\\xNN`, bytes that were not UTF-8 as U+FFFD."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", utf8_safe(text))
 
 
 def human(n: float) -> str:
@@ -109,7 +120,8 @@ def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
     for split, stats in splits.items():
         table.add_row(
             split,
-            human(stats["documents"]),
+            # The train part of a single text cut by characters ends no document of its own.
+            human(stats["documents"]) if stats["documents"] or not stats["characters"] else "part of 1",
             human(stats["characters"]),
             human(stats["tokens"]),
             f"{stats['tokens'] / max(stats['characters'], 1):.3f}",
@@ -249,7 +261,7 @@ def sample_text(prompt: str, completion: str) -> Text:
     """A sample on one line (newlines shown as \\n), the prompt in brackets and dimmed, the completion bold."""
 
     def one_line(text: str) -> str:
-        return text.replace("\\", "\\\\").replace("\n", "\\n")
+        return visible(text.replace("\\", "\\\\").replace("\n", "\\n"))
 
     return Text.assemble((f"[{one_line(prompt)}]", "dim"), (one_line(completion), "bold"))
 
@@ -369,9 +381,9 @@ def probs_text(prompt: str, steps: list[Any]):
     """The prompt, then each generated token coloured by the probability the model gave it."""
     from rich.text import Text
 
-    text = Text(prompt, style="dim")
+    text = Text(visible(prompt), style="dim")
     for step in steps:
-        text.append(step.text, style=f"{prob_style(step.prob)} underline")
+        text.append(visible(step.text), style=f"{prob_style(step.prob)} underline")
     return text
 
 
@@ -405,17 +417,17 @@ def alternatives_table(steps: list[Any]) -> Table:
 
 def samples_table(prompt: str, texts: list[str]) -> Table:
     """Several samples of one prompt side by side."""
-    table = Table(title=prompt, title_justify="left", show_lines=True)
+    table = Table(title=visible(prompt), title_justify="left", show_lines=True)
     for index in range(len(texts)):
         table.add_column(f"sample {index + 1}")
-    table.add_row(*texts)
+    table.add_row(*map(visible, texts))
     return table
 
 
 def beams_table(prompt: str, beams: list[Any]) -> Table:
     """Beam search results side by side, best first, with their scores."""
-    table = Table(title=prompt, title_justify="left", show_lines=True)
+    table = Table(title=visible(prompt), title_justify="left", show_lines=True)
     for index, beam in enumerate(beams):
         table.add_column(f"beam {index + 1}\nscore {beam.score:.3f} (log p {beam.logprob:.2f})")
-    table.add_row(*[beam.text for beam in beams])
+    table.add_row(*[visible(beam.text) for beam in beams])
     return table

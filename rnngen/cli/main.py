@@ -8,6 +8,7 @@ fix are printed as one line; `--debug` shows the traceback.
 from __future__ import annotations
 
 import importlib
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import click
 from rnngen import __version__
 from rnngen.cli.common import Paths
 from rnngen.errors import RnngenError
+from rnngen.interrupts import Terminated, sigterm_raises
 from rnngen.store.locations import CHECKPOINTS_ENV, CORPORA_ENV, DEFAULT_CHECKPOINTS, DEFAULT_CORPORA
+from rnngen.training.workers import keep_error
 
 # name -> (module:attribute, the one-line help shown by `rnngen --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -90,9 +93,17 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with sigterm_raises():
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except KeyboardInterrupt as exc:
+            # Unwound to here, the command removed what it had made; the exit code is the signal's.
+            terminated = isinstance(exc, Terminated)
+            message = f"stopped by {'SIGTERM' if terminated else 'SIGINT'}"
+            if not keep_error(message):
+                click.echo(message, err=True)
+            ctx.exit(Terminated.exit_code if terminated else 128 + signal.SIGINT)
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
@@ -104,13 +115,10 @@ class Group(click.Group):
             if isinstance(exc, RnngenError):
                 text = escape(exc.message(flag))
                 message = f"[red]error:[/] {text}" if code == 1 else text
-                err.print(message, soft_wrap=True)
             else:
-                err.print(
-                    f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)",
-                    markup=False,
-                    soft_wrap=True,
-                )
+                message = escape(f"error: {type(exc).__name__}: {exc} (a bug? rerun with --debug for the traceback)")
+            if not keep_error(message):  # a data-parallel worker's error is shown once, by its launcher
+                err.print(message, soft_wrap=True)
             ctx.exit(code)
 
 

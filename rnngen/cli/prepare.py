@@ -40,7 +40,7 @@ from rnngen.cli.common import Count, Paths, pass_paths, print_listing
     show_default=True,
     help="What one document is: rows = as stored (one per text file, one per dataset row); lines = each "
     "line (names, titles, jokes); paragraphs = text between blank lines; articles = rows joined and "
-    "cut at ` = Title = ` headings (wikitext, one line per row); auto = rows, or articles when the "
+    "cut at ` = Title = ` heading lines (wikitext, as rows or as a text file); auto = rows, or articles when the "
     "rows are the lines of such a text.",
 )
 @click.option(
@@ -98,6 +98,8 @@ def prepare(
     rnngen prepare --dataset more_notes/ --tokenizer-from notes-lstm   # the run's vocabulary
     """
     from rnngen.data.sources import SourceSpec
+    from rnngen.data.vocabulary import tokenizer_spec
+    from rnngen.pipeline import tokenizer_file
 
     spec = SourceSpec(
         dataset=dataset,
@@ -110,52 +112,22 @@ def prepare(
         max_chars=max_chars,
         documents=documents,
     )
-    model_path = tokenizer_path(paths, tokenizer_from) if tokenizer_from else None
-    prepare_corpus(paths, spec, tokenizer_kind, vocab_size, val_fraction, name, force, plain, model_path)
-
-
-def tokenizer_path(paths: Paths, run_or_corpus: str) -> str:
-    """The tokenizer.model that --tokenizer-from names: a file, a folder holding one, a corpus, or a run."""
-    from pathlib import Path
-
-    from rnngen.errors import CheckpointError, CorpusError
-    from rnngen.store.resolve import resolve_checkpoint
-
-    path = Path(run_or_corpus).expanduser()
-    for candidate in (path, path / "tokenizer.model", paths.corpora / run_or_corpus / "tokenizer.model"):
-        if candidate.is_file():
-            return str(candidate)
-    try:
-        run, _ = resolve_checkpoint(run_or_corpus, paths.checkpoints)
-    except CheckpointError:
-        run = None
-    if run is None or not (run.path / "tokenizer.model").is_file():
-        raise CorpusError(
-            f"--tokenizer-from {run_or_corpus}: no tokenizer.model file, corpus (`rnngen corpora`) "
-            f"or run (`rnngen runs`) of that name"
-        )
-    return str(run.path / "tokenizer.model")
+    model_path = tokenizer_file(tokenizer_from, paths.corpora, paths.checkpoints) if tokenizer_from else None
+    given = click.get_current_context().get_parameter_source("tokenizer_kind") != click.core.ParameterSource.DEFAULT
+    tok_spec = tokenizer_spec(tokenizer_kind if given else None, vocab_size, model_path)
+    prepare_corpus(paths, spec, tok_spec, val_fraction, name, force, plain)
 
 
 def prepare_corpus(
-    paths: Paths,
-    spec: Any,
-    tokenizer_kind: str,
-    vocab_size: int | None,
-    val_fraction: float,
-    name: str | None,
-    force: bool,
-    plain: bool,
-    tokenizer_from: str | None = None,
+    paths: Paths, spec: Any, tok_spec: Any, val_fraction: float, name: str | None, force: bool, plain: bool
 ):
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
     from rnngen.data import preparing
-    from rnngen.data.vocabulary import TokenizerSpec
 
     with PrepareProgress(plain) as progress:
         prepared, reused = preparing.prepare(
             spec,
-            TokenizerSpec(tokenizer_kind, vocab_size, tokenizer_from),
+            tok_spec,
             root=paths.corpora,
             name=name,
             val_fraction=val_fraction,

@@ -192,13 +192,18 @@ def train(
     """
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
     from rnngen.pipeline import train as train_run
-    from rnngen.training import distributed
+    from rnngen.training import workers
 
     require(parse_report_to(report_to))  # before the corpus is prepared or processes launched
-    if nproc > 1 and not distributed.launched():
+    if nproc > 1 and not workers.launched():
+        from rnngen.training import distributed
+
         if not resume:  # a resumed run's device is its own, checked by each process once it is read
             distributed.check_gpus(nproc, options.get("device") or "auto")
-        sys.exit(distributed.relaunch(nproc, sys.argv[1:]))
+        code, message = distributed.relaunch(nproc, sys.argv[1:])
+        if message:
+            err.print(message, soft_wrap=True)
+        sys.exit(code)
     paths = ctx.find_object(Paths)
     overrides = {
         key: value
@@ -209,12 +214,12 @@ def train(
         if overrides.get(key) == 0:
             overrides[key] = None
     corpus_named = ctx.get_parameter_source("corpus_name") != click.core.ParameterSource.DEFAULT
-    main = distributed.is_main_process()
-    if not resume and main:
+    main = workers.is_main_process()
+    if not resume and not init_from and main:
         prepare_default_corpus(paths, corpus_name)
     with TrainDisplay(plain or not main) as display:
         summary = train_run(
-            corpus_name if corpus_named or not resume else None,
+            corpus_name if corpus_named or not (resume or init_from) else None,
             preset,
             name=run_name,
             resume=resume,

@@ -14,10 +14,7 @@ import json
 import os
 import re
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from rnngen.data.sources import SourceSpec
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CorpusError, param
+from rnngen.interrupts import sigterm_raises
 from rnngen.store.atomic import write_json_atomic
 from rnngen.store.lock import Lock, alive
 from rnngen.store.names import MAX_NAME_CHARS, check_name
@@ -79,7 +77,10 @@ def prepare(
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
     if tok_spec.from_path:
         # Checked before anything is built; its hash tells a rerun with a changed tokenizer from a cached one.
-        request["tokenizer"]["sha256"] = Tokenizer.load(Path(tok_spec.from_path)).sha256
+        request["tokenizer"] = {
+            "from_path": tok_spec.from_path,
+            "sha256": Tokenizer.load(Path(tok_spec.from_path)).sha256,
+        }
     cleanup = _RemovedIfLeftEmpty(Path(root))
     try:
         Path(root).mkdir(parents=True, exist_ok=True)
@@ -88,7 +89,7 @@ def prepare(
         raise CorpusError(
             f"cannot write to {root}: {exc.strerror}: choose another folder as {param('corpora')}"
         ) from exc
-    with cleanup, lock, _sigterm_as_interrupt():
+    with cleanup, lock, sigterm_raises():
         _restore_moved_aside(Path(root), name)
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
@@ -213,23 +214,6 @@ def _restore_moved_aside(root: Path, name: str) -> None:
         if _moved_aside(folder) == name:
             folder.rename(target)
             return
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (a `kill`, a job scheduler) stops a prepare as Ctrl-C does, so its temporary folder is removed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def default_needed(root: Path) -> bool:

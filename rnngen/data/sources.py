@@ -240,11 +240,12 @@ def split_documents(rows: Iterable[str], mode: str) -> Iterator[str]:
             yield from (part.strip("\n") for part in re.split(r"\n[ \t]*\n", row) if part.strip())
     elif mode == "articles":
         article: list[str] = []
-        for row in rows:
-            if _ARTICLE_HEADING.match(row) and any(part.strip() for part in article):
+        # A hub dataset has a row per line; a local text file is one row holding every line.
+        for line in (line for row in rows for line in (row.splitlines(keepends=True) or [row])):
+            if _ARTICLE_HEADING.match(line) and any(part.strip() for part in article):
                 yield "".join(article).strip("\n")
                 article = []
-            article.append(row if row.endswith("\n") else row + "\n")
+            article.append(line if line.endswith("\n") else line + "\n")
         if any(part.strip() for part in article):
             yield "".join(article).strip("\n")
     else:

@@ -39,11 +39,17 @@ _UNESCAPE = re.compile(ESCAPE + "(.)", re.DOTALL)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def utf8_safe(text: str) -> str:
+    """`text` with each lone surrogate (what Python makes of a byte that is not UTF-8, in a command-line
+    argument or a file read with surrogateescape) replaced by U+FFFD, as a UTF-8 decoder replaces the byte."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def escape(text: str) -> str:
     """The text as sentencepiece must see it so that U+2581 survives a round trip. A lone surrogate (what
     Python makes of invalid UTF-8 in a command-line prompt or a file read with surrogateescape) has no
     UTF-8 form, so sentencepiece cannot take it: it becomes U+FFFD, as a UTF-8 decoder would make it."""
-    text = _SURROGATE.sub("\ufffd", text)
+    text = utf8_safe(text)
     if ESCAPE in text:
         text = text.replace(ESCAPE, ESCAPE + ESCAPE)
     return text.replace(SPACE_META, ESCAPE + ESCAPED_META) if SPACE_META in text else text
@@ -188,6 +194,15 @@ class Tokenizer:
                 ids.extend(next(encoded))
             batch.append(ids)
         return batch
+
+    def unknown_bytes(self, text: str, ids: list[int]) -> int:
+        """How many UTF-8 bytes of `text` (encoded as `ids`) fall in unknown pieces: 0 with byte pieces;
+        with the word model, each run of words outside the vocabulary is one unknown piece, whatever its
+        length. The pieces cover the text exactly, so the unknown ones hold what the others do not."""
+        if self.lossless or self.unk_id not in ids:
+            return 0
+        known = sum(len(self._piece_bytes[i]) for i in ids if i != self.unk_id)
+        return max(0, len(utf8_safe(text).encode()) - known)
 
     def decode(self, ids: Iterable[int]) -> str:
         return unescape(self.sp.decode(list(ids)))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.data import tokenizer
+from rnngen.errors import CorpusError, param
 
 # The tokenizer is trained on at most this many characters, taken evenly across the train split in
 # pieces of SAMPLE_PIECE_CHARS (from its start when the split's size is not known: streaming).
@@ -25,6 +26,18 @@ class TokenizerSpec:
     kind: str = "unigram"
     vocab_size: int | None = None
     from_path: str | None = None
+
+
+def tokenizer_spec(kind: str | None, vocab_size: int | None, from_path: str | None) -> TokenizerSpec:
+    """The tokenizer of `prepare`'s options (`kind` None: the default); one reused from a file takes neither
+    a kind nor a size, and is refused with them rather than silently keeping its own."""
+    if from_path is not None and (kind is not None or vocab_size is not None):
+        given = [param(name) for name, value in (("tokenizer", kind), ("vocab_size", vocab_size)) if value is not None]
+        raise CorpusError(
+            f"{param('tokenizer_from')} encodes with that tokenizer as it is, its type and size included: "
+            f"drop {' and '.join(given)}"
+        )
+    return TokenizerSpec(kind or TokenizerSpec.kind, vocab_size, from_path)
 
 
 def default_vocab_size(kind: str, train_chars: int | None) -> int:

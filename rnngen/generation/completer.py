@@ -12,6 +12,7 @@ the torch model (`TorchLM`). Sampling and beam search are the same code on eithe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,16 +211,20 @@ class Completer:
         """The negative log-likelihood of `text`'s tokens in nats, read from the start of a document.
 
         The text goes through the model in fused chunks, as a prompt is primed, with the head on every
-        position; only the log-probabilities of the tokens that came are kept.
+        position; only the log-probabilities of the tokens that came are kept. Text the tokenizer cannot
+        spell (the word model's unknown pieces) costs 8 bits per byte on top, what spelling it without a
+        model costs: an unknown piece stands for any number of words, so its probability alone would make
+        text outside the vocabulary look predictable.
         """
-        ids = self.start + self.tokenizer.encode(text)
+        encoded = self.tokenizer.encode(text)
+        ids = self.start + encoded
         state, total = None, 0.0
         for start in range(0, len(ids) - 1, PRIME_CHUNK):
             logits, state = self.lm.logits_after_each(ids[start : start + PRIME_CHUNK], state)
             targets = np.asarray(ids[start + 1 : start + PRIME_CHUNK + 1])
             log_probs = NUMPY.log_softmax(logits[: len(targets)])
             total -= float(log_probs[np.arange(len(targets)), targets].sum(dtype=np.float64))
-        return total
+        return total + self.tokenizer.unknown_bytes(text, encoded) * math.log(256)
 
     def step(self, tokens: Any, state: Any) -> tuple[Any, Any]:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""

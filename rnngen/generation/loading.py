@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -20,11 +23,24 @@ class LoadedCheckpoint(NamedTuple):
     path: Path
 
 
+def may_have_gpu() -> bool:
+    """Whether torch could find a GPU here, asked without importing torch (a second or two): a GPU driver's
+    device (NVIDIA, AMD's ROCm, CUDA under WSL) on Linux, Apple silicon for MPS; elsewhere, perhaps."""
+    if sys.platform == "darwin":
+        return platform.machine() == "arm64"
+    if sys.platform.startswith("linux"):
+        return any(
+            os.path.exists(path) for path in ("/proc/driver/nvidia/version", "/dev/nvidia0", "/dev/kfd", "/dev/dxg")
+        )
+    return True
+
+
 def pick_device(name: str) -> Any:
     """The device named: "cpu" as it is, where the model runs in NumPy and torch is not even imported;
-    "auto", "cuda" or "mps" through `rnngen.models.device.pick` (an absent device is an error)."""
-    if name == "cpu":
-        return name
+    "auto", "cuda" or "mps" through `rnngen.models.device.pick` (an absent device is an error). "auto" on a
+    machine without a GPU is "cpu" at once."""
+    if name == "cpu" or (name == "auto" and not may_have_gpu()):
+        return "cpu"
     if name not in DEVICES:  # before torch is imported: a typo is told at once
         raise RnngenError(f"unknown {param('device')} {name!r}: choose one of {', '.join(DEVICES)}")
     from rnngen.models import device

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from rnngen import __version__
-from rnngen.errors import CheckpointError, RnngenError
+from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.store.runs import RunFolder
 
 PREFIX = "hf:"
@@ -222,11 +222,36 @@ def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
             f"{run.path} has no {', '.join(missing)} yet: push a run that has been evaluated "
             f"at least once (`rnngen runs` shows its best bits per character)"
         )
+    if not _empty_or_pushed_from(folder, run):
+        raise RnngenError(
+            f"{folder} holds other files than an earlier upload of {run.name}: choose a new or empty folder "
+            f"for {param('dry_run')}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     for name in (WEIGHTS, CONFIG, TOKENIZER):
         shutil.copyfile(run.file(name), folder / name)
     (folder / CARD).write_text(model_card(run, repo_id))
     return folder
+
+
+def _empty_or_pushed_from(folder: Path, run: RunFolder) -> bool:
+    """Whether `folder` may be filled for `run`: it is missing or empty, or it holds only what an upload of the
+    same run wrote (the same model on the same corpus; a run trained further since is the same run)."""
+    if not folder.exists():
+        return True
+    if not folder.is_dir():
+        return False
+    names = {entry.name for entry in folder.iterdir()}
+    if not names:
+        return True
+    if not names <= {WEIGHTS, CONFIG, TOKENIZER, CARD} or CONFIG not in names:
+        return False
+    try:
+        earlier = json.loads((folder / CONFIG).read_text())
+    except (OSError, ValueError):
+        return False
+    ours = run.config()
+    return isinstance(earlier, dict) and all(earlier.get(key) == ours.get(key) for key in ("model", "corpus"))
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:

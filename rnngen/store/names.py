@@ -20,7 +20,8 @@ class InvalidName(RnngenError):
 
 
 def is_valid_name(name: object) -> bool:
-    """Whether `name` is 1-100 letters, digits, `-`, `_` or `.`, not starting with `.`."""
+    """Whether `name` is 1-100 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` (ASCII: a file
+    system may store `ö` decomposed, and the name read back would differ from the one typed)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
 
@@ -30,6 +31,6 @@ def check_name(name: object, what: str = "corpus") -> str:
         return name  # type: ignore[return-value]
     shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else repr(name[:40] + "...")
     raise InvalidName(
-        f"{what} name {shown} is not allowed: use 1 to {MAX_NAME_CHARS} letters, digits, '-', '_' "
+        f"{what} name {shown} is not allowed: use 1 to {MAX_NAME_CHARS} ASCII letters, digits, '-', '_' "
         f"or '.', not starting with '.'"
     )

@@ -184,10 +184,13 @@ def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str,
     """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected; a figure expected as None
     is not compared."""
     if any(expected.get(key) is not None and found.get(key) != expected[key] for key in ("sha256", "vocab_size")):
-        raise CheckpointError(
-            f"{what} does not match the checkpoint's tokenizer (vocabulary {found.get('vocab_size')} "
-            f"vs {expected.get('vocab_size')}): {fix}"
+        sizes = (found.get("vocab_size"), expected.get("vocab_size"))
+        how = (
+            f"vocabulary {sizes[0]} vs {sizes[1]}"
+            if sizes[0] != sizes[1]
+            else f"another tokenizer of the same size, {sizes[0]} pieces"
         )
+        raise CheckpointError(f"{what} does not match the checkpoint's tokenizer ({how}): {fix}")
 
 
 def list_runs(root: Path) -> list[RunFolder]:

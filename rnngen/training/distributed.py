@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ import torch.distributed as dist
 
 from rnngen.errors import RnngenError
 from rnngen.models import device as devices
+from rnngen.training.workers import ERRORS_ENV, first_error, launched
 
 
 @dataclass(frozen=True)
@@ -33,18 +35,9 @@ class World:
         return self.rank == 0
 
 
-def launched() -> bool:
-    """True inside a torchrun worker with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def is_main_process() -> bool:
-    """Whether this process is rank 0 (or alone): known from torchrun's environment before the group is joined."""
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def relaunch(processes: int, args: list[str]) -> int:
-    """Run `rnngen ARGS` (without its --nproc) under torchrun with `processes` workers; their exit status.
+def relaunch(processes: int, args: list[str]) -> tuple[int, str | None]:
+    """Run `rnngen ARGS` (without its --nproc) under torchrun with `processes` workers; their exit status and
+    the one-line error to show, if any (the first worker's to fail; torchrun's own output is hidden).
 
     torchrun runs in its own session, so a Ctrl-C at the terminal reaches it once, through this
     process: SIGINT and SIGTERM are passed on (a closed terminal's SIGHUP as SIGTERM), torchrun passes
@@ -54,6 +47,7 @@ def relaunch(processes: int, args: list[str]) -> int:
     import signal
     import subprocess
     import sys
+    import tempfile
 
     args = list(args)
     at = next(i for i, arg in enumerate(args) if arg == "--nproc" or arg.startswith("--nproc="))
@@ -61,7 +55,7 @@ def relaunch(processes: int, args: list[str]) -> int:
     command = [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "rnngen.training.torchrun",
         "--standalone",
         f"--nproc_per_node={processes}",
         "-m",
@@ -74,11 +68,13 @@ def relaunch(processes: int, args: list[str]) -> int:
         received.append(signal.SIGTERM if signum == signal.SIGHUP else signum)
         process.send_signal(received[-1])
 
-    process = subprocess.Popen(command, start_new_session=True)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, forward)
-    code = process.wait()
-    return 128 + received[0] if received and code != 0 else code
+    with tempfile.TemporaryDirectory(prefix="rnngen-workers-") as errors:
+        process = subprocess.Popen(command, start_new_session=True, env={**os.environ, ERRORS_ENV: errors})
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, forward)
+        code = process.wait()
+        message = first_error(Path(errors), bool(received))
+    return (128 + received[0] if received and code != 0 else code), message
 
 
 def backend_for(device: str) -> str:

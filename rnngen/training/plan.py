@@ -18,6 +18,7 @@ from rnngen.data.reading import Corpus, corpus_of, same_data
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint
+from rnngen.store.hub import is_hub_ref
 from rnngen.store.names import check_name
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.store.runs import BEST, LAST, RunFolder, require_same_tokenizer
@@ -140,6 +141,11 @@ def plan_resume(
     """Continue run `reference` (a name or folder) from its `last` checkpoint with `overrides`, which may change
     only what `RESUMABLE` names; `corpus_name`, when given, must be the run's own corpus."""
     check_overrides(overrides)
+    if is_hub_ref(reference):
+        raise RnngenError(
+            f"{param('resume')} continues a run of this machine; a hub model is fine-tuned with "
+            f"{param('init_from')} {reference}"
+        )
     run, _ = resolve_checkpoint(reference, checkpoints)
     saved = last_checkpoint(run)
     fixed = sorted(set(overrides) - RESUMABLE)

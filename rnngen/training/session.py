@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -105,6 +106,12 @@ def _plan_start(
     checkpoints: Path,
     world: World,
 ) -> RunPlan:
+    if corpus is None and init_from:
+        # Checked before the embedded corpus is built: its tokenizer is not the one of the weights.
+        raise RnngenError(
+            f"{param('init_from')} {init_from} fine-tunes on your text: prepare it with that model's tokenizer "
+            f"(rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {init_from}) and name it with {param('corpus')}"
+        )
     if not isinstance(corpus, Corpus):
         corpus_name = corpus or DEFAULT_DATASET
         if corpus_name == DEFAULT_DATASET and world.is_main:  # the other ranks wait for it
@@ -141,6 +148,12 @@ def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
         if error is not None:
             raise error
         yield
+    except BaseException:
+        if len(locks) == 2 and not plan.resuming and not plan.run.has_checkpoint():
+            # A new run that failed before its first save has nothing to resume: it leaves no folder.
+            locks.pop().release()
+            shutil.rmtree(plan.run.path, ignore_errors=True)
+        raise
     finally:
         for lock in reversed(locks):
             if lock is not None:
