@@ -13,6 +13,7 @@ from rnngen.cli.chat import ChatSession
 from rnngen.cli.common import Paths
 from rnngen.config import SampleConfig
 from rnngen.generation.beam import beam_search
+from rnngen.generation.completer import Completer
 from rnngen.generation.read_state import ReadState
 from rnngen.models import checkpoint
 from rnngen.store.resolve import resolve_checkpoint
@@ -32,7 +33,6 @@ def test_chat_session_two_prompts_a_setting_reset_and_quit(run_cli, trained):
 def test_keep_carries_the_state_and_reset_forgets_it(run_cli, trained, tmp_path):
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
-    from rnngen.generation.completer import Completer
 
     lines = iter(["/keep on", "the model", "/reset"])
     session = ChatSession(
@@ -84,8 +84,9 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
     steps = json.loads(result.output)["steps"]
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
+    start = Completer.from_checkpoint(run, path).start  # a newline: the corpus is one text, not documents
     with torch.no_grad():
-        logits, _ = model(torch.tensor([[tok.eot_id, *tok.encode("the model")]]))
+        logits, _ = model(torch.tensor([[*start, *tok.encode("the model")]]))
     probs = torch.softmax(logits[0, -1], -1)
     assert math.isclose(steps[0]["prob"], probs.max().item(), rel_tol=1e-4)  # oneDNN inference vs training kernels
     assert steps[0]["alternatives"][0] == [steps[0]["token"], steps[0]["prob"]]
@@ -96,7 +97,7 @@ def test_beam_option_and_show_probs_report_what_the_model_computed(run_cli, trai
 
 
 def test_ctrl_c_stops_the_completion_not_the_session(run_cli, trained, tmp_path):
-    from rnngen.generation.completer import Completer, Completion
+    from rnngen.generation.completer import Completion
 
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
     model, tok, _ = checkpoint.load_model(run, path)
@@ -143,7 +144,6 @@ def test_beam_search_ends_only_hypotheses_ranked_among_the_beams():
 
 def test_keep_goes_on_from_the_text_written_before_ctrl_c(run_cli, trained, tmp_path):
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
-    from rnngen.generation.completer import Completer
 
     screen = Console(file=io.StringIO())
     printed = screen.print
@@ -161,7 +161,6 @@ def test_keep_goes_on_from_the_text_written_before_ctrl_c(run_cli, trained, tmp_
 
 def test_a_bad_seed_in_chat_is_one_line_and_the_session_goes_on(run_cli, trained, tmp_path):
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
-    from rnngen.generation.completer import Completer
 
     lines = iter(["/seed ²", f"/seed {2**64}", "/seed 5", "/quit"])
     screen = io.StringIO()
@@ -204,7 +203,6 @@ def test_chat_runs_without_readline(run_cli, trained, tmp_path, monkeypatch):
 
 def test_chat_shows_text_that_looks_like_markup_as_typed(run_cli, trained, tmp_path):
     run, path = resolve_checkpoint(trained, tmp_path / "checkpoints")
-    from rnngen.generation.completer import Completer
 
     lines = iter(["/[/x]", "/temperature [bold]", "/quit"])
     screen = io.StringIO()

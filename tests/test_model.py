@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 import string
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from rnngen.config import ModelConfig
+from rnngen.config import ModelConfig, TrainConfig
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.models import build, detach_state
 
@@ -106,3 +107,24 @@ def test_lstm_cell_state_stays_bounded_over_a_long_carried_stream():
             largest = max(largest, state[1].abs().max().item())
     assert largest < 300
     assert carried_loss <= reset_loss
+
+
+def test_a_new_run_starts_at_the_texts_unigram_distribution(char_corpus, tmp_path):
+    from rnngen.store.runs import RunFolder
+    from rnngen.training.trainer import Trainer
+
+    model_cfg = ModelConfig(vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=1)
+    trainer = Trainer(char_corpus, model_cfg, TrainConfig(steps=1, samples=False), RunFolder(tmp_path / "r"))
+    counts = char_corpus.token_counts("train")
+    first = torch.softmax(trainer.model.head.bias.detach().double(), 0).numpy()
+    assert first.argmax() == counts.argmax()
+    unused = np.flatnonzero(counts == 0)
+    assert len(unused) > 200 and first[unused].max() < 1e-4  # the char vocabulary's byte pieces cost nothing
+    # The first loss is the text's unigram entropy, not the log of the vocabulary's size.
+    ids = torch.from_numpy(np.asarray(char_corpus.tokens("train")[:2001], dtype=np.int64))[None]
+    with torch.no_grad():
+        logits, _ = trainer.model(ids[:, :-1])
+    loss = F.cross_entropy(logits[0], ids[0, 1:]).item()
+    frequencies = counts[counts > 0] / counts.sum()
+    entropy = -(frequencies * np.log(frequencies)).sum()
+    assert abs(loss - entropy) < 0.3 < np.log(char_corpus.vocab_size) - entropy

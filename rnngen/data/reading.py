@@ -104,6 +104,10 @@ class Corpus:
             raise CorpusError(f"{path} is {state}: rebuild the corpus with `rnngen prepare ... --force`")
         return np.memmap(path, dtype=self.dtype, mode="r", shape=(expected,))
 
+    def token_counts(self, split: str = "train") -> np.ndarray:
+        """How often each id of the vocabulary occurs in `split` (read once through the memory map)."""
+        return np.bincount(self.tokens(split), minlength=self.vocab_size)
+
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.load(self.path / "tokenizer.model")
 

@@ -18,6 +18,7 @@ The equations PyTorch computes (gate order as in its weight layout):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -59,14 +60,26 @@ class RecurrentLM(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # pytorch/examples' word_language_model: embedding and head uniform in ±0.1, head bias 0; the recurrent
-        # layers keep PyTorch's own init. No forget-gate bias of 1 (Gers et al. 2000): training carries the state
+        # pytorch/examples' word_language_model: embedding and head uniform in ±0.1, head bias 0 (a new run then
+        # starts it at the text's unigram distribution: `start_from_counts`); the recurrent layers keep PyTorch's
+        # own init. No forget-gate bias of 1 (Gers et al. 2000): training carries the state
         # across windows without end, and with the gate that open the cells integrate their input until tanh(c)
         # passes no gradient (docs/tuning.md, "Why the preset first lost to the plain loop").
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         if not self.config.tie:
             nn.init.uniform_(self.head.weight, -0.1, 0.1)
         nn.init.zeros_(self.head.bias)
+
+    @torch.no_grad()
+    def start_from_counts(self, counts: np.ndarray) -> None:
+        """Start the head's bias at the log unigram distribution of `counts` (each token's count in the training
+        text), so that the first prediction is the text's unigram distribution, not a uniform one over the
+        vocabulary: pieces the text never uses (a char vocabulary's byte pieces) cost nothing from the first step,
+        where a zero bias leaves them probability that AdamW takes hundreds of steps to remove (Karpathy's "init
+        well"). Half a count each keeps unseen pieces finite; computed in float64 on the host (MPS has none)."""
+        smoothed = np.asarray(counts, dtype=np.float64) + 0.5
+        log_unigram = torch.from_numpy(np.log(smoothed / smoothed.sum()))
+        self.head.bias.copy_(log_unigram.to(self.head.bias.device, self.head.bias.dtype))
 
     def init_state(self, batch: int, device: torch.device | str = "cpu") -> State:
         """The zero state of a batch."""

@@ -76,6 +76,8 @@ class Trainer:
             first_row=world.rank * train_cfg.batch_size,
             total_rows=world.size * train_cfg.batch_size,
         )
+        if resume_from is None and init_from is None:
+            self.model.start_from_counts(corpus.token_counts("train"))
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
