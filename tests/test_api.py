@@ -147,12 +147,17 @@ def test_loading_messages_name_what_is_wrong(trained, tmp_path, monkeypatch):
         rnngen.load(trained)
 
 
-def test_score_never_rewards_text_outside_a_word_vocabulary(tmp_path, text_file):
+def test_scores_never_reward_text_outside_a_word_vocabulary(tmp_path, text_file):
     corpora, checkpoints = tmp_path / "corpora", tmp_path / "checkpoints"
-    rnngen.prepare(str(text_file), tokenizer="word", name="words", corpora=corpora)
-    rnngen.train("words", "tiny", name="w", corpora=corpora, checkpoints=checkpoints, steps=2, samples=False)
+    rng = np.random.default_rng(0)
+    made_up = " ".join("".join(rng.choice(list("qxzjkv"), 7)) for _ in range(600))
+    text_file.write_text(text_file.read_text() + "\n" + made_up)  # the held-out tail: words it never saw
+    corpus = rnngen.prepare(str(text_file), tokenizer="word", name="words", corpora=corpora)
+    assert corpus.unknown_bytes("val") > 3000 and corpus.unknown_bytes("train") == 0
+    summary = rnngen.train("words", "tiny", name="w", corpora=corpora, checkpoints=checkpoints, steps=2, samples=False)
+    # Every unknown run of words is one piece: its probability alone made the held-out text nearly free.
+    assert summary.last_eval.val_bpc > 4.0
     model = rnngen.load(checkpoints / "w")
-    # Every unknown run of words is one piece: its probability alone made this look nearly free.
     unknown = model.score("qqqq zzzz " * 100)
     known = model.score(text_file.read_text()[:1000])
     assert unknown >= 8.0 > known

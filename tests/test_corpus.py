@@ -224,7 +224,8 @@ def test_meta_records_what_bits_per_character_needs(tmp_path, text_file):
     c, _ = prepare(tmp_path, text_file, "unigram")
     meta = json.loads((c.path / "meta.json").read_text())
     for split in ("train", "val"):
-        assert set(meta["splits"][split]) == {"documents", "characters", "tokens"}
+        assert set(meta["splits"][split]) == {"documents", "characters", "tokens", "unknown_bytes"}
+        assert meta["splits"][split]["unknown_bytes"] == 0  # byte pieces spell everything
     assert meta["tokenizer"]["vocab_size"] == c.tokenizer().vocab_size and meta["rnngen_version"]
 
 

@@ -282,3 +282,17 @@ def test_a_time_budget_keeps_every_rank_identical(char_corpus, tmp_path):
     for weights in ("model", "average"):
         for name, tensor in ranks[0][weights].items():
             assert torch.equal(tensor, ranks[1][weights][name]), f"{weights} {name} differs between the ranks"
+
+
+def test_the_launcher_says_what_stopped_the_first_worker_to_fail(tmp_path):
+    from rnngen.training.workers import first_error
+
+    (tmp_path / "rank-0").write_text("stopped by SIGTERM")  # what torchrun did to rank 0 after rank 1 died
+    (tmp_path / "first-failure").write_text("1 -9")
+    assert first_error(tmp_path, signalled=False) == (
+        "error: training process 1 was killed by SIGKILL (out of memory? a smaller --batch-size or fewer --nproc "
+        "need less)"
+    )
+    (tmp_path / "rank-1").write_text("error: its own words")
+    assert first_error(tmp_path, signalled=False) == "error: its own words"
+    assert first_error(tmp_path, signalled=True) == "stopped by SIGTERM"  # a Ctrl-C: rank 0's word on the save

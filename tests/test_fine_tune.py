@@ -76,6 +76,8 @@ def test_fine_tuning_refuses_another_tokenizer_and_other_sizes(run_cli, base_run
     result = run_cli("train", "--corpus", "base", "--init-from", base_run, "--resume", base_run, *TINY)
     assert result.exit_code == 1 and "pick one" in result.output
     # Without --corpus: said at once, before the embedded corpus (another tokenizer) is built.
+    result = run_cli("train", "--init-from", "nowhere", *TINY)
+    assert result.exit_code == 1 and "no checkpoint or run folder at nowhere" in result.output
     result = run_cli("train", "--init-from", base_run, *TINY)
     assert result.exit_code == 1 and not (tmp_path / "corpora" / "pydocs").exists()
     assert result.output.strip() == (

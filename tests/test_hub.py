@@ -99,15 +99,24 @@ def test_push_dry_run_keeps_a_users_own_files(run_cli, trained, tmp_path):
     # An earlier dry run of the same run is written over: that is how a user looks again after training more.
     assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 0
     assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 0
+    # ... but not through a link onto a user's file, nor over a folder.
+    (tmp_path / "out" / "README.md").unlink()
+    (tmp_path / "out" / "README.md").symlink_to(mine / "README.md")
+    assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 1
+    (tmp_path / "out" / "README.md").unlink()
+    (tmp_path / "out" / "README.md").mkdir()
+    assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "out")).exit_code == 1
+    assert (mine / "README.md").read_text() == "my notes"
 
 
-def test_sigterm_during_push_leaves_no_temporary_copy(run_cli, trained, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # a kill, a closed terminal
+def test_a_signal_during_push_leaves_no_temporary_copy(run_cli, trained, tmp_path, monkeypatch, sig):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-    monkeypatch.setattr(hub, "push", lambda *args: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(hub, "push", lambda *args: os.kill(os.getpid(), sig))
     result = run_cli("push", trained, "alice/notes")
-    assert result.exit_code == 143 and "stopped by SIGTERM" in result.output
+    assert result.exit_code == 128 + sig and f"stopped by {sig.name}" in result.output
     assert list(scratch.iterdir()) == []
 
 

@@ -156,7 +156,9 @@ def test_sigterm_during_rnngen_prepare_exits_as_a_terminated_process(run_cli, tm
     assert not (tmp_path / "corpora").exists()
 
 
-@pytest.mark.parametrize("name", ["../../etc", ".", "..", "a/b", ".hidden", "", "x" * 101, "name with space", "körpus"])
+@pytest.mark.parametrize(
+    "name", ["../../etc", ".", "..", "a/b", ".hidden", "", "x" * 101, "name with space", "körpus", "-x"]
+)
 def test_names_are_one_safe_path_component(tmp_path, text_file, name):
     with pytest.raises(InvalidName, match="is not allowed: use 1 to 100 ASCII letters, digits"):
         prepare(tmp_path, text_file, name=name)

@@ -8,12 +8,13 @@ import time
 from conftest import TINY
 from test_training import tiny
 
-from rnngen.config import SampleConfig
+from rnngen.config import SampleConfig, TrainConfig
 from rnngen.data.reading import Corpus
 from rnngen.generation import samples
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
 from rnngen.store.runs import LAST, RunFolder
+from rnngen.training.plan import train_config
 from rnngen.training.trainer import Trainer
 
 
@@ -83,6 +84,7 @@ def test_no_samples_turns_them_off_and_a_resumed_run_keeps_the_choice(run_cli, t
     resumed = run_cli("train", "--resume", "quiet", "--steps", "75", "--sample-prompt", hostile, "--plain")
     assert resumed.exit_code == 0, resumed.output
     assert rows(run, "sample")[-1]["prompt"] == "the\ufffd\x1b[2J"
+    assert train_config(TrainConfig(), {"sample_prompt": hostile}).sample_prompt == "the\ufffd\x1b[2J"  # as stored
     assert "\x1b" not in resumed.output and "[the\ufffd\\x1b[2J]" in resumed.output
 
 
@@ -90,6 +92,7 @@ def test_a_terminal_is_shown_no_control_characters():
     from rnngen.cli.display import visible
 
     assert visible("a\x1b]0;title\x07b\x9b\udcffc\nd\te") == "a\\x1b]0;title\\x07b\\x9b\ufffdc\nd\te"
+    assert visible("left\u202eright\u2028") == "left\\u202eright\\u2028"  # no reordering, no line break
 
 
 def test_the_pydocs_corpus_samples_the_readme_prompt(char_corpus, monkeypatch):

@@ -29,14 +29,20 @@ from rnngen.training.events import Evaluated, Event, Finished, Logged, Notice, S
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-# Control characters but newline and tab (C1 included): text a model learnt, or a prompt, must not move the
-# cursor, retitle the window or clear the screen of the terminal it is shown on.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Control characters but newline and tab (C1 included), line and paragraph separators and the bidirectional
+# overrides: text a model learnt, or a prompt, must not move the cursor, retitle the window, clear the screen
+# or reorder what the terminal shows.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def visible(text: str) -> str:
-    """`text` as a terminal may show it: control characters as `\\xNN`, bytes that were not UTF-8 as U+FFFD."""
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", utf8_safe(text))
+    """`text` as a terminal may show it: control characters as `\\xNN` (`\\uNNNN`), bytes that were not UTF-8
+    as U+FFFD."""
+    return _CONTROL.sub(lambda match: _escaped(ord(match.group())), utf8_safe(text))
+
+
+def _escaped(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def human(n: float) -> str:
@@ -127,10 +133,17 @@ def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
             f"{stats['tokens'] / max(stats['characters'], 1):.3f}",
         )
     tok = meta["tokenizer"]
+    unknown = {split: stats.get("unknown_bytes", 0) for split, stats in splits.items()}
     table.caption = (
         f"{source_label(meta['source'])}; "
         f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
         f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}"
+        + (
+            "; outside the vocabulary (unknown pieces, 8 bits per byte in bits/char): "
+            + ", ".join(f"{split} {human(count)} bytes" for split, count in unknown.items() if count)
+            if any(unknown.values())
+            else ""
+        )
     )
     return table
 

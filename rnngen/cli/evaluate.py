@@ -73,7 +73,14 @@ def evaluate(
         f"pick a corpus prepared with the tokenizer of {run.name}",
     )
     result = evaluate_split(
-        model, corpus.tokens(split), corpus.characters(split), batch_size, seq_len, max_tokens or None, dev
+        model,
+        corpus.tokens(split),
+        corpus.characters(split),
+        batch_size,
+        seq_len,
+        max_tokens or None,
+        dev,
+        unknown_bytes=corpus.unknown_bytes(split),
     )
     result = {"checkpoint": str(path), "corpus": corpus.name, "split": split, **result}
     if as_json:

@@ -100,10 +100,10 @@ class Group(click.Group):
         except KeyboardInterrupt as exc:
             # Unwound to here, the command removed what it had made; the exit code is the signal's.
             terminated = isinstance(exc, Terminated)
-            message = f"stopped by {'SIGTERM' if terminated else 'SIGINT'}"
+            message = f"stopped by {exc.signal.name if terminated else 'SIGINT'}"
             if not keep_error(message):
                 click.echo(message, err=True)
-            ctx.exit(Terminated.exit_code if terminated else 128 + signal.SIGINT)
+            ctx.exit(exc.exit_code if terminated else 128 + signal.SIGINT)
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise

@@ -73,7 +73,7 @@ def build_corpus(
 
     dtype = token_dtype(tok.vocab_size)
     stats = {"train": SplitStats(), "val": SplitStats()}
-    boundaries = (array("q"), array("q")) if by_tail else None
+    boundaries = (array("q"), array("q"), array("q")) if by_tail else None
     out = TokenFile(work / "train.bin", dtype)
     encode_into(train_docs(), tok, out, stats["train"], progress, threads, boundaries)
     out.close()
@@ -88,11 +88,16 @@ def build_corpus(
         out.close()
         val_from = f"split {source.val_split}" if source.val_split else f"last {val_fraction:.0%} of the characters"
     else:
-        first_val, documents, characters = tail_split(boundaries, val_fraction)
-        move_tail(work / "train.bin", work / "val.bin", first_val, dtype.itemsize)
+        train = tail_split(boundaries, val_fraction)
+        move_tail(work / "train.bin", work / "val.bin", train.tokens, dtype.itemsize)
         total = stats["train"]
-        stats["val"] = SplitStats(total.documents - documents, total.characters - characters, total.tokens - first_val)
-        stats["train"] = SplitStats(documents, characters, first_val)
+        stats["val"] = SplitStats(
+            total.documents - train.documents,
+            total.characters - train.characters,
+            total.tokens - train.tokens,
+            total.unknown_bytes - train.unknown_bytes,
+        )
+        stats["train"] = train
         val_from = f"last {val_fraction:.0%} of the documents"
     if source.val_split is None and "test" in source.info.get("splits", ()):
         val_from += " (split test left for the end: --val-split test validates on it)"

@@ -63,6 +63,9 @@ class SplitStats:
     documents: int = 0
     characters: int = 0
     tokens: int = 0
+    # UTF-8 bytes in unknown pieces (the word tokenizer's words outside its vocabulary): evaluation charges
+    # them 8 bits each, or text outside the vocabulary would score as nearly free.
+    unknown_bytes: int = 0
 
 
 def _chunks(text: str) -> Iterator[str]:
@@ -80,11 +83,11 @@ def encode_into(
     stats: SplitStats,
     progress: ProgressFn,
     threads: int,
-    boundaries: tuple[array, array] | None = None,
+    boundaries: tuple[array, array, array] | None = None,
 ) -> None:
     """Encode (text, ends_document) pieces into `out`, the end-of-text id after each document.
 
-    `boundaries` collects (tokens, characters) after each document, for a split made afterwards.
+    `boundaries` collects (tokens, characters, unknown bytes) after each document, for a split made afterwards.
     """
     batch: list[str] = []
     ends: list[bool] = []
@@ -96,12 +99,14 @@ def encode_into(
         for piece_ids, text, end in zip(tok.encode_batch(batch, threads), batch, ends):
             ids.extend(piece_ids)
             stats.characters += len(text)
+            stats.unknown_bytes += tok.unknown_bytes(text, piece_ids)
             if end:
                 ids.append(tok.eot_id)
                 stats.documents += 1
                 if boundaries is not None:
                     boundaries[0].append(out.tokens + len(ids))
                     boundaries[1].append(stats.characters)
+                    boundaries[2].append(stats.unknown_bytes)
         out.write(ids)
         stats.tokens = out.tokens
         progress("encode", stats.characters, None)
@@ -145,9 +150,10 @@ def split_by_characters(docs: Iterable[str], total: int, val_fraction: float, sp
             return
 
 
-def tail_split(boundaries: tuple[array, array], val_fraction: float) -> tuple[int, int, int]:
-    """(first val token, train documents, train characters) at the document boundary nearest the cut."""
-    tokens, chars = boundaries
+def tail_split(boundaries: tuple[array, array, array], val_fraction: float) -> SplitStats:
+    """The train split's figures when it ends at the document boundary nearest the cut (its `tokens` are the
+    first held-out token's index)."""
+    tokens, chars, unknown = boundaries
     if len(chars) < 2:
         raise CorpusError(
             f"a streamed corpus with a single document cannot be split: prepare it without "
@@ -155,7 +161,7 @@ def tail_split(boundaries: tuple[array, array], val_fraction: float) -> tuple[in
         )
     cut = chars[-1] * (1 - val_fraction)
     index = min(range(len(chars) - 1), key=lambda i: abs(chars[i] - cut))
-    return tokens[index], index + 1, chars[index]
+    return SplitStats(index + 1, chars[index], tokens[index], unknown[index])
 
 
 def move_tail(train_path: Path, val_path: Path, start_token: int, itemsize: int) -> None:

@@ -94,6 +94,10 @@ class Corpus:
     def characters(self, split: str) -> int:
         return int(self.meta["splits"][split]["characters"])
 
+    def unknown_bytes(self, split: str) -> int:
+        """UTF-8 bytes of `split` in unknown pieces (the word tokenizer; 0 for corpora built before it was counted)."""
+        return int(self.meta["splits"][split].get("unknown_bytes", 0))
+
     def tokens(self, split: str) -> np.ndarray:
         """The split's tokens, memory-mapped (nothing is read until used)."""
         path = self.path / f"{split}.bin"

@@ -236,22 +236,29 @@ def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
 
 def _empty_or_pushed_from(folder: Path, run: RunFolder) -> bool:
     """Whether `folder` may be filled for `run`: it is missing or empty, or it holds only what an upload of the
-    same run wrote (the same model on the same corpus; a run trained further since is the same run)."""
+    same run wrote (the same model on the same corpus from the same seed; trained further since, it is the same
+    run)."""
     if not folder.exists():
         return True
     if not folder.is_dir():
         return False
-    names = {entry.name for entry in folder.iterdir()}
-    if not names:
+    entries = list(folder.iterdir())
+    if not entries:
         return True
-    if not names <= {WEIGHTS, CONFIG, TOKENIZER, CARD} or CONFIG not in names:
+    # Plain files only: a link would be followed onto the file it names, a folder cannot be written over.
+    if any(entry.is_symlink() or not entry.is_file() for entry in entries):
+        return False
+    if not {entry.name for entry in entries} <= {WEIGHTS, CONFIG, TOKENIZER, CARD} or not (folder / CONFIG).exists():
         return False
     try:
         earlier = json.loads((folder / CONFIG).read_text())
     except (OSError, ValueError):
         return False
+    if not isinstance(earlier, dict):
+        return False
     ours = run.config()
-    return isinstance(earlier, dict) and all(earlier.get(key) == ours.get(key) for key in ("model", "corpus"))
+    same_seed = (earlier.get("train") or {}).get("seed") == ours["train"].get("seed")
+    return same_seed and all(earlier.get(key) == ours.get(key) for key in ("model", "corpus"))
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:

@@ -12,7 +12,7 @@ import re
 from rnngen.errors import RnngenError
 
 MAX_NAME_CHARS = 100
-_NAME = re.compile(rf"[A-Za-z0-9_-][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
+_NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9._-]{{0,{MAX_NAME_CHARS - 1}}}")
 
 
 class InvalidName(RnngenError):
@@ -20,7 +20,8 @@ class InvalidName(RnngenError):
 
 
 def is_valid_name(name: object) -> bool:
-    """Whether `name` is 1-100 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` (ASCII: a file
+    """Whether `name` is 1-100 ASCII letters, digits, `-`, `_` or `.`, not starting with `.` or `-` (an option's
+    look on a command line); ASCII: a file
     system may store `ö` decomposed, and the name read back would differ from the one typed)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
 
@@ -32,5 +33,5 @@ def check_name(name: object, what: str = "corpus") -> str:
     shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else repr(name[:40] + "...")
     raise InvalidName(
         f"{what} name {shown} is not allowed: use 1 to {MAX_NAME_CHARS} ASCII letters, digits, '-', '_' "
-        f"or '.', not starting with '.'"
+        f"or '.', not starting with '.' or '-'"
     )

@@ -32,6 +32,7 @@ def evaluate(
     max_tokens: int | None,
     device: torch.device,
     world: distributed.World = distributed.World(),
+    unknown_bytes: int = 0,
 ) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
@@ -39,7 +40,9 @@ def evaluate(
     only. With `max_tokens`, only the first `max_tokens` tokens are read (`bounded` says so), and
     bits per character use the matching share of the split's characters. With several processes
     every rank reads its share of the streams and the sums are added over the ranks: every rank
-    calls this and gets the same figures.
+    calls this and gets the same figures. The split's `unknown_bytes` (text the word tokenizer cannot spell)
+    add 8 bits each to the bits per character, in the share read: an unknown piece stands for any number of
+    words, and its probability alone would make text outside the vocabulary look predictable.
     """
     total = len(tokens)
     used = min(total, max_tokens) if max_tokens else total
@@ -65,7 +68,7 @@ def evaluate(
     return {
         "val_loss": loss,
         "val_ppl": math.exp(min(loss, 700.0)),
-        "val_bpc": nll / chars / LN2,
+        "val_bpc": (nll / LN2 + 8 * unknown_bytes * predicted / total) / chars,
         "val_tokens": predicted,
         "bounded": used < total,
     }

@@ -15,6 +15,7 @@ from typing import Any
 
 from rnngen.config import ModelConfig, Preset, TrainConfig
 from rnngen.data.reading import Corpus, corpus_of, same_data
+from rnngen.data.tokenizer import utf8_safe
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint
@@ -88,6 +89,9 @@ def train_config(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
         values["time_budget"] = None
     if "time_budget" in overrides and "steps" not in overrides:
         values["steps"] = None
+    if values.get("sample_prompt") is not None:
+        # A byte that is not UTF-8 in a command-line prompt: U+FFFD, as it is read, so config.json is valid UTF-8.
+        values["sample_prompt"] = utf8_safe(values["sample_prompt"])
     return TrainConfig(**values)
 
 

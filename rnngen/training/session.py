@@ -20,8 +20,10 @@ from rnngen.data.preparing import ensure_default
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
+from rnngen.store.hub import is_hub_ref
 from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.lock import Lock
+from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training import distributed, trackers
 from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice
@@ -108,6 +110,8 @@ def _plan_start(
 ) -> RunPlan:
     if corpus is None and init_from:
         # Checked before the embedded corpus is built: its tokenizer is not the one of the weights.
+        if not is_hub_ref(init_from):
+            resolve_checkpoint(init_from, checkpoints)  # a run that is not there is said first
         raise RnngenError(
             f"{param('init_from')} {init_from} fine-tunes on your text: prepare it with that model's tokenizer "
             f"(rnngen prepare --dataset YOUR_TEXTS --tokenizer-from {init_from}) and name it with {param('corpus')}"

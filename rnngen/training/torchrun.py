@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from rnngen.training.workers import note_first_failure
+
 
 def main(args: list[str]) -> int:
     """Run torchrun with `args`; 0, 1 when a worker failed, or 128 + the signal that stopped torchrun."""
@@ -21,7 +23,9 @@ def main(args: list[str]) -> int:
             logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         run(parse_args(args))
-    except ChildFailedError:
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        note_first_failure(rank, failure.exitcode)
         return 1
     except SignalException as exc:
         return 128 + signal.Signals(exc.sigval)

@@ -221,6 +221,7 @@ class Trainer:
             self.cfg.eval_tokens,
             self.device,
             self.world,
+            self.corpus.unknown_bytes("val"),
         )
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
