@@ -53,6 +53,7 @@ LAYERS = [
     {"training"},
     {"generation"},
     {"analysis"},
+    {"lab"},  # synthetic experiments: models, training, analysis; never api or cli
     {"rnngen.api", "rnngen.pipeline"},  # rnngen.load; rnngen.train, rnngen.prepare
     {"cli", "rnngen.__main__"},
 ]

@@ -45,6 +45,35 @@ def gradient_curves(profiles: list[Any], out: Path) -> None:
     plt.close(fig)
 
 
+def metric_against_length(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    series: dict[str, list[tuple[int, float]]],
+    baseline: list[tuple[int, float]] | None,
+    out: Path,
+    log: bool = False,
+) -> None:
+    """One line per model of (length, value), the memoryless baseline as a dashed line, as `rnngen lab` draws it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for index, (label, points) in enumerate(series.items()):
+        ax.plot([x for x, _ in points], [y for _, y in points], "o-", color=f"C{index}", label=label)
+    if baseline:
+        ax.plot([x for x, _ in baseline], [y for _, y in baseline], "k--", lw=1.2, label="memoryless baseline")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xscale("log")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def run_curve(run: RunFolder) -> tuple[str, list[dict[str, Any]], float]:
     """What `training_curves` draws of `run`: its name, its metrics rows and its training split's tokens per
     character (the validation split's for a run whose corpus does not record its training characters)."""

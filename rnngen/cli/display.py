@@ -444,3 +444,51 @@ def beams_table(prompt: str, beams: list[Any]) -> Table:
         table.add_column(f"beam {index + 1}\nscore {beam.score:.3f} (log p {beam.logprob:.2f})")
     table.add_row(*[visible(beam.text) for beam in beams])
     return table
+
+
+VERDICT_STYLES = {"solved": "bold green", "partly": "yellow", "at baseline": "red"}
+
+
+def lab_run_line(run: Any) -> Text:
+    """One finished lab run, as progress: task, length, model, score, verdict, steps, seconds."""
+    c = run.config
+    return Text.assemble(
+        (f"{c.task} {c.length:>4} {c.model:<9} seed {c.seed}: ", "dim"),
+        f"{run.metric} {run.score:.4g} ",
+        (run.verdict, VERDICT_STYLES[run.verdict]),
+        (f"  {run.steps} steps, {run.seconds:.0f}s", "dim"),
+    )
+
+
+def lab_table(report: Any) -> Table:
+    """A trained task's cells: model x length, the score beside the memoryless baseline, and the verdict."""
+    unit = "pairs" if report.task == "recall" else "T"
+    table = Table(title=f"{report.task}: {report.metric} on held-out sequences (mean over seeds)", title_justify="left")
+    for name in (unit, "model", "params", report.metric, "baseline", "verdict", "steps", "seconds"):
+        table.add_column(name, justify="left" if name in ("model", "verdict") else "right")
+    for cell in report.cells:
+        verdict = report.verdict(cell)
+        table.add_row(
+            str(cell.length),
+            cell.model,
+            human(cell.runs[0].parameters),
+            f"{cell.score:.4g}",
+            f"{report.baseline(cell.length):.4g}",
+            Text(verdict, VERDICT_STYLES[verdict]),
+            str(cell.steps),
+            f"{cell.seconds:.1f}",
+        )
+    return table
+
+
+def speed_table(report: Any) -> Table:
+    """Milliseconds per training step, case x length."""
+    lengths = sorted({length for _, length in report.seconds})
+    cases = list(dict.fromkeys(case for case, _ in report.seconds))
+    table = Table(title=f"ms per training step (batch {report.batch}, width {report.width})", title_justify="left")
+    table.add_column("computation")
+    for length in lengths:
+        table.add_column(f"T={length}", justify="right")
+    for case in cases:
+        table.add_row(case, *[f"{1000 * report.seconds[case, n]:.1f}" for n in lengths])
+    return table

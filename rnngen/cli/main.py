@@ -54,6 +54,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rnngen.cli.analysis:plot",
         "Training and validation bits per character of RUNS, against steps and against time.",
     ),
+    "lab": (
+        "rnngen.cli.lab:lab",
+        "Train the lecture's models on tasks that each probe one limit of recurrence, beside the baseline.",
+    ),
 }
 
 
@@ -65,6 +69,7 @@ FLAGS = {
     "corpora": "--corpora-dir",
     "alternatives": "--top-alternatives",
     "beams": "--beam",
+    "lengths": "--length",
 }
 
 

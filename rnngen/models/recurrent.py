@@ -30,6 +30,21 @@ from rnngen.models.state import State
 _LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def recurrent_layers(config: ModelConfig) -> tuple[nn.Module, int]:
+    """The recurrent stack `config` describes (input of size `config.embed`, batch first) and its output size."""
+    dropout = config.dropout if config.layers > 1 else 0.0
+    if config.kind in MIN_KINDS:
+        # Residual blocks: the stack's output has the embedding's size.
+        return MinRecurrent(config.kind, config.embed, config.hidden, config.layers, config.dropout), config.embed
+    if config.impl == "scratch":
+        return ScratchRecurrent(config.kind, config.embed, config.hidden, config.layers, dropout), config.hidden
+    layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
+    layers = _LAYERS[config.kind](
+        config.embed, config.hidden, num_layers=config.layers, batch_first=True, dropout=dropout, **layer_kwargs
+    )
+    return layers, config.hidden
+
+
 class RecurrentLM(nn.Module):
     """A recurrent language model: p(x_{t+1} | x_1..x_t) = softmax(W_y h_t)."""
 
@@ -37,19 +52,7 @@ class RecurrentLM(nn.Module):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embed)
-        dropout = config.dropout if config.layers > 1 else 0.0
-        out_size = config.hidden
-        if config.kind in MIN_KINDS:
-            # Residual blocks: the stack's output has the embedding's size.
-            self.rnn = MinRecurrent(config.kind, config.embed, config.hidden, config.layers, config.dropout)
-            out_size = config.embed
-        elif config.impl == "scratch":
-            self.rnn = ScratchRecurrent(config.kind, config.embed, config.hidden, config.layers, dropout)
-        else:
-            layer_kwargs = {"nonlinearity": "tanh"} if config.kind == "rnn" else {}
-            self.rnn = _LAYERS[config.kind](
-                config.embed, config.hidden, num_layers=config.layers, batch_first=True, dropout=dropout, **layer_kwargs
-            )
+        self.rnn, out_size = recurrent_layers(config)
         self.drop = nn.Dropout(config.dropout)
         # Tying the head to the embedding (Press & Wolf 2017; Inan et al. 2017) saves parameters and
         # helps small models; when the sizes differ, a projection maps hidden to embedding size.

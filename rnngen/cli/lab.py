@@ -1,0 +1,171 @@
+"""`rnngen lab`: the lecture's limits of recurrence, measured on synthetic tasks (the library: `rnngen.lab`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from rnngen.cli.common import Count, require_folder_of
+
+TASK_CHOICES = ("adding", "copy", "recall", "gradients", "speed")
+
+
+def _numbers(option: str):
+    """A click callback: "50,100,200" -> (50, 100, 200), one-line error otherwise."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+        if value is None:
+            return None
+        try:
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(
+                f"{value!r} is not a comma-separated list of integers", param_hint=option
+            ) from None
+
+    return parse
+
+
+def _plot_path(base: Path, task: str, several: bool) -> Path:
+    """The PNG of `task`: `base` itself for one task, `base` with the task's name before the suffix for several."""
+    return base.with_name(f"{base.stem}-{task}{base.suffix or '.png'}") if several else base
+
+
+@click.command()
+@click.argument("task", required=False, type=click.Choice(TASK_CHOICES))
+@click.option(
+    "--length",
+    "lengths",
+    callback=_numbers("--length"),
+    help="Lengths to run, comma-separated: T for adding and copy, pairs for recall. [default: the preset's]",
+)
+@click.option(
+    "--models",
+    default="rnn,lstm,gru,mingru,minlstm,attention",
+    show_default=True,
+    help="Models, comma-separated: rnn, lstm, gru, mingru, minlstm and the attention reference.",
+)
+@click.option(
+    "--seeds",
+    default="0",
+    show_default=True,
+    callback=_numbers("--seeds"),
+    help="Seeds, comma-separated: one run per seed, the table shows their mean.",
+)
+@click.option("--quick", is_flag=True, help="The quick preset: every task in under 10 minutes on a 2-core CPU.")
+@click.option("--steps", type=Count(), help="Training steps per run. [default: the preset's]")
+@click.option(
+    "--time",
+    "time_budget",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop each run after this many seconds (not reproducible: the steps done depend on the machine).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print every run as JSON instead of tables.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG per task (FILE-TASK.png when several tasks run; needs matplotlib).",
+)
+def lab(
+    task: str | None,
+    lengths,
+    models: str,
+    seeds,
+    quick: bool,
+    steps: int | None,
+    time_budget: float | None,
+    as_json: bool,
+    plot_path: Path | None,
+) -> None:
+    """Train the lecture's models on tasks that each probe one limit of recurrence, beside the baseline.
+
+    \b
+    rnngen lab --quick                                   # every task, under 10 minutes on a 2-core CPU
+    rnngen lab adding --length 50,100,200 --models rnn,lstm,gru
+    rnngen lab recall --length 4,16 --seeds 0,1 --plot recall.png
+    rnngen lab copy --quick --json > copy.json
+    """
+    from rnngen.cli.display import err, lab_run_line, lab_table, out, speed_table
+    from rnngen.lab.experiments import LAB_TASKS, GradientReport, SpeedReport, check_options, run_lab
+
+    tasks = [task] if task else list(LAB_TASKS)
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    check_options(tasks, names, lengths, seeds, steps, time_budget)
+    if plot_path:
+        from rnngen.analysis.plot import require
+
+        require_folder_of(plot_path, "--plot")
+        require()
+    progress = err if as_json else out
+
+    def show(report) -> None:
+        if not as_json:
+            if isinstance(report, GradientReport):
+                from rnngen.cli.display import gradient_sparklines, gradient_table
+
+                marks = sorted({d for d in (0, 10, 50) if d < report.length} | {report.length - 1})
+                out.print(gradient_table(report.profiles, marks))
+                out.print(gradient_sparklines(report.profiles))
+            elif isinstance(report, SpeedReport):
+                out.print(speed_table(report))
+            else:
+                out.print(lab_table(report))
+        if plot_path:
+            path = _plot_path(plot_path, report.task, len(tasks) > 1)
+            _draw(report, path)
+            progress.print(f"wrote {path}")
+
+    reports = run_lab(
+        tasks,
+        names,
+        lengths,
+        seeds,
+        steps,
+        time_budget,
+        quick,
+        on_run=lambda run: progress.print(lab_run_line(run)),
+        on_report=show,
+    )
+    if as_json:
+        click.echo(json.dumps([report.to_dict() for report in reports], indent=1))
+
+
+def _draw(report, path: Path) -> None:
+    """The report's picture: a trained task's score against length, gradient reach, or time per step."""
+    from rnngen.analysis.plot import gradient_curves, metric_against_length
+    from rnngen.lab.experiments import GradientReport, SpeedReport
+
+    if isinstance(report, GradientReport):
+        gradient_curves(report.profiles, path)
+    elif isinstance(report, SpeedReport):
+        series: dict[str, list[tuple[int, float]]] = {}
+        for (case, length), seconds in report.seconds.items():
+            series.setdefault(case, []).append((length, seconds))
+        metric_against_length(
+            f"time per training step (batch {report.batch}, width {report.width})",
+            "sequence length T",
+            "seconds per step",
+            series,
+            None,
+            path,
+            log=True,
+        )
+    else:
+        series = {}
+        for cell in report.cells:
+            series.setdefault(cell.model, []).append((cell.length, cell.score))
+        lengths = sorted({cell.length for cell in report.cells})
+        baseline = [(n, report.baseline(n)) for n in lengths]
+        axis = "key-value pairs" if report.task == "recall" else "sequence length T"
+        metric_against_length(
+            f"{report.task}: {report.metric} after training",
+            axis,
+            report.metric,
+            series,
+            baseline,
+            path,
+            log=report.metric != "accuracy",
+        )

@@ -1,0 +1,266 @@
+"""The lab's experiments: a task x models x lengths x seeds, run through `train_run`, summed up per cell.
+
+`run_lab` is the library call behind `rnngen lab` (a notebook can run it too): it runs the trained tasks
+(adding, copy, recall) and the measured ones (gradient reach, time per step) and returns typed reports; the
+command line only renders them. `QUICK` and `FULL` hold each task's lengths and budget: the quick form is sized
+to finish every task in under 10 minutes on a 2-core CPU, the full form is meant for a GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from statistics import mean
+
+import torch
+
+from rnngen.errors import RnngenError, param
+from rnngen.lab.models import LAB_MODELS, LabModel, Size
+from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
+from rnngen.lab.speed import CASES, step_seconds
+from rnngen.lab.tasks import TASKS, Copy
+from rnngen.lab.verdicts import verdict
+
+TRAINED = tuple(TASKS)  # adding, copy, recall
+GRADIENTS, SPEED = "gradients", "speed"
+LAB_TASKS = (*TRAINED, GRADIENTS, SPEED)
+RECURRENT = tuple(model for model in LAB_MODELS if model != "attention")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A task's default lengths and budget (`steps`, learning rate, batch, model size)."""
+
+    lengths: tuple[int, ...]
+    steps: int
+    lr: float = 3e-3
+    batch_size: int = 32
+    size: Size = field(default_factory=Size)
+
+
+QUICK = {
+    "adding": Preset(lengths=(50, 100), steps=400),
+    "copy": Preset(lengths=(50, 100), steps=300),
+    "recall": Preset(lengths=(4, 16), steps=1000),
+    GRADIENTS: Preset(lengths=(100,), steps=0),
+    SPEED: Preset(lengths=(64, 256), steps=2),
+}
+FULL = {
+    "adding": Preset(lengths=(100, 200, 400, 600), steps=5000),
+    "copy": Preset(lengths=(50, 100, 200, 500), steps=5000),
+    "recall": Preset(lengths=(4, 8, 16, 32, 64), steps=5000),
+    GRADIENTS: Preset(lengths=(200,), steps=0),
+    SPEED: Preset(lengths=(64, 256, 1024, 4096), steps=3),
+}
+
+
+@dataclass
+class Cell:
+    """One model at one length: its runs (one per seed) and their summary."""
+
+    model: str
+    length: int
+    runs: list[RunResult]
+
+    @property
+    def score(self) -> float:
+        """The mean score over the seeds."""
+        return mean(run.score for run in self.runs)
+
+    @property
+    def steps(self) -> int:
+        return round(mean(run.steps for run in self.runs))
+
+    @property
+    def seconds(self) -> float:
+        return sum(run.seconds for run in self.runs)
+
+
+@dataclass
+class TaskReport:
+    """A trained task's results: a cell per model and length, the baselines, the verdicts."""
+
+    task: str
+    metric: str
+    cells: list[Cell]
+
+    def baseline(self, length: int) -> float:
+        return make_task(self.task, length).baseline
+
+    def verdict(self, cell: Cell) -> str:
+        return verdict(make_task(self.task, cell.length), cell.score)
+
+    def to_dict(self) -> dict:
+        return {"task": self.task, "metric": self.metric, "runs": [run.to_dict() for c in self.cells for run in c.runs]}
+
+
+@dataclass
+class GradientReport:
+    """`rnngen.analysis.gradients` profiles of the fresh recurrent models on one copy-task sequence."""
+
+    length: int
+    profiles: list
+
+    task = GRADIENTS
+
+    def to_dict(self) -> dict:
+        return {
+            "task": GRADIENTS,
+            "length": self.length,
+            "profiles": [
+                {
+                    "model": p.label,
+                    "loss_grad": p.loss_grad,
+                    "jacobian": p.jacobian,
+                    "vanish_distance": p.vanish_distance,
+                }
+                for p in self.profiles
+            ],
+        }
+
+
+@dataclass
+class SpeedReport:
+    """Seconds per training step: (case, length) -> seconds."""
+
+    seconds: dict[tuple[str, int], float]
+    width: int
+    batch: int
+
+    task = SPEED
+
+    def to_dict(self) -> dict:
+        return {
+            "task": SPEED,
+            "width": self.width,
+            "batch": self.batch,
+            "runs": [{"case": c, "length": n, "seconds_per_step": s} for (c, n), s in self.seconds.items()],
+        }
+
+
+def check_options(
+    tasks: Sequence[str],
+    models: Sequence[str],
+    lengths: Sequence[int] | None,
+    seeds: Sequence[int],
+    steps: int | None,
+    time_budget: float | None,
+) -> None:
+    """Refuse what cannot run, before any work, naming the parameter."""
+    unknown = [task for task in tasks if task not in LAB_TASKS]
+    if unknown or not tasks:
+        raise RnngenError(f"unknown task {', '.join(unknown) or 'none'}: choose among {', '.join(LAB_TASKS)}")
+    unknown = [model for model in models if model not in LAB_MODELS]
+    if unknown or not models:
+        raise RnngenError(
+            f"{param('models')}: unknown {', '.join(unknown) or 'none'}: choose among {', '.join(LAB_MODELS)}"
+        )
+    if lengths is not None:
+        if not lengths or min(lengths) < 1:
+            raise RnngenError(f"{param('lengths')} must be at least 1, got {', '.join(map(str, lengths)) or 'none'}")
+        if "adding" in tasks and min(lengths) < 2:
+            raise RnngenError(f"the adding problem needs {param('lengths')} of at least 2 (a marker in each half)")
+        if "recall" in tasks and max(lengths) > TASKS["recall"](1).keys:
+            raise RnngenError(f"recall has {TASKS['recall'](1).keys} keys: {param('lengths')} (pairs) of at most that")
+    if not seeds:
+        raise RnngenError(f"{param('seeds')}: give at least one seed")
+    if steps is not None and steps < 1:
+        raise RnngenError(f"{param('steps')} must be at least 1, got {steps}")
+    if time_budget is not None and time_budget <= 0:
+        raise RnngenError(f"{param('time_budget')} must be positive, got {time_budget}")
+
+
+def run_trained(
+    task: str,
+    models: Sequence[str],
+    preset: Preset,
+    seeds: Sequence[int],
+    time_budget: float | None,
+    on_run: Callable[[RunResult], None] | None = None,
+) -> TaskReport:
+    """Train every model at every length of `preset` with every seed."""
+    cells = []
+    for length in preset.lengths:
+        for model in models:
+            runs = []
+            for seed in seeds:
+                config = RunConfig(
+                    task,
+                    model,
+                    length,
+                    seed=seed,
+                    steps=preset.steps,
+                    time_budget=time_budget,
+                    batch_size=preset.batch_size,
+                    lr=preset.lr,
+                    size=preset.size,
+                )
+                runs.append(train_run(config))
+                if on_run:
+                    on_run(runs[-1])
+            cells.append(Cell(model, length, runs))
+    return TaskReport(task, make_task(task, preset.lengths[0]).metric, cells)
+
+
+def gradient_reach(models: Sequence[str], length: int, size: Size, seed: int) -> GradientReport:
+    """||dL_T/dh_t|| against T - t for the fresh recurrent models, on a copy-task sequence of `length` steps."""
+    from rnngen.analysis.gradients import profile
+
+    task = Copy(max(1, length - 2 * Copy(1).remember))
+    inputs, _ = task.sample(1, torch.Generator().manual_seed(seed))
+    ids = inputs[0, : length + 1]
+    profiles = []
+    for model in models:
+        if model in RECURRENT:
+            torch.manual_seed(seed)
+            lab_model = LabModel(model, task.inputs, task.outputs, size, tokens=True, max_len=ids.numel())
+            profiles.append(profile(lab_model, ids, model, seed=seed))
+    return GradientReport(length, profiles)
+
+
+def speed(models: Sequence[str], lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8) -> SpeedReport:
+    """Seconds per training step of each case over `lengths`; the step loops only with the models they step."""
+    wanted = {
+        "gru-scratch": "gru",
+        "mingru-loop": "mingru",
+        "gru-fused": "gru",
+        "mingru-scan": "mingru",
+        "attention": "attention",
+    }
+    cases = [case for case in CASES if wanted[case] in models] or list(CASES)
+    seconds = {(case, n): step_seconds(case, n, steps, batch, width) for n in lengths for case in cases}
+    return SpeedReport(seconds, width, batch)
+
+
+def run_lab(
+    tasks: Sequence[str] = LAB_TASKS,
+    models: Sequence[str] = LAB_MODELS,
+    lengths: Sequence[int] | None = None,
+    seeds: Sequence[int] = (0,),
+    steps: int | None = None,
+    time_budget: float | None = None,
+    quick: bool = False,
+    on_run: Callable[[RunResult], None] | None = None,
+    on_report: Callable[[object], None] | None = None,
+) -> list:
+    """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
+
+    `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
+    in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
+    """
+    check_options(tasks, models, lengths, seeds, steps, time_budget)
+    presets = QUICK if quick else FULL
+    reports = []
+    for task in tasks:
+        preset = presets[task]
+        preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
+        if task == GRADIENTS:
+            report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
+        elif task == SPEED:
+            report = speed(models, preset.lengths, preset.steps)
+        else:
+            report = run_trained(task, models, preset, seeds, time_budget, on_run)
+        reports.append(report)
+        if on_report:
+            on_report(report)
+    return reports

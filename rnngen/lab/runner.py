@@ -1,0 +1,115 @@
+"""One training function for every task of the lab: a seeded run of one model on one task at one length.
+
+Each step draws a fresh batch from the task's generator (seeded: the same seed, the same batches); AdamW with
+rnngen's two parameter groups and gradient clipping; the score is measured on a held-out set drawn from another
+seed. A run ends at `steps`, at `time_budget` seconds (the only part that is not reproducible), or once it is
+solved, checked every `eval_every` steps.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from rnngen.lab.models import LabModel, Size
+from rnngen.lab.tasks import TASKS
+from rnngen.lab.verdicts import verdict
+from rnngen.training.optim import parameter_groups
+
+EVAL_SEED_OFFSET = 10_000  # the held-out set's seed: far from the training seeds a user passes
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: a task at one length, one model kind, one seed, and how it trains."""
+
+    task: str
+    model: str
+    length: int
+    seed: int = 0
+    steps: int = 1000
+    time_budget: float | None = None
+    batch_size: int = 32
+    lr: float = 3e-3
+    clip: float = 1.0
+    size: Size = field(default_factory=Size)
+    eval_every: int = 100
+    eval_size: int = 256
+    stop_when_solved: bool = True
+
+
+@dataclass
+class RunResult:
+    """What a run measured: the final score on the held-out set, the baseline, the verdict and the curve."""
+
+    config: RunConfig
+    metric: str
+    score: float
+    baseline: float
+    verdict: str
+    steps: int
+    seconds: float
+    parameters: int
+    curve: list[tuple[int, float]]  # (step, held-out score) at every evaluation
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def make_task(name: str, length: int):
+    """The task `name` at `length`."""
+    return TASKS[name](length)
+
+
+def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = None) -> RunResult:
+    """Train `config.model` on `config.task` and score it; `on_eval(step, score)` after each evaluation."""
+    task = make_task(config.task, config.length)
+    tokens = task.name != "adding"
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    held_out = task.sample(config.eval_size, torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET))
+    model = LabModel(config.model, task.inputs, task.outputs, config.size, tokens, max_len=held_out[0].size(1))
+    optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=config.lr)
+    curve: list[tuple[int, float]] = []
+
+    def evaluate(step: int) -> float:
+        model.eval()
+        with torch.no_grad():
+            score = task.score(model(held_out[0]), held_out[1])
+        model.train()
+        curve.append((step, score))
+        if on_eval:
+            on_eval(step, score)
+        return score
+
+    started, step = time.perf_counter(), 0
+    score = evaluate(0)
+    while step < config.steps:
+        inputs, targets = task.sample(config.batch_size, generator)
+        loss = task.loss(model(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        step += 1
+        out_of_time = config.time_budget is not None and time.perf_counter() - started >= config.time_budget
+        if step % config.eval_every == 0 or step == config.steps or out_of_time:
+            score = evaluate(step)
+            if out_of_time or (config.stop_when_solved and verdict(task, score) == "solved"):
+                break
+    if curve[-1][0] != step:
+        score = evaluate(step)
+    return RunResult(
+        config=config,
+        metric=task.metric,
+        score=score,
+        baseline=task.baseline,
+        verdict=verdict(task, score),
+        steps=step,
+        seconds=time.perf_counter() - started,
+        parameters=model.parameter_count,
+        curve=curve,
+    )
