@@ -128,6 +128,7 @@ def lab(
         quick,
         on_run=lambda run: progress.print(lab_run_line(run)),
         on_report=show,
+        on_notice=lambda line: err.print(line, markup=False, soft_wrap=True),
     )
     if as_json:
         click.echo(json.dumps([report.to_dict() for report in reports], indent=1))

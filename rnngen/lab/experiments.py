@@ -20,6 +20,7 @@ from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
 from rnngen.lab.speed import CASES, step_seconds
 from rnngen.lab.tasks import TASKS, Copy
 from rnngen.lab.verdicts import verdict
+from rnngen.training.threads import on_free_cores
 
 TRAINED = tuple(TASKS)  # adding, copy, recall
 GRADIENTS, SPEED = "gradients", "speed"
@@ -39,16 +40,16 @@ class Preset:
 
 
 QUICK = {
-    "adding": Preset(lengths=(50, 100), steps=400),
-    "copy": Preset(lengths=(50, 100), steps=300),
-    "recall": Preset(lengths=(4, 16), steps=1000),
+    "adding": Preset(lengths=(25, 100), steps=400),
+    "copy": Preset(lengths=(10, 100), steps=300),
+    "recall": Preset(lengths=(2, 8), steps=1000, lr=1e-3, batch_size=64),
     GRADIENTS: Preset(lengths=(100,), steps=0),
     SPEED: Preset(lengths=(64, 256), steps=2),
 }
 FULL = {
     "adding": Preset(lengths=(100, 200, 400, 600), steps=5000),
     "copy": Preset(lengths=(50, 100, 200, 500), steps=5000),
-    "recall": Preset(lengths=(4, 8, 16, 32, 64), steps=5000),
+    "recall": Preset(lengths=(4, 8, 16, 32, 64), steps=5000, lr=1e-3, batch_size=64),
     GRADIENTS: Preset(lengths=(200,), steps=0),
     SPEED: Preset(lengths=(64, 256, 1024, 4096), steps=3),
 }
@@ -218,17 +219,10 @@ def gradient_reach(models: Sequence[str], length: int, size: Size, seed: int) ->
     return GradientReport(length, profiles)
 
 
-def speed(models: Sequence[str], lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8) -> SpeedReport:
-    """Seconds per training step of each case over `lengths`; the step loops only with the models they step."""
-    wanted = {
-        "gru-scratch": "gru",
-        "mingru-loop": "mingru",
-        "gru-fused": "gru",
-        "mingru-scan": "mingru",
-        "attention": "attention",
-    }
-    cases = [case for case in CASES if wanted[case] in models] or list(CASES)
-    seconds = {(case, n): step_seconds(case, n, steps, batch, width) for n in lengths for case in cases}
+def speed(lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8) -> SpeedReport:
+    """Seconds per training step of every computation in `CASES` over `lengths` (one model kind each: the
+    comparison is of how the steps are computed, so it does not follow the chosen models)."""
+    seconds = {(case, n): step_seconds(case, n, steps, batch, width) for n in lengths for case in CASES}
     return SpeedReport(seconds, width, batch)
 
 
@@ -242,25 +236,30 @@ def run_lab(
     quick: bool = False,
     on_run: Callable[[RunResult], None] | None = None,
     on_report: Callable[[object], None] | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> list:
     """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
 
     `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
-    in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
+    in seconds; `on_run` sees every training run as it ends, `on_report` every task's report, and `on_notice` the
+    line saying that other processes keep cores busy (the lab then runs on the free ones, as training does).
     """
     check_options(tasks, models, lengths, seeds, steps, time_budget)
     presets = QUICK if quick else FULL
     reports = []
-    for task in tasks:
-        preset = presets[task]
-        preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
-        if task == GRADIENTS:
-            report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
-        elif task == SPEED:
-            report = speed(models, preset.lengths, preset.steps)
-        else:
-            report = run_trained(task, models, preset, seeds, time_budget, on_run)
-        reports.append(report)
-        if on_report:
-            on_report(report)
+    with on_free_cores() as notice:
+        if notice and on_notice:
+            on_notice(notice)
+        for task in tasks:
+            preset = presets[task]
+            preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
+            if task == GRADIENTS:
+                report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
+            elif task == SPEED:
+                report = speed(preset.lengths, preset.steps)
+            else:
+                report = run_trained(task, models, preset, seeds, time_budget, on_run)
+            reports.append(report)
+            if on_report:
+                on_report(report)
     return reports

@@ -1,0 +1,127 @@
+"""`rnngen lab`: the generators' baselines match their formulas, the answer solves each task, runs repeat by seed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+
+import pytest
+import torch
+
+from rnngen.lab.experiments import run_lab
+from rnngen.lab.runner import RunConfig, train_run
+from rnngen.lab.tasks import Adding, Copy, Recall
+from rnngen.lab.verdicts import verdict
+
+TASKS = [Adding(30), Copy(25), Recall(6)]
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda task: task.name)
+def test_the_memoryless_predictor_scores_the_formula(task):
+    inputs, targets = task.sample(20_000, torch.Generator().manual_seed(1))
+    measured = task.score(task.memoryless(inputs), targets)
+    assert measured == pytest.approx(task.baseline, rel=0.03)
+    assert verdict(task, measured) == "at baseline"
+
+
+def test_the_baselines_are_the_published_formulas():
+    assert Adding(600).baseline == pytest.approx(1 / 6)
+    assert Copy(100).baseline == pytest.approx(10 * math.log(8) / 120)
+    assert Recall(8, values=16).baseline == 1 / 16
+
+
+@pytest.mark.parametrize("task", TASKS, ids=lambda task: task.name)
+def test_a_model_handed_the_answer_solves_the_task(task):
+    inputs, targets = task.sample(500, torch.Generator().manual_seed(2))
+    score = task.score(task.oracle(inputs), targets)
+    assert score == (1.0 if task.metric == "accuracy" else pytest.approx(0.0, abs=1e-6))
+    assert verdict(task, score) == "solved"
+
+
+def test_the_generators_follow_the_papers_layout():
+    inputs, target = Adding(10).sample(200, torch.Generator().manual_seed(0))
+    markers = inputs[..., 1]
+    assert (markers.sum(1) == 2).all() and (markers[:, :5].sum(1) == 1).all()  # one marker in each half
+    assert torch.allclose((inputs[..., 0] * markers).sum(1), target)
+    inputs, targets = Copy(7).sample(50, torch.Generator().manual_seed(0))
+    assert inputs.shape == targets.shape == (50, 27)
+    assert (inputs[:, 16] == 9).all() and (inputs[:, 10:16] == 0).all() and (inputs[:, 17:] == 0).all()
+    assert (targets[:, -10:] == inputs[:, :10]).all() and (targets[:, :-10] == 0).all()
+    assert ((inputs[:, :10] >= 1) & (inputs[:, :10] <= 8)).all()
+    inputs, targets = Recall(5).sample(50, torch.Generator().manual_seed(0))
+    keys = inputs[:, 0:10:2]
+    assert all(len(set(row.tolist())) == 5 for row in keys)  # distinct keys in each sequence
+    assert sorted(inputs[0, 10:].tolist()) == sorted(keys[0].tolist())  # every key asked once
+
+
+def test_the_same_seed_gives_the_same_data_and_run():
+    first = Copy(5).sample(4, torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) for a, b in zip(first, Copy(5).sample(4, torch.Generator().manual_seed(3))))
+    config = RunConfig("adding", "gru", 6, seed=4, steps=5, eval_every=2, eval_size=16)
+    one, two = train_run(config), train_run(config)
+    assert one.curve == two.curve and one.score == two.score
+    assert train_run(RunConfig("adding", "gru", 6, seed=5, steps=5, eval_size=16)).score != one.score
+
+
+def test_a_run_stops_once_solved(monkeypatch):
+    from rnngen.lab import runner
+
+    monkeypatch.setattr(runner, "verdict", lambda task, score: "solved")
+    result = train_run(RunConfig("copy", "attention", 3, steps=50, eval_every=2, eval_size=8))
+    assert result.steps == 2
+
+
+def test_the_library_reports_every_task():
+    reports = run_lab(["adding", "gradients", "speed"], ["rnn", "mingru"], lengths=[8], steps=2)
+    adding, gradients, speed = reports
+    assert [(cell.model, cell.length, cell.runs[0].steps) for cell in adding.cells] == [("rnn", 8, 2), ("mingru", 8, 2)]
+    assert [p.label for p in gradients.profiles] == ["rnn", "mingru"] and len(gradients.profiles[0].loss_grad) == 8
+    assert set(speed.seconds) == {
+        (case, 8) for case in ("gru-scratch", "mingru-loop", "gru-fused", "mingru-scan", "attention")
+    }
+
+
+def test_the_command_prints_json_of_every_run(run_cli):
+    result = run_cli("lab", "adding", "--length", "5", "--models", "rnn", "--steps", "3", "--json")
+    assert result.exit_code == 0
+    [report] = json.loads(result.stdout)
+    [run] = report["runs"]
+    assert report["task"] == "adding" and report["metric"] == "mse"
+    assert run["config"]["model"] == "rnn" and run["config"]["length"] == 5 and run["steps"] == 3
+    assert run["baseline"] == pytest.approx(1 / 6) and run["verdict"] in ("solved", "partly", "at baseline")
+    assert run["curve"][0][0] == 0 and run["curve"][-1][0] == 3
+
+
+def test_the_command_prints_a_table(run_cli):
+    result = run_cli("lab", "recall", "--length", "2", "--models", "lstm,attention", "--steps", "2")
+    assert result.exit_code == 0
+    assert "pairs" in result.stdout and "attention" in result.stdout and "baseline" in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is an optional extra")
+def test_the_plot_is_written(run_cli, tmp_path):
+    result = run_cli(
+        "lab", "copy", "--length", "2,3", "--models", "gru", "--steps", "1", "--plot", str(tmp_path / "c.png")
+    )
+    assert result.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["adding", "--models", "rnn,transformer"], "--models: unknown transformer"),
+        (["copy", "--length", "0"], "--length must be at least 1"),
+        (["adding", "--length", "1"], "--length of at least 2"),
+        (["recall", "--length", "65"], "--length (pairs) of at most"),
+        (["copy", "--length", "ten"], "is not a comma-separated list"),
+        (["copy", "--seeds", ""], "--seeds: give at least one seed"),
+        (["copy", "--steps", "0"], "must be at least 1"),
+        (["copy", "--plot", "/no/such/folder/c.png"], "does not exist"),
+        (["lstm"], "'lstm' is not one of 'adding'"),
+    ],
+)
+def test_bad_options_are_refused_in_one_line(run_cli, args, message):
+    result = run_cli("lab", *args)
+    assert result.exit_code in (1, 2)
+    assert message in result.output and "Traceback" not in result.output
