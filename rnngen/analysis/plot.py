@@ -53,22 +53,29 @@ def metric_against_length(
     baseline: list[tuple[int, float]] | None,
     out: Path,
     log: bool = False,
+    solved: list[tuple[int, float]] | None = None,
 ) -> None:
-    """One line per model of (length, value), the memoryless baseline as a dashed line, as `rnngen lab` draws it."""
+    """One line per model of (length, value), as `rnngen lab` draws it: the memoryless baseline as a dashed line
+    and, when given, the threshold of a solved task as a dotted one; the lengths themselves as the ticks."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     for index, (label, points) in enumerate(series.items()):
         ax.plot([x for x, _ in points], [y for _, y in points], "o-", color=f"C{index}", label=label)
     if baseline:
         ax.plot([x for x, _ in baseline], [y for _, y in baseline], "k--", lw=1.2, label="memoryless baseline")
+    if solved:
+        ax.plot([x for x, _ in solved], [y for _, y in solved], "g:", lw=1.5, label="solved beyond this line")
     if log:
         ax.set_yscale("log")
+    lengths = sorted({x for points in series.values() for x, _ in points})
     ax.set_xscale("log")
+    ax.set_xticks(lengths, [str(x) for x in lengths])
+    ax.minorticks_off()
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

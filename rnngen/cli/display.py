@@ -463,9 +463,14 @@ def lab_run_line(run: Any) -> Text:
 def lab_table(report: Any) -> Table:
     """A trained task's cells: model x length, the score beside the memoryless baseline, and the verdict."""
     unit = "pairs" if report.task == "recall" else "T"
-    table = Table(title=f"{report.task}: {report.metric} on held-out sequences (mean over seeds)", title_justify="left")
-    for name in (unit, "model", "params", report.metric, "baseline", "verdict", "steps", "seconds"):
-        table.add_column(name, justify="left" if name in ("model", "verdict") else "right")
+    table = Table(
+        title=f"{report.task}: {report.metric} on held-out sequences (mean over seeds)",
+        title_justify="left",
+        show_edge=False,  # fits 80 columns
+    )
+    metric = {"cross-entropy": "x-entropy"}.get(report.metric, report.metric)  # fits 80 columns
+    for name in (unit, "model", "params", metric, "baseline", "verdict", "steps", "time"):
+        table.add_column(name, justify="left" if name in ("model", "verdict") else "right", no_wrap=True)
     for cell in report.cells:
         verdict = report.verdict(cell)
         table.add_row(
@@ -476,7 +481,7 @@ def lab_table(report: Any) -> Table:
             f"{report.baseline(cell.length):.4g}",
             Text(verdict, VERDICT_STYLES[verdict]),
             str(cell.steps),
-            f"{cell.seconds:.1f}",
+            f"{cell.seconds:.1f}s",
         )
     return table
 

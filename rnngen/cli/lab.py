@@ -10,6 +10,7 @@ import click
 from rnngen.cli.common import Count, require_folder_of
 
 TASK_CHOICES = ("adding", "copy", "recall", "gradients", "speed")
+TITLES = {"adding": "adding problem", "copy": "copy memory", "recall": "associative recall"}
 
 
 def _numbers(option: str):
@@ -160,13 +161,8 @@ def _draw(report, path: Path) -> None:
             series.setdefault(cell.model, []).append((cell.length, cell.score))
         lengths = sorted({cell.length for cell in report.cells})
         baseline = [(n, report.baseline(n)) for n in lengths]
+        solved = [(n, report.solved_at(n)) for n in lengths]
         axis = "key-value pairs" if report.task == "recall" else "sequence length T"
-        metric_against_length(
-            f"{report.task}: {report.metric} after training",
-            axis,
-            report.metric,
-            series,
-            baseline,
-            path,
-            log=report.metric != "accuracy",
-        )
+        better = "higher" if report.metric == "accuracy" else "lower"
+        title = f"{TITLES[report.task]}: {report.metric} on held-out sequences ({better} is better)"
+        metric_against_length(title, axis, report.metric, series, baseline, path, report.metric != "accuracy", solved)

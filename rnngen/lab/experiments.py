@@ -19,7 +19,7 @@ from rnngen.lab.models import LAB_MODELS, LabModel, Size
 from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
 from rnngen.lab.speed import CASES, step_seconds
 from rnngen.lab.tasks import TASKS, Copy
-from rnngen.lab.verdicts import verdict
+from rnngen.lab.verdicts import solved_at, verdict
 from rnngen.training.threads import on_free_cores
 
 TRAINED = tuple(TASKS)  # adding, copy, recall
@@ -40,7 +40,7 @@ class Preset:
 
 
 QUICK = {
-    "adding": Preset(lengths=(25, 100), steps=400),
+    "adding": Preset(lengths=(10, 100), steps=400),
     "copy": Preset(lengths=(10, 100), steps=300),
     "recall": Preset(lengths=(2, 8), steps=1000, lr=1e-3, batch_size=64),
     GRADIENTS: Preset(lengths=(100,), steps=0),
@@ -87,6 +87,9 @@ class TaskReport:
 
     def baseline(self, length: int) -> float:
         return make_task(self.task, length).baseline
+
+    def solved_at(self, length: int) -> float:
+        return solved_at(self.metric, self.baseline(length))
 
     def verdict(self, cell: Cell) -> str:
         return verdict(make_task(self.task, cell.length), cell.score)
@@ -163,6 +166,8 @@ def check_options(
             raise RnngenError(f"the adding problem needs {param('lengths')} of at least 2 (a marker in each half)")
         if "recall" in tasks and max(lengths) > TASKS["recall"](1).keys:
             raise RnngenError(f"recall has {TASKS['recall'](1).keys} keys: {param('lengths')} (pairs) of at most that")
+    if tasks == [GRADIENTS] and not set(models) & set(RECURRENT):
+        raise RnngenError(f"gradient reach is measured on recurrent models: add one to {param('models')}")
     if not seeds:
         raise RnngenError(f"{param('seeds')}: give at least one seed")
     if steps is not None and steps < 1:
@@ -207,7 +212,7 @@ def gradient_reach(models: Sequence[str], length: int, size: Size, seed: int) ->
     """||dL_T/dh_t|| against T - t for the fresh recurrent models, on a copy-task sequence of `length` steps."""
     from rnngen.analysis.gradients import profile
 
-    task = Copy(max(1, length - 2 * Copy(1).remember))
+    task = Copy(max(1, length + 1 - 2 * Copy(1).remember))  # T + 20 steps: a window of `length`, and its target
     inputs, _ = task.sample(1, torch.Generator().manual_seed(seed))
     ids = inputs[0, : length + 1]
     profiles = []
@@ -253,6 +258,8 @@ def run_lab(
         for task in tasks:
             preset = presets[task]
             preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
+            if task == GRADIENTS and not set(models) & set(RECURRENT):
+                continue  # attention alone: no recurrence to measure
             if task == GRADIENTS:
                 report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
             elif task == SPEED:

@@ -20,12 +20,14 @@ def progress(metric: str, score: float, baseline: float) -> float:
     return (baseline - score) / baseline
 
 
+def solved_at(metric: str, baseline: float) -> float:
+    """The score beyond which a task counts as solved."""
+    return SOLVED_ACCURACY if metric == "accuracy" else SOLVED_LOSS * baseline
+
+
 def verdict(task, score: float) -> str:
     """The verdict on `score` for `task` (its `metric` and `baseline`)."""
-    if task.metric == "accuracy":
-        solved = score >= SOLVED_ACCURACY
-    else:
-        solved = score < SOLVED_LOSS * task.baseline
-    if solved:
+    threshold = solved_at(task.metric, task.baseline)
+    if (score >= threshold) if task.metric == "accuracy" else (score < threshold):
         return SOLVED
     return AT_BASELINE if progress(task.metric, score, task.baseline) < NEAR_BASELINE else PARTLY
