@@ -119,6 +119,7 @@ def test_the_plot_is_written(run_cli, tmp_path):
         (["copy", "--steps", "0"], "must be at least 1"),
         (["copy", "--plot", "/no/such/folder/c.png"], "does not exist"),
         (["lstm"], "'lstm' is not one of 'adding'"),
+        (["copy", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(run_cli, args, message):

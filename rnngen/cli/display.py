@@ -490,7 +490,8 @@ def speed_table(report: Any) -> Table:
     """Milliseconds per training step, case x length."""
     lengths = sorted({length for _, length in report.seconds})
     cases = list(dict.fromkeys(case for case, _ in report.seconds))
-    table = Table(title=f"ms per training step (batch {report.batch}, width {report.width})", title_justify="left")
+    title = f"ms per training step on {report.device} (batch {report.batch}, width {report.width})"
+    table = Table(title=title, title_justify="left")
     table.add_column("computation")
     for length in lengths:
         table.add_column(f"T={length}", justify="right")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from rnngen.cli.common import Count, require_folder_of
+from rnngen.config import DEVICES
 
 TASK_CHOICES = ("adding", "copy", "recall", "gradients", "speed")
 TITLES = {"adding": "adding problem", "copy": "copy memory", "recall": "associative recall"}
@@ -63,6 +64,13 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     type=click.FloatRange(min=0, min_open=True),
     help="Stop each run after this many seconds (not reproducible: the steps done depend on the machine).",
 )
+@click.option(
+    "--device",
+    type=click.Choice(DEVICES),
+    default="auto",
+    show_default=True,
+    help="Where to train and time (auto: CUDA, then MPS, then the CPU).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every run as JSON instead of tables.")
 @click.option(
     "--plot",
@@ -78,6 +86,7 @@ def lab(
     quick: bool,
     steps: int | None,
     time_budget: float | None,
+    device: str,
     as_json: bool,
     plot_path: Path | None,
 ) -> None:
@@ -130,6 +139,7 @@ def lab(
         on_run=lambda run: progress.print(lab_run_line(run)),
         on_report=show,
         on_notice=lambda line: err.print(line, markup=False, soft_wrap=True),
+        device=device,
     )
     if as_json:
         click.echo(json.dumps([report.to_dict() for report in reports], indent=1))
@@ -147,7 +157,7 @@ def _draw(report, path: Path) -> None:
         for (case, length), seconds in report.seconds.items():
             series.setdefault(case, []).append((length, seconds))
         metric_against_length(
-            f"time per training step (batch {report.batch}, width {report.width})",
+            f"time per training step on {report.device} (batch {report.batch}, width {report.width})",
             "sequence length T",
             "seconds per step",
             series,

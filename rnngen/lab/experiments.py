@@ -20,6 +20,7 @@ from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
 from rnngen.lab.speed import CASES, step_seconds
 from rnngen.lab.tasks import TASKS, Copy
 from rnngen.lab.verdicts import solved_at, verdict
+from rnngen.models.device import pick
 from rnngen.training.threads import on_free_cores
 
 TRAINED = tuple(TASKS)  # adding, copy, recall
@@ -130,6 +131,7 @@ class SpeedReport:
     seconds: dict[tuple[str, int], float]
     width: int
     batch: int
+    device: str = "cpu"
 
     task = SPEED
 
@@ -138,6 +140,7 @@ class SpeedReport:
             "task": SPEED,
             "width": self.width,
             "batch": self.batch,
+            "device": self.device,
             "runs": [{"case": c, "length": n, "seconds_per_step": s} for (c, n), s in self.seconds.items()],
         }
 
@@ -183,6 +186,7 @@ def run_trained(
     seeds: Sequence[int],
     time_budget: float | None,
     on_run: Callable[[RunResult], None] | None = None,
+    device: str = "cpu",
 ) -> TaskReport:
     """Train every model at every length of `preset` with every seed."""
     cells = []
@@ -200,6 +204,7 @@ def run_trained(
                     batch_size=preset.batch_size,
                     lr=preset.lr,
                     size=preset.size,
+                    device=device,
                 )
                 runs.append(train_run(config))
                 if on_run:
@@ -224,11 +229,11 @@ def gradient_reach(models: Sequence[str], length: int, size: Size, seed: int) ->
     return GradientReport(length, profiles)
 
 
-def speed(lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8) -> SpeedReport:
+def speed(lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8, device: str = "cpu") -> SpeedReport:
     """Seconds per training step of every computation in `CASES` over `lengths` (one model kind each: the
     comparison is of how the steps are computed, so it does not follow the chosen models)."""
-    seconds = {(case, n): step_seconds(case, n, steps, batch, width) for n in lengths for case in CASES}
-    return SpeedReport(seconds, width, batch)
+    seconds = {(case, n): step_seconds(case, n, steps, batch, width, device) for n in lengths for case in CASES}
+    return SpeedReport(seconds, width, batch, device)
 
 
 def run_lab(
@@ -242,15 +247,18 @@ def run_lab(
     on_run: Callable[[RunResult], None] | None = None,
     on_report: Callable[[object], None] | None = None,
     on_notice: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> list:
     """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
 
     `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
     in seconds; `on_run` sees every training run as it ends, `on_report` every task's report, and `on_notice` the
     line saying that other processes keep cores busy (the lab then runs on the free ones, as training does).
+    `device` is "cpu", "cuda", "mps" or "auto" (`rnngen.models.device.pick`); gradient reach runs on the CPU.
     """
     check_options(tasks, models, lengths, seeds, steps, time_budget)
     presets = QUICK if quick else FULL
+    device = str(pick(device))
     reports = []
     with on_free_cores() as notice:
         if notice and on_notice:
@@ -263,9 +271,9 @@ def run_lab(
             if task == GRADIENTS:
                 report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
             elif task == SPEED:
-                report = speed(preset.lengths, preset.steps)
+                report = speed(preset.lengths, preset.steps, device=device)
             else:
-                report = run_trained(task, models, preset, seeds, time_budget, on_run)
+                report = run_trained(task, models, preset, seeds, time_budget, on_run, device)
             reports.append(report)
             if on_report:
                 on_report(report)

@@ -39,6 +39,7 @@ class RunConfig:
     eval_every: int = 100
     eval_size: int = 256
     stop_when_solved: bool = True
+    device: str = "cpu"  # "cuda" for the full preset; the data is drawn on the CPU either way, so seeds agree
 
 
 @dataclass
@@ -70,8 +71,11 @@ def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = 
     tokens = task.name != "adding"
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
+    device = torch.device(config.device)
     held_out = task.sample(config.eval_size, torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET))
+    held_out = tuple(tensor.to(device) for tensor in held_out)
     model = LabModel(config.model, task.inputs, task.outputs, config.size, tokens, max_len=held_out[0].size(1))
+    model.to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=config.lr)
     curve: list[tuple[int, float]] = []
 
@@ -88,7 +92,7 @@ def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = 
     started, step = time.perf_counter(), 0
     score = evaluate(0)
     while step < config.steps:
-        inputs, targets = task.sample(config.batch_size, generator)
+        inputs, targets = (tensor.to(device) for tensor in task.sample(config.batch_size, generator))
         loss = task.loss(model(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

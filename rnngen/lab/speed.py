@@ -54,7 +54,7 @@ def step_seconds(name: str, length: int, steps: int = 3, batch: int = 8, width: 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync = {"cuda": torch.cuda.synchronize, "mps": torch.mps.synchronize}.get(device, lambda: None)
     step()
     sync()
     started = time.perf_counter()
