@@ -101,10 +101,9 @@ def test_the_command_prints_a_table(run_cli):
 
 @pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="matplotlib is an optional extra")
 def test_the_plot_is_written(run_cli, tmp_path):
-    result = run_cli(
-        "lab", "copy", "--length", "2,3", "--models", "gru", "--steps", "1", "--plot", str(tmp_path / "c.png")
-    )
-    assert result.exit_code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    args = ["copy", "--length", "2,3", "--models", "gru", "--steps", "1", "--plot", str(tmp_path / "c.png"), "--curves"]
+    assert run_cli("lab", *args).exit_code == 0
+    assert (tmp_path / "c.png").read_bytes()[:4] == (tmp_path / "c-curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(

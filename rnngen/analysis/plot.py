@@ -81,6 +81,33 @@ def metric_against_length(
     plt.close(fig)
 
 
+def learning_curves(
+    title: str,
+    ylabel: str,
+    series: dict[str, list[tuple[int, float]]],
+    baselines: dict[str, float],
+    out: Path,
+    log: bool,
+) -> None:
+    """Held-out score against training step, one line per run, each run's baseline as a dashed line of its colour."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for index, (label, points) in enumerate(series.items()):
+        color = f"C{index % 10}"
+        ax.plot([x for x, _ in points], [y for _, y in points], "-", color=color, label=label)
+        ax.axhline(baselines[label], color=color, ls="--", lw=0.8, alpha=0.6)
+    if log:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def run_curve(run: RunFolder) -> tuple[str, list[dict[str, Any]], float]:
     """What `training_curves` draws of `run`: its name, its metrics rows and its training split's tokens per
     character (the validation split's for a run whose corpus does not record its training characters)."""

@@ -65,6 +65,11 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     help="Stop each run after this many seconds (not reproducible: the steps done depend on the machine).",
 )
 @click.option(
+    "--curves",
+    is_flag=True,
+    help="With --plot, also draw each run's held-out score against its steps (FILE-curves.png).",
+)
+@click.option(
     "--device",
     type=click.Choice(DEVICES),
     default="auto",
@@ -86,6 +91,7 @@ def lab(
     quick: bool,
     steps: int | None,
     time_budget: float | None,
+    curves: bool,
     device: str,
     as_json: bool,
     plot_path: Path | None,
@@ -127,6 +133,10 @@ def lab(
             path = _plot_path(plot_path, report.task, len(tasks) > 1)
             _draw(report, path)
             progress.print(f"wrote {path}")
+            if curves and hasattr(report, "cells"):
+                path = path.with_name(f"{path.stem}-curves{path.suffix}")
+                _draw_curves(report, path)
+                progress.print(f"wrote {path}")
 
     reports = run_lab(
         tasks,
@@ -176,3 +186,17 @@ def _draw(report, path: Path) -> None:
         better = "higher" if report.metric == "accuracy" else "lower"
         title = f"{TITLES[report.task]}: {report.metric} on held-out sequences ({better} is better)"
         metric_against_length(title, axis, report.metric, series, baseline, path, report.metric != "accuracy", solved)
+
+
+def _draw_curves(report, path: Path) -> None:
+    """A trained task's learning curves: every run's held-out score against its steps."""
+    from rnngen.analysis.plot import learning_curves
+
+    series, baselines = {}, {}
+    for cell in report.cells:
+        for run in cell.runs:
+            label = f"{cell.model} {'pairs' if report.task == 'recall' else 'T'}={cell.length} seed {run.config.seed}"
+            series[label] = run.curve
+            baselines[label] = run.baseline
+    title = f"{TITLES[report.task]}: learning curves (dashed: the memoryless baseline)"
+    learning_curves(title, report.metric, series, baselines, path, report.metric != "accuracy")

@@ -32,23 +32,20 @@ class Size:
 
 
 class LabModel(nn.Module):
-    """Inputs [B, T] token ids (`inputs` = vocabulary) or [B, T, C] floats (`channels`) -> outputs [B, T, outputs]."""
+    """Inputs [B, T] token ids (`tokens`; `inputs` is the vocabulary) or [B, T, inputs] floats -> [B, T, outputs]."""
 
     def __init__(self, kind: str, inputs: int, outputs: int, size: Size, tokens: bool, max_len: int):
         super().__init__()
         if kind not in LAB_MODELS:
             raise RnngenError(f"unknown {param('models')} {kind!r}: choose among {', '.join(LAB_MODELS)}")
         self.kind = kind
-        # A recurrent model's ModelConfig (what gradients.profile reads); the attention reference has none.
-        self.config = (
-            None
-            if kind == ATTENTION
-            else ModelConfig(kind, embed=size.width, hidden=size.hidden, layers=size.layers, tie=False)
-        )
         self.embedding = nn.Embedding(inputs, size.width) if tokens else nn.Linear(inputs, size.width)
         if kind == ATTENTION:
+            self.config = None
             self.rnn, out_size = CausalAttention(size.width, size.attention_layers, size.heads, max_len), size.width
         else:
+            # The ModelConfig that gradients.profile reads, and that builds the stack as a language model's.
+            self.config = ModelConfig(kind, embed=size.width, hidden=size.hidden, layers=size.layers, tie=False)
             self.rnn, out_size = recurrent_layers(self.config)
         self.head = nn.Linear(out_size, outputs)
 
