@@ -125,3 +125,15 @@ def test_bad_options_are_refused_in_one_line(run_cli, args, message):
     result = run_cli("lab", *args)
     assert result.exit_code in (1, 2)
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_the_lab_trains_on_one_thread_and_restores_the_count(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    try:
+        run_lab(["copy"], ["rnn"], lengths=[2], steps=1, on_run=lambda run: seen.append(torch.get_num_threads()))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

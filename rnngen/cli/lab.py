@@ -148,7 +148,6 @@ def lab(
         quick,
         on_run=lambda run: progress.print(lab_run_line(run)),
         on_report=show,
-        on_notice=lambda line: err.print(line, markup=False, soft_wrap=True),
         device=device,
     )
     if as_json:

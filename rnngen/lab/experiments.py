@@ -8,7 +8,9 @@ to finish every task in under 10 minutes on a 2-core CPU, the full form is meant
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from statistics import mean
 
@@ -21,7 +23,6 @@ from rnngen.lab.speed import CASES, step_seconds
 from rnngen.lab.tasks import TASKS, Copy
 from rnngen.lab.verdicts import solved_at, verdict
 from rnngen.models.device import pick
-from rnngen.training.threads import on_free_cores
 
 TRAINED = tuple(TASKS)  # adding, copy, recall
 GRADIENTS, SPEED = "gradients", "speed"
@@ -236,6 +237,20 @@ def speed(lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8, d
     return SpeedReport(seconds, width, batch, device)
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run on one CPU thread (unless OMP_NUM_THREADS says otherwise), restored after. The lab's models are small, so
+    a second thread gains little, and it loses much when another process takes the other core mid-run: measured on
+    2 cores, a GRU run that took 22 s on one thread took 203 s on two once another process started."""
+    threads = torch.get_num_threads()
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_lab(
     tasks: Sequence[str] = LAB_TASKS,
     models: Sequence[str] = LAB_MODELS,
@@ -246,23 +261,19 @@ def run_lab(
     quick: bool = False,
     on_run: Callable[[RunResult], None] | None = None,
     on_report: Callable[[object], None] | None = None,
-    on_notice: Callable[[str], None] | None = None,
     device: str = "cpu",
 ) -> list:
     """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
 
     `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
-    in seconds; `on_run` sees every training run as it ends, `on_report` every task's report, and `on_notice` the
-    line saying that other processes keep cores busy (the lab then runs on the free ones, as training does).
+    in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
     `device` is "cpu", "cuda", "mps" or "auto" (`rnngen.models.device.pick`); gradient reach runs on the CPU.
     """
     check_options(tasks, models, lengths, seeds, steps, time_budget)
     presets = QUICK if quick else FULL
     device = str(pick(device))
     reports = []
-    with on_free_cores() as notice:
-        if notice and on_notice:
-            on_notice(notice)
+    with one_thread():
         for task in tasks:
             preset = presets[task]
             preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
