@@ -44,9 +44,9 @@ class Preset:
 QUICK = {
     "adding": Preset(lengths=(10, 100), steps=400),
     "copy": Preset(lengths=(10, 100), steps=300),
-    "recall": Preset(lengths=(2, 8), steps=1000, lr=1e-3, batch_size=64),
+    "recall": Preset(lengths=(2, 8), steps=800, lr=1e-3, batch_size=64),
     GRADIENTS: Preset(lengths=(100,), steps=0),
-    SPEED: Preset(lengths=(64, 256, 1024), steps=2),
+    SPEED: Preset(lengths=(64, 256), steps=2),
 }
 FULL = {
     "adding": Preset(lengths=(100, 200, 400, 600), steps=5000),
