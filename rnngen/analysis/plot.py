@@ -70,7 +70,7 @@ def metric_against_length(
     lengths = sorted({x for points in series.values() for x, _ in points})
     ax.set_xscale("log")
     ax.set_xticks(lengths, [str(x) for x in lengths])
-    ax.minorticks_off()
+    ax.set_xticks([], minor=True)  # the lengths alone, without log-scale ticks between them
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
