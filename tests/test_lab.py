@@ -137,3 +137,14 @@ def test_the_lab_trains_on_one_thread_and_restores_the_count(monkeypatch):
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_help_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rnngen.cli.main import cli; from click.testing import CliRunner; "
+        "result = CliRunner().invoke(cli, ['lab', '--help']); print(result.exit_code, 'torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["0", "False"]
