@@ -71,14 +71,7 @@ def metric_against_length(
     ax.set_xscale("log")
     ax.set_xticks(lengths, [str(x) for x in lengths])
     ax.set_xticks([], minor=True)  # the lengths alone, without log-scale ticks between them
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _labelled_to_file(plt, fig, ax, (title, xlabel, ylabel), 8, out)
 
 
 def learning_curves(
@@ -98,11 +91,17 @@ def learning_curves(
         ax.axhline(baselines[label], color=color, ls="--", lw=0.8, alpha=0.6)
     if log:
         ax.set_yscale("log")
+    _labelled_to_file(plt, fig, ax, (title, "training step", ylabel), 7, out)
+
+
+def _labelled_to_file(plt: Any, fig: Any, ax: Any, labels: tuple[str, str, str], legend_size: int, out: Path) -> None:
+    """Title and axis labels, a grid and the legend beside the plot (the lab's many lines), then the PNG."""
+    title, xlabel, ylabel = labels
     ax.set_title(title)
-    ax.set_xlabel("training step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.legend(fontsize=legend_size, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
