@@ -13,7 +13,6 @@ import re
 from rnngen.config import SampleConfig
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
-from rnngen.data.tokenizer import utf8_safe
 from rnngen.generation.completer import Completer
 from rnngen.models import RecurrentLM
 from rnngen.training.events import Sampled
@@ -49,9 +48,7 @@ class Sampler:
     def __init__(self, model: RecurrentLM, corpus: Corpus, prompt: str | None, device):
         self.model, self.device = model, device
         self.tokenizer = corpus.tokenizer()
-        # A byte that is not UTF-8 in a command-line prompt is a lone surrogate here: kept as U+FFFD, as
-        # the completion reads it, so the sample shown and the one stored in metrics.jsonl are valid text.
-        self.prompt = default_prompt(corpus) if prompt is None else utf8_safe(prompt)
+        self.prompt = default_prompt(corpus) if prompt is None else prompt
         # Prompts start as the corpus's documents did (as `Completer.from_checkpoint` decides it).
         self.start_with_eot = starts_documents(corpus)
         self.last: Sampled | None = None

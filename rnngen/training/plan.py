@@ -90,7 +90,8 @@ def train_config(base: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     if "time_budget" in overrides and "steps" not in overrides:
         values["steps"] = None
     if values.get("sample_prompt") is not None:
-        # A byte that is not UTF-8 in a command-line prompt: U+FFFD, as it is read, so config.json is valid UTF-8.
+        # A byte that is not UTF-8 in a command-line prompt: U+FFFD, as the completion reads it, so the samples
+        # shown, metrics.jsonl and config.json hold valid UTF-8.
         values["sample_prompt"] = utf8_safe(values["sample_prompt"])
     return TrainConfig(**values)
 
