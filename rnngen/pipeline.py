@@ -114,8 +114,8 @@ def train(
     or folder (only its budget, device, evaluation, samples and patience may change); `init_from`
     fine-tunes a run, a .safetensors file or `hf:USER/NAME` on a corpus encoded with its tokenizer.
     `on_event` receives typed training events (`rnngen.training.events`); `report_to` sends their figures to
-    "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default). Ctrl-C or
-    SIGTERM saves the run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
+    "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default). Ctrl-C,
+    SIGTERM or SIGHUP saves the run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
     """
     # Imported here: `rnngen.prepare` needs no torch.
     from rnngen.generation.samples import Sampler

@@ -79,6 +79,16 @@ def test_ctrl_c_saves_and_resume_matches_the_unbroken_run(char_corpus, tmp_path,
     assert losses(tmp_path, "stopped") == losses(tmp_path, "unbroken")
 
 
+def test_a_closed_terminal_saves_the_run(char_corpus, tmp_path):
+    process = subprocess.Popen(train_cmd(tmp_path, "hung-up", "--steps", "100000"), stderr=subprocess.PIPE, text=True)
+    wait_for_steps(tmp_path / "checkpoints" / "hung-up" / "metrics.jsonl", 5, process)
+    process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 129, stderr
+    assert "stopped by SIGHUP" in stderr and "rnngen train --resume" in stderr
+    assert checkpoint.load(tmp_path / "checkpoints" / "hung-up" / "last.safetensors").step >= 5
+
+
 def test_kill_9_leaves_the_newest_checkpoint_loadable(char_corpus, tmp_path):
     cmd = train_cmd(tmp_path, "killed", "--steps", STEPS)
     cmd[cmd.index("--eval-every") + 1] = "7"  # checkpoints all the time: the kill lands near or in a write
@@ -106,6 +116,7 @@ with stop_on_signals() as flag:
         (["SIGTERM", "SIGTERM"], 0, "SIGTERM"),  # a cluster signals every task, and torchrun passes its own on
         (["SIGTERM", "SIGINT"], 130, None),  # a person's Ctrl-C: exits at once
         (["SIGINT", "SIGINT"], 130, None),
+        (["SIGHUP", "SIGHUP"], 0, "SIGHUP"),  # a closed terminal saves too
     ],
 )
 def test_only_a_repeated_sigint_exits_without_saving(signals, code, saves):

@@ -65,7 +65,7 @@ def train(
     prepared corpus's name under `corpora`, or a `Corpus`; the embedded pydocs corpus by default,
     prepared when missing). `resume` continues a run instead; `init_from` starts a new run from a
     checkpoint's weights (fine-tuning). `on_event` receives the typed events (rank 0 only), `sampler`
-    draws the sample of each evaluation. SIGINT and SIGTERM save the run and raise `Interrupted`,
+    draws the sample of each evaluation. SIGINT, SIGTERM and SIGHUP save the run and raise `Interrupted`,
     unless a `stop` flag is handed in. `report_to` names the trackers rank 0 also reports to ("tensorboard",
     "wandb", a comma-separated list of them, or "none"), refused at once when a package is missing.
     """
@@ -166,7 +166,7 @@ def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stop_flag(stop: StopFlag | None) -> Iterator[StopFlag]:
-    """The flag the loop watches: the one handed in, else one that SIGINT and SIGTERM set (the main thread
+    """The flag the loop watches: the one handed in, else one that SIGINT, SIGTERM and SIGHUP set (the main thread
     alone may install signal handlers)."""
     if stop is not None:
         yield stop

@@ -1,4 +1,5 @@
-"""Stopping on a signal: SIGINT/SIGTERM ask the loop to save `last` and stop between steps."""
+"""Stopping on a signal: SIGINT, SIGTERM and SIGHUP (a closed terminal) ask the loop to save `last` and stop
+between steps."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ class StopFlag:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[StopFlag]:
-    """SIGINT/SIGTERM ask the loop to save and stop; a SIGINT after that exits at once.
+    """SIGINT, SIGTERM and SIGHUP ask the loop to save and stop; a SIGINT after that exits at once.
 
-    Only a person presses Ctrl-C twice; a repeated SIGTERM is the same request again (Slurm signals
+    Only a person presses Ctrl-C twice; a repeated SIGTERM or SIGHUP is the same request again (Slurm signals
     every task and torchrun passes its own SIGTERM on, so a worker often gets two), and the save goes
     on. Exiting at once is safe: every checkpoint is written atomically, so the newest complete one
     stays loadable whatever moment the process dies.
@@ -43,7 +44,7 @@ def stop_on_signals() -> Iterator[StopFlag]:
         elif signum == signal.SIGINT:
             os._exit(128 + signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield flag
     finally:
