@@ -28,7 +28,7 @@ from rnngen.training import distributed, trackers
 from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
-from rnngen.training.signals import StopFlag, stop_on_signals
+from rnngen.training.signals import Interrupted, StopFlag, stop_on_signals
 from rnngen.training.threads import on_free_cores
 from rnngen.training.trainer import SamplerFactory, Trainer
 
@@ -90,8 +90,14 @@ def train(
             if plan.notice and world.is_main and on_event is not None:
                 on_event(Notice(plan.notice))
             listeners = _trackers(tracker_names, plan) if world.is_main else {}
-            with trackers.tracked(listeners, on_event) as listener:
-                summary = _fit(plan, world, listener, sampler, flag)
+            try:
+                with trackers.tracked(listeners, on_event) as listener:
+                    summary = _fit(plan, world, listener, sampler, flag)
+            except Interrupted:
+                # Left while the flag still takes signals: torchrun passes a second Ctrl-C on as a SIGTERM, the
+                # same request, which must not cut the leaving short nor replace the word on the saved step.
+                distributed.teardown(finished=False)
+                raise
         finished = True
         return summary
     finally:
