@@ -76,8 +76,9 @@ class TrainConfig(JsonConfig):
     warmup: int = 200
     weight_decay: float = 0.3
     # Evaluate, sample and save a moving average of the weights whose time constant is this share of
-    # the run (rnngen.training.averaging); 0 keeps the last weights.
-    ema: float = 0.2
+    # the run (rnngen.training.averaging); 0 keeps the last weights. A tenth: a fifth lags behind weights
+    # still improving after a few passes with char, a twentieth keeps too little with subword (docs/tuning.md).
+    ema: float = 0.1
     clip: float = 1.0
     steps: int | None = None
     time_budget: float | None = 180.0
