@@ -28,7 +28,7 @@ def run(text: Path, root: Path, seconds: float, models: list[str]) -> list[dict[
                 name="run",
                 kind=model,
                 time_budget=seconds,
-                eval_tokens=None,
+                eval_tokens=0,  # the whole held-out split
                 eval_every=250,
             ).to_dict()
         nats_per_char = summary["best_val_bpc"] * 0.6931471805599453

@@ -76,7 +76,7 @@ def point(
             name="point",
             time_budget=seconds,
             steps=steps,
-            eval_tokens=None,
+            eval_tokens=0,  # the whole held-out split
             eval_every=10**9,
             **overrides,
         )

@@ -17,9 +17,15 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Model", "__version__", "load", "prepare", "train"]
+__all__ = ["Model", "__version__", "evaluate", "load", "prepare", "train"]
 # Loaded at first use, so that `import rnngen` stays light.
-API = {"Model": "rnngen.api", "load": "rnngen.api", "prepare": "rnngen.pipeline", "train": "rnngen.pipeline"}
+API = {
+    "Model": "rnngen.api",
+    "load": "rnngen.api",
+    "evaluate": "rnngen.evaluation",
+    "prepare": "rnngen.pipeline",
+    "train": "rnngen.pipeline",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,6 @@ It is the CLI's own completion path (`generation.loading.load_completer`, the sa
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +39,11 @@ class Model:
         self,
         prompt: str = "",
         *,
-        max_tokens: int = 200,
-        temperature: float = 0.8,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
+        max_tokens: int = SampleConfig.max_tokens,
+        temperature: float = SampleConfig.temperature,
+        top_k: int = SampleConfig.top_k,
+        top_p: float = SampleConfig.top_p,
+        repetition_penalty: float = SampleConfig.repetition_penalty,
         seed: int | None = None,
         stop: str | tuple[str, ...] | list[str] | None = (),
     ) -> str:
@@ -67,29 +66,9 @@ class Model:
             )
         )
 
-    def stream(
-        self,
-        prompt: str = "",
-        *,
-        max_tokens: int = 200,
-        temperature: float = 0.8,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        repetition_penalty: float = 1.0,
-        seed: int | None = None,
-        stop: str | tuple[str, ...] | list[str] | None = (),
-    ) -> Iterator[str]:
-        """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s."""
-        cfg = SampleConfig(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            repetition_penalty=repetition_penalty,
-            seed=seed,
-            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
-        )
-        yield from self.completer.complete(prompt, cfg)
+    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+        """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s keywords."""
+        yield from self.completer.complete(prompt, sample_config(**options))
 
     def score(self, text: str) -> float:
         """Bits per character of `text` under the model, read as a document from its start: the total
@@ -98,7 +77,14 @@ class Model:
         cannot spell costs 8 bits per byte on top of its unknown piece, so unknown text never scores well."""
         if not text:
             raise RnngenError("score needs some text: an empty text has no characters to score")
-        return self.completer.nats(text) / len(text) / math.log(2)
+        return self.completer.bits_per_character(text)
+
+
+def sample_config(*, stop: str | tuple[str, ...] | list[str] | None = (), **options: Any) -> SampleConfig:
+    """The `SampleConfig` of the sampling options that `Model.complete`, `rnngen complete` and `rnngen chat` take:
+    `SampleConfig`'s fields as keywords, `stop` one string, several, or None for none. An option out of range is
+    refused with its name."""
+    return SampleConfig(stop=(stop,) if isinstance(stop, str) else tuple(stop or ()), **options)
 
 
 def load(checkpoint: str | os.PathLike, device: str = "cpu", checkpoints_dir: str | os.PathLike | None = None) -> Model:

@@ -20,6 +20,34 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MAX_SEED = 2**63 - 1  # torch takes 64 bits; each process of a data-parallel run adds its rank
 
 
+# What each annotation of a configuration field admits, and how a message names it.
+_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "int": ((int,), "a whole number"),
+    "float": ((int, float), "a number"),
+    "bool": ((bool,), "True or False"),
+    "str": ((str,), "a string"),
+}
+
+
+def check_types(config: Any) -> None:
+    """Refuse a field whose value is not of its annotated type, naming the parameter and the type it got: the
+    one type check of every configuration, for the Python API and the command line alike."""
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        annotation = str(spec.type)
+        if value is None and annotation.endswith("| None"):
+            continue
+        if annotation == "tuple[str, ...]":
+            ok = isinstance(value, tuple) and all(isinstance(item, str) for item in value)
+            wanted = "a tuple of strings"
+        else:
+            kinds, wanted = _TYPES[annotation.removesuffix(" | None")]
+            # bool is an int to Python, never a count or a rate to a user.
+            ok = isinstance(value, kinds) and (kinds == (bool,) or not isinstance(value, bool))
+        if not ok:
+            raise RnngenError(f"{param(spec.name)} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
 class JsonConfig:
     """A configuration saved as JSON inside checkpoints."""
 
@@ -52,6 +80,7 @@ class ModelConfig(JsonConfig):
     impl: str = "fused"
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.kind not in MODEL_KINDS:
             raise RnngenError(f"unknown model {self.kind!r}: choose one of {', '.join(MODEL_KINDS)}")
         if self.impl not in IMPLS:
@@ -83,7 +112,8 @@ class TrainConfig(JsonConfig):
     steps: int | None = None
     time_budget: float | None = 180.0
     eval_every: int = 200
-    eval_tokens: int | None = 100_000
+    # Validation tokens read per evaluation; 0 reads the whole split.
+    eval_tokens: int = 100_000
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"
@@ -91,15 +121,11 @@ class TrainConfig(JsonConfig):
     # At each evaluation rank 0 completes a fixed prompt (None: the corpus's own, see training.samples).
     samples: bool = True
     sample_prompt: str | None = None
-    # Stop after this many evaluations in a row without a lower validation loss; None never stops early.
-    patience: int | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        # A run saved before --ema existed had no average: it resumes without one.
-        return super().from_dict({"ema": 0.0, **data})
+    # Stop after this many evaluations in a row without a lower validation loss; 0 never stops early.
+    patience: int = 0
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.steps is None and self.time_budget is None:
             raise RnngenError(f"training needs a budget: pass {param('steps')} N or {param('time_budget')} SECONDS")
         # NaN passes every comparison below and inf trains forever or not at all: numbers must be finite.
@@ -113,7 +139,7 @@ class TrainConfig(JsonConfig):
             "steps": self.steps,
         }
         for name, value in numbers.items():
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value)):
+            if value is not None and not math.isfinite(value):
                 raise RnngenError(f"{param(name)} must be a finite number, got {value}")
         if self.steps is not None and self.steps < 1:
             raise RnngenError(f"{param('steps')} must be at least 1, got {self.steps}")
@@ -125,6 +151,8 @@ class TrainConfig(JsonConfig):
             raise RnngenError(f"{param('weight_decay')} must be >= 0, got {self.weight_decay}")
         if not 0 <= self.seed <= MAX_SEED:
             raise RnngenError(f"{param('seed')} must be from 0 to {MAX_SEED}, got {self.seed}")
+        if self.warmup < 0:
+            raise RnngenError(f"{param('warmup')} must be >= 0, got {self.warmup}")
         positive = {
             "batch_size": self.batch_size,
             "seq_len": self.seq_len,
@@ -136,15 +164,15 @@ class TrainConfig(JsonConfig):
                 raise RnngenError(f"{param(name)} must be at least 1, got {value}")
         if self.lr <= 0:
             raise RnngenError(f"{param('lr')} must be positive, got {self.lr}")
-        if self.patience is not None and self.patience < 1:
-            raise RnngenError(
-                f"{param('patience')} must be at least 1 ({param('patience')} 0 turns it off), got {self.patience}"
-            )
+        if self.patience < 0:
+            raise RnngenError(f"{param('patience')} must be >= 0 (0 turns it off), got {self.patience}")
         if self.clip < 0:
             raise RnngenError(f"{param('clip')} must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
-        if self.eval_tokens is not None and self.eval_tokens < self.seq_len + 1:
+        if self.eval_tokens < 0:
+            raise RnngenError(f"{param('eval_tokens')} must be >= 0 (0 reads the whole split), got {self.eval_tokens}")
+        if 0 < self.eval_tokens < self.seq_len + 1:
             raise RnngenError(
                 f"{param('eval_tokens')} {self.eval_tokens} is less than one window of {param('seq_len')} + 1 = "
                 f"{self.seq_len + 1} tokens: pass at least that, or 0 for the whole split"
@@ -169,6 +197,7 @@ class SampleConfig:
     stop: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        check_types(self)
         if not 1 <= self.max_tokens <= MAX_TOKENS:
             raise RnngenError(f"{param('max_tokens')} must be from 1 to {MAX_TOKENS:,}, got {self.max_tokens}")
         if not 0 <= self.temperature < float("inf"):  # also refuses NaN; inf would draw uniformly

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnngen.data.encoding import ProgressFn
 from rnngen.data.preparing import prepare as prepare_corpus
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET, SourceSpec
@@ -23,7 +24,7 @@ from rnngen.data.vocabulary import tokenizer_spec
 from rnngen.errors import CheckpointError, CorpusError, param
 from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.resolve import resolve_checkpoint
-from rnngen.training.events import EventFn, Finished
+from rnngen.training.events import EventFn, Finished, Notice
 
 
 def prepare(
@@ -45,11 +46,13 @@ def prepare(
     force: bool = False,
     corpora: str | os.PathLike | None = None,
     checkpoints: str | os.PathLike | None = None,
+    progress: ProgressFn | None = None,
 ) -> Corpus:
     """Prepare `dataset` (a hub id, a local file or folder, or the embedded "pydocs") into a tokenizer and
     token arrays under `corpora/<name>/`, and return the corpus; an existing one prepared with the same
-    arguments is reused. The keywords are `rnngen prepare`'s options (see `rnngen prepare --help`);
-    `tokenizer` None is sentencepiece's unigram model, or the one `tokenizer_from` names."""
+    arguments is reused (`progress` is then never called). The keywords are `rnngen prepare`'s options (see
+    `rnngen prepare --help`); `tokenizer` None is sentencepiece's unigram model, or the one `tokenizer_from` names.
+    `progress(stage, done, total)` hears each stage ("load", "tokenizer", "encode", "write") as it advances."""
     spec = SourceSpec(
         dataset=dataset,
         config=config,
@@ -70,6 +73,7 @@ def prepare(
         name=name,
         val_fraction=val_fraction,
         force=force,
+        progress=progress or (lambda stage, done, total: None),
     )
     return corpus
 
@@ -105,32 +109,46 @@ def train(
     report_to: str | Sequence[str] | None = None,
     **overrides: Any,
 ) -> Finished:
-    """Train a model and return the run's summary (`summary.run` is its folder).
+    """Train a model to the end of its budget and return the run's summary (`summary.run` is its folder).
 
-    `corpus`: a prepared corpus's name (the embedded pydocs, prepared when missing, by default) or a
+    `corpus`: a prepared corpus's name under `corpora` (the embedded pydocs, prepared when missing, by default) or a
     `Corpus`. `preset`: "auto" (gpu with CUDA, else cpu), "cpu", "gpu" or "tiny"; every `ModelConfig`
     and `TrainConfig` field can be passed as a keyword to override it (`hidden=256`, `time_budget=600`,
-    `steps=2000`: a budget given alone replaces both of the preset's). `resume` continues a run by name
-    or folder (only its budget, device, evaluation, samples and patience may change); `init_from`
-    fine-tunes a run, a .safetensors file or `hf:USER/NAME` on a corpus encoded with its tokenizer.
-    `on_event` receives typed training events (`rnngen.training.events`); `report_to` sends their figures to
-    "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default). Ctrl-C,
-    SIGTERM or SIGHUP saves the run and raises `rnngen.training.signals.Interrupted`; continue with `resume`.
+    `steps=2000`: a budget given alone replaces both of the preset's; `patience=0` and `eval_tokens=0` turn early
+    stopping off and read the whole validation split). `resume` continues a run by name or folder (only its budget,
+    device, evaluation, samples and patience may change); `init_from` fine-tunes a run, a .safetensors file or
+    `hf:USER/NAME` on a corpus encoded with its tokenizer.
+    `on_event` receives typed training events (`rnngen.training.events`), on rank 0 only; `report_to` sends their
+    figures to "tensorboard" (`RUN/tensorboard/`), "wandb" or both ("tensorboard,wandb"; "none" by default), refused
+    at once when a package is missing. Ctrl-C, SIGTERM or SIGHUP saves the run and raises
+    `rnngen.training.signals.Interrupted`; continue with `resume`.
     """
     # Imported here: `rnngen.prepare` needs no torch.
     from rnngen.generation.samples import Sampler
-    from rnngen.training import session
+    from rnngen.training import distributed, session, trackers
+    from rnngen.training.signals import Interrupted
 
-    return session.train(
-        corpus,
-        preset,
-        name=name,
-        resume=resume,
-        init_from=init_from,
-        corpora=corpora,
-        checkpoints=checkpoints,
-        on_event=on_event,
-        report_to=report_to,
-        sampler=Sampler,
-        **overrides,
-    )
+    tracker_names = trackers.parse_report_to(report_to)
+    trackers.require(tracker_names)
+    corpora, checkpoints = corpora_dir(corpora), checkpoints_dir(checkpoints)
+    finished = False
+    try:
+        plan, world = session.plan_run(
+            corpus, preset, name, resume, init_from, overrides, corpora, checkpoints, on_event
+        )
+        with session.claimed(plan, world), session.stop_flag() as flag:
+            if plan.notice and world.is_main and on_event is not None:
+                on_event(Notice(plan.notice))
+            listeners = session.trackers_for(tracker_names, plan) if world.is_main else {}
+            try:
+                with trackers.tracked(listeners, on_event) as listener:
+                    summary = session.fit(plan, world, listener, Sampler, flag)
+            except Interrupted:
+                # Left while the flag still takes signals: torchrun passes a second Ctrl-C on as a SIGTERM, the
+                # same request, which must not cut the leaving short nor replace the word on the saved step.
+                distributed.teardown(finished=False)
+                raise
+        finished = True
+        return summary
+    finally:
+        distributed.teardown(finished)

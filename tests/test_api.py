@@ -1,7 +1,9 @@
-"""The Python API, through its public names only: rnngen.load, Model.complete, Model.stream, Model.score."""
+"""The Python API, through its public names only: rnngen.load, Model.complete, Model.stream, Model.score,
+rnngen.evaluate."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import subprocess
@@ -34,7 +36,7 @@ def test_loading_and_completing_on_the_cpu_imports_no_torch(trained, tmp_path, d
     # "auto" without a GPU driver is the CPU at once, without importing torch to ask.
     code = (
         f"import sys, rnngen; m = rnngen.load(sys.argv[1], device={device!r}); "
-        "text = m.complete('The', max_tokens=5, seed=1); "
+        "text = m.complete('The', max_tokens=5, seed=1); m.score('The model'); "
         "print(len(text) > 0, 'torch' in sys.modules, 'datasets' in sys.modules)"
     )
     out = subprocess.run(
@@ -107,7 +109,30 @@ def test_score_of_a_text_longer_than_a_chunk_is_the_sum_of_its_steps(model):
     assert model.score(text) == pytest.approx(expected, rel=1e-5)
     module, tokenizer, _ = load_model(model.run, model.path, "cpu")
     on_torch = Completer(TorchLM(module), tokenizer, start_with_eot=completer.start == [tokenizer.eot_id])
-    assert on_torch.nats(text) / len(text) / math.log(2) == pytest.approx(expected, rel=1e-4)
+    assert on_torch.bits_per_character(text) == pytest.approx(expected, rel=1e-4)
+
+
+def test_evaluate_gives_the_figures_rnngen_evaluate_prints(run_cli, trained):
+    result = rnngen.evaluate(trained, max_tokens=500, device="cpu")
+    printed = json.loads(run_cli("evaluate", "--checkpoint", trained, "--max-tokens", "500", "--json").output)
+    assert dataclasses.asdict(result) == printed
+    assert result.corpus == "notes" and result.split == "val" and result.bounded and 0 < result.val_bpc < 10
+    whole = rnngen.evaluate(trained, split="train", batch_size=4, seq_len=64, device="cpu")
+    assert whole.split == "train" and not whole.bounded and whole.val_tokens > result.val_tokens
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"split": "test"}, "unknown split 'test': choose val or train"),
+        ({"max_tokens": 1}, "max_tokens 1 leaves no token to predict"),
+        ({"seq_len": 0}, "seq_len must be 1 or more, got 0"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ],
+)
+def test_evaluate_refuses_bad_options_by_name_before_reading_anything(tmp_path, options, message):
+    with pytest.raises(RnngenError, match=message):
+        rnngen.evaluate(tmp_path / "nowhere", **options)
 
 
 def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):

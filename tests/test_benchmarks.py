@@ -1,11 +1,14 @@
-"""The sweep and first-run benchmarks run end to end on tiny data (their figures are not checked here)."""
+"""The sweep and first-run benchmarks run end to end on tiny data: what they compute, not how well models do."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from benchmarks import firstrun, sweep
 from rnngen.config import PRESETS
@@ -43,17 +46,24 @@ def test_the_plain_loop_learns_on_the_texts_own_characters(char_corpus):
     assert (np.unique(train, return_inverse=True)[1] == np.unique(np.asarray(text), return_inverse=True)[1]).all()
 
 
-def test_both_sides_of_the_comparison_get_the_same_score(char_corpus):
-    scored = []
-    row = sweep.point(
-        char_corpus,
-        {"name": "tiny", "model": {"hidden": 16, "embed": 16}},
-        None,
-        2,
-        "tiny",
-        lambda model: scored.append(model) or 1.25,
-    )
-    assert row["val_bpc"] == 1.25 and scored[0].embedding.weight.shape[1] == 16
+def test_the_comparison_trains_both_sides_on_equal_tokens_and_reports_the_lead(char_corpus):
+    row = firstrun.compare(char_corpus, None, 2 * 32 * 64)
+    # The plain loop's 2 steps of 32 x 64 tokens, and as many tokens of the preset's own batches.
+    assert row["plain_steps"] == 2 and row["plain_tokens"] == row["rnngen_tokens"] == 2 * 32 * 64
+    assert row["rnngen_steps"] == 2 * 32 * 64 // (PRESETS["cpu"].train.batch_size * PRESETS["cpu"].train.seq_len)
+    assert row["lead_bpc"] == row["plain_val_bpc"] - row["rnngen_val_bpc"] and 0 < row["rnngen_val_bpc"] < 20
+    assert row["plain_vocab"] < char_corpus.vocab_size and row["tokenizer"] == f"char {char_corpus.vocab_size}"
+
+
+def test_the_held_out_score_is_bits_per_character_of_the_whole_split(char_corpus):
+    # A model that finds every token equally likely pays log2(vocabulary) bits a token, on both vocabularies.
+    _, val, vocab = firstrun.own_vocabulary(char_corpus)
+    characters = char_corpus.characters("val")
+    for tokens, size in ((None, char_corpus.vocab_size), (val, vocab)):
+        uniform = firstrun.PlainLM(size, size=8, layers=1)
+        torch.nn.init.zeros_(uniform.decoder.weight)
+        score = firstrun.held_out_bpc(char_corpus, tokens)(uniform)
+        assert score == pytest.approx(math.log2(size) * len(val) / characters, rel=1e-5)
 
 
 def test_english_and_prose_shares_score_what_the_issue_counts():

@@ -189,3 +189,22 @@ def test_non_utf8_prompts_are_u_fffd_in_json_and_a_bad_stdin_line_spares_the_oth
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["prompt"] for r in rows] == ["the model", "gradients"]
     assert result.exit_code == 1 and "line 2 of stdin is not UTF-8 text" in result.stderr
+
+
+def test_a_closed_output_ends_every_command_quietly(trained):
+    # As `rnngen ... | head -c 10` once head has read enough, the reader is gone here before the command writes:
+    # tables, streamed completions, JSON and help all end with no message and 141, as a tool stopped by SIGPIPE.
+    for args in (
+        ["--help"],
+        ["lab", "--help"],
+        ["runs"],
+        ["runs", "--json"],
+        ["complete", "hi", "--max-tokens", "200", "--num-samples", "3"],
+        ["complete", "hi", "--max-tokens", "200", "--json"],
+    ):
+        command = subprocess.Popen(
+            [sys.executable, "-m", "rnngen", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        command.stdout.close()
+        _, errors = command.communicate(timeout=120)
+        assert (command.returncode, errors.decode()) == (141, ""), args

@@ -184,7 +184,7 @@ world = distributed.setup("cpu")
 corpus = Corpus.find(root / "corpora", "notes")
 model_cfg = ModelConfig(kind="lstm", vocab_size=corpus.vocab_size, embed=16, hidden=16, layers=1, dropout=0.2)
 train_cfg = TrainConfig(batch_size=3, seq_len=16, lr=1e-2, warmup=2, steps=6, time_budget=None, eval_every=6,
-                        eval_tokens=None, log_every=3, device="cpu")
+                        eval_tokens=0, log_every=3, device="cpu")
 run = RunFolder(root / "checkpoints" / "ranks")
 trainer = Trainer(corpus, model_cfg, train_cfg, run, world=world)
 summary = trainer.fit()

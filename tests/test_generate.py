@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from conftest import sample_text
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from rnngen.config import ModelConfig, SampleConfig
 from rnngen.data.tokenizer import Tokenizer, train
 from rnngen.errors import RnngenError
+from rnngen.generation.arrays import NUMPY, ops_for
 from rnngen.generation.completer import Completer
 from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.models import build
@@ -80,6 +82,46 @@ def test_odd_prompts_complete(completer):
         assert len(completion.tokens) <= 5 and completion.reason in ("max_tokens", "end_of_text")
 
 
+def on_backend(values: np.ndarray, backend: str):
+    return values if backend == "numpy" else torch.from_numpy(values)
+
+
+def allowed_tokens(logits: np.ndarray, cfg: SampleConfig) -> set[int]:
+    """The tokens top-k or top-p keep, worked out here from the sorted probabilities (temperature 1)."""
+    order = np.argsort(-logits, kind="stable")
+    if cfg.top_k:
+        return set(order[: cfg.top_k].tolist())
+    probs = np.exp(logits[order] - logits.max())
+    mass = np.cumsum(probs / probs.sum())
+    return set(order[: int(np.searchsorted(mass, cfg.top_p)) + 1].tolist())
+
+
+FILTERS = [SampleConfig(top_k=5, temperature=1.0), SampleConfig(top_p=0.5, temperature=1.0)]
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("cfg", FILTERS, ids=["top_k", "top_p"])
+def test_a_token_that_top_k_or_top_p_removed_is_never_drawn(backend, cfg):
+    logits = np.random.default_rng(0).normal(0, 2, 400).astype(np.float32)
+    allowed = allowed_tokens(logits, cfg)
+    assert 2 <= len(allowed) <= 20  # a few tokens kept out of 400
+    filtered = filter_logits(on_backend(logits, backend), cfg)
+    generator = ops_for(filtered).generator(0)
+    drawn = {draw_token(filtered, cfg, generator) for _ in range(10_000)}
+    assert drawn == allowed
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("cfg", FILTERS, ids=["top_k", "top_p"])
+def test_a_uniform_number_at_the_top_edge_still_draws_a_kept_token(backend, cfg, monkeypatch):
+    # The last vocabulary entry is the least likely: a draw that runs off the end of the cumulative sum lands on it.
+    logits = np.linspace(3, -3, 50, dtype=np.float32)
+    filtered = filter_logits(on_backend(logits, backend), cfg)
+    ops = ops_for(filtered)
+    monkeypatch.setattr(type(ops), "uniform", lambda *args: 1.0)
+    assert draw_token(filtered, cfg, None) == max(allowed_tokens(logits, cfg))
+
+
 @settings(max_examples=30, deadline=None)
 @given(
     temperature=st.floats(0, 3),
@@ -88,13 +130,14 @@ def test_odd_prompts_complete(completer):
     penalty=st.floats(0.5, 2.0),
     seed=st.integers(0, 2**31),
 )
-def test_any_valid_sampling_options_give_tokens_in_the_vocabulary(completer, temperature, top_k, top_p, penalty, seed):
-    cfg = SampleConfig(
-        max_tokens=4, temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty, seed=seed
-    )
-    completion = completer.complete("the", cfg)
-    completion.text()
-    assert all(0 <= t < completer.tokenizer.vocab_size for t in completion.tokens)
+def test_any_valid_sampling_options_draw_a_token_the_filters_kept(temperature, top_k, top_p, penalty, seed):
+    cfg = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=penalty, seed=seed)
+    rng = np.random.default_rng(seed)
+    logits, seen = rng.normal(0, 3, 300).astype(np.float32), rng.random(300) < 0.2
+    for backend in ("numpy", "torch"):
+        filtered = filter_logits(on_backend(logits, backend), cfg, on_backend(seen, backend))
+        token = draw_token(filtered, cfg, ops_for(filtered).generator(seed))
+        assert np.isfinite(float(filtered[token]))
 
 
 @settings(max_examples=30, deadline=None)
@@ -135,8 +178,6 @@ def test_empty_stops_infinite_temperatures_and_huge_lengths_are_refused(fields, 
 
 def test_top_k_breaks_ties_alike_on_numpy_and_torch():
     # Three tokens tied at the top: top-k 1 and 2 keep the lowest ids on both backends, so a seed draws the same token.
-    import numpy as np
-
     tied = [0.5, 3.0, 1.0, 3.0, 3.0, 2.0]
     for k, expected in ((1, {1}), (2, {1, 3})):
         cfg = SampleConfig(top_k=k, temperature=1.0, seed=0)
@@ -144,8 +185,6 @@ def test_top_k_breaks_ties_alike_on_numpy_and_torch():
         on_torch = filter_logits(torch.tensor(tied), cfg)
         assert set(np.isfinite(on_numpy).nonzero()[0].tolist()) == expected == kept(on_torch)
     cfg = SampleConfig(top_k=1, temperature=1.0, seed=0)
-    from rnngen.generation.arrays import NUMPY, ops_for
-
     torch_ops = ops_for(torch.empty(0))
     assert draw_token(filter_logits(np.asarray(tied, dtype=np.float32), cfg), cfg, NUMPY.generator(0)) == 1
     assert draw_token(filter_logits(torch.tensor(tied), cfg), cfg, torch_ops.generator(0)) == 1

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from rnngen.lab import experiments
 from rnngen.lab.experiments import run_lab
 from rnngen.lab.runner import RunConfig, train_run
 from rnngen.lab.tasks import Adding, Copy, Recall
@@ -112,7 +113,17 @@ def test_the_plot_is_written(run_cli, tmp_path):
         (["adding", "--models", "rnn,transformer"], "--models: unknown transformer"),
         (["copy", "--length", "0"], "--length must be at least 1"),
         (["adding", "--length", "1"], "--length of at least 2"),
-        (["recall", "--length", "65"], "--length (pairs) of at most"),
+        (["recall", "--length", "65"], "recall takes --length of at most 64 pairs (one per key), got 65"),
+        (["adding", "--length", "100000", "--models", "rnn"], "adding takes --length of at most 2000, got 100000"),
+        (["copy", "--length", "100000000"], "copy takes --length of at most 2000"),
+        (["speed", "--length", "100000000"], "speed takes --length of at most 8192"),
+        (["copy", "--length", ","], "--length: give at least one length"),
+        (["copy", "--time", "nan"], "--time must be a positive number of seconds, got nan"),
+        (["copy", "--time", "inf"], "--time must be a positive number of seconds"),
+        (["copy", "--time", "0"], "--time must be a positive number of seconds"),
+        (["copy", "--seeds", "99999999999999999999"], "--seeds must be from 0 to 9223372036854775807"),
+        (["copy", "--seeds", "-1"], "--seeds must be from 0 to"),
+        (["copy", "--models", ""], "--models: give at least one model among rnn"),
         (["copy", "--length", "ten"], "is not a comma-separated list"),
         (["copy", "--seeds", ""], "--seeds: give at least one seed"),
         (["copy", "--steps", "0"], "must be at least 1"),
@@ -121,10 +132,26 @@ def test_the_plot_is_written(run_cli, tmp_path):
         (["copy", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
     ],
 )
-def test_bad_options_are_refused_in_one_line(run_cli, args, message):
+def test_bad_options_are_refused_in_one_line(run_cli, args, message, monkeypatch):
+    for work in ("train_run", "step_seconds", "gradient_reach"):
+        monkeypatch.setattr(experiments, work, _must_not_run)
     result = run_cli("lab", *args)
     assert result.exit_code in (1, 2)
-    assert message in result.output and "Traceback" not in result.output
+    assert message in result.output and "Traceback" not in result.output and "a bug?" not in result.output
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("ran before the options were checked")
+
+
+def test_repeated_lengths_models_and_seeds_run_once():
+    [report] = run_lab(["copy"], ["rnn", "gru", "rnn"], lengths=[2, 3, 2], seeds=[0, 0], steps=1)
+    assert [(cell.model, cell.length, len(cell.runs)) for cell in report.cells] == [
+        ("rnn", 2, 1),
+        ("gru", 2, 1),
+        ("rnn", 3, 1),
+        ("gru", 3, 1),
+    ]
 
 
 def test_the_lab_trains_on_one_thread_and_restores_the_count(monkeypatch):

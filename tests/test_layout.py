@@ -54,7 +54,7 @@ LAYERS = [
     {"generation"},
     {"analysis"},
     {"lab"},  # synthetic experiments: models, training, analysis; never api or cli
-    {"rnngen.api", "rnngen.pipeline"},  # rnngen.load; rnngen.train, rnngen.prepare
+    {"rnngen.api", "rnngen.pipeline", "rnngen.evaluation"},  # rnngen.load; rnngen.train, rnngen.prepare; evaluate
     {"cli", "rnngen.__main__"},
 ]
 

@@ -23,6 +23,7 @@ from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.torch_lm import TorchLM
 from rnngen.models import build, checkpoint
+from rnngen.models.state import select_rows
 from rnngen.store.checkpoint_format import read_header
 from rnngen.store.runs import RunFolder
 from rnngen.store.schema import parameter_shapes
@@ -77,9 +78,28 @@ def test_primed_logits_and_state_equal_the_torch_model(kind, impl, tie, monkeypa
             np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
-def test_both_models_meet_the_interface_completion_asks_for():
-    model = model_of("gru", "fused", 40)
-    assert isinstance(NumpyLM.from_module(model), LanguageModel) and isinstance(TorchLM(model), LanguageModel)
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_both_models_step_rows_and_score_positions_as_the_torch_model_does(kind):
+    # What completion and beam search ask of a backend, checked against the torch model's own forward pass.
+    model = model_of(kind, "fused", 40)
+    prompt, nexts = [3, 14, 15, 9], [2, 6, 5]
+    with torch.no_grad():
+        full, _ = model(torch.tensor([prompt]))
+        after = model(torch.tensor([prompt + [token] for token in nexts]))[0][:, -1]
+    lm: LanguageModel
+    for lm in (NumpyLM.from_module(model), TorchLM(model)):
+        each, _ = lm.logits_after_each(prompt)
+        assert each.dtype == np.float32
+        np.testing.assert_allclose(each, full[0].numpy(), rtol=1e-4, atol=1e-5)
+        # One primed row copied to three beams, each fed its own token.
+        _, state = lm.prime(prompt)
+        logits, _ = lm.step(lm.ids(nexts), select_rows(state, [0, 0, 0]))
+        logits = logits.numpy() if isinstance(logits, torch.Tensor) else logits
+        np.testing.assert_allclose(logits, after.numpy(), rtol=1e-4, atol=1e-5)
+        assert lm.flags(40).tolist() == [False] * 40
+        generators = [lm.generator(seed) for seed in (7, 7, 8)]
+        draws = [[lm.ops.uniform(generator) for _ in range(2)] for generator in generators]
+        assert draws[0] == draws[1] != draws[2] and draws[0][0] != draws[0][1]
 
 
 @pytest.mark.parametrize("kind,impl", KINDS, ids=IDS)
@@ -126,7 +146,7 @@ def save_run(tmp_path, tok: Tokenizer, kind: str = "lstm", impl: str = "fused") 
     ckpt = checkpoint.Checkpoint(
         model=model.config,
         training=TrainConfig(steps=1),
-        corpus={"tokenizer": {"sha256": tok.sha256}, "train_documents": 1},
+        corpus={"tokenizer": {"sha256": tok.sha256}, "documents": "rows", "train_documents": 1},
         weights=checkpoint.model_weights(model),
     )
     run.write_config(ckpt.header())

@@ -26,19 +26,3 @@ def test_weight_decay_reaches_matrices_only(kind, tie):
     assert any("bias" in name for name in kept)
     # Every parameter is trained, exactly once (a tied head shares the embedding's tensor).
     assert sorted(decayed | kept) == sorted(names.values()) and not decayed & kept
-
-
-def test_an_optimizer_state_saved_with_one_group_resumes_into_the_two_groups():
-    # Runs trained by rnngen 0.1.0 saved AdamW with every tensor in one group.
-    from rnngen.training import resume
-
-    model = build(ModelConfig(kind="lstm", vocab_size=20, embed=8, hidden=8, layers=2, tie=False))
-    old = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model(torch.randint(0, 20, (2, 5)))[0].sum().backward()
-    old.step()
-    new = adamw(model, TrainConfig(steps=10, time_budget=None, weight_decay=0.01), torch.device("cpu"))
-    new.load_state_dict(resume.regrouped(old.state_dict(), new, model))
-    for param in model.parameters():
-        assert torch.equal(new.state[param]["exp_avg"], old.state[param]["exp_avg"])
-        assert torch.equal(new.state[param]["exp_avg_sq"], old.state[param]["exp_avg_sq"])
-    assert [group["weight_decay"] for group in new.param_groups] == [0.01, 0.0]

@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY
 from test_training import tiny
 
+from rnngen.errors import RnngenError
 from rnngen.models import checkpoint
 from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.events import Logged
@@ -92,3 +93,23 @@ def test_the_options_are_in_help_and_the_readme(run_cli):
     ]
     for option in ("--patience", "--sample-prompt", "--no-samples"):
         assert option in help_text and any(option in line for line in examples)
+
+
+def test_the_library_takes_the_zero_its_messages_advise(char_corpus, tmp_path):
+    import rnngen
+
+    # 0 turns patience off and evaluates on the whole split, from Python as from the command line.
+    summary = rnngen.train(
+        "notes",
+        "tiny",
+        name="zeros",
+        corpora=tmp_path / "corpora",
+        checkpoints=tmp_path / "runs",
+        patience=0,
+        eval_tokens=0,
+        **{**FROZEN, "steps": 20},
+    )
+    assert summary.steps == 20 and summary.stopped is None
+    assert summary.last_eval is not None and not summary.last_eval.bounded
+    with pytest.raises(RnngenError, match=r"patience must be >= 0 \(0 turns it off\), got -1"):
+        rnngen.train("notes", "tiny", corpora=tmp_path / "corpora", checkpoints=tmp_path / "runs", patience=-1)

@@ -177,12 +177,18 @@ def test_damaged_meta_and_tokenizer_are_caught_when_opened_and_listed(tmp_path, 
     good, _ = prepare(tmp_path, text_file, name="good")
     bad, _ = prepare(tmp_path, text_file, name="bad")
     (bad.path / "meta.json").write_text("[]")
-    with pytest.raises(CorpusError, match="another rnngen version: rebuild"):
+    with pytest.raises(CorpusError, match="lacks the name, tokenizer or splits of the corpus: rebuild"):
         Corpus.open(bad.path)
     assert [meta["name"] for meta in list_corpora(tmp_path / "corpora")] == ["good"]
     result = run_cli("corpora")
     assert result.exit_code == 0 and "good" in result.output
     meta = json.loads((good.path / "meta.json").read_text())
+    (bad.path / "meta.json").write_text(json.dumps(meta | {"format": 0}))
+    with pytest.raises(CorpusError) as refused:
+        Corpus.open(bad.path)
+    assert str(refused.value) == (
+        f"{bad.path} is corpus format 0; this rnngen reads format 1: rebuild it with `rnngen prepare ... --force`"
+    )
     (bad.path / "meta.json").write_text(json.dumps(meta | {"name": "../../evil"}))
     with pytest.raises(CorpusError, match="lacks the name"):
         Corpus.open(bad.path)
@@ -226,16 +232,6 @@ def test_a_text_column_of_mixed_types_is_found_and_read(tmp_path):
         )
         assert c.meta["source"]["text_column"] == "text"
         assert c.characters("train") + c.characters("val") == 10 * len(rows[0]["text"] + rows[2]["text"])
-
-
-def test_a_corpus_of_an_older_rnngen_asks_for_force(tmp_path, text_file):
-    c, _ = prepare(tmp_path, text_file)
-    meta = json.loads((c.path / "meta.json").read_text())
-    del meta["request"]["source"]["documents"]  # requests before --documents existed
-    (c.path / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(CorpusError, match="prepared by an older rnngen.*force"):
-        prepare(tmp_path, text_file)
-    assert not prepare(tmp_path, text_file, force=True)[1]
 
 
 def test_a_failed_first_prepare_leaves_no_empty_corpora_folder(tmp_path, text_file):

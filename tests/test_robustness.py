@@ -306,22 +306,24 @@ def test_temporary_files_carry_the_pid_and_dead_writers_files_are_removed(tmp_pa
     assert seen[0].startswith(f".last.safetensors.{os.getpid()}.") and seen[0].endswith(".tmp")
     monkeypatch.undo()
 
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=False
-    )
-    stale = tmp_path / f".last.safetensors.{dead.stdout.strip()}.k2j4.tmp"
-    legacy = tmp_path / ".last.safetensors.abc123.tmp"  # written before temp names carried a pid
+    stale = tmp_path / f".last.safetensors.{dead_pid()}.k2j4.tmp"
     live = tmp_path / f".best.safetensors.{os.getpid()}.q9z1.tmp"
-    for path in (stale, legacy, live):
+    for path in (stale, live):
         path.write_bytes(b"half a checkpoint")
-    assert sorted(remove_stale_temps(tmp_path)) == sorted([stale, legacy])
+    assert remove_stale_temps(tmp_path) == [stale]
     assert live.exists() and (tmp_path / "last.safetensors").read_bytes() == b"x"
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended."""
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(ended.stdout)
 
 
 def test_resume_removes_what_a_kill_9_mid_write_left(cli, tmp_path):
     assert cli(*TRAIN, "--name", "killed").exit_code == 0
     folder = tmp_path / "checkpoints" / "killed"
-    left = [folder / ".last.safetensors.abc123.tmp", folder / ".tmpXk2Lq9"]  # ours, and safetensors' own
+    left = [folder / f".last.safetensors.{dead_pid()}.abc123.tmp", folder / ".tmpXk2Lq9"]  # ours, safetensors' own
     for path in left:
         path.write_bytes(b"half a checkpoint")
     assert cli("train", "--resume", "killed", "--steps", "30", "--plain").exit_code == 0
@@ -401,6 +403,16 @@ def test_a_read_only_checkpoints_folder_names_the_fix(cli, tmp_path, monkeypatch
     monkeypatch.setattr(Path, "mkdir", read_only)  # as root, chmod cannot make a folder read-only
     line = one_line(cli(*TRAIN, "--name", "ro"))
     assert "cannot create the run folder" in line and "Permission denied; pass a writable --checkpoints-dir" in line
+
+
+def test_a_run_of_another_checkpoint_format_is_left_out_of_the_list_and_refused_by_name(cli, tmp_path):
+    assert cli(*TRAIN, "--name", "old").exit_code == 0
+    config = tmp_path / "checkpoints" / "old" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "format": 1}))
+    assert "no runs in" in cli("runs").output
+    assert one_line(cli("runs", "old")) == (
+        f"error: {config} is checkpoint format 1; this rnngen reads format 2: train the run again with this rnngen"
+    )
 
 
 def test_a_metrics_line_that_is_json_but_not_an_object_breaks_no_listing(cli, tmp_path):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import http.server
+import os
 import threading
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import sample_text
 
+import rnngen
 from rnngen.data import preparing, vocabulary
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import SourceSpec
@@ -154,3 +157,30 @@ def test_the_table_of_a_single_text_says_its_train_split_is_part_of_it(run_cli, 
     result = run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "one", "--plain")
     train_row = next(line for line in result.output.splitlines() if "train" in line and "│" in line)
     assert "part of 1" in train_row
+
+
+def test_an_unreachable_hub_leaves_the_process_online_afterwards(tmp_path, monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants
+
+    from rnngen.data import sources
+    from rnngen.errors import CorpusError
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(sources, "hub_reachable", lambda: False)
+    before = (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE)
+    with pytest.raises(CorpusError, match="cannot reach the Hugging Face hub for 'nobody/nothing-here'"):
+        rnngen.prepare("nobody/nothing-here", corpora=tmp_path / "corpora")
+    # The fast offline answer was for that one call: the user's environment and the libraries are as they were.
+    assert "HF_HUB_OFFLINE" not in os.environ
+    assert (huggingface_hub.constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE) == before
+
+
+def test_a_char_tokenizer_refuses_a_vocabulary_size_it_would_ignore(run_cli, text_file):
+    result = run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--vocab-size", "70000")
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "--tokenizer char takes every character of the text as its vocabulary: drop --vocab-size"
+    )
+    with pytest.raises(rnngen.errors.CorpusError, match="tokenizer char takes every character"):
+        rnngen.prepare(str(text_file), tokenizer="char", vocab_size=100)

@@ -50,6 +50,10 @@ def test_report_to_names_none_one_or_several_trackers():
     assert trackers.parse_report_to(["wandb"]) == ("wandb",)
     with pytest.raises(RnngenError, match="report_to.*'mlflow'"):
         trackers.parse_report_to("mlflow")
+    assert trackers.parse_report_to("none, none") == ()
+    for mixed in ("none,tensorboard", ["wandb", "none"]):
+        with pytest.raises(RnngenError, match="report_to none turns every tracker off: give it alone"):
+            trackers.parse_report_to(mixed)
 
 
 def test_a_missing_package_is_refused_in_one_line_before_anything_runs(run_cli, char_corpus, tmp_path, monkeypatch):

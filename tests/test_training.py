@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from rnngen.config import ModelConfig, SampleConfig, TrainConfig
 from rnngen.data.preparing import prepare
@@ -16,7 +18,6 @@ from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
-from rnngen.store import checkpoint_format
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.events import Logged
@@ -147,12 +148,6 @@ def test_the_checkpoint_holds_the_moving_average_of_the_training_weights(char_co
     assert "weights" not in saved.resume_state
 
 
-def test_a_run_saved_before_weight_averaging_resumes_without_it():
-    saved = {k: v for k, v in TrainConfig(steps=10, time_budget=None).to_dict().items() if k != "ema"}
-    assert TrainConfig.from_dict(saved).ema == 0.0
-    assert TrainConfig.from_dict({**saved, "ema": 0.2}).ema == 0.2
-
-
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "nan")
     trainer = Trainer(char_corpus, *tiny(char_corpus, steps=60), run)
@@ -211,12 +206,22 @@ def test_bad_checkpoint_files_get_errors_that_name_them(char_corpus, tmp_path):
         checkpoint.load_model(run, run.file(LAST))
 
 
-def test_checkpoint_from_another_format_is_refused(char_corpus, tmp_path, monkeypatch):
+def test_a_checkpoint_of_another_format_is_refused_naming_its_format_and_the_fix(char_corpus, tmp_path):
     run = RunFolder(tmp_path / "runs" / "old")
     Trainer(char_corpus, *tiny(char_corpus, steps=20), run).fit()
-    monkeypatch.setattr(checkpoint_format, "FORMAT", 99)
-    with pytest.raises(CheckpointError, match="reads format 99"):
-        checkpoint.load(run.file(LAST))
+    path = run.file(LAST)
+    with safe_open(path, framework="pt") as file:
+        metadata = file.metadata()
+    tensors, header = load_file(path), json.loads(metadata["rnngen"])
+    for found, fix in ((1, "train the run again with this rnngen"), (3, "upgrade rnngen to read it")):
+        save_file(tensors, path, metadata={**metadata, "rnngen": json.dumps({**header, "format": found})})
+        with pytest.raises(CheckpointError) as refused:
+            checkpoint.load(path)
+        assert str(refused.value) == f"{path} is checkpoint format {found}; this rnngen reads format 2: {fix}"
+    # The run's config.json holds the same header: `rnngen runs` and the hub's model card read it.
+    run.config_path.write_text(json.dumps({**header, "format": 1}))
+    with pytest.raises(CheckpointError, match="config.json is checkpoint format 1; this rnngen reads format 2"):
+        run.config()
 
 
 def test_a_tokenizer_mismatch_says_what_differs():

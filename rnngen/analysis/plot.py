@@ -107,24 +107,15 @@ def _labelled_to_file(plt: Any, fig: Any, ax: Any, labels: tuple[str, str, str],
     plt.close(fig)
 
 
-def run_curve(run: RunFolder) -> tuple[str, list[dict[str, Any]], float]:
-    """What `training_curves` draws of `run`: its name, its metrics rows and its training split's tokens per
-    character (the validation split's for a run whose corpus does not record its training characters)."""
-    corpus = run.config()["corpus"]
-    chars = corpus.get("train_characters") or corpus["val_characters"]
-    tokens = corpus["train_tokens"] if corpus.get("train_characters") else corpus["val_tokens"]
-    return run.name, run.metrics(), tokens / chars
-
-
-def training_curves(runs: list[tuple[str, list[dict[str, Any]], float]], out: Path) -> None:
-    """Training and validation bits per character against steps and against wall-clock seconds.
-
-    `runs` holds (name, metrics rows, tokens per character of the training split).
-    """
+def training_curves(runs: list[RunFolder], out: Path) -> None:
+    """Training and validation bits per character of `runs` against steps and against wall-clock seconds, one
+    colour per run: what `rnngen plot` and `rnngen runs --compare` draw."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    for index, (name, rows, tokens_per_char) in enumerate(runs):
-        color = f"C{index}"
+    for index, run in enumerate(runs):
+        color, name, rows = f"C{index}", run.name, run.metrics()
+        corpus = run.config()["corpus"]
+        tokens_per_char = corpus["train_tokens"] / corpus["train_characters"]  # training loss is per token
         train = [row for row in rows if row.get("event") == "train"]
         evals = [row for row in rows if row.get("event") == "eval"]
         seconds_at = {row["step"]: row["seconds"] for row in train}

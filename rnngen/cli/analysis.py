@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from rnngen.cli.common import (
     Paths,
     pass_paths,
-    prepare_default_corpus,
     require_folder_of,
 )
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError
+
+if TYPE_CHECKING:
+    from rnngen.store.runs import RunFolder
 
 
 @click.command()
@@ -65,7 +68,9 @@ def gradients(
 
     from rnngen.analysis.gradients import profile
     from rnngen.cli.display import gradient_sparklines, gradient_table, out
+    from rnngen.cli.prepare import prepare_shown
     from rnngen.data.reading import Corpus, corpus_of
+    from rnngen.data.sources import DEFAULT_DATASET
     from rnngen.models import build
     from rnngen.models.checkpoint import load_model
     from rnngen.store.resolve import resolve_checkpoint
@@ -87,7 +92,8 @@ def gradients(
             raise click.BadParameter(
                 f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}", param_hint="--model"
             )
-        prepare_default_corpus(paths, corpus_name)
+        if corpus_name == DEFAULT_DATASET:  # prepared once, when missing
+            prepare_shown(paths, False, show_reused=False)
         corpus = Corpus.find(paths.corpora, corpus_name)
         models = []
         for name in names:
@@ -128,11 +134,20 @@ def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
     
     rnngen plot pydocs-rnn-20261127-101500 pydocs-lstm-20261127-102000 --out rnn-vs-lstm.png
     """
-    from rnngen.analysis.plot import require, run_curve, training_curves
     from rnngen.cli.display import out
+
+    draw_runs(paths, runs, out_path)
+    out.print(f"wrote {out_path}")
+
+
+def draw_runs(paths: Paths, names: tuple[str, ...], out_path: Path) -> list[RunFolder]:
+    """Draw the curves of the runs `names` into `out_path` (`rnngen plot`, `rnngen runs --compare`) and return
+    the runs; a missing folder or matplotlib is refused before any run is read."""
+    from rnngen.analysis.plot import require, training_curves
     from rnngen.store.resolve import resolve_checkpoint
 
     require_folder_of(out_path, "--out")
     require()
-    training_curves([run_curve(resolve_checkpoint(name, paths.checkpoints)[0]) for name in runs], out_path)
-    out.print(f"wrote {out_path}")
+    chosen = [resolve_checkpoint(name, paths.checkpoints)[0] for name in names]
+    training_curves(chosen, out_path)
+    return chosen

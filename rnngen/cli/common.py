@@ -1,4 +1,4 @@
-"""What the command modules share: the folders, option types, the default corpus, listings."""
+"""What the command modules share: the folders, option types, listings."""
 
 from __future__ import annotations
 
@@ -65,18 +65,3 @@ def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: 
         err.print(empty)
     else:
         out.print(table(rows))
-
-
-def prepare_default_corpus(paths: Paths, name: str) -> None:
-    """`rnngen train` on a fresh machine: prepare the embedded corpus when it is the one asked for."""
-    from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.data.preparing import default_needed, ensure_default
-    from rnngen.data.sources import DEFAULT_DATASET
-
-    if name != DEFAULT_DATASET or not default_needed(paths.corpora):
-        return
-    err.print(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)")
-    with PrepareProgress(False) as progress:
-        prepared = ensure_default(paths.corpora, progress)
-    if prepared is not None:
-        out.print(corpus_table(prepared.meta, False))

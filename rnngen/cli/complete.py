@@ -24,33 +24,37 @@ def sampling_options(command):
             "the Hugging Face Hub. [default: the latest run's best]",
         ),
         click.option(
-            "--max-tokens", type=click.IntRange(min=1), default=200, show_default=True, help="Tokens to generate."
+            "--max-tokens",
+            type=click.IntRange(min=1),
+            default=SampleConfig.max_tokens,
+            show_default=True,
+            help="Tokens to generate.",
         ),
         click.option(
             "--temperature",
             type=click.FloatRange(min=0),
-            default=0.8,
+            default=SampleConfig.temperature,
             show_default=True,
             help="Softmax temperature; 0 is greedy decoding.",
         ),
         click.option(
             "--top-k",
             type=click.IntRange(min=0),
-            default=0,
+            default=SampleConfig.top_k,
             show_default=True,
             help="Sample among the k most likely tokens only; 0 is no limit.",
         ),
         click.option(
             "--top-p",
             type=click.FloatRange(0, 1, min_open=True),
-            default=1.0,
+            default=SampleConfig.top_p,
             show_default=True,
             help="Sample among the most likely tokens that make up this much probability (nucleus).",
         ),
         click.option(
             "--repetition-penalty",
             type=click.FloatRange(min=0, min_open=True),
-            default=1.0,
+            default=SampleConfig.repetition_penalty,
             show_default=True,
             help="Divide the logits of tokens already present (CTRL); 1 is off.",
         ),
@@ -82,26 +86,6 @@ NOT_FOR_BEAMS = (
 # The bound on a completion that runs to the end of its document: far above a line or a paragraph,
 # it only stops a model that never writes end-of-text.
 UNTIL_END_MAX_TOKENS = 2000
-
-
-def _sample_config(
-    max_tokens: int,
-    temperature: float,
-    top_k: int,
-    top_p: float,
-    repetition_penalty: float,
-    seed: int | None,
-    stop: tuple[str, ...],
-) -> SampleConfig:
-    return SampleConfig(
-        max_tokens=max_tokens,
-        temperature=temperature,
-        top_k=top_k,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        seed=seed,
-        stop=stop,
-    )
 
 
 @click.command()
@@ -189,6 +173,7 @@ def complete(
         )
     # A byte that is not UTF-8 in an argument comes as a lone surrogate: shown and written as U+FFFD.
     prompts, skipped = _stdin_prompts() if prompt == "-" else ([utf8_safe(prompt)], [])
+    from rnngen.api import sample_config
     from rnngen.generation.loading import load_completer
 
     completer, run, _ = load_completer(checkpoint, paths.checkpoints, device)
@@ -197,7 +182,7 @@ def complete(
     max_tokens_given = context.get_parameter_source("max_tokens") != ParameterSource.DEFAULT
     if until_end and not max_tokens_given:
         sampling["max_tokens"] = UNTIL_END_MAX_TOKENS  # completions still end at end-of-text, as always
-    cfg = _sample_config(**sampling)
+    cfg = sample_config(**sampling)
     styled = not (plain or as_json) and out.is_terminal
     for prompt_text in prompts:
         if beam:
@@ -348,10 +333,11 @@ def _chat(paths: Paths, checkpoint: str | None, device: str, keep: bool, samplin
             import readline  # noqa: F401  (gives input() line editing and history with the arrow keys)
         except ImportError:
             pass  # Windows' Python has no readline: lines are still read, without history
+    from rnngen.api import sample_config
     from rnngen.generation.loading import load_completer
 
     completer = load_completer(checkpoint, paths.checkpoints, device).completer
-    ChatSession(completer, _sample_config(**sampling), out, keep=keep).run()
+    ChatSession(completer, sample_config(**sampling), out, keep=keep).run()
 
 
 def _one_blas_thread(device_name: str) -> None:

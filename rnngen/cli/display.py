@@ -6,6 +6,7 @@ only the completion. Without a terminal (or with --plain) rich prints plain line
 
 from __future__ import annotations
 
+import errno
 import re
 import time
 from typing import Any
@@ -24,10 +25,28 @@ from rich.table import Table
 from rich.text import Text
 
 from rnngen.data.tokenizer import utf8_safe
-from rnngen.training.events import Evaluated, Event, Finished, Logged, Notice, Sampled, Started
+from rnngen.training.events import (
+    Evaluated,
+    Event,
+    Finished,
+    Logged,
+    Notice,
+    Prepared,
+    Preparing,
+    Sampled,
+    Started,
+)
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+
+class _Console(Console):
+    """rich's Console, but a closed output is left to the command line's one handler (`rnngen.cli.main`)."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "the output was closed")
+
+
+out = _Console(highlight=False)
+err = _Console(stderr=True, highlight=False)
 
 # Control characters but newline and tab (C1 included), line and paragraph separators and the bidirectional
 # overrides: text a model learnt, or a prompt, must not move the cursor, retitle the window, clear the screen
@@ -133,11 +152,11 @@ def corpus_table(meta: dict[str, Any], reused: bool) -> Table:
             f"{stats['tokens'] / max(stats['characters'], 1):.3f}",
         )
     tok = meta["tokenizer"]
-    unknown = {split: stats.get("unknown_bytes", 0) for split, stats in splits.items()}
+    unknown = {split: stats["unknown_bytes"] for split, stats in splits.items()}
     table.caption = (
         f"{source_label(meta['source'])}; "
         f"{tok['type']} tokenizer, vocabulary {tok['vocab_size']}, {meta['dtype']}; validation: "
-        f"{meta['validation_from']}; built in {duration(meta.get('seconds', 0))}"
+        f"{meta['validation_from']}; built in {duration(meta['seconds'])}"
         + (
             "; outside the vocabulary (unknown pieces, 8 bits per byte in bits/char): "
             + ", ".join(f"{split} {human(count)} bytes" for split, count in unknown.items() if count)
@@ -197,9 +216,22 @@ class TrainDisplay(_Live):
         self.task: TaskID | None = None
         self.val = "-"
         self.last_plain = 0.0
+        self.preparing: PrepareProgress | None = None  # while the embedded corpus is prepared for the run
+        self.live = False
+
+    def __enter__(self):
+        return self  # the live bar starts with training: preparing the corpus shows bars of its own first
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.preparing is not None:
+            self.preparing.__exit__(*exc)
+        if self.live:
+            self.progress.stop()
 
     def __call__(self, event: Event) -> None:
         handler = {
+            Preparing: self._on_preparing,
+            Prepared: self._on_prepared,
             Notice: self._on_notice,
             Started: self._on_start,
             Logged: self._on_train,
@@ -209,6 +241,17 @@ class TrainDisplay(_Live):
         }.get(type(event))
         if handler is not None:  # a Saved line per checkpoint would drown the figures: the summary names the files
             handler(event)
+
+    def _on_preparing(self, event: Preparing) -> None:
+        if self.preparing is None:
+            self.preparing = PrepareProgress(self.plain).__enter__()
+        self.preparing(event.stage, event.done, event.total)
+
+    def _on_prepared(self, event: Prepared) -> None:
+        if self.preparing is not None:
+            self.preparing.__exit__(None, None, None)
+            self.preparing = None
+        out.print(corpus_table(event.meta, False))
 
     def _on_notice(self, event: Notice) -> None:
         err.print(event.text, markup=False, soft_wrap=True)
@@ -230,6 +273,9 @@ class TrainDisplay(_Live):
             f"budget {budget}" + (f", resuming at step {event.step}" if event.step else "")
         )
         err.print(f"run folder: {event.run}")
+        if not self.plain and not self.live:
+            self.progress.start()
+            self.live = True
         self.task = self.progress.add_task("train", total=1000, step="", speed="", loss="-", val="-", lr="", clip="")
 
     def _on_train(self, event: Logged) -> None:

@@ -1,14 +1,15 @@
-"""`rnngen evaluate`: a checkpoint's loss and bits per character on a corpus split."""
+"""`rnngen evaluate`: a checkpoint's loss and bits per character on a corpus split (`rnngen.evaluate`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES
-from rnngen.errors import RnngenError
+from rnngen.evaluation import BATCH_SIZE, SEQ_LEN, SPLITS
 
 
 @click.command()
@@ -18,7 +19,7 @@ from rnngen.errors import RnngenError
     "Hugging Face Hub. [default: the latest run's best]",
 )
 @click.option("--corpus", "corpus_name", help="A prepared corpus with the same tokenizer. [default: the run's corpus]")
-@click.option("--split", type=click.Choice(["val", "train"]), default="val", show_default=True)
+@click.option("--split", type=click.Choice(SPLITS), default=SPLITS[0], show_default=True)
 @click.option(
     "--max-tokens",
     type=click.IntRange(min=0),
@@ -26,8 +27,8 @@ from rnngen.errors import RnngenError
     show_default=True,
     help="Evaluate the first N tokens only; 0 is the whole split.",
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seq-len", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=SEQ_LEN, show_default=True)
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 @pass_paths
@@ -49,47 +50,24 @@ def evaluate(
     rnngen evaluate --checkpoint notes-lstm --split train --max-tokens 100000
     """
     from rnngen.cli.display import out
-    from rnngen.data.reading import Corpus, corpus_of
-    from rnngen.models import device as devices
-    from rnngen.models.checkpoint import load_model
-    from rnngen.store.resolve import require_tokenizer, resolve_checkpoint
-    from rnngen.store.runs import require_same_tokenizer
-    from rnngen.training.evaluate import evaluate as evaluate_split
+    from rnngen.evaluation import evaluate as evaluate_checkpoint
 
-    if max_tokens == 1:
-        raise RnngenError(
-            "--max-tokens 1 leaves no token to predict (the first is context only): "
-            "pass 2 or more, or 0 for the whole split"
-        )
-    run, path = resolve_checkpoint(checkpoint, paths.checkpoints)
-    require_tokenizer(run)
-    dev = devices.pick(device)
-    model, tok, ckpt = load_model(run, path, dev)
-    corpus = Corpus.find(paths.corpora, corpus_name) if corpus_name else corpus_of(ckpt.corpus, paths.corpora)
-    require_same_tokenizer(
-        f"corpus {corpus.name}",
-        corpus.meta["tokenizer"],
-        {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
-        f"pick a corpus prepared with the tokenizer of {run.name}",
+    result = evaluate_checkpoint(
+        checkpoint,
+        corpus=corpus_name,
+        split=split,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        device=device,
+        corpora=paths.corpora,
+        checkpoints=paths.checkpoints,
     )
-    result = evaluate_split(
-        model,
-        corpus.tokens(split),
-        corpus.characters(split),
-        batch_size,
-        seq_len,
-        max_tokens or None,
-        dev,
-        unknown_bytes=corpus.unknown_bytes(split),
-    )
-    result = {"checkpoint": str(path), "corpus": corpus.name, "split": split, **result}
     if as_json:
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(dataclasses.asdict(result)))
         return
+    bound = f" (first {result.val_tokens} tokens)" if result.bounded else ""
+    out.print(f"{result.checkpoint} on {result.corpus}/{result.split}{bound}")
     out.print(
-        f"{path} on {corpus.name}/{split}" + (f" (first {result['val_tokens']} tokens)" if result["bounded"] else "")
-    )
-    out.print(
-        f"loss {result['val_loss']:.4f} nats/token   perplexity {result['val_ppl']:.2f}   "
-        f"{result['val_bpc']:.4f} bits/char"
+        f"loss {result.val_loss:.4f} nats/token   perplexity {result.val_ppl:.2f}   {result.val_bpc:.4f} bits/char"
     )

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from rnngen.cli.common import Count, require_folder_of
-from rnngen.config import DEVICES
+from rnngen.config import DEVICES, MAX_SEED
+from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
 
 TASK_CHOICES = ("adding", "copy", "recall", "gradients", "speed")
 TITLES = {"adding": "adding problem", "copy": "copy memory", "recall": "associative recall"}
@@ -41,7 +42,10 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     "--length",
     "lengths",
     callback=_numbers("--length"),
-    help="Lengths to run, comma-separated: T for adding and copy, pairs for recall. [default: the preset's]",
+    help=(
+        f"Lengths to run, comma-separated: T for adding, copy and gradients (at most {MAX_LENGTH}) and speed (at most "
+        f"{MAX_SPEED_LENGTH}), pairs for recall (at most one per key). Repeats run once. [default: the preset's]"
+    ),
 )
 @click.option(
     "--models",
@@ -54,14 +58,14 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     default="0",
     show_default=True,
     callback=_numbers("--seeds"),
-    help="Seeds, comma-separated: one run per seed, the table shows their mean.",
+    help=f"Seeds from 0 to {MAX_SEED}, comma-separated: one run per seed, the table shows their mean.",
 )
 @click.option("--quick", is_flag=True, help="The quick preset: every task in under 10 minutes on a 2-core CPU.")
 @click.option("--steps", type=Count(), help="Training steps per run. [default: the preset's]")
 @click.option(
     "--time",
     "time_budget",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,
     help="Stop each run after this many seconds (not reproducible: the steps done depend on the machine).",
 )
 @click.option(

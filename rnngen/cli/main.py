@@ -8,9 +8,11 @@ fix are printed as one line; `--debug` shows the traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -28,7 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Turn a text dataset into a tokenizer and token arrays under corpora/NAME/.",
     ),
     "corpora": ("rnngen.cli.prepare:corpora", "List the prepared corpora."),
-    "train": ("rnngen.cli.train:train", "Train a recurrent language model; checkpoints go to checkpoints/RUN/."),
+    "train": (
+        "rnngen.cli.train:train_command",
+        "Train a recurrent language model; checkpoints go to checkpoints/RUN/.",
+    ),
     "runs": ("rnngen.cli.train:runs", "List training runs: model, corpus, steps, best validation bits per character."),
     "evaluate": (
         "rnngen.cli.evaluate:evaluate",
@@ -61,6 +66,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The exit code of a command whose output was closed (`rnngen runs | head -1`): 128 + SIGPIPE, what a shell reports
+# for a Unix tool the closed pipe stopped (SIGPIPE is written out: Windows has no signal.SIGPIPE).
+CLOSED_PIPE_EXIT = 128 + 13
+
 # Library parameters whose flag is not their name with dashes.
 FLAGS = {
     "time_budget": "--time",
@@ -78,9 +87,16 @@ def flag(name: str) -> str:
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
+def output_closed() -> NoReturn:
+    """Stop quietly, as Unix tools do, once the reader of the output went away. What stdout still buffers goes to
+    /dev/null, so that flushing it at exit does not fail again (the recipe in Python's notes on SIGPIPE)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(CLOSED_PIPE_EXIT)
+
+
 class Group(click.Group):
-    """Loads a command's module when it is invoked, turns library errors into one line (exit 1) and
-    interruptions into their signal's exit code."""
+    """Loads a command's module when it is invoked, turns library errors into one line (exit 1),
+    interruptions into their signal's exit code and a closed output into a quiet exit (141)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -96,12 +112,29 @@ class Group(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, short) for name, (_, short) in COMMANDS.items()])
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            try:
+                return super().main(*args, **kwargs)
+            finally:
+                sys.stdout.flush()  # a closed pipe shows here, not as Python's complaint at exit
+        except BrokenPipeError:
+            output_closed()
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:  # `rnngen --help | ...`: before click's own handler, which exits with 1
+            output_closed()
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             with sigterm_raises():
                 return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:
+            output_closed()
         except KeyboardInterrupt as exc:
             # Unwound to here, the command removed what it had made; the exit code is the signal's.
             terminated = isinstance(exc, Terminated)

@@ -97,45 +97,39 @@ def prepare(
     rnngen prepare --dataset notes.txt --tokenizer char --name notes
     rnngen prepare --dataset more_notes/ --tokenizer-from notes-lstm   # the run's vocabulary
     """
-    from rnngen.data.sources import SourceSpec
-    from rnngen.data.vocabulary import tokenizer_spec
-    from rnngen.pipeline import tokenizer_file
-
-    spec = SourceSpec(
+    given = click.get_current_context().get_parameter_source("tokenizer_kind") != click.core.ParameterSource.DEFAULT
+    prepare_shown(
+        paths,
+        plain,
         dataset=dataset,
+        name=name,
         config=config_name,
         revision=revision,
         split=split,
         val_split=val_split,
+        val_fraction=val_fraction,
         text_column=text_column,
+        documents=documents,
         streaming=streaming,
         max_chars=max_chars,
-        documents=documents,
+        tokenizer=tokenizer_kind if given else None,
+        vocab_size=vocab_size,
+        tokenizer_from=tokenizer_from,
+        force=force,
     )
-    model_path = tokenizer_file(tokenizer_from, paths.corpora, paths.checkpoints) if tokenizer_from else None
-    given = click.get_current_context().get_parameter_source("tokenizer_kind") != click.core.ParameterSource.DEFAULT
-    tok_spec = tokenizer_spec(tokenizer_kind if given else None, vocab_size, model_path)
-    prepare_corpus(paths, spec, tok_spec, val_fraction, name, force, plain)
 
 
-def prepare_corpus(
-    paths: Paths, spec: Any, tok_spec: Any, val_fraction: float, name: str | None, force: bool, plain: bool
-):
+def prepare_shown(paths: Paths, plain: bool, show_reused: bool = True, **options: Any) -> None:
+    """`rnngen.prepare(**options)` with live progress, then the corpus's summary: on stdout when it was built, on
+    stderr (or not at all, without `show_reused`) when an existing one was reused."""
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.data import preparing
+    from rnngen.pipeline import prepare
 
     with PrepareProgress(plain) as progress:
-        prepared, reused = preparing.prepare(
-            spec,
-            tok_spec,
-            root=paths.corpora,
-            name=name,
-            val_fraction=val_fraction,
-            force=force,
-            progress=progress,
-        )
-    (err if reused else out).print(corpus_table(prepared.meta, reused))
-    return prepared
+        prepared = prepare(**options, corpora=paths.corpora, checkpoints=paths.checkpoints, progress=progress)
+    reused = not progress.tasks  # no stage ran: nothing was built
+    if show_reused or not reused:
+        (err if reused else out).print(corpus_table(prepared.meta, reused))
 
 
 @click.command()

@@ -13,9 +13,7 @@ from rnngen.cli.common import (
     Count,
     Paths,
     pass_paths,
-    prepare_default_corpus,
     print_listing,
-    require_folder_of,
 )
 from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRESETS
 from rnngen.errors import RnngenError
@@ -32,7 +30,7 @@ def _preset_help(section: str, key: str, text: str) -> str:
     return f"{text} [presets: {values}]"
 
 
-@click.command()
+@click.command("train")
 @click.option(
     "--corpus",
     "corpus_name",
@@ -165,7 +163,7 @@ def _preset_help(section: str, key: str, text: str) -> str:
 )
 @click.option("--plain", is_flag=True, help="Plain progress lines instead of the live display.")
 @click.pass_context
-def train(
+def train_command(
     ctx: click.Context,
     corpus_name: str,
     preset: str,
@@ -190,8 +188,8 @@ def train(
     rnngen train --nproc 4                                 # data-parallel over 4 GPUs (or CPU processes)
     rnngen train --report-to tensorboard                   # then: tensorboard --logdir checkpoints
     """
+    import rnngen
     from rnngen.cli.display import TrainDisplay, err, out, summary_table
-    from rnngen.pipeline import train as train_run
     from rnngen.training import workers
 
     require(parse_report_to(report_to))  # before the corpus is prepared or processes launched
@@ -210,15 +208,10 @@ def train(
         for key, value in options.items()
         if value is not None and ctx.get_parameter_source(key) != click.core.ParameterSource.DEFAULT
     }
-    for key in ("eval_tokens", "patience"):  # 0 on the command line: the whole split, never stop early
-        if overrides.get(key) == 0:
-            overrides[key] = None
     corpus_named = ctx.get_parameter_source("corpus_name") != click.core.ParameterSource.DEFAULT
     main = workers.is_main_process()
-    if not resume and not init_from and main:
-        prepare_default_corpus(paths, corpus_name)
     with TrainDisplay(plain or not main) as display:
-        summary = train_run(
+        summary = rnngen.train(
             corpus_name if corpus_named or not (resume or init_from) else None,
             preset,
             name=run_name,
@@ -267,27 +260,24 @@ def runs(paths: Paths, names: tuple[str, ...], compare: bool, out_path: Path, as
     if compare:
         if not names:
             raise RnngenError("name the runs to compare: rnngen runs --compare RUN [RUN]...")
-        from rnngen.analysis.plot import require, run_curve, training_curves
+        from rnngen.cli.analysis import draw_runs
 
-        require_folder_of(out_path, "--out")
-        require()
-        chosen = [resolve_checkpoint(name, paths.checkpoints)[0] for name in names]
-        training_curves([run_curve(run) for run in chosen], out_path)
+        chosen = draw_runs(paths, names, out_path)
         print_listing(
             [_run_row(run) for run in chosen], as_json, lambda rows: runs_table(rows, COMPARED, "compared"), ""
         )
         if not as_json:
             out.print(f"wrote {out_path}")
         return
-    found = (
-        [resolve_checkpoint(name, paths.checkpoints)[0] for name in names] if names else list_runs(paths.checkpoints)
-    )
-    rows = []
-    for run in found:
-        try:
-            rows.append(_run_row(run))
-        except RnngenError:
-            continue
+    if names:  # a run asked for by name that cannot be read (damaged, another format) is refused, saying why
+        rows = [_run_row(resolve_checkpoint(name, paths.checkpoints)[0]) for name in names]
+    else:
+        rows = []
+        for run in list_runs(paths.checkpoints):
+            try:
+                rows.append(_run_row(run))
+            except RnngenError:
+                continue
     print_listing(rows, as_json, runs_table, f"no runs in {paths.checkpoints} yet: run `rnngen train`")
 
 

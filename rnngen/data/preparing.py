@@ -94,14 +94,8 @@ def prepare(
         _remove_stale_temporaries(Path(root))
         if target.exists() and not force and not outdated(target):
             existing = Corpus.open(target)
-            previous = existing.meta.get("request")
-            if previous == request:
+            if existing.meta["request"] == request:
                 return existing, True
-            if not isinstance(previous, dict) or "documents" not in previous.get("source", {}):
-                raise CorpusError(
-                    f"{target} was prepared by an older rnngen, whose rules for documents and "
-                    f"validation differ: pass {param('force')} to rebuild it"
-                )
             raise CorpusError(
                 f"{target} already holds a corpus prepared with other arguments: pass {param('force')} "
                 f"to rebuild it, or another {param('name')} to keep both"

@@ -32,7 +32,7 @@ class Corpus:
     def __init__(self, path: Path, meta: dict[str, Any]):
         self.path = path
         self.meta = meta
-        self.name = meta.get("name", path.name)
+        self.name = meta["name"]
 
     @classmethod
     def open(cls, path: Path) -> Corpus:
@@ -46,13 +46,15 @@ class Corpus:
             raise CorpusError(f"{path} has no meta.json: {rebuild}") from None
         except (OSError, ValueError) as exc:
             raise CorpusError(f"{meta_path} is unreadable ({exc}): {rebuild}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-            raise CorpusError(f"{path} was prepared by another rnngen version: {rebuild}")
+        if isinstance(meta, dict) and meta.get("format") != META_FORMAT:
+            raise CorpusError(
+                f"{path} is corpus format {meta.get('format')}; this rnngen reads format {META_FORMAT}: {rebuild}"
+            )
         if not _complete(meta):
             raise CorpusError(f"{meta_path} lacks the name, tokenizer or splits of the corpus: {rebuild}")
         corpus = cls(path, meta)
         tok = corpus.tokenizer()  # a damaged tokenizer fails here, not after hours of training
-        if tok.sha256 != meta["tokenizer"].get("sha256") or tok.vocab_size != corpus.vocab_size:
+        if tok.sha256 != meta["tokenizer"]["sha256"] or tok.vocab_size != corpus.vocab_size:
             raise CorpusError(
                 f"{path / 'tokenizer.model'} is not the tokenizer this corpus was encoded with: {rebuild}"
             )
@@ -95,8 +97,8 @@ class Corpus:
         return int(self.meta["splits"][split]["characters"])
 
     def unknown_bytes(self, split: str) -> int:
-        """UTF-8 bytes of `split` in unknown pieces (the word tokenizer; 0 for corpora built before it was counted)."""
-        return int(self.meta["splits"][split].get("unknown_bytes", 0))
+        """UTF-8 bytes of `split` in unknown pieces (the word tokenizer's; 0 for a tokenizer that spells everything)."""
+        return int(self.meta["splits"][split]["unknown_bytes"])
 
     def tokens(self, split: str) -> np.ndarray:
         """The split's tokens, memory-mapped (nothing is read until used)."""
@@ -132,19 +134,19 @@ class Corpus:
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records of its corpus: enough to find it again (`corpus_of`) and to check the tokenizer."""
         splits = self.meta["splits"]
-        source = self.meta.get("source", {})
+        source = self.meta["source"]
         return {
             "name": self.name,
             "path": str(self.path),
-            "dataset": source.get("dataset"),
-            "documents": source.get("documents"),
+            "dataset": source["dataset"],
+            "documents": source["documents"],
             "tokenizer": self.meta["tokenizer"],
             "train_tokens": splits["train"]["tokens"],
             "train_documents": splits["train"]["documents"],
             "train_characters": splits["train"]["characters"],
             "val_tokens": splits["val"]["tokens"],
             "val_characters": splits["val"]["characters"],
-            "fingerprint": self.meta.get("fingerprint"),
+            "fingerprint": self.meta["fingerprint"],
         }
 
 
@@ -175,12 +177,15 @@ def _complete(meta: Any) -> bool:
             isinstance(meta, dict)
             and is_valid_name(meta["name"])
             and isinstance(meta["source"], dict)
+            and isinstance(meta["request"], dict)
             and int(meta["tokenizer"]["vocab_size"]) > 0
             and isinstance(meta["tokenizer"]["type"], str)
+            and isinstance(meta["tokenizer"]["sha256"], str)
+            and isinstance(meta["fingerprint"], str)
             and all(
                 int(meta["splits"][split][key]) >= 0
                 for split in ("train", "val")
-                for key in ("documents", "characters", "tokens")
+                for key in ("documents", "characters", "tokens", "unknown_bytes")
             )
         )
     except (KeyError, TypeError, ValueError):
@@ -201,14 +206,8 @@ def list_corpora(root: Path) -> list[dict[str, Any]]:
 
 
 def same_data(identity: dict[str, Any], corpus: Corpus) -> bool:
-    """Whether `corpus` holds the tokens that a checkpoint recorded (`identity`): the same fingerprint, or for a
-    run or corpus from before fingerprints, the same counts of tokens and characters in both splits."""
-    now = corpus.identity()
-    if identity.get("fingerprint") and now["fingerprint"]:
-        return identity["fingerprint"] == now["fingerprint"]
-    return all(
-        identity.get(key) == now[key] for key in ("train_tokens", "train_characters", "val_tokens", "val_characters")
-    )
+    """Whether `corpus` holds the tokens that a checkpoint recorded (`identity`): the same fingerprint."""
+    return identity["fingerprint"] == corpus.meta["fingerprint"]
 
 
 def corpus_of(identity: dict[str, Any], root: Path) -> Corpus:

@@ -8,6 +8,7 @@ in-process by `rnngen.data.pydocs`. This module yields documents as strings; it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -79,20 +80,32 @@ def is_local(dataset: str) -> bool:
     return exists or dataset.startswith((".", "/", "~")) or Path(dataset).suffix in FILE_BUILDERS
 
 
-def _go_offline() -> None:
-    """Make `datasets` answer from its cache at once instead of retrying an unreachable hub for ~25 s."""
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """Within the block, `datasets` answers from its cache at once instead of retrying an unreachable hub for
+    ~25 s; after it, the process's environment and both libraries' settings are as they were."""
+    saved_env = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    # Both libraries read the variable at import time; patch them if they are already loaded.
-    for module_name in ("huggingface_hub.constants", "datasets.config"):
-        module = sys.modules.get(module_name)
-        if module is not None:
-            module.HF_HUB_OFFLINE = True
+    # Both libraries read the variable at import time: their constants are set too, and put back after.
+    modules = [sys.modules.get(name) for name in ("huggingface_hub.constants", "datasets.config")]
+    saved = [(module, module.HF_HUB_OFFLINE) for module in modules if module is not None]
+    for module, _ in saved:
+        module.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        for module, value in saved:
+            module.HF_HUB_OFFLINE = value
+        if saved_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved_env
 
 
 def _offline_error(dataset: str) -> CorpusError:
     return CorpusError(
         f"cannot reach the Hugging Face hub for {dataset!r} and it is not in the local cache: "
-        f"pass a local file or folder ({param('dataset')} ./my_texts/) or use the embedded default "
+        f"pass a local file or folder as {param('dataset')} (for example ./my_texts/) or use the embedded default "
         f"({param('dataset')} {DEFAULT_DATASET})"
     )
 
@@ -168,14 +181,14 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
     args, kwargs = _load_kwargs(spec)
     if is_local(spec.dataset):
         kwargs["cache_dir"] = str(cache_dir) if cache_dir else None
-    elif not hub_reachable():
-        _go_offline()
     import datasets
 
     datasets.logging.set_verbosity_error()
     datasets.disable_progress_bars()
+    unreachable = not is_local(spec.dataset) and not hub_reachable()
     try:
-        return datasets.load_dataset(*args, **kwargs)
+        with _offline() if unreachable else contextlib.nullcontext():
+            return datasets.load_dataset(*args, **kwargs)
     except Exception as exc:
         explained = _explain(exc, spec)
         if explained is None:

@@ -37,6 +37,11 @@ def tokenizer_spec(kind: str | None, vocab_size: int | None, from_path: str | No
             f"{param('tokenizer_from')} encodes with that tokenizer as it is, its type and size included: "
             f"drop {' and '.join(given)}"
         )
+    if kind == "char" and vocab_size is not None:
+        # sentencepiece keeps every character seen whatever the size: a size would be ignored, or fail as too small.
+        raise CorpusError(
+            f"{param('tokenizer')} char takes every character of the text as its vocabulary: drop {param('vocab_size')}"
+        )
     return TokenizerSpec(kind or TokenizerSpec.kind, vocab_size, from_path)
 
 

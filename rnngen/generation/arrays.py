@@ -66,6 +66,11 @@ class NumpyOps:
         return np.argsort(-x, kind="stable")
 
     @staticmethod
+    def nonzero(flags: np.ndarray) -> np.ndarray:
+        """The indices of the True entries of a 1-D array, in order."""
+        return np.flatnonzero(flags)
+
+    @staticmethod
     def searchsorted(cdf: np.ndarray, u: float) -> int:
         return int(np.searchsorted(cdf, u, side="right"))
 
@@ -114,6 +119,9 @@ class TorchOps:
 
     def order(self, x):
         return self.torch.sort(x, descending=True, stable=True).indices
+
+    def nonzero(self, flags):
+        return flags.nonzero().flatten()
 
     def searchsorted(self, cdf, u: float) -> int:
         return int(self.torch.searchsorted(cdf, self.torch.tensor([u], device=cdf.device), right=True))

@@ -12,6 +12,7 @@ from typing import Any
 from rnngen.errors import RnngenError, param
 from rnngen.generation.arrays import ops_for
 from rnngen.generation.read_state import ReadState
+from rnngen.models.state import select_rows
 
 
 @dataclass
@@ -27,11 +28,6 @@ class Beam:
 def length_normalised(logprob: float, length: int, penalty: float) -> float:
     """GNMT's length normalisation (Wu et al. 2016): logprob / ((5 + length) / 6) ** penalty."""
     return logprob / ((5 + length) / 6) ** penalty
-
-
-def select_rows(state: Any, rows: list[int]) -> Any:
-    """Batch rows `rows` of a state: an array [layers, batch, hidden] or a tuple of them (NumPy or torch)."""
-    return tuple(part[:, rows] for part in state) if isinstance(state, tuple) else state[:, rows]
 
 
 def beam_search(

@@ -12,7 +12,6 @@ the torch model (`TorchLM`). Sampling and beam search are the same code on eithe
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.read_state import ReadState
 from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.store.runs import RunFolder
+from rnngen.training.bits import bits_per_character
 
 
 @dataclass
@@ -145,6 +145,13 @@ def on_cpu(device: Any) -> bool:
     return str(device) == "cpu"
 
 
+def starts_documents(corpus: dict[str, Any]) -> bool:
+    """Whether prompts start after the end-of-text id: the corpus (`corpus`, what a checkpoint records of it,
+    `Corpus.identity()`) held documents separated by that id; else it was one text cut by characters (see the
+    module)."""
+    return corpus["train_documents"] > 0
+
+
 class Completer:
     """Completes prompts with a trained model: a `NumpyLM` (the CPU) or a `TorchLM` (any device).
 
@@ -191,7 +198,7 @@ class Completer:
 
             module, tok, ckpt = load_model(run, path, device)
             lm = TorchLM(module, device)
-        return cls(lm, tok, start_with_eot=ckpt.corpus.get("train_documents", 1) > 0)
+        return cls(lm, tok, start_with_eot=starts_documents(ckpt.corpus))
 
     def generator(self, seed: int | None) -> Any:
         """A random generator for sampling with this completer: seeded for reproducible samples, else from the OS."""
@@ -207,14 +214,13 @@ class Completer:
         logits, state = self.lm.prime(feed, memory.state if memory else None)
         return ReadState(logits, state), ids
 
-    def nats(self, text: str) -> float:
-        """The negative log-likelihood of `text`'s tokens in nats, read from the start of a document.
+    def bits_per_character(self, text: str) -> float:
+        """Bits per character of `text` (not empty), read from the start of a document: `bits_per_character` of
+        its tokens' negative log-likelihood and of the bytes the tokenizer cannot spell (the word model's unknown
+        pieces), as `rnngen evaluate` reports a split.
 
         The text goes through the model in fused chunks, as a prompt is primed, with the head on every
-        position; only the log-probabilities of the tokens that came are kept. Text the tokenizer cannot
-        spell (the word model's unknown pieces) costs 8 bits per byte on top, what spelling it without a
-        model costs: an unknown piece stands for any number of words, so its probability alone would make
-        text outside the vocabulary look predictable.
+        position; only the log-probabilities of the tokens that came are kept.
         """
         encoded = self.tokenizer.encode(text)
         ids = self.start + encoded
@@ -224,7 +230,7 @@ class Completer:
             targets = np.asarray(ids[start + 1 : start + PRIME_CHUNK + 1])
             log_probs = NUMPY.log_softmax(logits[: len(targets)])
             total -= float(log_probs[np.arange(len(targets)), targets].sum(dtype=np.float64))
-        return total + self.tokenizer.unknown_bytes(text, encoded) * math.log(256)
+        return bits_per_character(total, self.tokenizer.unknown_bytes(text, encoded), len(text))
 
     def step(self, tokens: Any, state: Any) -> tuple[Any, Any]:
         """Feed one token per row (tokens [batch]): next-token logits [batch, vocab] and the new state."""

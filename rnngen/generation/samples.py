@@ -13,7 +13,7 @@ import re
 from rnngen.config import SampleConfig
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
-from rnngen.generation.completer import Completer
+from rnngen.generation.completer import Completer, starts_documents
 from rnngen.models import RecurrentLM
 from rnngen.training.events import Sampled
 
@@ -30,16 +30,11 @@ def default_prompt(corpus: Corpus, words: int = 4) -> str:
     A single text held out by characters (tiny shakespeare) has a validation split that starts
     mid-word: its first, partial word is skipped.
     """
-    if corpus.meta.get("source", {}).get("dataset") == DEFAULT_DATASET:
+    if corpus.meta["source"]["dataset"] == DEFAULT_DATASET:
         return PYDOCS_PROMPT
     opening = corpus.tokenizer().decode(int(i) for i in corpus.tokens("val")[: 16 * (words + 1)])
-    skip = 0 if starts_documents(corpus) else 1
+    skip = 0 if starts_documents(corpus.identity()) else 1
     return " ".join(re.findall(r"\S+", opening)[skip : skip + words])
-
-
-def starts_documents(corpus: Corpus) -> bool:
-    """Whether the corpus's texts are documents separated by the end-of-text id (else one text cut by characters)."""
-    return corpus.meta["splits"]["train"]["documents"] > 0
 
 
 class Sampler:
@@ -49,8 +44,7 @@ class Sampler:
         self.model, self.device = model, device
         self.tokenizer = corpus.tokenizer()
         self.prompt = default_prompt(corpus) if prompt is None else prompt
-        # Prompts start as the corpus's documents did (as `Completer.from_checkpoint` decides it).
-        self.start_with_eot = starts_documents(corpus)
+        self.start_with_eot = starts_documents(corpus.identity())
         self.last: Sampled | None = None
 
     def __call__(self, step: int) -> Sampled:

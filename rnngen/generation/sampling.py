@@ -44,7 +44,8 @@ def filter_logits(logits: Any, cfg: SampleConfig, seen: Any = None) -> Any:
 
 
 def draw_token(logits: Any, cfg: SampleConfig, generator: Any) -> int:
-    """The next token: the most likely at temperature 0, else one draw from softmax(logits).
+    """The next token: the most likely at temperature 0, else one draw from softmax(logits) among the
+    tokens the filters kept.
 
     The draw inverts the cumulative distribution at one uniform number: exact, and a few
     microseconds where `torch.multinomial` over 4,096 probabilities measured 0.18 ms on a 2-core CPU.
@@ -52,7 +53,11 @@ def draw_token(logits: Any, cfg: SampleConfig, generator: Any) -> int:
     if cfg.temperature == 0:
         return int(logits.argmax())
     ops = ops_for(logits)
-    cdf = ops.softmax(logits).cumsum(-1)
+    probs = ops.softmax(logits)
+    # The cumulative sum runs over the kept tokens alone: over the whole vocabulary, a GPU's parallel sum can
+    # round a removed token's entry above its kept neighbour's, and a uniform number at the top edge lands past
+    # the last kept token. Here every entry, and the clamp to the last, is a kept token.
+    kept = ops.nonzero(probs > 0)
+    cdf = probs[kept].cumsum(-1)
     u = ops.uniform(generator) * float(cdf[-1])
-    # Filtered tokens add nothing to the sum, so `u` can never land on them; min() guards the top end.
-    return min(ops.searchsorted(cdf, u), logits.shape[-1] - 1)
+    return int(kept[min(ops.searchsorted(cdf, u), len(kept) - 1)])

@@ -6,8 +6,25 @@ for cell in adding.cells:
     print(cell.model, cell.length, cell.score, adding.verdict(cell))
 """
 
-from rnngen.lab.experiments import run_lab
-from rnngen.lab.runner import RunConfig, RunResult, train_run
-from rnngen.lab.tasks import Adding, Copy, Recall
+from __future__ import annotations
 
-__all__ = ["run_lab", "train_run", "RunConfig", "RunResult", "Adding", "Copy", "Recall"]
+import importlib
+from typing import Any
+
+# name -> its module, loaded at first use: `rnngen lab --help` reads `rnngen.lab.limits` without importing torch.
+EXPORTS = {
+    "run_lab": "experiments",
+    "train_run": "runner",
+    "RunConfig": "runner",
+    "RunResult": "runner",
+    "Adding": "tasks",
+    "Copy": "tasks",
+    "Recall": "tasks",
+}
+__all__ = list(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in EXPORTS:
+        return getattr(importlib.import_module(f"rnngen.lab.{EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'rnngen.lab' has no attribute {name!r}")

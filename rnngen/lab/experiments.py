@@ -9,6 +9,7 @@ to finish every task in under 10 minutes on a 2-core CPU, the full form is meant
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,11 +17,13 @@ from statistics import mean
 
 import torch
 
+from rnngen.config import MAX_SEED
 from rnngen.errors import RnngenError, param
+from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
 from rnngen.lab.models import LAB_MODELS, LabModel, Size
 from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
 from rnngen.lab.speed import CASES, step_seconds
-from rnngen.lab.tasks import TASKS, Copy
+from rnngen.lab.tasks import TASKS, Copy, Recall
 from rnngen.lab.verdicts import solved_at, verdict
 from rnngen.models.device import pick
 
@@ -146,6 +149,13 @@ class SpeedReport:
         }
 
 
+def max_length(task: str) -> int:
+    """The longest `lengths` `task` takes: recall's pairs, one per key; speed's steps; the other tasks' steps."""
+    if task == "recall":
+        return Recall(1).keys
+    return MAX_SPEED_LENGTH if task == SPEED else MAX_LENGTH
+
+
 def check_options(
     tasks: Sequence[str],
     models: Sequence[str],
@@ -154,30 +164,44 @@ def check_options(
     steps: int | None,
     time_budget: float | None,
 ) -> None:
-    """Refuse what cannot run, before any work, naming the parameter."""
+    """Refuse what cannot run, before any work or memory is taken, naming the parameter."""
     unknown = [task for task in tasks if task not in LAB_TASKS]
     if unknown or not tasks:
         raise RnngenError(f"unknown task {', '.join(unknown) or 'none'}: choose among {', '.join(LAB_TASKS)}")
+    if not models:
+        raise RnngenError(f"{param('models')}: give at least one model among {', '.join(LAB_MODELS)}")
     unknown = [model for model in models if model not in LAB_MODELS]
-    if unknown or not models:
-        raise RnngenError(
-            f"{param('models')}: unknown {', '.join(unknown) or 'none'}: choose among {', '.join(LAB_MODELS)}"
-        )
+    if unknown:
+        raise RnngenError(f"{param('models')}: unknown {', '.join(unknown)}: choose among {', '.join(LAB_MODELS)}")
     if lengths is not None:
-        if not lengths or min(lengths) < 1:
-            raise RnngenError(f"{param('lengths')} must be at least 1, got {', '.join(map(str, lengths)) or 'none'}")
+        if not lengths:
+            raise RnngenError(f"{param('lengths')}: give at least one length")
+        if min(lengths) < 1:
+            raise RnngenError(f"{param('lengths')} must be at least 1, got {min(lengths)}")
         if "adding" in tasks and min(lengths) < 2:
             raise RnngenError(f"the adding problem needs {param('lengths')} of at least 2 (a marker in each half)")
-        if "recall" in tasks and max(lengths) > TASKS["recall"](1).keys:
-            raise RnngenError(f"recall has {TASKS['recall'](1).keys} keys: {param('lengths')} (pairs) of at most that")
-    if tasks == [GRADIENTS] and not set(models) & set(RECURRENT):
+        tightest = min(tasks, key=max_length)
+        if max(lengths) > max_length(tightest):
+            unit = " pairs (one per key)" if tightest == "recall" else ""
+            raise RnngenError(
+                f"{tightest} takes {param('lengths')} of at most {max_length(tightest)}{unit}, got {max(lengths)}"
+            )
+    if set(tasks) == {GRADIENTS} and not set(models) & set(RECURRENT):
         raise RnngenError(f"gradient reach is measured on recurrent models: add one to {param('models')}")
     if not seeds:
         raise RnngenError(f"{param('seeds')}: give at least one seed")
+    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise RnngenError(f"{param('seeds')} must be from 0 to {MAX_SEED}, got {bad[0]}")
     if steps is not None and steps < 1:
         raise RnngenError(f"{param('steps')} must be at least 1, got {steps}")
-    if time_budget is not None and time_budget <= 0:
-        raise RnngenError(f"{param('time_budget')} must be positive, got {time_budget}")
+    if time_budget is not None and not (0 < time_budget < math.inf):
+        raise RnngenError(f"{param('time_budget')} must be a positive number of seconds, got {time_budget}")
+
+
+def distinct(values: Sequence) -> tuple:
+    """`values` without repeats, in their order: a repeated length, model or seed would train the same runs again."""
+    return tuple(dict.fromkeys(values))
 
 
 def run_trained(
@@ -269,6 +293,8 @@ def run_lab(
     in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
     `device` is "cpu", "cuda", "mps" or "auto" (`rnngen.models.device.pick`); gradient reach runs on the CPU.
     """
+    tasks, models, seeds = distinct(tasks), distinct(models), distinct(seeds)
+    lengths = None if lengths is None else distinct(lengths)
     check_options(tasks, models, lengths, seeds, steps, time_budget)
     presets = QUICK if quick else FULL
     device = str(pick(device))

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rnngen.config import ModelConfig
+from rnngen.lab.limits import MAX_SPEED_LENGTH
 from rnngen.lab.models import ATTENTION, LabModel, Size
 from rnngen.models import build
 
@@ -33,7 +34,7 @@ def case_model(name: str, width: int) -> nn.Module:
     """The one-layer language model of case `name`, `width` wide: ids [B, T] -> logits [B, T, 256]."""
     kind, impl, sequential = CASES[name]
     if kind == ATTENTION:
-        return LabModel(ATTENTION, VOCAB, VOCAB, Size(width=width, hidden=width), tokens=True, max_len=8192)
+        return LabModel(ATTENTION, VOCAB, VOCAB, Size(width=width, hidden=width), tokens=True, max_len=MAX_SPEED_LENGTH)
     model = build(ModelConfig(kind=kind, impl=impl, vocab_size=VOCAB, embed=width, hidden=width, layers=1))
     if kind == "mingru":
         model.rnn.sequential = sequential

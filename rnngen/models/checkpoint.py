@@ -35,8 +35,11 @@ def _flatten(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
             return {key: _flatten(value, f"{prefix}.{key}", tensors) for key, value in obj.items()}
         # Optimizer state is keyed by parameter index: keep the int keys that JSON would turn to text.
         return {"__items__": [[key, _flatten(value, f"{prefix}.{key}", tensors)] for key, value in obj.items()]}
-    if isinstance(obj, (list, tuple)):
+    if isinstance(obj, list):
         return [_flatten(value, f"{prefix}.{i}", tensors) for i, value in enumerate(obj)]
+    if isinstance(obj, tuple):
+        # Kept apart from lists, which JSON would make of them: an LSTM's carried state is the tuple (h, c).
+        return {"__tuple__": [_flatten(value, f"{prefix}.{i}", tensors) for i, value in enumerate(obj)]}
     return obj
 
 
@@ -46,6 +49,8 @@ def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
             return tensors[obj["__tensor__"]]
         if set(obj) == {"__items__"}:
             return {key: _unflatten(value, tensors) for key, value in obj["__items__"]}
+        if set(obj) == {"__tuple__"}:
+            return tuple(_unflatten(value, tensors) for value in obj["__tuple__"])
         return {key: _unflatten(value, tensors) for key, value in obj.items()}
     if isinstance(obj, list):
         return [_unflatten(value, tensors) for value in obj]
@@ -148,7 +153,7 @@ def load_model(run: RunFolder, path: Path, device: torch.device | str = "cpu"):
     ckpt = load(path, map_location=device)
     tok = load_checked(
         run.tokenizer_path,
-        ckpt.corpus.get("tokenizer", {}).get("sha256"),
+        ckpt.corpus["tokenizer"]["sha256"],
         ckpt.model.vocab_size,
         "copy the tokenizer.model of the corpus the run was trained on",
     )

@@ -1,31 +1,32 @@
 """The recurrent state carried from one window (or token) to the next.
 
-RNN, GRU, minGRU and minLSTM carry one tensor h; the LSTM carries the pair (h, c). Every tensor is
+RNN, GRU, minGRU and minLSTM carry one array h; the LSTM carries the pair (h, c). Every array is
 [layers, batch, hidden], so batch rows are dimension 1. These helpers treat both shapes alike, so
-no caller has to ask which one it holds.
+no caller has to ask which one it holds, and they import no torch: the same helpers serve the torch
+model's tensors and NumPy completion's arrays (`rnngen.generation`), whose beams are batch rows too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-State = torch.Tensor | tuple[torch.Tensor, ...]
+State: TypeAlias = "torch.Tensor | tuple[torch.Tensor, ...]"
 
 
-def map_state(state: State | None, fn: Callable[[torch.Tensor], torch.Tensor]) -> State | None:
-    """`fn` applied to every tensor of the state; None stays None."""
+def map_state(state: Any, fn: Callable[[Any], Any]) -> Any:
+    """`fn` applied to every array of the state (torch tensors or NumPy arrays); None stays None."""
     if state is None:
         return None
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    return tuple(fn(part) for part in state)
+    return tuple(fn(part) for part in state) if isinstance(state, tuple) else fn(state)
 
 
 def detach_state(state: State | None) -> State | None:
     """Cut the graph behind a carried state: truncated backpropagation through time."""
-    return map_state(state, torch.Tensor.detach)
+    return map_state(state, lambda part: part.detach())
 
 
 def state_to(state: State | None, device: torch.device | str) -> State | None:
@@ -33,16 +34,18 @@ def state_to(state: State | None, device: torch.device | str) -> State | None:
     return map_state(state, lambda part: part.to(device))
 
 
-def slice_rows(state: State | None, start: int, stop: int) -> State | None:
-    """Batch rows [start, stop) of the state, as contiguous tensors."""
-    return map_state(state, lambda part: part[:, start:stop].contiguous())
+def select_rows(state: Any, rows: Sequence[int]) -> Any:
+    """Batch rows `rows` of the state, in that order and repeated as listed (a beam search's surviving beams, a
+    rank's share of a batch), as new contiguous arrays: torch tensors or NumPy arrays."""
+    rows = list(rows)  # indexing with a list copies on both backends, where a slice would be a view
+    return map_state(state, lambda part: part[:, rows])
 
 
-def hidden_of(state: State) -> torch.Tensor:
+def hidden_of(state: Any) -> Any:
     """h of the state: the state itself, or the first of the LSTM's pair (h, c)."""
-    return state if isinstance(state, torch.Tensor) else state[0]
+    return state[0] if isinstance(state, tuple) else state
 
 
-def state_rows(state: State) -> int:
+def state_rows(state: Any) -> int:
     """How many batch rows the state holds."""
-    return hidden_of(state).size(1)
+    return hidden_of(state).shape[1]

@@ -69,15 +69,11 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Remove the temporary files that writers now dead left in `folder`; returns them.
-
-    A name without a pid (written by rnngen 0.1.0 and earlier) counts as stale: call this only where
-    no older process can be writing, e.g. in a run folder whose lock is held.
-    """
+    """Remove the temporary files that writers now dead left in `folder` (`.NAME.PID.RANDOM.tmp`); returns them."""
     removed = []
     for path in Path(folder).glob(f".*{TEMP_SUFFIX}"):
         pid = path.name[: -len(TEMP_SUFFIX)].split(".")[-2]
-        if not (pid.isdigit() and alive(int(pid))):
+        if pid.isdigit() and not alive(int(pid)):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -22,7 +22,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.store.schema import parameter_shapes
 
-FORMAT = 1
+FORMAT = 2  # 2: `patience` and `eval_tokens` are 0 for off and the whole split, no longer null
 
 
 @dataclass
@@ -90,20 +90,15 @@ def read_header(path: Path) -> Header:
     if "rnngen" not in meta:
         raise CheckpointError(f"{path} is a safetensors file but not an rnngen checkpoint")
     try:
-        header, trainer = json.loads(meta["rnngen"]), json.loads(meta.get("trainer", "null"))
-    except ValueError as exc:
+        header, trainer = json.loads(meta["rnngen"]), json.loads(meta["trainer"])
+    except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path} has an unreadable header ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        found = header if not isinstance(header, dict) else header.get("format")
-        version = header.get("rnngen_version", "?") if isinstance(header, dict) else "?"
-        raise CheckpointError(
-            f"{path} was written by rnngen {version} in checkpoint format {found}; "
-            f"this rnngen {__version__} reads format {FORMAT}"
-        )
+    check_format(path, header)
     try:
         model = ModelConfig.from_dict(header["model"])
         train = TrainConfig.from_dict(header["train"])
-    except (KeyError, TypeError, RnngenError) as exc:
+        corpus, step, best_val_loss = header["corpus"], int(header["step"]), header["best_val_loss"]
+    except (KeyError, TypeError, ValueError, RnngenError) as exc:
         raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
     check_shapes(
         path, model, {name[len("model.") :]: shape for name, shape in shapes.items() if name.startswith("model.")}
@@ -111,12 +106,21 @@ def read_header(path: Path) -> Header:
     return Header(
         model=model,
         training=train,
-        corpus=header.get("corpus", {}),
-        step=int(header.get("step", 0)),
-        best_val_loss=header.get("best_val_loss"),
+        corpus=corpus,
+        step=step,
+        best_val_loss=best_val_loss,
         trainer=trainer,
         shapes=shapes,
     )
+
+
+def check_format(path: Path, header: Any) -> None:
+    """Refuse a checkpoint header, or a run's config.json, of another format than this rnngen's `FORMAT`."""
+    found = header.get("format") if isinstance(header, dict) else None
+    if found != FORMAT:
+        newer = isinstance(found, int) and found > FORMAT
+        fix = "upgrade rnngen to read it" if newer else "train the run again with this rnngen"
+        raise CheckpointError(f"{path} is checkpoint format {found}; this rnngen reads format {FORMAT}: {fix}")
 
 
 def check_shapes(path: Path, config: ModelConfig, found: dict[str, tuple[int, ...]]) -> None:

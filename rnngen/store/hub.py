@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError, param
+from rnngen.store.checkpoint_format import read_header
 from rnngen.store.runs import RunFolder
 
 PREFIX = "hf:"
@@ -111,12 +112,9 @@ def download(ref: str) -> Path:
 
 
 def checkpoint_facts(weights: Path) -> tuple[int, int]:
-    """(model parameters, training step) of a checkpoint file, read from its safetensors header without torch."""
-    with open(weights, "rb") as file:
-        size = int.from_bytes(file.read(8), "little")  # the header's length, then the JSON header
-        header = json.loads(file.read(size))
-    step = json.loads(header.get("__metadata__", {}).get("rnngen", "{}")).get("step", 0)
-    return sum(math.prod(entry["shape"]) for name, entry in header.items() if name.startswith("model.")), step
+    """(model parameters, training step) of a checkpoint file, from its checked header (no tensor is read)."""
+    header = read_header(weights)
+    return sum(math.prod(shape) for name, shape in header.shapes.items() if name.startswith("model.")), header.step
 
 
 def model_card(run: RunFolder, repo_id: str) -> str:
@@ -125,7 +123,7 @@ def model_card(run: RunFolder, repo_id: str) -> str:
 
     config = run.config()
     model, train, corpus = config["model"], config["train"], config["corpus"]
-    dataset = corpus.get("dataset")
+    dataset = corpus["dataset"]
     # Only a hub dataset id links to a dataset page; a local folder or the embedded corpus does not.
     on_hub = bool(dataset) and not dataset.startswith((".", "/", "~")) and "/" in dataset and not Path(dataset).exists()
     bpc = run.best_val_bpc()
@@ -156,14 +154,12 @@ def model_card(run: RunFolder, repo_id: str) -> str:
     params, step = checkpoint_facts(run.file(WEIGHTS))
     source = f"[{dataset}](https://huggingface.co/datasets/{dataset})" if on_hub else f"`{corpus['name']}`"
     settings = ", ".join(
-        f"{key} {train[key]}"
-        for key in ("batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "seed")
-        if key in train
+        f"{key} {train[key]}" for key in ("batch_size", "seq_len", "lr", "warmup", "weight_decay", "clip", "seed")
     )
-    tokenizer = corpus.get("tokenizer", {})
+    tokenizer = corpus["tokenizer"]
     evaluated = (
         f"Validation: **{bpc:.4f} bits per character** on the corpus's validation split "
-        f"({corpus.get('val_characters', 0):,} characters)."
+        f"({corpus['val_characters']:,} characters)."
         if bpc is not None
         else "Not evaluated yet."
     )
@@ -198,9 +194,9 @@ def model_card(run: RunFolder, repo_id: str) -> str:
         "## Training",
         "",
         (
-            f"Corpus {corpus['name']}: {corpus.get('train_tokens', 0):,} training tokens, "
-            f"{corpus.get('train_characters', 0):,} characters; tokenizer {tokenizer.get('type', '?')} "
-            f"(sha256 {str(tokenizer.get('sha256', '?'))[:12]})."
+            f"Corpus {corpus['name']}: {corpus['train_tokens']:,} training tokens, "
+            f"{corpus['train_characters']:,} characters; tokenizer {tokenizer['type']} "
+            f"(sha256 {tokenizer['sha256'][:12]})."
         ),
         f"Training: {settings}.",
         "",

@@ -18,6 +18,7 @@ from typing import Any
 
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
+from rnngen.store.checkpoint_format import check_format
 from rnngen.store.lock import Lock
 
 BEST, LAST = "best.safetensors", "last.safetensors"
@@ -52,10 +53,13 @@ class RunFolder:
         return self.path / "tokenizer.model"
 
     def config(self) -> dict[str, Any]:
+        """config.json: the header of the run's checkpoints, refused when it is of another checkpoint format."""
         try:
-            return json.loads(self.config_path.read_text())
+            config = json.loads(self.config_path.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"{self.config_path} is missing or unreadable: {exc}") from exc
+        check_format(self.config_path, config)
+        return config
 
     def write_config(self, header: dict[str, Any]) -> None:
         try:
@@ -110,10 +114,10 @@ class RunFolder:
                 f"{self.path} holds files that are not a run's ({', '.join(found[:3])}): pick another {param('name')}"
             )
 
-    def documents(self) -> str | None:
+    def documents(self) -> str:
         """How the run's corpus was cut into documents (`prepare --documents`): rows, lines, paragraphs or
-        articles; None for a run trained before rnngen recorded it."""
-        return self.config().get("corpus", {}).get("documents")
+        articles."""
+        return self.config()["corpus"]["documents"]
 
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl; lines that are not JSON objects (cut short by a crash, edited) are skipped."""

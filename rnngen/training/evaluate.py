@@ -12,8 +12,7 @@ import torch.nn.functional as F
 from rnngen.models import RecurrentLM
 from rnngen.models import device as devices
 from rnngen.training import distributed
-
-LN2 = math.log(2)
+from rnngen.training.bits import bits_per_character
 
 
 def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -41,8 +40,7 @@ def evaluate(
     bits per character use the matching share of the split's characters. With several processes
     every rank reads its share of the streams and the sums are added over the ranks: every rank
     calls this and gets the same figures. The split's `unknown_bytes` (text the word tokenizer cannot spell)
-    add 8 bits each to the bits per character, in the share read: an unknown piece stands for any number of
-    words, and its probability alone would make text outside the vocabulary look predictable.
+    are charged as `bits_per_character` charges them, in the share read.
     """
     total = len(tokens)
     used = min(total, max_tokens) if max_tokens else total
@@ -64,11 +62,10 @@ def evaluate(
     nll = distributed.total(sum(torch.stack(sums).tolist()) if sums else 0.0, device)
     predicted = rows * (row_len - 1)
     loss = nll / predicted
-    chars = characters * predicted / total
     return {
         "val_loss": loss,
         "val_ppl": math.exp(min(loss, 700.0)),
-        "val_bpc": (nll / LN2 + 8 * unknown_bytes * predicted / total) / chars,
+        "val_bpc": bits_per_character(nll, unknown_bytes, characters, predicted / total),
         "val_tokens": predicted,
         "bounded": used < total,
     }

@@ -30,6 +30,23 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Preparing:
+    """The embedded corpus is being prepared for the run: `stage` ("load", "tokenizer", "encode", "write") has
+    reached `done` of `total` (None while unknown)."""
+
+    stage: str
+    done: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The embedded corpus was prepared for the run; `meta` is its meta.json."""
+
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Notice:
     """A line the user should read before training starts, such as what a resume cannot restore."""
 
@@ -124,5 +141,5 @@ class Finished:
 
 
 METRICS_ROWS = (Logged, Evaluated, Sampled)  # the events stored in metrics.jsonl
-Event = Notice | Started | Logged | Evaluated | Sampled | Saved | Finished
+Event = Preparing | Prepared | Notice | Started | Logged | Evaluated | Sampled | Saved | Finished
 EventFn = Callable[[Event], None]

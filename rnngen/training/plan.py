@@ -132,7 +132,7 @@ def plan_fine_tune(
     require_same_tokenizer(
         f"corpus {corpus.name}",
         corpus.meta["tokenizer"],
-        source.corpus.get("tokenizer", {}),
+        source.corpus["tokenizer"],
         f"prepare it with the tokenizer of {init_from}: rnngen prepare --dataset YOUR_TEXTS "
         f"--tokenizer-from {init_from if is_run else source_run.path}",
     )
@@ -168,7 +168,7 @@ def plan_resume(
             f"{param('steps')} or {param('time_budget')} to continue"
         )
     without_improvement = int((saved.resume_state or {}).get("stale", 0))
-    if train.patience is not None and without_improvement >= train.patience:
+    if train.patience and without_improvement >= train.patience:
         raise RnngenError(
             f"{run.name} stopped at step {saved.step} after {without_improvement} evaluations without "
             f"a lower validation loss: pass a larger {param('patience')} (or {param('patience')} 0) to continue"
@@ -181,10 +181,8 @@ def plan_resume(
         )
     corpus = corpus_of(saved.corpus, corpora)
     if not same_data(saved.corpus, corpus):
-        then, now = saved.corpus.get("train_tokens"), corpus.identity()["train_tokens"]
-        counts = (
-            f"{now:,} training tokens now, {then:,} then" if isinstance(then, int) and then != now else "other tokens"
-        )
+        then, now = saved.corpus["train_tokens"], corpus.identity()["train_tokens"]
+        counts = f"{now:,} training tokens now, {then:,} then" if then != now else "other tokens"
         raise RnngenError(
             f"corpus {corpus.name} was rebuilt since run {run.name} trained on it ({counts}): prepare it again "
             f"from the run's source to resume, or start a new run from its weights with {param('init_from')} "

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from rnngen.models.checkpoint import Checkpoint
-from rnngen.models.state import State, slice_rows, state_rows, state_to
+from rnngen.models.state import State, select_rows, state_rows, state_to
 from rnngen.store.runs import RunFolder
 from rnngen.training.distributed import World
 
@@ -33,14 +33,11 @@ def set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def restore_rng(
-    saved: dict[str, torch.Tensor] | list[dict[str, torch.Tensor]], device: torch.device, world: World, seed: int
-) -> None:
-    """Restore this rank's saved generators; a rank the run did not have (more processes now) seeds
-    its own with `seed + rank`, so no two ranks draw the same dropout masks."""
-    states = saved if isinstance(saved, list) else [saved]  # runs saved before per-rank states had one
-    if world.rank < len(states):
-        set_rng_state(states[world.rank], device)
+def restore_rng(saved: list[dict[str, torch.Tensor]], device: torch.device, world: World, seed: int) -> None:
+    """Restore this rank's saved generators (`saved` holds one state per rank); a rank the run did not have (more
+    processes now) seeds its own with `seed + rank`, so no two ranks draw the same dropout masks."""
+    if world.rank < len(saved):
+        set_rng_state(saved[world.rank], device)
     else:
         torch.manual_seed(seed + world.rank)
 
@@ -58,7 +55,7 @@ def rank_rows(hidden: State | None, rows: int, world: World) -> State | None:
     """This rank's `rows` rows of a saved (global) hidden state; None when the run resumes with another global batch."""
     if hidden is None or state_rows(hidden) != rows * world.size:
         return None
-    return slice_rows(hidden, world.rank * rows, (world.rank + 1) * rows)
+    return select_rows(hidden, range(world.rank * rows, (world.rank + 1) * rows))
 
 
 def capture(
@@ -72,8 +69,7 @@ def capture(
 ) -> dict[str, Any]:
     """The resume state to save (`rngs` holds every rank's generators, `hidden` the rows of all ranks;
     `evals_without_improvement` counts the evaluations since the validation loss last improved, for patience;
-    `weights`
-    are the training weights when the checkpoint's own are their average, with --ema)."""
+    `weights` are the training weights when the checkpoint's own are their average, with --ema)."""
     state = {
         "optimizer": optimizer.state_dict(),
         "rng": rngs,
@@ -96,52 +92,28 @@ class Restored:
 def restore(
     saved: dict[str, Any],
     optimizer: torch.optim.Optimizer,
-    model: torch.nn.Module,
     device: torch.device,
     rows: int,
     world: World,
     seed: int,
 ) -> Restored:
     """Load the optimizer and this rank's RNG state saved by `capture` (`seed` serves a rank that has
-    none); the clock, best loss, this rank's carried rows and the patience count (0 in checkpoints
-    written before --patience)."""
-    optimizer.load_state_dict(regrouped(saved["optimizer"], optimizer, model))
+    none); the clock, best loss, this rank's carried rows and the patience count."""
+    optimizer.load_state_dict(saved["optimizer"])
     device_flags(optimizer)
     restore_rng(saved["rng"], device, world, seed)
     return Restored(
         float(saved["seconds"]),
         float(saved["best"]),
-        rank_rows(state_to(saved.get("hidden"), device), rows, world),
-        int(saved.get("stale", 0)),
+        rank_rows(state_to(saved["hidden"], device), rows, world),
+        int(saved["stale"]),
     )
-
-
-def regrouped(saved: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, Any]:
-    """An optimizer state saved with one parameter group (rnngen 0.1.0, which decayed every tensor),
-    laid out as `optimizer`'s groups (weight decay on matrices only); any other state as it is.
-
-    State is keyed by a parameter's position across the groups: in the one group, the order of
-    `model.parameters()`.
-    """
-    if len(saved["param_groups"]) != 1 or len(optimizer.param_groups) == 1:
-        return saved
-    model_order = {id(param): i for i, param in enumerate(model.parameters())}
-    positions = [model_order[id(param)] for group in optimizer.param_groups for param in group["params"]]
-    state = {new: saved["state"][old] for new, old in enumerate(positions) if old in saved["state"]}
-    hyper = {key: value for key, value in saved["param_groups"][0].items() if key != "params"}
-    groups, start = [], 0
-    for group in optimizer.param_groups:
-        size = len(group["params"])
-        groups.append({**hyper, "weight_decay": group["weight_decay"], "params": list(range(start, start + size))})
-        start += size
-    return {"state": state, "param_groups": groups}
 
 
 def restore_from(
     ckpt: Checkpoint,
     run: RunFolder,
     optimizer: torch.optim.Optimizer,
-    model: torch.nn.Module,
     device: torch.device,
     rows: int,
     world: World,
@@ -149,7 +121,7 @@ def restore_from(
     """`restore` the checkpoint's resume state; a weights-only checkpoint resumes as `resume_without_state` says."""
     if ckpt.resume_state is None:
         return resume_without_state(ckpt, run, world)
-    return restore(ckpt.resume_state, optimizer, model, device, rows, world, seed=ckpt.training.seed + ckpt.step)
+    return restore(ckpt.resume_state, optimizer, device, rows, world, seed=ckpt.training.seed + ckpt.step)
 
 
 def resume_without_state(ckpt: Checkpoint, run: RunFolder, world: World) -> Restored:

@@ -1,34 +1,32 @@
-"""One training call from start to end: the processes, the plan, the run's lock, the loop, the summary.
+"""The parts of one training call that `rnngen.train` puts together: the plan with its processes, the run's lock,
+the stop flag, and the loop on the cores other processes leave free.
 
-`rnngen.train` and `rnngen train` are this call (the CLI maps its options to the keywords and renders
-the events). Under torchrun every process makes the same call: rank 0 prepares the embedded corpus,
-names and locks the run, writes its files and reports events; all ranks train.
+Under torchrun every process makes the same call: rank 0 prepares the embedded corpus, names and locks the run,
+writes its files and reports events; all ranks train.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rnngen.config import PRESETS, Preset
-from rnngen.data.preparing import ensure_default
+from rnngen.data.preparing import default_needed, ensure_default
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
 from rnngen.store.hub import is_hub_ref
-from rnngen.store.locations import checkpoints_dir, corpora_dir
 from rnngen.store.lock import Lock
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training import distributed, trackers
 from rnngen.training.distributed import World
-from rnngen.training.events import EventFn, Finished, Notice
+from rnngen.training.events import EventFn, Finished, Notice, Prepared, Preparing
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
-from rnngen.training.signals import Interrupted, StopFlag, stop_on_signals
+from rnngen.training.signals import StopFlag, stop_on_signals
 from rnngen.training.threads import on_free_cores
 from rnngen.training.trainer import SamplerFactory, Trainer
 
@@ -44,64 +42,29 @@ def preset_for(name: str) -> Preset:
     return PRESETS[name]
 
 
-def train(
-    corpus: str | Corpus | None = None,
-    preset: str = "auto",
-    *,
-    name: str | None = None,
-    resume: str | None = None,
-    init_from: str | None = None,
-    corpora: str | os.PathLike | None = None,
-    checkpoints: str | os.PathLike | None = None,
-    on_event: EventFn | None = None,
-    sampler: SamplerFactory | None = None,
-    stop: StopFlag | None = None,
-    report_to: str | Sequence[str] | None = None,
-    **overrides: Any,
-) -> Finished:
-    """Train a run to the end of its budget and return its summary.
-
-    A new run trains `preset` with `overrides` (any `ModelConfig`/`TrainConfig` field) on `corpus` (a
-    prepared corpus's name under `corpora`, or a `Corpus`; the embedded pydocs corpus by default,
-    prepared when missing). `resume` continues a run instead; `init_from` starts a new run from a
-    checkpoint's weights (fine-tuning). `on_event` receives the typed events (rank 0 only), `sampler`
-    draws the sample of each evaluation. SIGINT, SIGTERM and SIGHUP save the run and raise `Interrupted`,
-    unless a `stop` flag is handed in. `report_to` names the trackers rank 0 also reports to ("tensorboard",
-    "wandb", a comma-separated list of them, or "none"), refused at once when a package is missing.
-    """
-    tracker_names = trackers.parse_report_to(report_to)
-    trackers.require(tracker_names)
+def plan_run(
+    corpus: str | Corpus | None,
+    preset: str,
+    name: str | None,
+    resume: str | None,
+    init_from: str | None,
+    overrides: dict[str, Any],
+    corpora: Path,
+    checkpoints: Path,
+    on_event: EventFn | None,
+) -> tuple[RunPlan, World]:
+    """What the call trains (a new run, a resumed one or a fine-tune) and the processes that train it."""
     if resume and init_from:
         raise RnngenError(
             f"{param('resume')} continues a run, {param('init_from')} starts a new one from a run's weights: pick one"
         )
-    corpora, checkpoints = corpora_dir(corpora), checkpoints_dir(checkpoints)
-    finished = False
-    try:
-        if resume:
-            named = corpus.name if isinstance(corpus, Corpus) else corpus
-            plan = plan_resume(resume, overrides, corpora, checkpoints, named)
-            world = distributed.setup(plan.train.device)  # the run's device, unless an override changes it
-        else:
-            chosen = preset_for(preset)
-            world = distributed.setup(overrides.get("device") or chosen.train.device)
-            plan = _plan_start(corpus, chosen, name, init_from, overrides, corpora, checkpoints, world)
-        with _claimed(plan, world), _stop_flag(stop) as flag:
-            if plan.notice and world.is_main and on_event is not None:
-                on_event(Notice(plan.notice))
-            listeners = _trackers(tracker_names, plan) if world.is_main else {}
-            try:
-                with trackers.tracked(listeners, on_event) as listener:
-                    summary = _fit(plan, world, listener, sampler, flag)
-            except Interrupted:
-                # Left while the flag still takes signals: torchrun passes a second Ctrl-C on as a SIGTERM, the
-                # same request, which must not cut the leaving short nor replace the word on the saved step.
-                distributed.teardown(finished=False)
-                raise
-        finished = True
-        return summary
-    finally:
-        distributed.teardown(finished)
+    if resume:
+        named = corpus.name if isinstance(corpus, Corpus) else corpus
+        plan = plan_resume(resume, overrides, corpora, checkpoints, named)
+        return plan, distributed.setup(plan.train.device)  # the run's device, unless an override changes it
+    chosen = preset_for(preset)
+    world = distributed.setup(overrides.get("device") or chosen.train.device)
+    return _plan_start(corpus, chosen, name, init_from, overrides, corpora, checkpoints, world, on_event), world
 
 
 def _plan_start(
@@ -113,6 +76,7 @@ def _plan_start(
     corpora: Path,
     checkpoints: Path,
     world: World,
+    on_event: EventFn | None,
 ) -> RunPlan:
     if corpus is None and init_from:
         # Checked before the embedded corpus is built: its tokenizer is not the one of the weights.
@@ -125,7 +89,7 @@ def _plan_start(
     if not isinstance(corpus, Corpus):
         corpus_name = corpus or DEFAULT_DATASET
         if corpus_name == DEFAULT_DATASET and world.is_main:  # the other ranks wait for it
-            ensure_default(corpora)
+            _prepare_default(corpora, on_event)
         distributed.barrier()
         corpus = Corpus.find(corpora, corpus_name)
     kind = overrides.get("kind") or preset.model.kind
@@ -136,13 +100,24 @@ def _plan_start(
     return plan_new(corpus, preset, overrides, run)
 
 
-def _trackers(names: tuple[str, ...], plan: RunPlan) -> dict[str, Any]:
+def _prepare_default(corpora: Path, on_event: EventFn | None) -> None:
+    """Prepare the embedded corpus when it is missing or an older recipe made it, reporting its progress."""
+    if not default_needed(corpora):
+        return
+    report = on_event or (lambda event: None)
+    report(Notice(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)"))
+    prepared = ensure_default(corpora, lambda stage, done, total: report(Preparing(stage, done, total)))
+    if prepared is not None:
+        report(Prepared(prepared.meta))
+
+
+def trackers_for(names: tuple[str, ...], plan: RunPlan) -> dict[str, Any]:
     config = trackers.hyperparameters(plan.model, plan.train, plan.corpus.name)
     return {name: trackers.make(name, plan.run, config) for name in names}
 
 
 @contextlib.contextmanager
-def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
+def claimed(plan: RunPlan, world: World) -> Iterator[None]:
     """Rank 0 claims the corpus (no prepare replaces it meanwhile) and locks the run folder while it trains;
     every rank raises the same error when it cannot."""
     locks: list[Lock | None] = []
@@ -171,19 +146,17 @@ def _claimed(plan: RunPlan, world: World) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stop_flag(stop: StopFlag | None) -> Iterator[StopFlag]:
-    """The flag the loop watches: the one handed in, else one that SIGINT, SIGTERM and SIGHUP set (the main thread
-    alone may install signal handlers)."""
-    if stop is not None:
-        yield stop
-    elif threading.current_thread() is threading.main_thread():
+def stop_flag() -> Iterator[StopFlag]:
+    """The flag the loop watches, which SIGINT, SIGTERM and SIGHUP set (the main thread alone may install signal
+    handlers: elsewhere it is never set)."""
+    if threading.current_thread() is threading.main_thread():
         with stop_on_signals() as flag:
             yield flag
     else:
         yield StopFlag()
 
 
-def _fit(
+def fit(
     plan: RunPlan, world: World, on_event: EventFn | None, sampler: SamplerFactory | None, stop: StopFlag
 ) -> Finished:
     """Train the plan; a single process training on the CPU uses the cores other processes leave free."""

@@ -33,8 +33,13 @@ def parse_report_to(value: str | Sequence[str] | None) -> tuple[str, ...]:
     """The trackers named by `value`: "none", one name, a comma-separated list, or a sequence of names."""
     names = value.split(",") if isinstance(value, str) else list(value or ())
     chosen = [name.strip().lower() for name in names if name.strip()]
-    if chosen == ["none"]:
-        return ()
+    if "none" in chosen:
+        if set(chosen) == {"none"}:
+            return ()
+        raise RnngenError(
+            f"{param('report_to')} none turns every tracker off: give it alone, or name only trackers "
+            f"({', '.join(TRACKERS)})"
+        )
     unknown = [name for name in chosen if name not in TRACKERS]
     if unknown:
         raise RnngenError(

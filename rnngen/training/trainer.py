@@ -62,6 +62,9 @@ class Trainer:
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
         setup = build_for_training(model_cfg, train_cfg, world, init_from)
+        # Two modules over one set of weights: `model` holds the weights the optimizer steps; `train_model` runs
+        # the training forward pass through them (the same object, unless --compile compiles it or DDP wraps it
+        # to average gradients across processes). A third set, the average's (--ema), is what is published.
         self.device, self.model, self.train_model, self.optimizer = (
             setup.device,
             setup.model,
@@ -81,7 +84,6 @@ class Trainer:
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
-        self.saved_model = self.average.model if self.average is not None else self.model
         self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus)
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
@@ -97,9 +99,7 @@ class Trainer:
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
             self._load_weights(resume_from, run.file(LAST))
-            restored = resume.restore_from(
-                resume_from, run, self.optimizer, self.model, self.device, train_cfg.batch_size, world
-            )
+            restored = resume.restore_from(resume_from, run, self.optimizer, self.device, train_cfg.batch_size, world)
             self.budget = Budget(train_cfg, resume_from.step, restored.seconds)
             self.best, self.hidden = restored.best, restored.hidden
             self.evals_without_improvement = restored.evals_without_improvement
@@ -109,6 +109,12 @@ class Trainer:
             self.saver.start_run()
         self.saved_step = self.budget.step if resume_from is not None else None  # the step `last` holds
         self.finished: Finished | None = None  # the summary, once `fit` has ended
+
+    @property
+    def saved_model(self) -> RecurrentLM:
+        """The weights evaluated, sampled and saved as the model: their moving average with --ema, else the
+        training weights themselves."""
+        return self.average.model if self.average is not None else self.model
 
     @property
     def on_event(self) -> EventFn:
@@ -172,7 +178,7 @@ class Trainer:
 
     def _load_weights(self, ckpt: Checkpoint, path: Path) -> None:
         """A checkpoint's weights into the saved model, and its training weights (saved with --ema) into the
-        trained one; a checkpoint without them (`best`, or a run from before --ema) starts both alike."""
+        trained one; a checkpoint without them (weights only: `best` copied over `last`) starts both alike."""
         load_weights(self.saved_model, ckpt, path)
         training = (ckpt.resume_state or {}).get("weights")
         if self.average is not None:
@@ -238,7 +244,7 @@ class Trainer:
 
     def out_of_patience(self) -> bool:
         """Whether --patience evaluations in a row brought no lower validation loss (the same on every rank)."""
-        return self.cfg.patience is not None and self.evals_without_improvement >= self.cfg.patience
+        return self.cfg.patience > 0 and self.evals_without_improvement >= self.cfg.patience
 
     def save(self, best: bool = False) -> None:
         """Write `last` (with all resume state) and, when asked, `best` (weights only).

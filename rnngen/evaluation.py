@@ -1,0 +1,101 @@
+"""`rnngen.evaluate`: a checkpoint's loss, perplexity and bits per character on a corpus split, the library
+behind `rnngen evaluate`.
+
+    import rnngen
+    result = rnngen.evaluate("notes-lstm")                      # the run's corpus, its validation split
+    result.val_bpc, result.val_loss, result.val_ppl
+    rnngen.evaluate("hf:alice/notes-lstm", corpus="notes", split="train", max_tokens=100_000)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from rnngen.errors import RnngenError, param
+
+SPLITS = ("val", "train")
+# Streams read side by side, and the tokens a pass reads of each: they bound a pass's memory, and change the
+# figures only by the context each stream starts without.
+BATCH_SIZE, SEQ_LEN = 32, 256
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A checkpoint's figures on a corpus split, named as training's evaluations whichever the split:
+    `val_loss` (nats per token), `val_ppl` (perplexity per token), `val_bpc` (bits per character, what
+    `Model.score` gives for one text), `val_tokens` (the tokens predicted) and `bounded` (only the first
+    `max_tokens` tokens were read)."""
+
+    checkpoint: str
+    corpus: str
+    split: str
+    val_loss: float
+    val_ppl: float
+    val_bpc: float
+    val_tokens: int
+    bounded: bool
+
+
+def evaluate(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    corpus: str | None = None,
+    split: str = "val",
+    max_tokens: int = 0,
+    batch_size: int = BATCH_SIZE,
+    seq_len: int = SEQ_LEN,
+    device: str = "auto",
+    corpora: str | os.PathLike | None = None,
+    checkpoints: str | os.PathLike | None = None,
+) -> Evaluation:
+    """Loss, perplexity and bits per character of `checkpoint` on `split` ("val" or "train") of `corpus`.
+
+    `checkpoint` is what `rnngen.load` takes, or None for the latest run under `checkpoints`; `corpus` is a
+    prepared corpus encoded with the run's tokenizer, by default the one it was trained on. `max_tokens` reads
+    the first that many tokens only (0: the whole split). The state is carried through `batch_size` streams
+    read `seq_len` tokens at a time, on `device` ("auto", "cpu", "cuda" or "mps").
+    """
+    if split not in SPLITS:
+        raise RnngenError(f"unknown {param('split')} {split!r}: choose {' or '.join(SPLITS)}")
+    if max_tokens < 0 or max_tokens == 1:
+        raise RnngenError(
+            f"{param('max_tokens')} {max_tokens} leaves no token to predict (the first is context only): "
+            "pass 2 or more, or 0 for the whole split"
+        )
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if value < 1:
+            raise RnngenError(f"{param(name)} must be 1 or more, got {value}")
+    import torch
+
+    from rnngen.data.reading import Corpus, corpus_of
+    from rnngen.generation.loading import pick_device
+    from rnngen.models.checkpoint import load_model
+    from rnngen.store.locations import checkpoints_dir, corpora_dir
+    from rnngen.store.resolve import require_tokenizer, resolve_checkpoint
+    from rnngen.store.runs import require_same_tokenizer
+    from rnngen.training.evaluate import evaluate as evaluate_split
+
+    where = torch.device(pick_device(device))  # first: an unknown device is told before anything is read
+    run, path = resolve_checkpoint(None if checkpoint is None else str(checkpoint), checkpoints_dir(checkpoints))
+    require_tokenizer(run)
+    model, tok, ckpt = load_model(run, path, where)
+    root = corpora_dir(corpora)
+    data = Corpus.find(root, corpus) if corpus else corpus_of(ckpt.corpus, root)
+    require_same_tokenizer(
+        f"corpus {data.name}",
+        data.meta["tokenizer"],
+        {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
+        f"pick a corpus prepared with the tokenizer of {run.name}",
+    )
+    figures = evaluate_split(
+        model,
+        data.tokens(split),
+        data.characters(split),
+        batch_size,
+        seq_len,
+        max_tokens,
+        where,
+        unknown_bytes=data.unknown_bytes(split),
+    )
+    return Evaluation(checkpoint=str(path), corpus=data.name, split=split, **figures)
