@@ -11,6 +11,7 @@ python -m benchmarks firstrun           # the plain loop against the cpu preset 
 python -m benchmarks firstrun --parts a --budgets 0.5M,1M,2M,4M,8M   # at equal tokens, per budget
 python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
+python -m benchmarks serve              # `rnngen serve` under 1, 16 and 64 streaming clients (--clients, --tokens)
 """
 
 from __future__ import annotations
@@ -25,9 +26,21 @@ from rich.table import Table
 
 from benchmarks import common
 
-ALL = ("train", "busy_cpu", "generate", "cold_start", "prepare", "memory", "scan", "quality", "firstrun", "sweep")
+ALL = (
+    "train",
+    "busy_cpu",
+    "generate",
+    "cold_start",
+    "prepare",
+    "memory",
+    "scan",
+    "quality",
+    "firstrun",
+    "sweep",
+    "serve",
+)
 # Long runs (minutes each) that run only when named.
-NAMED_ONLY = ("quality", "firstrun", "sweep")
+NAMED_ONLY = ("quality", "firstrun", "sweep", "serve")
 
 
 @click.command()
@@ -92,6 +105,11 @@ NAMED_ONLY = ("quality", "firstrun", "sweep")
     help="Models of the quality runs, comma-separated (char tokenizer for each; unigram for lstm).",
 )
 @click.option(
+    "--clients",
+    help="serve: the numbers of concurrent streaming clients, comma-separated (default: those the targets name).",
+)
+@click.option("--tokens", type=int, help="serve: max_tokens of each streamed request (default: serve.TOKENS).")
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("benchmarks/results"),
@@ -111,6 +129,8 @@ def main(
     budgets: str | None,
     parts: str,
     models: str,
+    clients: str | None,
+    tokens: int | None,
     out: Path,
 ) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
@@ -205,6 +225,11 @@ def main(
                 preset,
                 on_point=keep,
             )
+        elif name == "serve":
+            from benchmarks import serve
+
+            counts = [int(count) for count in clients.split(",")] if clients else None
+            rows += serve.run(pydocs, quick, counts, tokens)
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
     machine = result["machine"]

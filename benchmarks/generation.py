@@ -1,10 +1,10 @@
 """Batch-1 generation with the default CPU model (the `cpu` preset's LSTM): tokens/s, constant work, priming.
 
-Weights are random: speed does not depend on what the model learnt. Each token is the work of one
-iteration of `Completion._generate` on the CPU (NumPy): the sampling filters, the draw, the token's
-probability, the stream decode and the recurrent step (random weights would end a completion at
-an end-of-text id at random, so the loop is run here directly rather than through `complete`).
-The torch model's fused pass primes the same prompt in the same run, as the reference.
+Weights are random: speed does not depend on what the model learnt. Random weights would end a completion at the
+end-of-text id at random, so that id is made impossible (`endless_model`) and every completion writes its whole
+budget. Each token is one `Batch.step` of a batch of one row on the CPU (NumPy), what `Completion` runs per token:
+the sampling filters, the draw, the token's probability, the stream decode and the recurrent step. The torch
+model's fused pass primes the same prompt in the same run, as the reference.
 """
 
 from __future__ import annotations
@@ -17,34 +17,39 @@ from typing import Any
 import torch
 
 from rnngen.config import PRESETS, SampleConfig
+from rnngen.data.tokenizer import Tokenizer
 from rnngen.generation.completer import Completer
-from rnngen.generation.sampling import draw_token, filter_logits
+from rnngen.generation.decoding import Batch, Row
 from rnngen.generation.torch_lm import TorchLM
 from rnngen.models import build
+
+# A logit no draw can reach, for the end-of-text id of a model with random weights.
+NEVER = -1e9
+
+
+def endless_model(tok: Tokenizer) -> torch.nn.Module:
+    """The `cpu` preset's model over `tok`'s vocabulary with random weights (seed 0), whose head can never give the
+    end-of-text id: a completion on it writes exactly its `max_tokens`."""
+    torch.manual_seed(0)
+    model = build(dataclasses.replace(PRESETS["cpu"].model, vocab_size=tok.vocab_size))
+    with torch.no_grad():
+        model.head.bias[tok.eot_id] = NEVER
+    return model
 
 
 def run(corpus, quick: bool) -> list[dict[str, Any]]:
     tok = corpus.tokenizer()
-    torch.manual_seed(0)
-    model = build(dataclasses.replace(PRESETS["cpu"].model, vocab_size=tok.vocab_size))
+    model = endless_model(tok)
     completer = Completer.for_module(model, tok)  # on the CPU: the NumPy model
-    lm = completer.lm
-    cfg = SampleConfig(temperature=0.8, top_k=40)
-    generator = completer.generator(0)
-    memory, _ = completer.prime("Studying Deep Learning is really")
-    logits, state = memory.logits, memory.state
-    seen = lm.flags(tok.vocab_size)
-    stream = tok.stream_decoder()
     positions = 2100 if not quick else 600
+    cfg = SampleConfig(max_tokens=positions, temperature=0.8, top_k=40)
+    memory, prompt_ids = completer.prime("Studying Deep Learning is really")
+    batch = Batch(completer.lm, tok.vocab_size)
+    batch.add(Row(tok, cfg, completer.generator(0), prompt_ids), memory)
     per_token = []
     for _ in range(positions):
         started = time.perf_counter()
-        token = draw_token(filter_logits(logits, cfg, seen), cfg, generator)
-        float(lm.ops.softmax(logits)[token])  # the probability Completion records per token
-        seen[token] = True
-        stream.push(token)
-        logits, state = lm.step(lm.ids([token]), state)
-        logits = logits[0]
+        batch.step()
         per_token.append(time.perf_counter() - started)
     early = statistics.median(per_token[5:50])
     late = statistics.median(per_token[-45:])

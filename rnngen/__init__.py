@@ -6,9 +6,11 @@
     model.score("Some text")                          # bits per character
     rnngen.prepare("notes.txt", tokenizer="char", name="notes")
     rnngen.train("notes", time_budget=600, name="notes-lstm")
+    rnngen.evaluate("notes-lstm").val_bpc             # bits per character on the run's validation split
 
-`import rnngen` loads nothing heavy: `rnngen.api` (load, Model) and `rnngen.pipeline` (prepare, train)
-load at their first use, the way the CLI loads a command's module, and CPU completion needs no torch.
+`import rnngen` loads nothing heavy: `rnngen.api` (load, Model), `rnngen.pipeline` (prepare, train) and
+`rnngen.evaluation` (evaluate) load at their first use, the way the CLI loads a command's module, and CPU
+completion needs no torch.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import SampleConfig
-from rnngen.errors import RnngenError
+from rnngen.errors import RnngenError, param
 
 
 class Model:
@@ -67,17 +67,26 @@ class Model:
         )
 
     def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
-        """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s keywords."""
-        yield from self.completer.complete(prompt, sample_config(**options))
+        """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s keywords, checked
+        at the call (not at the first piece)."""
+        return iter(self.completer.complete(_text("prompt", prompt), sample_config(**options)))
 
     def score(self, text: str) -> float:
         """Bits per character of `text` under the model, read as a document from its start: the total
         negative log-likelihood of its tokens, in bits, over its characters (what `rnngen evaluate`
         reports for a corpus split). Lower is better; it compares across tokenizers. Text a word tokenizer
         cannot spell costs 8 bits per byte on top of its unknown piece, so unknown text never scores well."""
-        if not text:
+        if not _text("text", text):
             raise RnngenError("score needs some text: an empty text has no characters to score")
         return self.completer.bits_per_character(text)
+
+
+def _text(name: str, value: Any) -> str:
+    """`value`, refused unless it is text (bytes are decoded by the caller, who knows their encoding)."""
+    if not isinstance(value, str):
+        hint = ": decode it first, e.g. value.decode('utf-8')" if isinstance(value, (bytes, bytearray)) else ""
+        raise RnngenError(f"{param(name)} must be a string, got {type(value).__name__}{hint}")
+    return value
 
 
 def sample_config(*, stop: str | tuple[str, ...] | list[str] | None = (), **options: Any) -> SampleConfig:

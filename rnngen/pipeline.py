@@ -6,7 +6,10 @@
     summary.run, summary.best_val_bpc
     rnngen.train(resume="notes-lstm", steps=5000)
 
-Errors are `rnngen.errors.RnngenError`s whose messages name these functions' parameters.
+`train` is the one training entry, for Python and the command line alike: it composes the parts of
+`rnngen.training.session` (the plan, the run's lock, the stop flag, the loop) with the trackers and hands the trainer
+the sampler of `rnngen.generation`. Errors are `rnngen.errors.RnngenError`s whose messages name these functions'
+parameters.
 """
 
 from __future__ import annotations

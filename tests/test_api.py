@@ -145,6 +145,23 @@ def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):
     assert "rnngen.Model lstm" in repr(model)
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.complete(b"hi"), "prompt must be a string, got bytes: decode it first"),
+        (lambda m: m.score(None), "text must be a string, got NoneType"),
+        (lambda m: m.complete("hi", max_tokens="5"), "max_tokens must be a whole number, got '5' (str)"),
+        (lambda m: m.complete("hi", max_tokens=5.5), "max_tokens must be a whole number, got 5.5 (float)"),
+        # Refused at the call, not at the first piece: a stream that is never read still says what is wrong.
+        (lambda m: m.stream("hi", temperature=-1), "temperature must be >= 0"),
+    ],
+)
+def test_wrong_types_and_values_are_named_at_the_call(model, call, message):
+    with pytest.raises(RnngenError) as caught:
+        call(model)
+    assert str(caught.value).startswith(message)
+
+
 def test_an_unknown_device_is_refused_at_once_by_name(trained, tmp_path):
     with pytest.raises(RnngenError, match="unknown device 'tpu': choose one of auto, cpu, cuda, mps"):
         rnngen.load(tmp_path / "checkpoints" / trained, device="tpu")

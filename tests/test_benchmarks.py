@@ -1,4 +1,5 @@
-"""The sweep and first-run benchmarks run end to end on tiny data: what they compute, not how well models do."""
+"""The sweep and first-run benchmarks run end to end on tiny data, and the serve benchmark's arithmetic on a
+made-up timeline: what they compute, not how well models do."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import firstrun, sweep
+from benchmarks import firstrun, serve, sweep
 from rnngen.config import PRESETS
 
 
@@ -72,3 +73,21 @@ def test_english_and_prose_shares_score_what_the_issue_counts():
     assert firstrun.prose_share(["prose line\n>>> code\n    indented"]) == len("prose line") / len(
         "prose line>>> code    indented"
     )
+
+
+def test_serve_figures_count_the_tokens_of_the_window_and_each_chunks_wait_once():
+    streams = [
+        serve.Stream(0.0, [(1.0, 1), (2.0, 1), (4.0, 2)]),
+        serve.Stream(0.5, [(1.5, 1), (2.5, 3)], ended=True),
+    ]
+    assert serve.window_start(streams, 2) == 1.5 and serve.first_token_seconds(streams) == [1.0, 1.0]
+    with pytest.raises(RuntimeError, match="only 2 of 3"):
+        serve.window_start(streams, 3)
+    figures = serve.stream_figures(streams, 1.5, 4.0)
+    # After 1.5 s: 1 + 2 + 3 tokens in 2.5 s, in 3 chunks; the gaps are 1, 2 and 1 s, then 0 for the tokens that
+    # came in the same chunk: [0, 0, 0, 1, 1, 2], whose 99th percentile is 1.95 s.
+    assert figures["tokens_per_s"] == pytest.approx(6 / 2.5) and figures["tokens_per_chunk"] == 2
+    assert figures["p99_gap_ms"] == pytest.approx(1950)
+    assert serve.checked(streams, 4) == streams
+    with pytest.raises(RuntimeError, match="not 5"):
+        serve.checked(streams, 5)  # a stream that ended early: the model was meant never to end a text

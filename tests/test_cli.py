@@ -208,3 +208,37 @@ def test_a_closed_output_ends_every_command_quietly(trained):
         command.stdout.close()
         _, errors = command.communicate(timeout=120)
         assert (command.returncode, errors.decode()) == (141, ""), args
+
+
+def test_runs_json_carries_numbers_and_the_table_formats_them(run_cli, trained, tmp_path):
+    rows = json.loads(run_cli("runs", "--json").output)
+    assert [row["run"] for row in rows] == [trained]
+    row = rows[0]
+    assert isinstance(row["best"], float) and isinstance(row["last"], float) and isinstance(row["steps"], int)
+    assert isinstance(row["tokens_per_s"], float) and isinstance(row["size_bytes"], int) and row["damaged"] is None
+    assert f"{row['best']:.4f}" in run_cli("runs").output
+    pytest.importorskip("matplotlib")
+    compared = json.loads(run_cli("runs", "--compare", trained, "--json", "--out", str(tmp_path / "c.png")).output)
+    assert isinstance(compared[0]["best"], float) and isinstance(compared[0]["seconds"], float)
+
+
+def test_runs_keep_the_run_name_whole_on_an_80_column_terminal(run_cli, trained, tmp_path):
+    import io
+    import shutil
+
+    from rich.console import Console
+
+    from rnngen.cli.display import runs_table
+
+    name = "pydocs-minlstm-20261127-101500"
+    shutil.copytree(tmp_path / "checkpoints" / trained, tmp_path / "checkpoints" / name)
+    rows = json.loads(run_cli("runs", "--json").output)
+    shown = {}
+    for width in (80, 50):
+        console = Console(width=width, file=io.StringIO())
+        console.print(runs_table(rows))
+        shown[width] = console.file.getvalue()
+        assert all(len(line) <= width for line in shown[width].splitlines())
+        assert f"│ {name} │" in shown[width], shown[width]
+    # The columns that fit keep their figures whole; those that do not are left out, and said to be.
+    assert f" {rows[0]['best']:.4f} " in shown[80] and "left out for the terminal's width: updated" in shown[80]

@@ -246,3 +246,18 @@ def test_unwritable_corpora_folder_is_reported(tmp_path, text_file):
     blocker.write_text("not a folder")
     with pytest.raises(CorpusError, match="cannot write to .*folder as corpora"):
         preparing.prepare(SourceSpec(dataset=str(text_file)), TokenizerSpec("char"), root=blocker / "corpora")
+
+
+def test_a_copied_corpus_is_named_after_its_folder(tmp_path, text_file):
+    import shutil
+
+    from rnngen.data.reading import list_corpora
+
+    original, _ = prepare(tmp_path, text_file, "char", name="shk")
+    shutil.copytree(original.path, tmp_path / "corpora" / "shkcopy")
+    assert [meta["name"] for meta in list_corpora(tmp_path / "corpora")] == ["shk", "shkcopy"]
+    copy = Corpus.find(tmp_path / "corpora", "shkcopy")
+    assert copy.name == "shkcopy" and copy.identity()["name"] == "shkcopy"
+    claim = copy.hold()  # the name it is read under is no sign of a rebuild
+    if claim is not None:
+        claim.release()

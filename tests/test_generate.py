@@ -14,10 +14,20 @@ from rnngen.data.tokenizer import Tokenizer, train
 from rnngen.errors import RnngenError
 from rnngen.generation.arrays import NUMPY, ops_for
 from rnngen.generation.completer import Completer
-from rnngen.generation.sampling import draw_token, filter_logits
+from rnngen.generation.sampling import RowOptions, draw_rows, filter_rows
 from rnngen.models import build
 
 LOGITS = torch.tensor([2.0, 0.5, 3.0, -1.0, 1.0])  # softmax ~ [.23, .05, .63, .01, .08]
+
+
+def filter_logits(logits, cfg: SampleConfig, seen=None):
+    """The filters on one row of logits [vocab], as a batch of one row."""
+    return filter_rows(logits[None], RowOptions.of([cfg]), None if seen is None else seen[None])[0]
+
+
+def draw_token(logits, cfg: SampleConfig, generator) -> int:
+    """One row's draw, as a batch of one row."""
+    return draw_rows(logits[None], RowOptions.of([cfg]), [generator])[0]
 
 
 def kept(logits: torch.Tensor) -> set[int]:
@@ -188,3 +198,26 @@ def test_top_k_breaks_ties_alike_on_numpy_and_torch():
     torch_ops = ops_for(torch.empty(0))
     assert draw_token(filter_logits(np.asarray(tied, dtype=np.float32), cfg), cfg, NUMPY.generator(0)) == 1
     assert draw_token(filter_logits(torch.tensor(tied), cfg), cfg, torch_ops.generator(0)) == 1
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_each_row_of_a_batch_is_filtered_and_drawn_as_it_would_be_alone(backend):
+    # Rows with different options side by side: every row's filtered logits and token are those it gets alone, so a
+    # request's text does not depend on the requests decoding beside it.
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (5, 300)).astype(np.float32)
+    seen = rng.random((5, 300)) < 0.1
+    configs = [
+        SampleConfig(temperature=0.0),
+        SampleConfig(temperature=0.7, top_k=20),
+        SampleConfig(temperature=1.3, top_p=0.6),
+        SampleConfig(temperature=1.0, repetition_penalty=1.5),
+        SampleConfig(temperature=0.9, top_k=50, top_p=0.9, repetition_penalty=0.8),
+    ]
+    options = RowOptions.of(configs)
+    batch = filter_rows(on_backend(logits, backend), options, on_backend(seen, backend))
+    drawn = draw_rows(batch, options, [ops_for(batch).generator(seed) for seed in range(5)])
+    for i, cfg in enumerate(configs):
+        alone = filter_logits(on_backend(logits[i], backend), cfg, on_backend(seen[i], backend))
+        assert np.array_equal(np.asarray(batch[i]), np.asarray(alone))
+        assert drawn[i] == draw_token(alone, cfg, ops_for(alone).generator(i))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import pytest
 import torch
 
 from rnngen.analysis.gradients import profile
@@ -63,3 +64,18 @@ def test_pictures_are_written_with_matplotlib_and_refused_clearly_without(run_cl
     else:
         assert gradients.exit_code == 0 and png.stat().st_size > 10_000
         assert plot.exit_code == 0 and curves.stat().st_size > 10_000
+
+
+def test_a_picture_format_matplotlib_cannot_write_is_refused_before_any_work(run_cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    for command in (
+        ("plot", "any-run", "--out", str(tmp_path / "curves.txt")),
+        ("runs", "--compare", "any-run", "--out", str(tmp_path / "compare.txt")),
+        ("gradients", "--corpus", "nowhere", "--plot", str(tmp_path / "gradients.txt")),
+        ("lab", "adding", "--quick", "--plot", str(tmp_path / "lab")),
+    ):
+        result = run_cli(*command)
+        option, path = command[-2:]
+        assert result.exit_code == 1 and result.output.startswith(f"error: {option} {path}: end the name"), command
+        assert ".png" in result.output and len(result.output.splitlines()) == 1, result.output
+    assert not any(tmp_path.iterdir())  # nothing prepared, trained or written

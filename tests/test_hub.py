@@ -109,6 +109,41 @@ def test_push_dry_run_keeps_a_users_own_files(run_cli, trained, tmp_path):
     assert (mine / "README.md").read_text() == "my notes"
 
 
+def test_push_uploads_only_the_runs_own_tokenizer(run_cli, trained, tmp_path, monkeypatch, text_file):
+    run = RunFolder(tmp_path / "checkpoints" / trained)
+    tokenizer = run.tokenizer_path.read_bytes()
+    other = tmp_path / "other.txt"
+    other.write_text(text_file.read_text().upper())
+    assert (
+        run_cli("prepare", "--dataset", str(other), "--tokenizer", "char", "--name", "other", "--plain").exit_code == 0
+    )
+    secret = tmp_path / "secret"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    outside = tmp_path / "tokenizer-elsewhere.model"
+    outside.write_bytes(tokenizer)
+    monkeypatch.setattr(hub, "push", lambda *args: pytest.fail("a refused run was uploaded"))
+    damaged = {
+        "truncated": lambda path: path.write_bytes(tokenizer[: len(tokenizer) // 2]),
+        "empty": lambda path: path.write_bytes(b""),
+        "another corpus's": lambda path: path.write_bytes((tmp_path / "corpora/other/tokenizer.model").read_bytes()),
+        "a link out of the run": lambda path: path.symlink_to(secret),
+        "a link to the right tokenizer": lambda path: path.symlink_to(outside),
+    }
+    for what, damage in damaged.items():
+        run.tokenizer_path.unlink()
+        damage(run.tokenizer_path)
+        for args in (("--dry-run", str(tmp_path / "upload")), ()):
+            result = run_cli("push", trained, "alice/notes", *args)
+            assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, (what, result.output)
+            assert str(run.tokenizer_path) in result.output, (what, result.output)
+        assert not (tmp_path / "upload").exists(), what
+    assert "is a link to" in result.output and "replace the link with a copy of the run's file" in result.output
+    run.tokenizer_path.unlink()
+    run.tokenizer_path.write_bytes(tokenizer)
+    assert run_cli("push", trained, "alice/notes", "--dry-run", str(tmp_path / "upload")).exit_code == 0
+    assert (tmp_path / "upload" / "tokenizer.model").read_bytes() == tokenizer
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # a kill, a closed terminal
 def test_a_signal_during_push_leaves_no_temporary_copy(run_cli, trained, tmp_path, monkeypatch, sig):
     scratch = tmp_path / "scratch"

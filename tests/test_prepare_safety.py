@@ -242,3 +242,45 @@ def test_a_failed_first_prepare_leaves_no_empty_corpora_folder(tmp_path, text_fi
     with pytest.raises(CorpusError, match="no such file"):
         prepare(tmp_path, tmp_path / "nope.txt")
     assert (tmp_path / "corpora").is_dir()
+
+
+def test_an_embedded_corpus_of_another_recipe_is_kept_for_the_runs_trained_on_it(run_cli, tmp_path, monkeypatch):
+    import datasets
+    from conftest import TINY, sample_text
+
+    from rnngen.data import pydocs
+
+    seed = 1
+
+    def load():  # the embedded corpus's documents, as the recipe of the rnngen installed at the time makes them
+        texts = [sample_text(800, seed=seed * 1000 + i) for i in range(60)]
+        rows = [{"text": text, "raw_chars": len(text), "module": f"pkg:m{i}.py"} for i, text in enumerate(texts)]
+        return datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)})
+
+    monkeypatch.setattr(pydocs, "load", load)
+    assert run_cli("train", *TINY, "--name", "early").exit_code == 0
+    corpora = tmp_path / "corpora"
+    meta = json.loads((corpora / "pydocs" / "meta.json").read_text())
+    meta["source"]["recipe"] = pydocs.RECIPE - 1  # made by an earlier rnngen, whose recipe made other text
+    (corpora / "pydocs" / "meta.json").write_text(json.dumps(meta))
+    seed = 2
+    result = run_cli("train", *TINY, "--name", "later")
+    assert result.exit_code == 0, result.output
+    current = f"pydocs-r{pydocs.RECIPE}"
+    assert f"preparing the embedded corpus {current} (once; it needs no network); {corpora / 'pydocs'}, made by " in (
+        result.output
+    )
+    assert json.loads((tmp_path / "checkpoints" / "later" / "config.json").read_text())["corpus"]["name"] == current
+    assert json.loads((corpora / "pydocs" / "meta.json").read_text()) == meta
+    # The earlier run still resumes and is evaluated on the corpus it trained on; both are listed.
+    result = run_cli("train", "--resume", "early", "--steps", "40", "--plain")
+    assert result.exit_code == 0, result.output
+    result = run_cli("evaluate", "--checkpoint", "early", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["corpus"] == "pydocs", result.output
+    assert {row["name"] for row in json.loads(run_cli("corpora", "--json").output)} == {"pydocs", current}
+    # A plain run trains on this recipe's corpus; naming the old one to rebuild it in place takes --force.
+    result = run_cli("train", *TINY, "--name", "again")
+    assert result.exit_code == 0 and "preparing the embedded corpus" not in result.output
+    result = run_cli("prepare", "--name", "pydocs", "--plain")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "holds the embedded corpus of another rnngen's recipe" in result.output and "--force" in result.output

@@ -422,4 +422,105 @@ def test_a_metrics_line_that_is_json_but_not_an_object_breaks_no_listing(cli, tm
     result = cli("runs", "--json")
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)[0]
-    assert row["run"] == "listed" and row["steps"] == 20 and row["best"] != "-"
+    assert row["run"] == "listed" and row["steps"] == 20 and isinstance(row["best"], float)
+
+
+# 8. Weights that are not numbers (issue #41) ----------------------------------------------------------------------
+
+
+def poison(path: Path, value: float = math.nan) -> None:
+    """Write `value` into the checkpoint's head bias, as a run that diverged unnoticed (or a damaged copy) leaves it."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(path, framework="numpy") as file:
+        metadata, tensors = file.metadata(), {name: file.get_tensor(name) for name in file.keys()}
+    tensors["model.head.bias"][1] = value
+    save_file(tensors, path, metadata=metadata)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_checkpoint_with_non_finite_weights_is_refused_wherever_it_is_opened(cli, tmp_path, value):
+    assert cli(*TRAIN, "--name", "bad").exit_code == 0
+    run = RunFolder(tmp_path / "checkpoints" / "bad")
+    for name in (BEST, LAST):
+        poison(run.file(name), value)
+    # Named as the model's parameter, whether NumPy (complete on the CPU) or torch (evaluate, push, train) read it.
+    refused = f"{run.file(BEST)} holds non-finite weights (NaN or inf in head.bias)"
+    for args in (
+        ("complete", "--checkpoint", "bad", "The model"),
+        ("complete", "--checkpoint", "bad", "--beam", "2", "--json", "The model"),
+        ("evaluate", "--checkpoint", "bad", "--json"),
+        ("push", "bad", "alice/bad", "--dry-run", str(tmp_path / "upload")),
+        ("train", "--corpus", "notes", "--init-from", "bad", "--steps", "5", "--plain"),
+    ):
+        line = one_line(cli(*args))
+        assert refused in line and "resume from an earlier checkpoint or train again" in line, args
+    assert not (tmp_path / "upload").exists()
+    line = one_line(cli("train", "--resume", "bad", "--steps", "40", "--plain"))
+    assert f"{run.file(LAST)} holds non-finite weights (NaN or inf in head.bias)" in line
+    with pytest.raises(CheckpointError, match="non-finite weights"):
+        checkpoint.load(run.file(BEST))
+
+
+def test_json_output_never_carries_nan(cli, tmp_path, monkeypatch):
+    import rnngen.evaluation
+    from rnngen.evaluation import Evaluation
+
+    assert cli(*TRAIN, "--name", "ok").exit_code == 0
+    overflowed = Evaluation(
+        "x", "notes", "val", val_loss=math.nan, val_ppl=math.inf, val_bpc=math.nan, val_tokens=9, bounded=False
+    )
+    monkeypatch.setattr(rnngen.evaluation, "evaluate", lambda *args, **kwargs: overflowed)
+    result = cli("evaluate", "--checkpoint", "ok", "--json")
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.output, parse_constant=lambda word: pytest.fail(f"{word} is not JSON"))
+    assert row["val_loss"] is None and row["corpus"] == "notes"
+    # Every command's --json goes through the one writer that turns NaN and inf into null.
+    writers = [
+        path.name
+        for path in (Path(rnngen.evaluation.__file__).parent / "cli").glob("*.py")
+        if "json.dumps" in path.read_text()
+    ]
+    assert writers == ["common.py"]
+
+
+def test_a_damaged_run_is_listed_on_its_own_row_and_each_command_names_the_fix(cli, tmp_path):
+    import shutil
+
+    assert cli(*TRAIN, "--name", "good").exit_code == 0
+    runs = tmp_path / "checkpoints"
+    damage = {
+        "truncated": ("config.json", lambda path: path.write_text(path.read_text()[:100]), "is truncated or not JSON"),
+        "empty": ("config.json", lambda path: path.write_text(""), "is empty"),
+        "listed": ("config.json", lambda path: path.write_text("[1, 2]"), "is not a JSON object"),
+        "folder": ("config.json", lambda path: (path.unlink(), path.mkdir()), "is a directory, not a file"),
+        "metrics": ("metrics.jsonl", lambda path: (path.unlink(), path.mkdir()), "is a directory, not a file"),
+    }
+    for name, (file, spoil, _) in damage.items():
+        shutil.copytree(runs / "good", runs / name)
+        spoil(runs / name / file)
+    result = cli("runs", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {row["run"]: row for row in json.loads(result.output)}
+    assert set(rows) == {"good", *damage} and rows["good"]["damaged"] is None and rows["good"]["best"] > 0
+    for name, (file, _, said) in damage.items():
+        assert rows[name]["damaged"].startswith(f"{runs / name / file} {said}: "), rows[name]
+        assert rows[name]["best"] is None
+    table = cli("runs").output.splitlines()
+    for name in ("good", *damage):  # the table shows every run, on a row of its own
+        assert [line for line in table if line.startswith(f"│ {name} ") and ("damaged" in line) == (name != "good")]
+    restore = "restore it from a copy of the run, or train the run again"
+    for name, (file, _, said) in damage.items():
+        fix = restore if file == "config.json" else "move it out of the run folder"
+        assert one_line(cli("runs", name)).startswith(f"error: {runs / name / file} {said}: {fix}"), name
+    for command in (("complete", "the", "--checkpoint", "empty"), ("plot", "empty", "--out", str(tmp_path / "e.png"))):
+        assert one_line(cli(*command)) == f"error: {rows['empty']['damaged']}", command
+    for command in (
+        ("plot", "metrics", "--out", str(tmp_path / "m.png")),
+        ("train", "--resume", "metrics", "--steps", "25"),
+    ):
+        assert f"{runs / 'metrics' / 'metrics.jsonl'} is a directory" in one_line(cli(*command)), command
+    # As the error says: moved out of the folder, the run resumes.
+    (runs / "metrics" / "metrics.jsonl").rmdir()
+    assert cli("train", "--resume", "metrics", "--steps", "25", "--plain").exit_code == 0

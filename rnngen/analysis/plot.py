@@ -10,9 +10,18 @@ from rnngen.errors import RnngenError
 from rnngen.store.runs import RunFolder
 
 
-def require() -> None:
-    """Fail early, before any work, when matplotlib is missing."""
+def check_image_path(path: Path, option: str) -> None:
+    """Fail early, before any work, when matplotlib is missing or cannot write a picture in the format that the
+    extension of `path` names (`option`: the flag that passed it)."""
     _pyplot()
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if Path(path).suffix.lower().lstrip(".") not in formats:
+        raise RnngenError(
+            f"{option} {path}: end the name with the extension of a picture format matplotlib writes "
+            f"({', '.join('.' + name for name in sorted(formats))})"
+        )
 
 
 def _pyplot():

@@ -67,8 +67,8 @@ def gradients(
     import torch
 
     from rnngen.analysis.gradients import profile
-    from rnngen.cli.display import gradient_sparklines, gradient_table, out
-    from rnngen.cli.prepare import prepare_shown
+    from rnngen.cli.display import PrepareProgress, corpus_table, err, gradient_sparklines, gradient_table, out
+    from rnngen.data.preparing import ensure_default, folder_name
     from rnngen.data.reading import Corpus, corpus_of
     from rnngen.data.sources import DEFAULT_DATASET
     from rnngen.models import build
@@ -76,10 +76,10 @@ def gradients(
     from rnngen.store.resolve import resolve_checkpoint
 
     if plot_path:
-        from rnngen.analysis.plot import require
+        from rnngen.analysis.plot import check_image_path
 
         require_folder_of(plot_path, "--plot")
-        require()
+        check_image_path(plot_path, "--plot")
     if checkpoint:
         run, path = resolve_checkpoint(checkpoint, paths.checkpoints)
         model, _, ckpt = load_model(run, path)
@@ -92,9 +92,12 @@ def gradients(
             raise click.BadParameter(
                 f"{', '.join(unknown) or 'nothing'}: choose among {', '.join(MODEL_KINDS)}", param_hint="--model"
             )
-        if corpus_name == DEFAULT_DATASET:  # prepared once, when missing
-            prepare_shown(paths, False, show_reused=False)
-        corpus = Corpus.find(paths.corpora, corpus_name)
+        if corpus_name == DEFAULT_DATASET:  # prepared once, when missing, as `rnngen train` prepares it
+            with PrepareProgress(False) as progress:
+                prepared = ensure_default(paths.corpora, progress, lambda line: err.print(line, markup=False))
+            if prepared is not None:
+                out.print(corpus_table(prepared.meta, False))
+        corpus = Corpus.find(paths.corpora, folder_name(paths.corpora, corpus_name))
         models = []
         for name in names:
             torch.manual_seed(seed)
@@ -142,12 +145,13 @@ def plot(paths: Paths, runs: tuple[str, ...], out_path: Path) -> None:
 
 def draw_runs(paths: Paths, names: tuple[str, ...], out_path: Path) -> list[RunFolder]:
     """Draw the curves of the runs `names` into `out_path` (`rnngen plot`, `rnngen runs --compare`) and return
-    the runs; a missing folder or matplotlib is refused before any run is read."""
-    from rnngen.analysis.plot import require, training_curves
+    the runs; a missing folder, a format matplotlib does not write or matplotlib missing is refused before any run
+    is read."""
+    from rnngen.analysis.plot import check_image_path, training_curves
     from rnngen.store.resolve import resolve_checkpoint
 
     require_folder_of(out_path, "--out")
-    require()
+    check_image_path(out_path, "--out")
     chosen = [resolve_checkpoint(name, paths.checkpoints)[0] for name in names]
     training_curves(chosen, out_path)
     return chosen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,29 @@ def require_folder_of(path: Path, option: str) -> None:
         )
 
 
+def echo_json(data: Any, indent: int | None = None) -> None:
+    """Print a command's `--json` output: valid JSON, so a number that is NaN or infinite is written as null
+    (`json.dumps` would write a bare `NaN`, which JSON readers refuse)."""
+    click.echo(json.dumps(_finite(data), indent=indent, allow_nan=False))
+
+
+def _finite(data: Any) -> Any:
+    """`data` with every float that is NaN or infinite replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
+
 def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:
     """Rows as JSON, as a table, or a line saying there are none."""
     from rnngen.cli.display import err, out
 
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        echo_json(rows, indent=2)
     elif not rows:
         err.print(empty)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from rnngen.cli.common import Paths, pass_paths
+from rnngen.cli.common import Paths, echo_json, pass_paths
 from rnngen.config import DEVICES, SampleConfig
 from rnngen.data.tokenizer import utf8_safe
 
@@ -58,7 +57,9 @@ def sampling_options(command):
             show_default=True,
             help="Divide the logits of tokens already present (CTRL); 1 is off.",
         ),
-        click.option("--seed", type=int, help="Seed for reproducible samples."),
+        click.option(
+            "--seed", type=int, help="Seed for reproducible samples; sample i of a prompt is drawn with seed + i."
+        ),
         click.option("--stop", multiple=True, help="End the completion before this string (repeatable)."),
         click.option(
             "--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Where to run the model."
@@ -214,17 +215,15 @@ def _show_beams(
     found = completer.beam_search(prompt, beams, cfg.max_tokens, length_penalty, cfg.stop)
     if as_json:
         for rank, found_beam in enumerate(found):
-            click.echo(
-                json.dumps(
-                    {
-                        "prompt": prompt,
-                        "beam": rank,
-                        "completion": found_beam.text,
-                        "tokens": len(found_beam.tokens),
-                        "logprob": found_beam.logprob,
-                        "score": found_beam.score,
-                    }
-                )
+            echo_json(
+                {
+                    "prompt": prompt,
+                    "beam": rank,
+                    "completion": found_beam.text,
+                    "tokens": len(found_beam.tokens),
+                    "logprob": found_beam.logprob,
+                    "score": found_beam.score,
+                }
             )
     elif styled and len(found) > 1:
         out.print(beams_table(prompt, found))
@@ -250,12 +249,13 @@ def _show_samples(
         samples_table,
         visible,
     )
+    from rnngen.generation.decoding import choice_seed
 
-    # One generator for all prompts and samples: --num-samples 3 gives three different completions.
-    generator = completer.generator(cfg.seed)
     streamed = styled and num_samples == 1 and not show_probs
     texts = []
     for sample in range(num_samples):
+        # Sample i is drawn with seed + i, as choice i of the server's `n`: three samples, three completions.
+        generator = completer.generator(choice_seed(cfg.seed, sample))
         completion = completer.complete(prompt, cfg, generator, alternatives=alternatives)
         if as_json:
             row = {
@@ -274,7 +274,7 @@ def _show_samples(
                     }
                     for step in completion.steps
                 ]
-            click.echo(json.dumps(row))
+            echo_json(row)
         elif streamed:
             out.print(visible(prompt), style="bold", end="", markup=False)
             for piece in completion:

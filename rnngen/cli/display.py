@@ -11,7 +11,7 @@ import re
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions
 from rich.progress import (
     BarColumn,
     Progress,
@@ -179,9 +179,10 @@ def source_label(source: dict[str, Any]) -> str:
 
 
 def corpora_table(metas: list[dict[str, Any]]) -> Table:
+    """`rnngen corpora`: one row per corpus, its name never cut (it is what `--corpus` takes)."""
     table = Table(title="prepared corpora", title_justify="left")
     for column in ("name", "source", "tokenizer", "train tokens", "val tokens", "tokens/char", "created"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "name")
     for meta in metas:
         train = meta["splits"]["train"]
         table.add_row(
@@ -353,18 +354,74 @@ def summary_table(summary: dict[str, Any]) -> Table:
 
 
 RUN_COLUMNS = {"run": "run", "model": "model", "corpus": "corpus", "steps": "steps", "best": "best val bpc"}
-LISTED = {**RUN_COLUMNS, "size": "size", "updated": "updated"}
+LISTED = {**RUN_COLUMNS, "size_bytes": "size", "updated": "updated"}
 COMPARED = {**RUN_COLUMNS, "last": "last val bpc", "seconds": "seconds", "tokens_per_s": "tokens/s"}
+# Where a terminal is too narrow for every column, these are left out first, in this order; the run's name, the
+# one a user types next, is never cut.
+LEAST_USED = ("updated", "size_bytes", "tokens_per_s", "seconds", "corpus", "steps", "last", "best", "model")
 
 
-def runs_table(rows: list[dict[str, Any]], columns: dict[str, str] = LISTED, title: str = "runs") -> Table:
+def runs_table(rows: list[dict[str, Any]], columns: dict[str, str] = LISTED, title: str = "runs") -> RunsTable:
     """`rnngen runs`: one row per run; `columns` maps a row's keys to their headings."""
-    table = Table(title=title, title_justify="left")
-    for key, heading in columns.items():
-        table.add_column(heading, justify="left" if key in ("run", "model", "corpus", "updated") else "right")
-    for row in rows:
-        table.add_row(*[str(row[key]) for key in columns])
-    return table
+    return RunsTable(rows, columns, title)
+
+
+class RunsTable:
+    """The runs as a table fitted to the width it is drawn at: the run names whole, then as many columns as fit
+    without cutting a word (`LEAST_USED` go first; `--json` has them all). A damaged run's row says so, and the
+    caption says what is damaged and how to fix it."""
+
+    def __init__(self, rows: list[dict[str, Any]], columns: dict[str, str], title: str):
+        self.rows, self.columns, self.title = rows, columns, title
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        keys = list(self.columns)
+        for key in LEAST_USED:
+            if self._narrowest(keys) <= options.max_width:
+                break
+            if key in keys:
+                keys.remove(key)
+        yield self._table(keys)
+
+    def _narrowest(self, keys: list[str]) -> int:
+        """The table's width with each column as narrow as its longest word and the run names whole: the words,
+        then each column's padding and border (3) and the last border (1)."""
+        width = 1
+        for key in keys:
+            texts = [self.columns[key], *(self._cell(row, key) for row in self.rows)]
+            words = texts if key == "run" else [word for text in texts for word in text.split()]
+            width += 3 + max(len(word) for word in words)
+        return width
+
+    def _table(self, keys: list[str]) -> Table:
+        table = Table(title=self.title, title_justify="left", caption_justify="left")
+        for key in keys:
+            left = key in ("run", "model", "corpus", "updated")
+            table.add_column(self.columns[key], justify="left" if left else "right", no_wrap=key == "run")
+        for row in self.rows:
+            table.add_row(*[Text(self._cell(row, key), "red" if row["damaged"] else "") for key in keys])
+        notes = [f"{row['run']}: {row['damaged']}" for row in self.rows if row["damaged"]]
+        left_out = [self.columns[key] for key in self.columns if key not in keys]
+        if left_out:
+            notes.append(f"left out for the terminal's width: {', '.join(left_out)} (--json has them)")
+        table.caption = Text("\n".join(notes)) if notes else None  # Text: a path's brackets are no markup
+        return table
+
+    @staticmethod
+    def _cell(row: dict[str, Any], key: str) -> str:
+        """A figure as the table shows it: "-" where the run has none, "damaged" as a damaged run's model."""
+        value = row[key]
+        if key == "model" and row["damaged"]:
+            return "damaged"
+        if value is None:
+            return "-"
+        if key in ("best", "last"):
+            return f"{value:.4f}"
+        if key in ("seconds", "tokens_per_s"):
+            return f"{value:.0f}"
+        if key == "size_bytes":
+            return f"{value / 1e6:.1f} MB"
+        return str(value)
 
 
 SPARKS = "▁▂▃▄▅▆▇█"

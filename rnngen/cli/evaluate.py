@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import click
 
-from rnngen.cli.common import Paths, pass_paths
+from rnngen.cli.common import Paths, echo_json, pass_paths
 from rnngen.config import DEVICES
 from rnngen.evaluation import BATCH_SIZE, SEQ_LEN, SPLITS
 
@@ -64,7 +63,7 @@ def evaluate(
         checkpoints=paths.checkpoints,
     )
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result)))
+        echo_json(dataclasses.asdict(result))
         return
     bound = f" (first {result.val_tokens} tokens)" if result.bounded else ""
     out.print(f"{result.checkpoint} on {result.corpus}/{result.split}{bound}")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from rnngen.cli.common import Count, require_folder_of
+from rnngen.cli.common import Count, echo_json, require_folder_of
 from rnngen.config import DEVICES, MAX_SEED
 from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
 
@@ -32,8 +31,8 @@ def _numbers(option: str):
 
 
 def _plot_path(base: Path, task: str, several: bool) -> Path:
-    """The PNG of `task`: `base` itself for one task, `base` with the task's name before the suffix for several."""
-    return base.with_name(f"{base.stem}-{task}{base.suffix or '.png'}") if several else base
+    """The picture of `task`: `base` itself for one task, `base` with the task's name before the suffix for several."""
+    return base.with_name(f"{base.stem}-{task}{base.suffix}") if several else base
 
 
 @click.command()
@@ -115,10 +114,10 @@ def lab(
     names = [name.strip() for name in models.split(",") if name.strip()]
     check_options(tasks, names, lengths, seeds, steps, time_budget)
     if plot_path:
-        from rnngen.analysis.plot import require
+        from rnngen.analysis.plot import check_image_path
 
         require_folder_of(plot_path, "--plot")
-        require()
+        check_image_path(plot_path, "--plot")
     progress = err if as_json else out
 
     def show(report) -> None:
@@ -155,7 +154,7 @@ def lab(
         device=device,
     )
     if as_json:
-        click.echo(json.dumps([report.to_dict() for report in reports], indent=1))
+        echo_json([report.to_dict() for report in reports], indent=1)
 
 
 def _draw(report, path: Path) -> None:

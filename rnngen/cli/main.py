@@ -47,6 +47,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rnngen.cli.complete:chat",
         "An interactive session: the model loads once, each line you type is completed.",
     ),
+    "serve": (
+        "rnngen.cli.serve:serve",
+        "Serve models over an OpenAI-compatible HTTP API, with a web page at /.",
+    ),
     "push": (
         "rnngen.cli.push:push",
         "Upload a run (best checkpoint, config, tokenizer, model card) to the Hugging Face Hub.",

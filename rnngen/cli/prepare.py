@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
 from rnngen.cli.common import Count, Paths, pass_paths, print_listing
@@ -97,39 +95,33 @@ def prepare(
     rnngen prepare --dataset notes.txt --tokenizer char --name notes
     rnngen prepare --dataset more_notes/ --tokenizer-from notes-lstm   # the run's vocabulary
     """
-    given = click.get_current_context().get_parameter_source("tokenizer_kind") != click.core.ParameterSource.DEFAULT
-    prepare_shown(
-        paths,
-        plain,
-        dataset=dataset,
-        name=name,
-        config=config_name,
-        revision=revision,
-        split=split,
-        val_split=val_split,
-        val_fraction=val_fraction,
-        text_column=text_column,
-        documents=documents,
-        streaming=streaming,
-        max_chars=max_chars,
-        tokenizer=tokenizer_kind if given else None,
-        vocab_size=vocab_size,
-        tokenizer_from=tokenizer_from,
-        force=force,
-    )
-
-
-def prepare_shown(paths: Paths, plain: bool, show_reused: bool = True, **options: Any) -> None:
-    """`rnngen.prepare(**options)` with live progress, then the corpus's summary: on stdout when it was built, on
-    stderr (or not at all, without `show_reused`) when an existing one was reused."""
     from rnngen.cli.display import PrepareProgress, corpus_table, err, out
-    from rnngen.pipeline import prepare
+    from rnngen.pipeline import prepare as prepare_corpus
 
+    given = click.get_current_context().get_parameter_source("tokenizer_kind") != click.core.ParameterSource.DEFAULT
     with PrepareProgress(plain) as progress:
-        prepared = prepare(**options, corpora=paths.corpora, checkpoints=paths.checkpoints, progress=progress)
+        prepared = prepare_corpus(
+            dataset,
+            name=name,
+            config=config_name,
+            revision=revision,
+            split=split,
+            val_split=val_split,
+            val_fraction=val_fraction,
+            text_column=text_column,
+            documents=documents,
+            streaming=streaming,
+            max_chars=max_chars,
+            tokenizer=tokenizer_kind if given else None,
+            vocab_size=vocab_size,
+            tokenizer_from=tokenizer_from,
+            force=force,
+            corpora=paths.corpora,
+            checkpoints=paths.checkpoints,
+            progress=progress,
+        )
     reused = not progress.tasks  # no stage ran: nothing was built
-    if show_reused or not reused:
-        (err if reused else out).print(corpus_table(prepared.meta, reused))
+    (err if reused else out).print(corpus_table(prepared.meta, reused))
 
 
 @click.command()

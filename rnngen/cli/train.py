@@ -17,7 +17,7 @@ from rnngen.cli.common import (
 )
 from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRESETS
 from rnngen.errors import RnngenError
-from rnngen.store.runs import RunFolder
+from rnngen.store.runs import DamagedRun, RunFolder, figures
 from rnngen.training.trackers import parse_report_to, require
 
 
@@ -254,6 +254,7 @@ def runs(paths: Paths, names: tuple[str, ...], compare: bool, out_path: Path, as
     rnngen runs --compare notes-lstm notes-gru --out lstm-vs-gru.png   # one table, one PNG of their curves
     """
     from rnngen.cli.display import COMPARED, out, runs_table
+    from rnngen.cli.main import flag
     from rnngen.store.resolve import resolve_checkpoint
     from rnngen.store.runs import list_runs
 
@@ -276,32 +277,44 @@ def runs(paths: Paths, names: tuple[str, ...], compare: bool, out_path: Path, as
         for run in list_runs(paths.checkpoints):
             try:
                 rows.append(_run_row(run))
-            except RnngenError:
+            except DamagedRun as exc:  # on a row of its own: one damaged run hides no other
+                rows.append(_run_row(run, exc.message(flag)))
+            except RnngenError:  # another checkpoint format: left out here, refused by name
                 continue
     print_listing(rows, as_json, runs_table, f"no runs in {paths.checkpoints} yet: run `rnngen train`")
 
 
-def _run_row(run: RunFolder) -> dict[str, Any]:
+def _run_row(run: RunFolder, damaged: str | None = None) -> dict[str, Any]:
     """A run's line of `rnngen runs`: its model, corpus, steps, best and last validation bits per character, the
-    seconds it trained, its mean tokens/s, its checkpoints' size."""
-    config = run.config()
-    metrics = run.metrics()
-    model = config["model"]
-    best = run.best_val_bpc()
-    # metrics.jsonl may have been edited or cut short: only rows whose figures are numbers count.
-    evals = [row for row in metrics if row.get("event") == "eval" and isinstance(row.get("val_bpc"), (int, float))]
-    trained = [row for row in metrics if row.get("event") == "train"]
-    size = sum(p.stat().st_size for p in run.path.glob("*.safetensors"))
-    return {
+    seconds it trained, its mean tokens/s, its checkpoints' size in bytes. Figures are numbers, None where the run
+    has none. The row of a damaged run holds the error (`damaged`: what is damaged, how to fix it) and no figures."""
+    row: dict[str, Any] = {
         "run": run.name,
-        "model": f"{model['kind']} {model['layers']}x{model['hidden']}",
-        "corpus": config["corpus"]["name"],
-        "steps": max((r.get("step", 0) for r in metrics), default=0),
-        "best": f"{best:.4f}" if best is not None else "-",
-        "last": f"{evals[-1]['val_bpc']:.4f}" if evals else "-",
-        "seconds": f"{trained[-1]['seconds']:.0f}" if trained else "-",
-        "tokens_per_s": f"{sum(r['tokens_per_s'] for r in trained) / len(trained):.0f}" if trained else "-",
-        "size": f"{size / 1e6:.1f} MB",
+        "damaged": damaged,
+        "model": None,
+        "corpus": None,
+        "steps": None,
+        "best": None,
+        "last": None,
+        "seconds": None,
+        "tokens_per_s": None,
+        "size_bytes": sum(p.stat().st_size for p in run.path.glob("*.safetensors") if p.is_file()),
         "updated": time.strftime("%Y-%m-%d %H:%M", time.localtime(run.path.stat().st_mtime)),
         "path": str(run.path),
+    }
+    if damaged:
+        return row
+    config, metrics = run.config(), run.metrics()
+    model = config["model"]
+    # metrics.jsonl may have been edited or cut short: only figures that are numbers count.
+    evals = figures(metrics, "eval", "val_bpc")
+    seconds, rates = figures(metrics, "train", "seconds"), figures(metrics, "train", "tokens_per_s")
+    return row | {
+        "model": f"{model.get('kind')} {model.get('layers')}x{model.get('hidden')}",
+        "corpus": config["corpus"].get("name"),
+        "steps": max(figures(metrics, None, "step"), default=None),
+        "best": run.best_val_bpc(),
+        "last": evals[-1] if evals else None,
+        "seconds": seconds[-1] if seconds else None,
+        "tokens_per_s": sum(rates) / len(rates) if rates else None,
     }

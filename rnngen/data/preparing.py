@@ -1,5 +1,5 @@
 """`prepare()`: a source in, a corpus folder `root/<name>/` out, as one transaction; and the embedded corpus,
-prepared when missing and rebuilt when an older recipe made it.
+prepared when missing; one another recipe made is kept, and this recipe's prepared beside it (`default_name`).
 
 The corpus is built (rnngen.data.building) in a temporary folder of this process and renamed into
 place at the end, so an interrupted prepare leaves no half corpus behind; a lock per name refuses a
@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,9 @@ def prepare(
         raise CorpusError(
             f"{param('max_chars')} must be a whole number of characters of at least 1, got {spec.max_chars}"
         )
-    name = check_name(name if name is not None else name_for(spec.dataset, spec.config))
+    if name is None:
+        name = default_name(root) if spec.dataset == sources.DEFAULT_DATASET else name_for(spec.dataset, spec.config)
+    name = check_name(name)
     target = Path(root) / name
     request = {"source": asdict(spec), "tokenizer": asdict(tok_spec), "val_fraction": val_fraction}
     if tok_spec.from_path:
@@ -92,7 +95,13 @@ def prepare(
     with cleanup, lock, sigterm_raises():
         _restore_moved_aside(Path(root), name)
         _remove_stale_temporaries(Path(root))
-        if target.exists() and not force and not outdated(target):
+        if target.exists() and not force:
+            if outdated(target):
+                raise CorpusError(
+                    f"{target} holds the embedded corpus of another rnngen's recipe, which the runs trained on "
+                    f"it need as it is: leave out {param('name')} to prepare this rnngen's beside it, or pass "
+                    f"{param('force')} to rebuild it in place (its runs can then neither resume nor be evaluated)"
+                )
             existing = Corpus.open(target)
             if existing.meta["request"] == request:
                 return existing, True
@@ -210,22 +219,53 @@ def _restore_moved_aside(root: Path, name: str) -> None:
             return
 
 
+def default_name(root: Path) -> str:
+    """The name of this rnngen's embedded corpus under `root`, which a corpus to train on named `pydocs` means:
+    `pydocs`, or `pydocs-r<RECIPE>` where another recipe made `root/pydocs`. That one is kept as it is, because
+    the runs trained on it find it there (`reading.corpus_of`) to resume and to be evaluated."""
+    from rnngen.data import pydocs  # here: its patterns are compiled on import, which most commands need not pay
+
+    if outdated(Path(root) / sources.DEFAULT_DATASET):
+        return f"{sources.DEFAULT_DATASET}-r{pydocs.RECIPE}"
+    return sources.DEFAULT_DATASET
+
+
+def folder_name(root: Path, name: str) -> str:
+    """The folder under `root` of the corpus a run is to train on, named `name`: `pydocs` is this rnngen's embedded
+    corpus (`default_name`), any other name is its own folder."""
+    return default_name(root) if name == sources.DEFAULT_DATASET else name
+
+
 def default_needed(root: Path) -> bool:
-    """Whether the embedded corpus under `root` is missing or was made by an older recipe."""
-    path = Path(root) / sources.DEFAULT_DATASET
-    return not path.exists() or outdated(path)
+    """Whether this rnngen's embedded corpus under `root` (`default_name`) is missing."""
+    return not (Path(root) / default_name(root)).exists()
 
 
-def ensure_default(root: Path, progress: ProgressFn = lambda stage, done, total: None) -> Corpus | None:
-    """Prepare the embedded corpus under `root` when `default_needed` (it needs no network); the new
-    corpus, else None."""
+def _default_notice(root: Path) -> str:
+    """The line said before the embedded corpus is prepared under `root`."""
+    name = default_name(root)
+    line = f"preparing the embedded corpus {name} (once; it needs no network)"
+    if name == sources.DEFAULT_DATASET:
+        return line
+    return f"{line}; {Path(root) / sources.DEFAULT_DATASET}, made by another rnngen's recipe, is kept for its runs"
+
+
+def ensure_default(
+    root: Path,
+    progress: ProgressFn = lambda stage, done, total: None,
+    notice: Callable[[str], None] = lambda line: None,
+) -> Corpus | None:
+    """Prepare this rnngen's embedded corpus under `root` when `default_needed` (it needs no network), saying so
+    first through `notice`: the one rule by which `rnngen train` and `rnngen gradients` get it. The new corpus,
+    else None."""
     if not default_needed(root):
         return None
+    notice(_default_notice(root))
     return prepare(SourceSpec(), root=root, progress=progress)[0]
 
 
 def outdated(path: Path) -> bool:
-    """Whether `path` holds the embedded corpus made by an older recipe (it is rebuilt, not reused)."""
+    """Whether `path` holds the embedded corpus made by another recipe than this rnngen's (never reused)."""
     from rnngen.data import pydocs  # here: its patterns are compiled on import, which most commands need not pay
 
     try:

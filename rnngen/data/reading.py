@@ -27,12 +27,12 @@ IN_USE = ".lock"  # in a corpus folder: claimed by the runs that train on it and
 
 
 class Corpus:
-    """A prepared corpus folder: meta, tokenizer and memory-mapped token arrays."""
+    """A prepared corpus folder: meta, tokenizer and memory-mapped token arrays; its name is the folder's."""
 
     def __init__(self, path: Path, meta: dict[str, Any]):
         self.path = path
-        self.meta = meta
-        self.name = meta["name"]
+        self.meta = _named(meta, path)
+        self.name = self.meta["name"]
 
     @classmethod
     def open(cls, path: Path) -> Corpus:
@@ -122,8 +122,8 @@ class Corpus:
         when a prepare is replacing it, or replaced it since it was opened."""
         claim = claim_corpus(self.path, replacing=False)
         try:
-            rebuilt = json.loads((self.path / "meta.json").read_text()) != self.meta
-        except (OSError, ValueError):
+            rebuilt = _named(json.loads((self.path / "meta.json").read_text()), self.path) != self.meta
+        except (OSError, ValueError, TypeError):
             rebuilt = True
         if rebuilt:
             if claim is not None:
@@ -192,16 +192,23 @@ def _complete(meta: Any) -> bool:
         return False
 
 
+def _named(meta: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """A corpus's meta with the name of its folder: the name a user passes as `corpus`, so a copied or renamed
+    corpus is listed and recorded under its own name, not the one meta.json was written with."""
+    return meta | {"name": Path(folder).name}
+
+
 def list_corpora(root: Path) -> list[dict[str, Any]]:
-    """The meta of every prepared corpus under `root`, by name; folders with a damaged meta.json are left out."""
+    """The meta of every prepared corpus under `root`, by name; folders with a damaged meta.json, or a name no
+    command takes, are left out."""
     metas = []
     for meta_path in sorted(Path(root).glob("*/meta.json")):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
             continue
-        if _complete(meta):
-            metas.append(meta | {"path": str(meta_path.parent)})
+        if _complete(meta) and is_valid_name(meta_path.parent.name):
+            metas.append(_named(meta, meta_path.parent) | {"path": str(meta_path.parent)})
     return metas
 
 

@@ -66,13 +66,53 @@ class NumpyOps:
         return np.argsort(-x, kind="stable")
 
     @staticmethod
-    def nonzero(flags: np.ndarray) -> np.ndarray:
-        """The indices of the True entries of a 1-D array, in order."""
-        return np.flatnonzero(flags)
+    def column(values: np.ndarray, like: np.ndarray) -> np.ndarray:
+        """Per-row values [rows] as a column [rows, 1] of `like`'s type, to broadcast over a row's entries."""
+        return np.asarray(values, dtype=like.dtype)[:, None]
 
     @staticmethod
-    def searchsorted(cdf: np.ndarray, u: float) -> int:
-        return int(np.searchsorted(cdf, u, side="right"))
+    def index(values: list[int], like: np.ndarray) -> np.ndarray:
+        """Row indices, for arrays like `like`."""
+        return np.asarray(values, dtype=np.int64)
+
+    @staticmethod
+    def positions(n: int, like: np.ndarray) -> np.ndarray:
+        """0 .. n-1 as a row [1, n]."""
+        return np.arange(n)[None]
+
+    @staticmethod
+    def take(x: np.ndarray, order: np.ndarray) -> np.ndarray:
+        """Each row of `x` read in its row of `order`."""
+        return np.take_along_axis(x, order, -1)
+
+    @staticmethod
+    def unsort(order: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """`values` given in each row's `order`, put back in the rows' own order (`take`'s inverse)."""
+        out = np.empty_like(values)
+        np.put_along_axis(out, order, values, -1)
+        return out
+
+    @staticmethod
+    def argmax(x: np.ndarray) -> np.ndarray:
+        return x.argmax(-1)
+
+    @staticmethod
+    def row_min(x: np.ndarray) -> np.ndarray:
+        return x.min(-1)
+
+    @staticmethod
+    def row_max(x: np.ndarray) -> np.ndarray:
+        return x.max(-1)
+
+    @staticmethod
+    def concat(parts: list[np.ndarray]) -> np.ndarray:
+        """Arrays stacked along their first dimension (rows)."""
+        return np.concatenate(parts)
+
+    @staticmethod
+    def host(x: np.ndarray) -> np.ndarray:
+        """`x` as a NumPy array on the host."""
+        return x
 
     @staticmethod
     def generator(seed: int | None) -> np.random.Generator:
@@ -120,11 +160,35 @@ class TorchOps:
     def order(self, x):
         return self.torch.sort(x, descending=True, stable=True).indices
 
-    def nonzero(self, flags):
-        return flags.nonzero().flatten()
+    def column(self, values: np.ndarray, like):
+        return self.torch.as_tensor(values, dtype=like.dtype, device=like.device)[:, None]
 
-    def searchsorted(self, cdf, u: float) -> int:
-        return int(self.torch.searchsorted(cdf, self.torch.tensor([u], device=cdf.device), right=True))
+    def index(self, values: list[int], like):
+        return self.torch.tensor(values, dtype=self.torch.long, device=like.device)
+
+    def positions(self, n: int, like):
+        return self.torch.arange(n, device=like.device)[None]
+
+    def take(self, x, order):
+        return x.gather(-1, order)
+
+    def unsort(self, order, values):
+        return self.torch.empty_like(values).scatter_(-1, order, values)
+
+    def argmax(self, x):
+        return x.argmax(-1)
+
+    def row_min(self, x):
+        return x.min(-1).values
+
+    def row_max(self, x):
+        return x.max(-1).values
+
+    def concat(self, parts: list):
+        return self.torch.cat(parts)
+
+    def host(self, x) -> np.ndarray:
+        return x.cpu().numpy()
 
     def generator(self, seed: int | None, device: Any = "cpu"):
         generator = self.torch.Generator(device=device)

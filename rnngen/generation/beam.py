@@ -6,6 +6,7 @@ Written once for NumPy arrays and torch tensors alike (`rnngen.generation.arrays
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +32,23 @@ def length_normalised(logprob: float, length: int, penalty: float) -> float:
 
 
 def beam_search(
-    step, memory: ReadState, beams: int, max_tokens: int, eot: int, length_penalty: float = 1.0
+    step,
+    memory: ReadState,
+    beams: int,
+    max_tokens: int,
+    eot: int,
+    length_penalty: float = 1.0,
+    cut: Callable[[list[int]], int | None] = lambda tokens: None,
 ) -> list[tuple[list[int], float, float]]:
     """Beam search with `step(tokens [B], state) -> (logits [B, V], state)` from `memory`.
 
-    Each beam is a batch row of the state. At each length
-    the best 2 x `beams` extensions are ranked: an end-of-text among the first `beams` of them ends
-    a hypothesis (as Hugging Face's rule), the best `beams` others go on. The search stops once
-    `beams` hypotheses have ended, or at `max_tokens` (without computing a step past it). Returns
-    (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised score first.
+    Each beam is a batch row of the state. At each length the best 2 x `beams` extensions are ranked: an
+    end-of-text among the first `beams` of them ends a hypothesis (as Hugging Face's rule), and so does one whose
+    text reaches a stop string, which `cut(tokens)` reports as the number of its tokens that wrote the text before
+    the stop string (it is then scored and counted up to there); the best `beams` others go on. Hypotheses that end
+    with the same tokens are one. The search stops once `beams` hypotheses have ended, or at `max_tokens` (without
+    computing a step past it). Returns (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised
+    score first.
     """
     if not math.isfinite(length_penalty):
         raise RnngenError(
@@ -50,35 +59,43 @@ def beam_search(
     logprobs = ops.log_softmax(memory.logits)[None]  # [1, V]
     vocab = logprobs.shape[-1]
     state = memory.state
-    sequences: list[list[int]] = [[]]
+    paths: list[tuple[list[int], list[float]]] = [([], [])]  # each hypothesis: its tokens, its logprob after each
     totals: Any = ops.floats_like([0.0], logprobs)
-    finished: list[tuple[list[int], float, float]] = []
+    finished: dict[tuple[int, ...], tuple[list[int], float, float]] = {}
+
+    def end(tokens: list[int], logprob: float) -> None:
+        ended = (tokens, logprob, length_normalised(logprob, len(tokens) or 1, length_penalty))
+        if tuple(tokens) not in finished or finished[tuple(tokens)][2] < ended[2]:
+            finished[tuple(tokens)] = ended
+
     for length in range(1, max_tokens + 1):
         candidates = (totals[:, None] + logprobs).flatten()  # [rows * V]
         values, indices = ops.topk(candidates, min(2 * beams, candidates.shape[0]))
         rows, tokens, kept = [], [], []
         for rank, (score, flat) in enumerate(zip(values.tolist(), indices.tolist())):
             row, token = divmod(flat, vocab)
-            sequence = sequences[row] + [token]
-            if token == eot:
+            sequence, along = paths[row][0] + [token], paths[row][1] + [score]
+            written = None if token == eot else cut(sequence)
+            if token == eot or written is not None:
                 if rank < beams:
-                    finished.append((sequence[:-1], score, length_normalised(score, length, length_penalty)))
+                    if token == eot:
+                        end(sequence[:-1], score)
+                    else:
+                        end(sequence[:written], along[written - 1] if written else 0.0)
             elif len(kept) < beams:
                 rows.append(row)
                 tokens.append(token)
-                kept.append((sequence, score))
+                kept.append((sequence, along))
         # Stop once `beams` hypotheses have ended (early stopping, as Hugging Face's `early_stopping=True`).
         if not kept or len(finished) >= beams:
             break
         if length == max_tokens:  # the kept hypotheses end here: no step is computed past the last length
-            finished += [
-                (sequence, score, length_normalised(score, length, length_penalty)) for sequence, score in kept
-            ]
+            for sequence, along in kept:
+                end(sequence, along[-1])
             break
-        sequences = [sequence for sequence, _ in kept]
-        totals = ops.floats_like([score for _, score in kept], logprobs)
+        paths = kept
+        totals = ops.floats_like([along[-1] for _, along in kept], logprobs)
         state = select_rows(state, rows)
         logits, state = step(ops.ids(tokens), state)
         logprobs = ops.log_softmax(logits)
-    finished.sort(key=lambda item: -item[2])
-    return finished[:beams]
+    return sorted(finished.values(), key=lambda item: -item[2])[:beams]

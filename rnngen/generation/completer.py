@@ -13,7 +13,6 @@ the torch model (`TorchLM`). Sampling and beam search are the same code on eithe
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +23,22 @@ from rnngen.data.tokenizer import Tokenizer, load_checked
 from rnngen.errors import RnngenError, param
 from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
+from rnngen.generation.decoding import Batch, Row, TokenStep
 from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.read_state import ReadState
-from rnngen.generation.sampling import draw_token, filter_logits
 from rnngen.store.runs import RunFolder
 from rnngen.training.bits import bits_per_character
-
-
-@dataclass
-class TokenStep:
-    """One generated token: its text, the probability the model gave it, and (when asked) the
-    most likely alternatives at that step."""
-
-    token: int
-    text: str
-    prob: float
-    alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
 class Completion:
     """One completion, generated while it is streamed: iterate it for text pieces, or call `text()`.
 
-    Built by `Completer.complete`; nothing is computed until it is iterated. `steps` and `memory`
-    describe the text generated so far, at any moment: after an interruption (Ctrl-C in a chat)
-    they hold the completion up to it, and `memory` continues from there. `reason` ("max_tokens",
-    "end_of_text" or "stop") exists once the stream has ended; reading it earlier is an error
-    rather than a silent empty value.
+    Built by `Completer.complete`; nothing is computed until it is iterated. It decodes a batch of one row, on the
+    core every completion uses (`rnngen.generation.decoding`). `steps` and `memory` describe the text generated so
+    far, at any moment: after an interruption (Ctrl-C in a chat) they hold the completion up to it, and `memory`
+    continues from there. `reason` ("max_tokens", "end_of_text" or "stop") exists once the stream has ended;
+    reading it earlier is an error rather than a silent empty value.
     """
 
     def __init__(
@@ -62,22 +50,25 @@ class Completion:
         start: ReadState | None = None,
         alternatives: int = 0,
     ):
-        self.steps: list[TokenStep] = []
         self.memory: ReadState | None = None  # the model after the prompt and the text so far, to continue from
-        self._reason: str | None = None
+        self._row: Row | None = None
         self._pieces = self._generate(completer, prompt, cfg, generator, start, alternatives)
 
     @property
     def finished(self) -> bool:
-        return self._reason is not None
+        return self._row is not None and self._row.finished
 
     @property
     def reason(self) -> str:
-        if self._reason is None:
+        if not self.finished:
             raise RuntimeError(
                 "Completion.reason is known once the completion is consumed: iterate it or call text() first"
             )
-        return self._reason
+        return self._row.reason
+
+    @property
+    def steps(self) -> list[TokenStep]:
+        return self._row.steps if self._row is not None else []
 
     @property
     def tokens(self) -> list[int]:
@@ -99,46 +90,15 @@ class Completion:
         start: ReadState | None,
         alternatives: int,
     ) -> Iterator[str]:
-        lm, tokenizer = completer.lm, completer.tokenizer
         self.memory, prompt_ids = completer.prime(prompt, start)
-        logits, state = self.memory.logits, self.memory.state
-        seen = lm.flags(tokenizer.vocab_size)
-        seen[prompt_ids] = True
-        decoder = tokenizer.stream_decoder()
-        holdback = max((len(stop) for stop in cfg.stop), default=1) - 1
-        text, emitted, reason = "", 0, "max_tokens"
-        for _ in range(cfg.max_tokens):
-            token = draw_token(filter_logits(logits, cfg, seen), cfg, generator)
-            probs = lm.ops.softmax(logits)  # the model's own distribution, before any filter
-            step = TokenStep(token, "", float(probs[token]))
-            if alternatives:
-                values, indices = lm.ops.topk(probs, alternatives)
-                step.alternatives = [(tokenizer.decode([i]), p) for p, i in zip(values.tolist(), indices.tolist())]
-            # The token is fed even when it ends the completion, so that `memory` follows all the text.
-            logits, state = lm.step(lm.ids([token]), state)
-            logits = logits[0]
-            self.memory = ReadState(logits, state)
-            if token == tokenizer.eot_id:
-                reason = "end_of_text"
-                break
-            self.steps.append(step)
-            seen[token] = True
-            step.text = decoder.push(token)
-            text += step.text
-            hits = [i for i in (text.find(stop, max(0, emitted - holdback)) for stop in cfg.stop) if i >= 0]
-            if hits:
-                reason = "stop"
-                text = text[: min(hits)]
-                break
-            # Hold back what could be the start of a stop string until it is known not to be one.
-            if len(text) - holdback > emitted:
-                yield text[emitted : len(text) - holdback]
-                emitted = len(text) - holdback
-        if reason != "stop":
-            text += decoder.flush()
-        self._reason = reason
-        if len(text) > emitted:
-            yield text[emitted:]
+        self._row = row = Row(completer.tokenizer, cfg, generator, prompt_ids, alternatives)
+        batch = Batch(completer.lm, completer.tokenizer.vocab_size)
+        batch.add(row, self.memory)
+        while not row.finished:
+            [(_, piece)] = batch.step()
+            self.memory = row.memory or batch.read_state(0)
+            if piece:
+                yield piece
 
 
 def on_cpu(device: Any) -> bool:
@@ -272,18 +232,31 @@ class Completer:
             )
         SampleConfig(max_tokens=max_tokens, stop=tuple(stop))  # the same bounds as sampling
         memory, _ = self.prime(prompt)
-        found = beam_search(self.lm.step, memory, beams, max_tokens, self.tokenizer.eot_id, length_penalty)
-        return [Beam(*self._until_stop(tokens, stop), logprob, score) for tokens, logprob, score in found]
 
-    def _until_stop(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, list[int]]:
-        """The text of `tokens` up to the first `stop` string, and the tokens that wrote it (as a completion ends)."""
-        decoder, text = self.tokenizer.stream_decoder(), ""
-        for count, token in enumerate(tokens, 1):
+        def cut(tokens: list[int]) -> int | None:
+            return self._until_stop(tokens, stop)[1] if stop else None
+
+        found = beam_search(self.lm.step, memory, beams, max_tokens, self.tokenizer.eot_id, length_penalty, cut)
+        # Beams of other tokens can write the same text: the best-scored one stands for it.
+        unique: dict[str, Beam] = {}
+        for tokens, logprob, score in found:
+            text, _ = self._until_stop(tokens, stop)
+            if text not in unique:
+                unique[text] = Beam(text, tokens, logprob, score)
+        return list(unique.values())
+
+    def _until_stop(self, tokens: list[int], stop: tuple[str, ...]) -> tuple[str, int | None]:
+        """The text of `tokens` up to the first `stop` string in it, and how many tokens wrote that text (None when
+        no stop string came: then the text is all of theirs)."""
+        decoder, text, ends = self.tokenizer.stream_decoder(), "", []
+        for token in tokens:
             text += decoder.push(token)
+            ends.append(len(text))
             hits = [i for i in (text.find(s) for s in stop) if i >= 0]
             if hits:
-                return text[: min(hits)], tokens[:count]
-        return text + decoder.flush(), tokens
+                position = min(hits)
+                return text[:position], next(count for count, end in enumerate(ends, 1) if end >= position)
+        return text + decoder.flush(), None
 
 
 # Each beam search step ranks beams x vocabulary candidates in float32 arrays, a few at a time: 2**24 of them

@@ -19,7 +19,7 @@ from safetensors.torch import save_file
 from rnngen.data.tokenizer import load_checked
 from rnngen.errors import CheckpointError
 from rnngen.store.atomic import replacing
-from rnngen.store.checkpoint_format import FORMAT, Checkpoint, read_header
+from rnngen.store.checkpoint_format import FORMAT, Checkpoint, check_finite, read_header
 from rnngen.store.runs import RunFolder, what_is_kept, write_failed
 
 __all__ = ["FORMAT", "Checkpoint", "save", "load", "load_weights", "load_model", "model_weights"]
@@ -105,7 +105,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
     """Read a checkpoint file; any problem is a `CheckpointError` naming the file.
 
     The header and the tensors' shapes are checked (`checkpoint_format.read_header`) before any
-    tensor is read.
+    tensor is read, and the weights' values after (`checkpoint_format.check_finite`).
     """
     path = Path(path)
     header = read_header(path)
@@ -118,6 +118,8 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
             f"{path} is truncated or not a safetensors file ({exc}): use another checkpoint, "
             "e.g. best.safetensors or last.safetensors of the same run"
         ) from exc
+    weights = {name[len("model.") :]: t for name, t in tensors.items() if name.startswith("model.")}
+    check_finite(path, weights)  # on the CPU, before they move: the check reads them as NumPy arrays
     tensors = {name: t.to(map_location) for name, t in tensors.items()}
     weights = {name[len("model.") :]: t for name, t in tensors.items() if name.startswith("model.")}
     trainer = header.trainer

@@ -2,7 +2,7 @@
 
 RNN, GRU, minGRU and minLSTM carry one array h; the LSTM carries the pair (h, c). Every array is
 [layers, batch, hidden], so batch rows are dimension 1. These helpers treat both shapes alike, so
-no caller has to ask which one it holds, and they import no torch: the same helpers serve the torch
+no caller has to ask which one it holds, and importing them loads no torch: the same helpers serve the torch
 model's tensors and NumPy completion's arrays (`rnngen.generation`), whose beams are batch rows too.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +41,18 @@ def select_rows(state: Any, rows: Sequence[int]) -> Any:
     rank's share of a batch), as new contiguous arrays: torch tensors or NumPy arrays."""
     rows = list(rows)  # indexing with a list copies on both backends, where a slice would be a view
     return map_state(state, lambda part: part[:, rows])
+
+
+def join_rows(first: Any, second: Any) -> Any:
+    """One state whose batch rows are `first`'s, then `second`'s (a completion joining a batch in flight), on
+    either backend."""
+    if isinstance(first, tuple):
+        return tuple(join_rows(a, b) for a, b in zip(first, second))
+    if isinstance(first, np.ndarray):
+        return np.concatenate([first, second], axis=1)
+    import torch  # here only for torch's states: torch is loaded already
+
+    return torch.cat([first, second], dim=1)
 
 
 def hidden_of(state: Any) -> Any:

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError, param
-from rnngen.store.checkpoint_format import read_header
+from rnngen.store.checkpoint_format import Checkpoint, read_header, read_numpy
 from rnngen.store.runs import RunFolder
 
 PREFIX = "hf:"
 WEIGHTS, CONFIG, TOKENIZER, CARD = "best.safetensors", "config.json", "tokenizer.model", "README.md"
-FILES = (WEIGHTS, CONFIG, TOKENIZER, CARD)
+UPLOADED = (WEIGHTS, CONFIG, TOKENIZER)  # copied from the run folder
+FILES = (*UPLOADED, CARD)
 HUB_PROBE_SECONDS = 3.0
 # The hub's repository id rules, in short: one namespace, one name, letters, digits, '-', '_', '.'.
 REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -209,22 +210,44 @@ def model_card(run: RunFolder, repo_id: str) -> str:
     return "\n".join(lines)
 
 
-def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
-    """Fill `folder` with what `rnngen push` uploads: the run's best weights, config and tokenizer, and a model card."""
+def check_upload(run: RunFolder, repo_id: str) -> Checkpoint:
+    """Refuse what `rnngen push` must not upload to `repo_id`: a run that lacks a file, a file that is a link, best
+    weights that are not finite (`read_numpy`). Returns those weights' checkpoint, whose tokenizer the caller checks
+    (`rnngen.data.tokenizer.load_checked`: this layer cannot read a tokenizer)."""
     parse_repo_id(repo_id)
-    missing = [name for name in (WEIGHTS, CONFIG, TOKENIZER) if not run.file(name).exists()]
+    _require_own_files(run)
+    return read_numpy(run.file(WEIGHTS))
+
+
+def _require_own_files(run: RunFolder) -> None:
+    """Refuse a run that lacks a file push uploads, or holds one as a link: its copy would be whatever the link names,
+    inside the run or not."""
+    missing = [name for name in UPLOADED if not run.file(name).exists() and not run.file(name).is_symlink()]
     if missing:
         raise CheckpointError(
             f"{run.path} has no {', '.join(missing)} yet: push a run that has been evaluated "
             f"at least once (`rnngen runs` shows its best bits per character)"
         )
+    for name in UPLOADED:
+        if run.file(name).is_symlink():
+            raise CheckpointError(
+                f"{run.file(name)} is a link to {os.readlink(run.file(name))}: push uploads a run's own files "
+                "only; replace the link with a copy of the run's file"
+            )
+
+
+def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
+    """Fill `folder` with what `rnngen push` uploads: the run's best weights, config and tokenizer, and a model card.
+    `check_upload` first reads the weights; this refuses links as well, so that it never copies from outside."""
+    parse_repo_id(repo_id)
+    _require_own_files(run)
     if not _empty_or_pushed_from(folder, run):
         raise RnngenError(
             f"{folder} holds other files than an earlier upload of {run.name}: choose a new or empty folder "
             f"for {param('dry_run')}"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    for name in (WEIGHTS, CONFIG, TOKENIZER):
+    for name in UPLOADED:
         shutil.copyfile(run.file(name), folder / name)
     (folder / CARD).write_text(model_card(run, repo_id))
     return folder

@@ -53,12 +53,25 @@ class RunFolder:
         return self.path / "tokenizer.model"
 
     def config(self) -> dict[str, Any]:
-        """config.json: the header of the run's checkpoints, refused when it is of another checkpoint format."""
+        """config.json: the header of the run's checkpoints; refused when it is damaged (`DamagedRun`) or of
+        another checkpoint format."""
+        path = self.config_path
+        fix = (
+            f"restore it from a copy of the run, or train the run again (`rnngen evaluate` and {param('resume')} "
+            "read its checkpoints alone)"
+        )
+        data = _read(path, fix)
+        if not data.strip():
+            raise DamagedRun(f"{path} is empty: {fix}")
         try:
-            config = json.loads(self.config_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{self.config_path} is missing or unreadable: {exc}") from exc
-        check_format(self.config_path, config)
+            config = json.loads(data)
+        except ValueError:
+            raise DamagedRun(f"{path} is truncated or not JSON: {fix}") from None
+        if not isinstance(config, dict):
+            raise DamagedRun(f"{path} is not a JSON object: {fix}")
+        check_format(path, config)
+        if not all(isinstance(config.get(key), dict) for key in ("model", "train", "corpus")):
+            raise DamagedRun(f"{path} lacks the model, training or corpus configuration: {fix}")
         return config
 
     def write_config(self, header: dict[str, Any]) -> None:
@@ -120,11 +133,13 @@ class RunFolder:
         return self.config()["corpus"]["documents"]
 
     def metrics(self) -> list[dict[str, Any]]:
-        """The rows of metrics.jsonl; lines that are not JSON objects (cut short by a crash, edited) are skipped."""
+        """The rows of metrics.jsonl; lines that are not JSON objects (cut short by a crash, edited) are skipped.
+        A metrics.jsonl that cannot be read at all (a directory, unreadable) is a `DamagedRun`."""
         if not self.metrics_path.exists():
             return []
+        data = _read(self.metrics_path, "move it out of the run folder (the run lists, plots and resumes without it)")
         rows = []
-        for line in self.metrics_path.read_text(errors="replace").splitlines():
+        for line in data.decode(errors="replace").splitlines():
             try:
                 row = json.loads(line)
             except ValueError:
@@ -166,6 +181,23 @@ class RunFolder:
             raise write_failed(self.metrics_path, exc) from exc
 
 
+class DamagedRun(CheckpointError):
+    """A run's config.json or metrics.jsonl that cannot be read (`rnngen runs` lists such a run on a row of its own,
+    where a run of another checkpoint format is left out)."""
+
+
+def _read(path: Path, fix: str) -> bytes:
+    """The bytes of a run's file, or a `DamagedRun` saying why they cannot be read and `fix`."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise DamagedRun(f"{path} is a directory, not a file: {fix}") from None
+    except FileNotFoundError:
+        raise DamagedRun(f"{path} is missing: {fix}") from None
+    except OSError as exc:
+        raise DamagedRun(f"{path} is unreadable ({exc.strerror or exc}): {fix}") from None
+
+
 def write_failed(path: Path, exc: OSError) -> CheckpointError:
     """The error for a failed write of `path` in a run folder: why, what the run still has, what to do."""
     fix = "free some disk space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "fix that"
@@ -178,6 +210,16 @@ def what_is_kept(folder: Path, fix: str) -> str:
     if last.exists():
         return f"the previous checkpoint is intact ({last}): {fix}, then resume with {param('resume')} {folder}"
     return f"the run has no checkpoint yet: {fix}, then start it again with the same command"
+
+
+def figures(rows: list[dict[str, Any]], event: str | None, key: str) -> list[float]:
+    """The numbers logged as `key` in the metrics `rows` of `event` (of any event for None), in order; values that
+    are not numbers (an edited or cut line) are skipped."""
+    return [
+        row[key]
+        for row in rows
+        if (event is None or row.get("event") == event) and isinstance(row.get(key), (int, float))
+    ]
 
 
 def _number(value: Any) -> float:

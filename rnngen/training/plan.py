@@ -1,6 +1,6 @@
 """What a training call will do, decided before anything trains: a new run, a resumed run or a fine-tune.
 
-These are the rules `rnngen.train`, the CLI and the benchmarks share: which values a preset gives and
+These are the rules of `rnngen.train` (and so of `rnngen train`): which values a preset gives and
 an override replaces, which values a resumed run may change, how a fine-tune takes its model from a
 checkpoint, and how a new run is named.
 """
@@ -167,7 +167,7 @@ def plan_resume(
             f"{run.name} already spent its budget at step {saved.step}: pass a larger "
             f"{param('steps')} or {param('time_budget')} to continue"
         )
-    without_improvement = int((saved.resume_state or {}).get("stale", 0))
+    without_improvement = saved.resume_state["stale"] if saved.resume_state else 0
     if train.patience and without_improvement >= train.patience:
         raise RnngenError(
             f"{run.name} stopped at step {saved.step} after {without_improvement} evaluations without "

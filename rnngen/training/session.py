@@ -1,5 +1,6 @@
-"""The parts of one training call that `rnngen.train` puts together: the plan with its processes, the run's lock,
-the stop flag, and the loop on the cores other processes leave free.
+"""The parts of one training call that `rnngen.train` puts together: the plan with its processes (`plan_run`, which
+prepares the embedded corpus when a run needs it), the run's lock (`claimed`), the stop flag (`stop_flag`), and the
+loop on the cores other processes leave free (`fit`).
 
 Under torchrun every process makes the same call: rank 0 prepares the embedded corpus, names and locks the run,
 writes its files and reports events; all ranks train.
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.config import PRESETS, Preset
-from rnngen.data.preparing import default_needed, ensure_default
+from rnngen.data.preparing import ensure_default, folder_name
 from rnngen.data.reading import Corpus
 from rnngen.data.sources import DEFAULT_DATASET
 from rnngen.errors import RnngenError, param
@@ -91,7 +92,7 @@ def _plan_start(
         if corpus_name == DEFAULT_DATASET and world.is_main:  # the other ranks wait for it
             _prepare_default(corpora, on_event)
         distributed.barrier()
-        corpus = Corpus.find(corpora, corpus_name)
+        corpus = Corpus.find(corpora, folder_name(corpora, corpus_name))
     kind = overrides.get("kind") or preset.model.kind
     # Rank 0 names the run: the ranks' clocks may cross a second boundary apart.
     run = run_folder(checkpoints, distributed.broadcast(name or new_run_name(corpus.name, kind)))
@@ -101,17 +102,18 @@ def _plan_start(
 
 
 def _prepare_default(corpora: Path, on_event: EventFn | None) -> None:
-    """Prepare the embedded corpus when it is missing or an older recipe made it, reporting its progress."""
-    if not default_needed(corpora):
-        return
+    """Prepare the embedded corpus when it is missing, its progress reported as a notice, `Preparing` events and a
+    `Prepared` one, which the CLI renders."""
     report = on_event or (lambda event: None)
-    report(Notice(f"preparing the embedded corpus {DEFAULT_DATASET} (once; it needs no network)"))
-    prepared = ensure_default(corpora, lambda stage, done, total: report(Preparing(stage, done, total)))
+    prepared = ensure_default(
+        corpora, lambda stage, done, total: report(Preparing(stage, done, total)), lambda line: report(Notice(line))
+    )
     if prepared is not None:
         report(Prepared(prepared.meta))
 
 
 def trackers_for(names: tuple[str, ...], plan: RunPlan) -> dict[str, Any]:
+    """The trackers `names` of the run, by name, told its configuration."""
     config = trackers.hyperparameters(plan.model, plan.train, plan.corpus.name)
     return {name: trackers.make(name, plan.run, config) for name in names}
 

@@ -1,0 +1,96 @@
+"""`serve()`: load the models, bind the address, and run the application with uvicorn until SIGTERM or Ctrl-C.
+
+The socket is bound here, before uvicorn starts, so that an address in use is one clear error and `port=0` (a free
+port, for tests and scripts) is known before the first request. SIGTERM and Ctrl-C stop accepting connections, let
+the streams in flight finish within `GRACE_SECONDS`, then return.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+
+from rnngen.errors import RnngenError, param
+from rnngen.generation.loading import load_completer
+from rnngen.server.app import ServedModel, create_app
+from rnngen.store.hub import is_hub_ref
+
+GRACE_SECONDS = 30
+
+
+def load_models(references: Sequence[str], checkpoints: Path, device: str) -> list[ServedModel]:
+    """The models `references` name (runs, folders, .safetensors files, `hf:USER/NAME`; none: the latest run), each
+    under the id clients send as `model`: the run's name, or the `hf:` reference as given."""
+    models: list[ServedModel] = []
+    for reference in references or [None]:
+        completer, run, path = load_completer(reference, checkpoints, device)
+        model_id = reference if reference and is_hub_ref(reference) else run.name
+        if any(model.id == model_id for model in models):
+            raise RnngenError(f"{param('checkpoint')} {reference} is served already as {model_id}: name it once")
+        models.append(ServedModel(model_id, completer, int(os.path.getmtime(path))))
+    return models
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reached from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or an error naming the fix."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
+        sock.listen(2048)
+    except OSError as exc:
+        raise RnngenError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): pass another {param('port')} or {param('host')}"
+        ) from exc
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, whose stop on SIGTERM or Ctrl-C is the command's normal end (exit 0): uvicorn would raise
+        the signal again once it has stopped, and the command would end as killed by it."""
+
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return Server
+
+
+def serve(
+    models: list[ServedModel],
+    sock: socket.socket,
+    api_key: str | None = None,
+    max_batch: int = 64,
+    max_queue: int = 256,
+) -> None:
+    """Serve `models` on `sock` (bound by `bind`: clients may connect from then on, and are answered once the
+    schedulers run) until SIGTERM or Ctrl-C."""
+    import uvicorn
+
+    if max_batch < 1 or max_queue < 0:
+        raise RnngenError(
+            f"{param('max_batch')} must be at least 1 and {param('max_queue')} at least 0, got {max_batch}, {max_queue}"
+        )
+    app = create_app(models, api_key, max_batch, max_queue)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS, lifespan="on"
+    )
+    _server_class()(config).run(sockets=[sock])
