@@ -105,6 +105,11 @@ class NumpyOps:
         return x.max(-1)
 
     @staticmethod
+    def pad_columns(x: np.ndarray, n: int) -> np.ndarray:
+        """`x` [rows, columns] with `n` columns of zeros after its own."""
+        return np.pad(x, ((0, 0), (0, n))) if n else x
+
+    @staticmethod
     def concat(parts: list[np.ndarray]) -> np.ndarray:
         """Arrays stacked along their first dimension (rows)."""
         return np.concatenate(parts)
@@ -183,6 +188,9 @@ class TorchOps:
 
     def row_max(self, x):
         return x.max(-1).values
+
+    def pad_columns(self, x, n: int):
+        return self.torch.nn.functional.pad(x, (0, n)) if n else x
 
     def concat(self, parts: list):
         return self.torch.cat(parts)

@@ -200,8 +200,8 @@ class NumpyLM:
         if self.config.kind in MIN_KINDS:
             x = _layer_norm(x, *self.final_norm)
         if self.proj is not None:
-            x = x @ self.proj
-        return x @ self.head + self.head_bias
+            x = _product(x, self.proj)
+        return _product(x, self.head) + self.head_bias
 
     def _run(self, x: np.ndarray, state: NumpyState) -> tuple[np.ndarray, NumpyState]:
         """x [time, batch, embed] through every layer, layer by layer: outputs and the final state."""
@@ -215,7 +215,7 @@ class NumpyLM:
             h = hs[k]
             if "w_cat" in layer and len(x) == 1:
                 # One token: one product of [x, h] with [W_ih; W_hh] instead of two.
-                gates = np.concatenate([x[0], h], -1) @ layer["w_cat"] + layer["b_in"]
+                gates = _product(np.concatenate([x[0], h], -1), layer["w_cat"]) + layer["b_in"]
                 if lstm:
                     h, cs[k] = _lstm_update(gates, cs[k])
                 else:
@@ -227,7 +227,7 @@ class NumpyLM:
             if lstm:
                 c, w_h = cs[k], layer["w_h"]
                 for t in range(len(projected)):
-                    h, c = _lstm_update(projected[t] + h @ w_h, c)
+                    h, c = _lstm_update(projected[t] + _product(h, w_h), c)
                     out[t] = h
                 cs[k] = c
             else:
@@ -255,14 +255,27 @@ class NumpyLM:
         return x + _linear(ff, layer["w_ff2"], layer["b_ff2"]), h
 
 
+# Up to this many rows, a product row by row (matrix-vector products, which read the weights as they are) is faster
+# than one matrix-matrix product, which first copies the weights into blocks: 0.43 ms a row against 1.96 ms for two
+# rows on the cpu preset's LSTM step, 2 cores (docs/serve.md). It also computes each row as it is computed alone.
+ROW_BY_ROW = 4
+
+
+def _product(x: np.ndarray, weight_t: np.ndarray) -> np.ndarray:
+    """x [rows, in] @ weight_t [in, out], row by row for a few rows (see ROW_BY_ROW)."""
+    if 1 < len(x) <= ROW_BY_ROW:
+        return np.stack([row @ weight_t for row in x])
+    return x @ weight_t
+
+
 def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x [time, batch, in] @ weight_t [in, out] + bias as ONE 2-D product: NumPy runs a 3-D matmul as
     one small product per time step, which made priming 4x slower."""
-    return (x.reshape(-1, x.shape[-1]) @ weight_t + bias).reshape(*x.shape[:-1], -1)
+    return (_product(x.reshape(-1, x.shape[-1]), weight_t) + bias).reshape(*x.shape[:-1], -1)
 
 
 def _rnn_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
-    return np.tanh(xp + h @ layer["w_h"])
+    return np.tanh(xp + _product(h, layer["w_h"]))
 
 
 def _lstm_update(gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +290,7 @@ def _lstm_update(gates: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarr
 def _gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
     """PyTorch's GRU: the reset gate multiplies W_hn h + b_hn (after the product); z keeps the old state."""
     x_r, x_z, x_n = np.split(xp, 3, -1)
-    h_r, h_z, h_n = np.split(h @ layer["w_h"] + layer["b_h"], 3, -1)
+    h_r, h_z, h_n = np.split(_product(h, layer["w_h"]) + layer["b_h"], 3, -1)
     r, z = _sigmoid(x_r + h_r), _sigmoid(x_z + h_z)
     n = np.tanh(x_n + r * h_n)
     return n + z * (h - n)  # (1 - z) * n + z * h
@@ -287,6 +300,6 @@ def _cho_gru_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:
     """The lecture's GRU, as `gru_cell_cho`: reset BEFORE the product (Cho et al. 2014); z takes the new
     candidate (Chung et al. 2014's direction)."""
     size = h.shape[-1]
-    r, z = np.split(_sigmoid(xp[:, : 2 * size] + h @ layer["w_hrz"] + layer["b_hrz"]), 2, -1)
-    n = np.tanh(xp[:, 2 * size :] + (r * h) @ layer["w_hn"] + layer["b_hn"])
+    r, z = np.split(_sigmoid(xp[:, : 2 * size] + _product(h, layer["w_hrz"]) + layer["b_hrz"]), 2, -1)
+    n = np.tanh(xp[:, 2 * size :] + _product(r * h, layer["w_hn"]) + layer["b_hn"])
     return h + z * (n - h)  # (1 - z) * h + z * n

@@ -89,12 +89,18 @@ def filter_rows(logits: Any, options: RowOptions, seen: Any = None) -> Any:
     return logits
 
 
+# The draw's cumulative sums run over blocks of this many tokens, then inside one block: NumPy's running sum along a
+# row is sequential, 0.87 ms over 64 x 4,096 probabilities on 2 cores, where block sums take 0.11 ms.
+BLOCK = 64
+
+
 def draw_rows(logits: Any, options: RowOptions, generators: Sequence[Any]) -> list[int]:
     """The next token of every row of filtered logits [rows, vocab]: the most likely for greedy rows, else one
     draw from softmax(logits) among the tokens the filters kept, with the row's own generator (one uniform number
     each, and none for a greedy row: a row's draws do not depend on the other rows).
 
-    The draw inverts the cumulative distribution at the uniform number: exact, and a few microseconds a row where
+    The draw inverts the cumulative distribution at the uniform number, in two levels: the block of `BLOCK` tokens
+    whose cumulative mass passes the target, then the token inside it. Exact, and a few microseconds a row where
     `torch.multinomial` over 4,096 probabilities measured 0.18 ms on a 2-core CPU.
     """
     ops = ops_for(logits)
@@ -103,15 +109,24 @@ def draw_rows(logits: Any, options: RowOptions, generators: Sequence[Any]) -> li
     if len(sampled):
         rows = ops.index(sampled.tolist(), logits)
         probs = ops.softmax(logits[rows])
-        cdf = probs.cumsum(-1)
-        uniforms = [ops.uniform(generators[row]) for row in sampled.tolist()]
-        target = ops.column(np.asarray(uniforms), cdf) * cdf[:, -1:]
-        # The first kept token whose cumulative mass passes the target. Removed tokens add nothing, but a GPU's
-        # parallel sum can round a removed token's entry above its kept neighbour's: only kept tokens are
-        # candidates, and a target at the top edge falls back to the last kept token.
-        kept = probs > 0
-        positions = ops.positions(logits.shape[-1], probs)
-        first = ops.row_min(ops.where(kept & (cdf > target), positions, logits.shape[-1]))
-        last = ops.row_max(ops.where(kept, positions, -1))
-        tokens[rows] = ops.where(first < logits.shape[-1], first, last)
+        uniforms = np.asarray([ops.uniform(generators[row]) for row in sampled.tolist()])
+        blocks = ops.pad_columns(probs, -probs.shape[-1] % BLOCK).reshape(len(sampled), -1, BLOCK)
+        mass = blocks.sum(-1)
+        cdf = mass.cumsum(-1)
+        target = ops.column(uniforms, cdf) * cdf[:, -1:]
+        block = _first_kept(ops, mass, cdf, target)
+        before = ops.where(block > 0, ops.take(cdf, ops.where(block > 0, block - 1, 0)[:, None])[:, 0], 0.0)
+        inside = blocks[ops.positions(len(sampled), probs)[0], block]
+        tokens[rows] = block * BLOCK + _first_kept(ops, inside, before[:, None] + inside.cumsum(-1), target)
     return [int(token) for token in ops.host(tokens)]
+
+
+def _first_kept(ops: Any, mass: Any, cdf: Any, target: Any) -> Any:
+    """Per row, the first entry with mass whose cumulative mass passes the target. Entries without mass (removed
+    tokens) add nothing to the sum, but a GPU's parallel sum can round theirs above a kept neighbour's: they are
+    never candidates, and a target at the top edge (rounding again) falls back to the last entry with mass."""
+    kept = mass > 0
+    positions = ops.positions(mass.shape[-1], mass)
+    first = ops.row_min(ops.where(kept & (cdf > target), positions, mass.shape[-1]))
+    last = ops.row_max(ops.where(kept, positions, -1))
+    return ops.where(first < mass.shape[-1], first, last)

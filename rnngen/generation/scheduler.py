@@ -12,8 +12,8 @@ thread: a server passes them on to its event loop in one hop, not one per row.
 
 A request's text with a seed is the one `Completer.complete` writes alone: a row is sampled with its own generator
 and options, and the model's batched step computes each row as it would alone, except that BLAS may round the last
-bit of a product of one row (a matrix-vector product) apart from a row in a batch (a matrix-matrix product); a draw
-changes only where its uniform number falls within that rounding of a boundary between two tokens.
+bit of a lone row's product (a matrix-vector product) apart from a row in a batch of five or more (a matrix-matrix
+product); a draw changes only where its uniform number falls within that rounding of a boundary between two tokens.
 """
 
 from __future__ import annotations
