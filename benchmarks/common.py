@@ -35,8 +35,6 @@ def machine() -> dict[str, Any]:
 
 def prepared(root: Path, dataset: str, kind: str, vocab: int | None, name: str):
     """A corpus prepared once under `root` and reused by later benchmark runs."""
-    from rnngen.data.preparing import prepare
-    from rnngen.data.sources import SourceSpec
-    from rnngen.data.vocabulary import TokenizerSpec
+    import rnngen
 
-    return prepare(SourceSpec(dataset=dataset), TokenizerSpec(kind, vocab), root=root, name=name)[0]
+    return rnngen.prepare(dataset, tokenizer=kind, vocab_size=vocab, name=name, corpora=root)

@@ -183,11 +183,13 @@ def test_damaged_meta_and_tokenizer_are_caught_when_opened_and_listed(tmp_path, 
     result = run_cli("corpora")
     assert result.exit_code == 0 and "good" in result.output
     meta = json.loads((good.path / "meta.json").read_text())
-    (bad.path / "meta.json").write_text(json.dumps(meta | {"format": 0}))
+    # A corpus of the earlier layout (no fingerprint or request) is refused by its version, not as incomplete.
+    earlier = {key: value for key, value in meta.items() if key not in ("fingerprint", "request")}
+    (bad.path / "meta.json").write_text(json.dumps(earlier | {"format": 1}))
     with pytest.raises(CorpusError) as refused:
         Corpus.open(bad.path)
     assert str(refused.value) == (
-        f"{bad.path} is corpus format 0; this rnngen reads format 1: rebuild it with `rnngen prepare ... --force`"
+        f"{bad.path} is corpus format 1; this rnngen reads format 2: rebuild it with `rnngen prepare ... --force`"
     )
     (bad.path / "meta.json").write_text(json.dumps(meta | {"name": "../../evil"}))
     with pytest.raises(CorpusError, match="lacks the name"):

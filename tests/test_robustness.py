@@ -6,6 +6,7 @@ fix, and a run folder that can still be resumed or started again.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -423,6 +424,9 @@ def test_a_metrics_line_that_is_json_but_not_an_object_breaks_no_listing(cli, tm
     assert result.exit_code == 0, result.output
     row = json.loads(result.output)[0]
     assert row["run"] == "listed" and row["steps"] == 20 and isinstance(row["best"], float)
+    if importlib.util.find_spec("matplotlib") is not None:  # the curves skip such lines too
+        metrics.write_text(metrics.read_text() + '{"event": "train", "step": 21}\n')
+        assert cli("plot", "listed", "--out", str(tmp_path / "curves.png")).exit_code == 0
 
 
 # 8. Weights that are not numbers (issue #41) ----------------------------------------------------------------------

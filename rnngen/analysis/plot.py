@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.errors import RnngenError
-from rnngen.store.runs import RunFolder
+from rnngen.store.runs import RunFolder, logged
+from rnngen.training.bits import bits_per_character
 
 
 def check_image_path(path: Path, option: str) -> None:
@@ -124,11 +125,12 @@ def training_curves(runs: list[RunFolder], out: Path) -> None:
     for index, run in enumerate(runs):
         color, name, rows = f"C{index}", run.name, run.metrics()
         corpus = run.config()["corpus"]
-        tokens_per_char = corpus["train_tokens"] / corpus["train_characters"]  # training loss is per token
-        train = [row for row in rows if row.get("event") == "train"]
-        evals = [row for row in rows if row.get("event") == "eval"]
+        train = logged(rows, "train", ("step", "seconds", "loss"))
+        evals = logged(rows, "eval", ("step", "val_bpc"))
         seconds_at = {row["step"]: row["seconds"] for row in train}
-        bpc = [row["loss"] / math.log(2) * tokens_per_char for row in train]
+        # The training loss is per token, charged here over the training split's tokens and characters. A run does
+        # not record that split's unknown bytes (the word tokenizer's), so the thin line charges none.
+        bpc = [bits_per_character(row["loss"] * corpus["train_tokens"], 0, corpus["train_characters"]) for row in train]
         axes[0].plot([row["step"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
         axes[1].plot([row["seconds"] for row in train], bpc, color=color, alpha=0.35, lw=0.8)
         axes[0].plot(

@@ -40,12 +40,7 @@ def push(paths: Paths, run: str, repo_id: str, private: bool, dry_run: Path | No
     folder, _ = resolve_checkpoint(run, paths.checkpoints)
     best = hub.check_upload(folder, repo_id)
     # The check `complete` makes: what is uploaded is the tokenizer the weights were trained with.
-    load_checked(
-        folder.tokenizer_path,
-        best.corpus["tokenizer"]["sha256"],
-        best.model.vocab_size,
-        "copy the tokenizer.model of the corpus the run was trained on",
-    )
+    load_checked(folder.tokenizer_path, best.corpus, best.model.vocab_size)
     if dry_run is not None:
         hub.upload_folder(folder, repo_id, dry_run)
         out.print(

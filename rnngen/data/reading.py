@@ -22,7 +22,7 @@ from rnngen.store.lock import Lock
 from rnngen.store.names import check_name, is_valid_name
 from rnngen.store.runs import require_same_tokenizer
 
-META_FORMAT = 1
+META_FORMAT = 2
 IN_USE = ".lock"  # in a corpus folder: claimed by the runs that train on it and by a prepare that replaces it
 
 

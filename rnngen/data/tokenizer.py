@@ -20,6 +20,7 @@ import io
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import sentencepiece as spm
 
@@ -235,13 +236,14 @@ class StreamDecoder:
         return text
 
 
-def load_checked(path: Path, expected_sha256: str | None, vocab_size: int, fix: str) -> Tokenizer:
-    """The tokenizer at `path`, refused unless it is the one a checkpoint was trained with (`fix` says what to do)."""
+def load_checked(path: Path, corpus: dict[str, Any], vocab_size: int) -> Tokenizer:
+    """The tokenizer at `path` (a run's tokenizer.model), refused unless it is the one a checkpoint was trained with:
+    the tokenizer its `corpus` record names, and `vocab_size` pieces, as its model has."""
     tok = Tokenizer.load(path)
     require_same_tokenizer(
         str(path),
         {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
-        {"sha256": expected_sha256, "vocab_size": vocab_size},
-        fix,
+        {"sha256": corpus["tokenizer"]["sha256"], "vocab_size": vocab_size},
+        "copy the tokenizer.model of the corpus the run was trained on",
     )
     return tok

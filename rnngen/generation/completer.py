@@ -145,12 +145,7 @@ class Completer:
             from rnngen.store.checkpoint_format import read_numpy
 
             ckpt = read_numpy(path)
-            tok = load_checked(
-                run.tokenizer_path,
-                ckpt.corpus.get("tokenizer", {}).get("sha256"),
-                ckpt.model.vocab_size,
-                "copy the tokenizer.model of the corpus the run was trained on",
-            )
+            tok = load_checked(run.tokenizer_path, ckpt.corpus, ckpt.model.vocab_size)
             lm: LanguageModel = NumpyLM(ckpt.model, ckpt.weights)
         else:
             from rnngen.generation.torch_lm import TorchLM

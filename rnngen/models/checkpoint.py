@@ -153,12 +153,7 @@ def load_model(run: RunFolder, path: Path, device: torch.device | str = "cpu"):
     from rnngen.models import build
 
     ckpt = load(path, map_location=device)
-    tok = load_checked(
-        run.tokenizer_path,
-        ckpt.corpus["tokenizer"]["sha256"],
-        ckpt.model.vocab_size,
-        "copy the tokenizer.model of the corpus the run was trained on",
-    )
+    tok = load_checked(run.tokenizer_path, ckpt.corpus, ckpt.model.vocab_size)
     model = build(ckpt.model).to(device)
     load_weights(model, ckpt, path)
     return model.eval(), tok, ckpt

@@ -276,8 +276,9 @@ def _empty_or_pushed_from(folder: Path, run: RunFolder) -> bool:
     if not isinstance(earlier, dict):
         return False
     ours = run.config()
-    same_seed = (earlier.get("train") or {}).get("seed") == ours["train"].get("seed")
-    return same_seed and all(earlier.get(key) == ours.get(key) for key in ("model", "corpus"))
+    # `earlier` is whatever the folder holds; `ours` passed the format check.
+    same_seed = (earlier.get("train") or {}).get("seed") == ours["train"]["seed"]
+    return same_seed and all(earlier.get(key) == ours[key] for key in ("model", "corpus"))
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:

@@ -63,10 +63,10 @@ def require_tokenizer(run: RunFolder) -> None:
     if run.tokenizer_path.is_file():
         return
     try:
-        corpus = run.config().get("corpus", {}).get("name")
+        corpus = run.config()["corpus"]["name"]
     except CheckpointError:
         corpus = None
-    source = f"corpora/{corpus}/tokenizer.model" if isinstance(corpus, str) and corpus else "its corpus's"
+    source = f"corpora/{corpus}/tokenizer.model" if corpus else "its corpus's"
     raise CheckpointError(
         f"{run.tokenizer_path} is missing: copy the tokenizer the run was trained with ({source}) into {run.path}"
     )

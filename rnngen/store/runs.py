@@ -150,19 +150,13 @@ class RunFolder:
 
     def seconds_at(self, step: int) -> float:
         """The training seconds logged at or before `step` (0.0 when none is)."""
-        rows = [row for row in self.metrics() if row.get("event") == "train" and _number(row.get("step")) <= step]
-        return max((_number(row.get("seconds")) for row in rows), default=0.0)
+        rows = logged(self.metrics(), "train", ("step", "seconds"))
+        return max((row["seconds"] for row in rows if row["step"] <= step), default=0.0)
 
     def best_val_bpc(self) -> float | None:
         """The validation bits per character of the evaluation with the lowest loss (the first of equals: the one
         `best` holds), not the lowest of another evaluation; None before the first evaluation."""
-        evals = [
-            row
-            for row in self.metrics()
-            if row.get("event") == "eval"
-            and isinstance(row.get("val_loss"), (int, float))
-            and isinstance(row.get("val_bpc"), (int, float))
-        ]
+        evals = logged(self.metrics(), "eval", ("val_loss", "val_bpc"))
         return min(evals, key=lambda row: row["val_loss"])["val_bpc"] if evals else None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
@@ -212,14 +206,19 @@ def what_is_kept(folder: Path, fix: str) -> str:
     return f"the run has no checkpoint yet: {fix}, then start it again with the same command"
 
 
-def figures(rows: list[dict[str, Any]], event: str | None, key: str) -> list[float]:
-    """The numbers logged as `key` in the metrics `rows` of `event` (of any event for None), in order; values that
-    are not numbers (an edited or cut line) are skipped."""
+def logged(rows: list[dict[str, Any]], event: str | None, keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The metrics `rows` of `event` (of any event for None) whose `keys` all hold numbers, in order: metrics.jsonl
+    may have been edited or cut short, and a row that is not whole is skipped."""
     return [
-        row[key]
+        row
         for row in rows
-        if (event is None or row.get("event") == event) and isinstance(row.get(key), (int, float))
+        if (event is None or row.get("event") == event) and all(isinstance(row.get(key), (int, float)) for key in keys)
     ]
+
+
+def figures(rows: list[dict[str, Any]], event: str | None, key: str) -> list[float]:
+    """The numbers logged as `key` in the metrics `rows` of `event` (of any event for None), in order (`logged`)."""
+    return [row[key] for row in logged(rows, event, (key,))]
 
 
 def _number(value: Any) -> float:
@@ -227,10 +226,9 @@ def _number(value: Any) -> float:
 
 
 def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str, Any], fix: str) -> None:
-    """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected; a figure expected as None
-    is not compared."""
-    if any(expected.get(key) is not None and found.get(key) != expected[key] for key in ("sha256", "vocab_size")):
-        sizes = (found.get("vocab_size"), expected.get("vocab_size"))
+    """Raise unless `what`'s tokenizer (sha256, vocabulary size) is the one expected."""
+    if any(found[key] != expected[key] for key in ("sha256", "vocab_size")):
+        sizes = (found["vocab_size"], expected["vocab_size"])
         how = (
             f"vocabulary {sizes[0]} vs {sizes[1]}"
             if sizes[0] != sizes[1]
