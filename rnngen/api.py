@@ -93,6 +93,12 @@ def sample_config(*, stop: str | tuple[str, ...] | list[str] | None = (), **opti
     """The `SampleConfig` of the sampling options that `Model.complete`, `rnngen complete` and `rnngen chat` take:
     `SampleConfig`'s fields as keywords, `stop` one string, several, or None for none. An option out of range is
     refused with its name."""
+    unknown = sorted(set(options) - set(SampleConfig.__dataclass_fields__) - {"stop"})
+    if unknown:
+        fields = ", ".join(sorted(SampleConfig.__dataclass_fields__))
+        raise RnngenError(f"unknown sampling option {', '.join(param(name) for name in unknown)}: choose from {fields}")
+    if not (stop is None or isinstance(stop, (str, list, tuple))):
+        raise RnngenError(f"{param('stop')} must be a string, a list of strings or None, got {type(stop).__name__}")
     return SampleConfig(stop=(stop,) if isinstance(stop, str) else tuple(stop or ()), **options)
 
 

@@ -184,6 +184,12 @@ class TrainConfig(JsonConfig):
 MAX_TOKENS = 1_000_000
 
 
+# Beyond these a filter means nothing more (no vocabulary has a billion tokens) and a penalty would push logits out of
+# float32's range.
+MAX_TOP_K = 2**30
+MAX_PENALTY = 1e6
+
+
 @dataclass(frozen=True)
 class SampleConfig:
     """How tokens are drawn. temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off."""
@@ -202,13 +208,14 @@ class SampleConfig:
             raise RnngenError(f"{param('max_tokens')} must be from 1 to {MAX_TOKENS:,}, got {self.max_tokens}")
         if not 0 <= self.temperature < float("inf"):  # also refuses NaN; inf would draw uniformly
             raise RnngenError(f"{param('temperature')} must be >= 0 and finite (0 is greedy), got {self.temperature}")
-        if self.top_k < 0:
-            raise RnngenError(f"{param('top_k')} must be >= 1 (or 0 for no limit), got {self.top_k}")
+        if not 0 <= self.top_k <= MAX_TOP_K:
+            raise RnngenError(f"{param('top_k')} must be from 1 to {MAX_TOP_K:,} (or 0 for no limit), got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise RnngenError(f"{param('top_p')} must be in (0, 1], got {self.top_p}")
-        if not 0 < self.repetition_penalty < float("inf"):  # also refuses NaN
+        if not 1 / MAX_PENALTY <= self.repetition_penalty <= MAX_PENALTY:  # also refuses NaN
             raise RnngenError(
-                f"{param('repetition_penalty')} must be a positive number (1 is off), got {self.repetition_penalty}"
+                f"{param('repetition_penalty')} must be from {1 / MAX_PENALTY:g} to {MAX_PENALTY:g} (1 is off), "
+                f"got {self.repetition_penalty}"
             )
         if any(not stop for stop in self.stop):
             raise RnngenError(f"{param('stop')} must not be empty: an empty string would end every completion at once")

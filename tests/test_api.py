@@ -154,6 +154,8 @@ def test_bad_input_is_an_rnngen_error_naming_the_fix(model, tmp_path):
         (lambda m: m.complete("hi", max_tokens=5.5), "max_tokens must be a whole number, got 5.5 (float)"),
         # Refused at the call, not at the first piece: a stream that is never read still says what is wrong.
         (lambda m: m.stream("hi", temperature=-1), "temperature must be >= 0"),
+        (lambda m: m.complete("hi", stop=5), "stop must be a string, a list of strings or None, got int"),
+        (lambda m: m.stream("hi", bogus=1), "unknown sampling option bogus: choose from"),
     ],
 )
 def test_wrong_types_and_values_are_named_at_the_call(model, call, message):

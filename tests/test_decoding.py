@@ -93,3 +93,10 @@ def test_beams_end_at_their_stop_string_scored_and_counted_up_to_it(completer):
         logprobs -= logits.max(-1, keepdims=True)
         expected = sum(logprobs[len(ids) - 1 + i, token] for i, token in enumerate(beam.tokens))
         assert beam.logprob == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_stop_string_at_the_start_leaves_an_empty_beam_of_no_tokens(completer):
+    first = completer.beam_search("the model", beams=1, max_tokens=3)[0]
+    stop = completer.tokenizer.decode(first.tokens[:1])[:1]
+    beam = completer.beam_search("the model", beams=1, max_tokens=3, stop=(stop,))[0]
+    assert (beam.text, beam.tokens, beam.logprob) == ("", [], 0.0)

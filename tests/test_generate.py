@@ -221,3 +221,23 @@ def test_each_row_of_a_batch_is_filtered_and_drawn_as_it_would_be_alone(backend)
         alone = filter_logits(on_backend(logits[i], backend), cfg, on_backend(seen[i], backend))
         assert np.array_equal(np.asarray(batch[i]), np.asarray(alone))
         assert drawn[i] == draw_token(alone, cfg, ops_for(alone).generator(i))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_top_p_below_float32s_least_still_keeps_the_most_likely_token(backend):
+    cfg = SampleConfig(top_p=1e-300, temperature=1.0)
+    filtered = filter_logits(on_backend(np.asarray([0.5, 3.0, 1.0], dtype=np.float32), backend), cfg)
+    assert kept(torch.as_tensor(np.asarray(filtered))) == {1}
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"top_k": 2**70}, "top_k must be from 1 to 1,073,741,824"),
+        ({"repetition_penalty": 1e-300}, "repetition_penalty must be from 1e-06 to 1e\\+06"),
+        ({"repetition_penalty": 1e300}, "repetition_penalty must be from 1e-06 to 1e\\+06"),
+    ],
+)
+def test_options_beyond_what_the_arrays_hold_are_refused(fields, message):
+    with pytest.raises(RnngenError, match=message):
+        SampleConfig(**fields)

@@ -228,6 +228,14 @@ def test_bad_input_gets_an_openai_error_and_the_server_goes_on(served, body, sta
     assert raw(base, "POST", "/v1/completions", json.dumps({"model": "notes-run", "max_tokens": 3}))[0] == 200
 
 
+def test_odd_but_valid_json_is_answered_not_crashed_on(served):
+    base, _ = served
+    echoed = raw(base, "POST", "/v1/completions", '{"model": "notes-run", "prompt": "a\\ud800b", "echo": true}')
+    assert echoed[0] == 200 and echoed[2]["choices"][0]["text"].startswith("a\ufffdb")
+    code, _, answer = raw(base, "POST", "/v1/completions", '{"model": "notes-run", "prompt": ' + "[" * 100_000 + "]")
+    assert code == 400 and "nests too deeply" in answer["error"]["message"]
+
+
 def test_a_body_over_the_limit_is_refused_with_413(served):
     base, _ = served
     code, _, answer = raw(base, "POST", "/v1/completions", b'{"model": "notes-run", "prompt": "' + b"x" * 10**7 + b'"}')
@@ -289,6 +297,9 @@ def test_a_full_queue_answers_429_with_retry_after(run_dir, monkeypatch):
         assert code == 429 and headers["retry-after"] == "1" and answer["error"]["type"] == "rate_limit_error"
         assert done.wait(60)
         assert raw(base, "POST", "/v1/completions", json.dumps({"model": "notes-run", "max_tokens": 2}))[0] == 200
+        # A request that even an idle server could never take is a 400, not a 429 to retry for ever.
+        code, _, answer = raw(base, "POST", "/v1/completions", json.dumps({"model": "notes-run", "prompt": ["a"] * 3}))
+        assert code == 400 and "send fewer prompts" in answer["error"]["message"]
 
 
 def test_an_api_key_guards_every_route_but_the_page_and_health(run_dir):

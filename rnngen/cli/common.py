@@ -45,15 +45,24 @@ class Count(click.ParamType):
 
 
 def require_folder_of(path: Path, option: str) -> None:
-    """A one-line error, before any work is done, when the folder `path` is to be written in does not exist."""
+    """A one-line error, before any work is done, when `path` cannot be written: its folder is missing, is a file,
+    or may not be written in."""
+    import tempfile
+
     from rnngen.errors import RnngenError
 
     folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise RnngenError(f"{option} {path}: {folder} is a file, not a folder: write elsewhere")
     if not folder.is_dir():
         raise RnngenError(
             f"{option} {path}: the folder {folder} does not exist; create it first "
             f"(mkdir -p {folder}) or write elsewhere"
         )
+    try:  # a file made and removed: permissions alone do not tell (root, read-only mounts, /proc)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise RnngenError(f"{option} {path}: cannot write in {folder} ({exc.strerror}): write elsewhere") from exc
 
 
 def echo_json(data: Any, indent: int | None = None) -> None:

@@ -250,7 +250,7 @@ class Completer:
             hits = [i for i in (text.find(s) for s in stop) if i >= 0]
             if hits:
                 position = min(hits)
-                return text[:position], next(count for count, end in enumerate(ends, 1) if end >= position)
+                return text[:position], next(count for count, end in enumerate([0, *ends]) if end >= position)
         return text + decoder.flush(), None
 
 

@@ -84,6 +84,7 @@ def filter_rows(logits: Any, options: RowOptions, seen: Any = None) -> Any:
         probs = ops.softmax(ops.take(part, order))
         # Keep the smallest prefix whose mass reaches top_p: drop a token once the mass before it does.
         drop = (probs.cumsum(-1) - probs) >= ops.column(options.top_p[nucleus], probs)
+        drop[:, 0] = False  # the most likely token stays, however small top_p is (below float32's least, it is 0)
         part[ops.unsort(order, drop)] = float("-inf")
         logits[rows] = part
     return logits

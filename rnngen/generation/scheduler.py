@@ -102,21 +102,28 @@ class Scheduler:
         """Requests waiting for room in the batch (the one being primed included)."""
         return len(self._waiting) + (self._priming is not None)
 
-    def submit(self, ticket: Ticket) -> Ticket:
-        """Queue `ticket`; `Busy` when the queue is full, an error when it can never fit the batch."""
-        if ticket.choices > self.max_batch:
-            raise RnngenError(f"n {ticket.choices} is more than the {self.max_batch} rows this server decodes at once")
+    def submit(self, tickets: list[Ticket]) -> None:
+        """Queue one request's `tickets`, all or none: an error when even an idle server could not take them (more
+        rows than the batch, or more waiting than the queue holds), `Busy` when this one cannot take them now."""
+        rows = [ticket.choices for ticket in tickets]
+        if max(rows) > self.max_batch:
+            raise RnngenError(f"n {max(rows)} is more than the {self.max_batch} rows this server decodes at once")
+        if _waits(rows, 0, 0, self.max_batch) > self.max_queue:
+            raise RnngenError(
+                f"{len(tickets)} prompts of n {max(rows)} are more than this server takes at once ({self.max_batch} "
+                f"rows decoding, {self.max_queue} requests waiting): send fewer prompts in one request"
+            )
         with self._wake:
             if self._closing:
                 raise Busy("the server is shutting down")
-            # The rows decoding, being primed and waiting: a request that fits beside them all starts at once.
-            promised = len(self.batch) + sum(waiting.choices for waiting in self._waiting)
-            promised += self._priming.choices if self._priming is not None else 0
-            if promised + ticket.choices > self.max_batch and len(self._waiting) >= self.max_queue:
+            # The rows decoding, being primed and waiting: what comes after them waits its turn.
+            promised = len(self.batch) + (self._priming.choices if self._priming is not None else 0)
+            promised += sum(waiting.choices for waiting in self._waiting)
+            waiting = _waits(rows, promised, len(self._waiting), self.max_batch)
+            if len(self._waiting) + waiting > self.max_queue:
                 raise Busy(f"{self.max_batch} rows decode and {len(self._waiting)} requests wait: try again shortly")
-            self._waiting.append(ticket)
+            self._waiting.extend(tickets)
             self._wake.notify()
-        return ticket
 
     def close(self) -> None:
         """Stop taking requests, finish the rows in flight, and end the thread."""
@@ -200,3 +207,15 @@ class Scheduler:
             else:
                 self._rows[id(row)] = (ticket, choice, len(row.steps))
         return updates
+
+
+def _waits(rows: list[int], promised: int, queued: int, capacity: int) -> int:
+    """How many of a request's tickets (of `rows` rows each) would wait in the queue behind `queued` requests, with
+    `promised` of the batch's `capacity` rows taken: a ticket starts at once only while nothing waits before it."""
+    waits = 0
+    for count in rows:
+        if queued + waits == 0 and promised + count <= capacity:
+            promised += count
+        else:
+            waits += 1
+    return waits

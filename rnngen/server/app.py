@@ -30,6 +30,7 @@ from rnngen.server.responses import Choice, Reply, error_body
 
 OPEN_PATHS = ("/", "/health")  # the page holds no data (its requests carry the key) and a health check needs none
 RETRY_AFTER_SECONDS = 1
+DISCONNECT_CHECK_SECONDS = 0.5  # how often a request that does not stream asks whether its client is still there
 
 
 @dataclass(frozen=True)
@@ -168,15 +169,13 @@ async def _respond(
 ) -> Response:
     """Submit the tickets and answer: a stream of server-sent events, or one JSON object once every choice ended."""
     queue: asyncio.Queue[tuple[Ticket, Update]] = asyncio.Queue()
+    for ticket in tickets:
+        ticket.listener = queue
     try:
-        for ticket in tickets:
-            ticket.listener = queue
-            scheduler.submit(ticket)
+        scheduler.submit(tickets)
+    except Busy as exc:
+        raise BadRequest(str(exc), None, 429, "rate_limit_exceeded") from exc
     except RnngenError as exc:
-        for ticket in tickets:
-            ticket.cancel()
-        if isinstance(exc, Busy):
-            raise BadRequest(str(exc), None, 429, "rate_limit_exceeded") from exc
         raise BadRequest(str(exc), "n") from exc
     choices = {
         (id(ticket), choice): Choice(number * ticket.choices + choice, prefixes[number] if prefixes else "")
@@ -211,15 +210,18 @@ def _apply(choices: dict[tuple[int, int], Choice], ticket: Ticket, update: Updat
 
 
 async def _gather(request: Request, queue: asyncio.Queue, choices: dict[tuple[int, int], Choice]) -> None:
-    """Wait until every choice ended; a client that went away stops the wait (its tickets are then cancelled)."""
+    """Wait until every choice ended; a client that went away stops the wait (its tickets are then cancelled): it is
+    asked about every `DISCONNECT_CHECK_SECONDS`, whether updates come or not."""
+    loop = asyncio.get_running_loop()
+    checked = loop.time()
     while any(choice.reason is None for choice in choices.values()):
-        try:
-            ticket, update = await asyncio.wait_for(queue.get(), timeout=1.0)
-        except asyncio.TimeoutError:
+        with contextlib.suppress(asyncio.TimeoutError):
+            ticket, update = await asyncio.wait_for(queue.get(), timeout=DISCONNECT_CHECK_SECONDS)
+            _apply(choices, ticket, update)
+        if loop.time() - checked >= DISCONNECT_CHECK_SECONDS:
+            checked = loop.time()
             if await request.is_disconnected():
                 return
-            continue
-        _apply(choices, ticket, update)
 
 
 async def _stream(

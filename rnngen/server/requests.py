@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rnngen.api import sample_config
 from rnngen.config import SampleConfig
+from rnngen.data.tokenizer import utf8_safe
 from rnngen.errors import RnngenError
 
 # Bounds on what one request may ask: a body, a prompt, its choices and tokens stay within what one CPU serves.
@@ -70,7 +71,7 @@ class _Sampling(_Strict):
                 raise BadRequest(f"{name} is not supported: use repetition_penalty (1 is off)", name)
         if self.logit_bias:
             raise BadRequest("logit_bias is not supported", "logit_bias")
-        stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+        stops = [utf8_safe(stop) for stop in ([self.stop] if isinstance(self.stop, str) else self.stop or [])]
         if len(stops) > MAX_STOPS:
             raise BadRequest(f"stop takes at most {MAX_STOPS} strings, got {len(stops)}", "stop")
         given = {
@@ -102,7 +103,8 @@ class CompletionRequest(_Sampling):
 
     @property
     def prompts(self) -> list[str]:
-        prompts = [self.prompt] if isinstance(self.prompt, str) else self.prompt
+        # JSON may carry lone surrogates ("\ud800"), which are no text: read as U+FFFD, as the command line does.
+        prompts = [utf8_safe(self.prompt)] if isinstance(self.prompt, str) else [utf8_safe(p) for p in self.prompt]
         if not 1 <= len(prompts) <= MAX_PROMPTS:
             raise BadRequest(f"prompt takes 1 to {MAX_PROMPTS} strings, got {len(prompts)}", "prompt")
         if any(len(prompt) > MAX_PROMPT_CHARS for prompt in prompts):
@@ -141,7 +143,7 @@ class ChatRequest(_Sampling):
     @property
     def running_text(self) -> str:
         """The messages as one running text: their contents in order, as `rnngen chat --keep` reads its turns."""
-        text = "".join(message.text for message in self.messages)
+        text = utf8_safe("".join(message.text for message in self.messages))
         if len(text) > MAX_PROMPT_CHARS:
             raise BadRequest(f"the messages may hold at most {MAX_PROMPT_CHARS:,} characters", "messages")
         return text
@@ -160,10 +162,14 @@ def parse(body: bytes, kind: type[_Strict]) -> Any:
         raise BadRequest(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except ValueError as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest("the body is not valid JSON: it nests too deeply") from exc
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     try:
         return kind.model_validate(data)
+    except RecursionError as exc:
+        raise BadRequest("the body nests too deeply") from exc
     except ValidationError as exc:
         error = exc.errors()[0]
         field = str(error["loc"][0]) if error["loc"] else None

@@ -29,7 +29,10 @@ def load_models(references: Sequence[str], checkpoints: Path, device: str) -> li
         completer, run, path = load_completer(reference, checkpoints, device)
         model_id = reference if reference and is_hub_ref(reference) else run.name
         if any(model.id == model_id for model in models):
-            raise RnngenError(f"{param('checkpoint')} {reference} is served already as {model_id}: name it once")
+            raise RnngenError(
+                f"two models would be served as {model_id} (clients name a model by its run's name): name each run "
+                f"once, and copy a second run of that name under another name"
+            )
         models.append(ServedModel(model_id, completer, int(os.path.getmtime(path))))
     return models
 
