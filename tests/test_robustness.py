@@ -514,7 +514,9 @@ def test_a_damaged_run_is_listed_on_its_own_row_and_each_command_names_the_fix(c
     table = cli("runs").output.splitlines()
     for name in ("good", *damage):  # the table shows every run, on a row of its own
         assert [line for line in table if line.startswith(f"│ {name} ") and ("damaged" in line) == (name != "good")]
-    restore = "restore it from a copy of the run, or train the run again"
+    restore = (
+        "resume the run (--resume writes it again from the checkpoint), restore it from a copy, or train the run again"
+    )
     for name, (file, _, said) in damage.items():
         fix = restore if file == "config.json" else "move it out of the run folder"
         assert one_line(cli("runs", name)).startswith(f"error: {runs / name / file} {said}: {fix}"), name
@@ -528,3 +530,6 @@ def test_a_damaged_run_is_listed_on_its_own_row_and_each_command_names_the_fix(c
     # As the error says: moved out of the folder, the run resumes.
     (runs / "metrics" / "metrics.jsonl").rmdir()
     assert cli("train", "--resume", "metrics", "--steps", "25", "--plain").exit_code == 0
+    # A damaged config.json is written again from the checkpoint by a resume, as its error says: the run lists again.
+    assert cli("train", "--resume", "truncated", "--steps", "25", "--plain").exit_code == 0
+    assert json.loads(cli("runs", "truncated", "--json").output)[0]["damaged"] is None

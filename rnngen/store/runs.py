@@ -57,8 +57,8 @@ class RunFolder:
         another checkpoint format."""
         path = self.config_path
         fix = (
-            f"restore it from a copy of the run, or train the run again (`rnngen evaluate` and {param('resume')} "
-            "read its checkpoints alone)"
+            f"resume the run ({param('resume')} writes it again from the checkpoint), restore it from a copy, or "
+            "train the run again"
         )
         data = _read(path, fix)
         if not data.strip():

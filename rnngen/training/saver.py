@@ -10,7 +10,7 @@ from rnngen.data.reading import Corpus
 from rnngen.models import RecurrentLM, checkpoint
 from rnngen.models.checkpoint import Checkpoint
 from rnngen.store.atomic import write_atomic
-from rnngen.store.runs import BEST, LAST, RunFolder, write_failed
+from rnngen.store.runs import BEST, LAST, DamagedRun, RunFolder, write_failed
 from rnngen.training.events import Saved
 
 
@@ -41,6 +41,14 @@ class Saver:
             write_atomic(self.run.tokenizer_path, (self.corpus.path / "tokenizer.model").read_bytes())
         except OSError as exc:
             raise write_failed(self.run.tokenizer_path, exc) from exc
+
+    def restore_config(self) -> None:
+        """A resumed run whose config.json cannot be read gets it back from its checkpoint's own configuration, so
+        that every command reads the run again."""
+        try:
+            self.run.config()
+        except DamagedRun:
+            self.run.write_config(self.checkpoint(0, math.inf, None).header())
 
     def save(self, step: int, best_val_loss: float, resume_state: dict[str, Any], best: bool) -> Saved:
         """Write `best` when asked, then `last`."""

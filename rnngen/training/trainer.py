@@ -104,6 +104,7 @@ class Trainer:
             self.best, self.hidden = restored.best, restored.hidden
             self.evals_without_improvement = restored.evals_without_improvement
             if world.is_main:
+                self.saver.restore_config()
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
             self.saver.start_run()
