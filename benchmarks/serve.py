@@ -234,24 +234,12 @@ def most_resident() -> Iterator[list[float]]:
 @contextlib.contextmanager
 def serving(completer: Completer, max_batch: int) -> Iterator[tuple[str, Any]]:
     """The application over `completer` under uvicorn on a free loopback port: its URL and its scheduler."""
-    import uvicorn
-
     from rnngen.server.app import ServedModel, create_app
-    from rnngen.server.serving import bind
+    from rnngen.server.serving import in_thread
 
-    sock = bind("127.0.0.1", 0)
     app = create_app([ServedModel(MODEL_ID, completer, 0)], None, max_batch, max_queue=4096)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app.state.schedulers[MODEL_ID]
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
+    with in_thread(app) as url:
+        yield url, app.state.schedulers[MODEL_ID]
 
 
 def _settled(scheduler: Any) -> None:

@@ -24,11 +24,10 @@ import pytest
 
 pytest.importorskip("fastapi")
 openai = pytest.importorskip("openai")
-import uvicorn  # noqa: E402
 
 import rnngen  # noqa: E402
 from rnngen.server.app import create_app  # noqa: E402
-from rnngen.server.serving import bind, load_models  # noqa: E402
+from rnngen.server.serving import in_thread, load_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +46,9 @@ def run_dir(tmp_path_factory) -> Path:
 @contextlib.contextmanager
 def running(run_dir: Path, **options) -> Iterator[tuple[str, object]]:
     """A server on a free loopback port over the test run: its base URL and the app."""
-    models = load_models(["notes-run"], run_dir / "checkpoints", "cpu")
-    sock = bind("127.0.0.1", 0)
-    app = create_app(models, **options)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    app = create_app(load_models(["notes-run"], run_dir / "checkpoints", "cpu"), **options)
+    with in_thread(app) as base:
+        yield base, app
 
 
 @pytest.fixture(scope="module")

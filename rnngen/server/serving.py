@@ -7,11 +7,15 @@ the streams in flight finish within `GRACE_SECONDS`, then return.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rnngen.errors import RnngenError, param
 from rnngen.generation.loading import load_completer
@@ -97,3 +101,23 @@ def serve(
         app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS, lifespan="on"
     )
     _server_class()(config).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
+    """`app` (from `create_app`) served by uvicorn in a thread of this process, on a free port of `host`, until the
+    block ends: its base URL. Tests, benchmarks and scripts drive a real server this way."""
+    import uvicorn
+
+    sock = bind(host, 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(GRACE_SECONDS)
+        sock.close()
