@@ -93,7 +93,7 @@ def sample_config(*, stop: str | tuple[str, ...] | list[str] | None = (), **opti
     """The `SampleConfig` of the sampling options that `Model.complete`, `rnngen complete` and `rnngen chat` take:
     `SampleConfig`'s fields as keywords, `stop` one string, several, or None for none. An option out of range is
     refused with its name."""
-    unknown = sorted(set(options) - set(SampleConfig.__dataclass_fields__) - {"stop"})
+    unknown = sorted(set(options) - set(SampleConfig.__dataclass_fields__))
     if unknown:
         fields = ", ".join(sorted(SampleConfig.__dataclass_fields__))
         raise RnngenError(f"unknown sampling option {', '.join(param(name) for name in unknown)}: choose from {fields}")

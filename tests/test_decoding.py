@@ -77,7 +77,7 @@ def test_choice_i_of_a_seeded_request_is_seeded_with_seed_plus_i():
     assert choice_seed(None, 2) is None and choice_seed(2**64 - 1, 1) == 0
 
 
-def test_beams_end_at_their_stop_string_scored_and_counted_up_to_it(completer):
+def test_beams_end_at_their_stop_string_counted_up_to_it_and_scored_with_it(completer):
     stop = ("e", "t")
     found = completer.beam_search("the model", beams=4, max_tokens=30, stop=stop)
     assert len({beam.text for beam in found}) == len(found) == 4  # identical texts are one beam
@@ -85,18 +85,18 @@ def test_beams_end_at_their_stop_string_scored_and_counted_up_to_it(completer):
     ids = completer.start + completer.tokenizer.encode("the model")
     for beam in found:
         assert not any(s in beam.text for s in stop)
-        # Its tokens are those that wrote its text, and its logprob is theirs alone.
+        # Its tokens are those that wrote its text; its logprob also pays for the tokens that wrote the stop string.
         assert completer.tokenizer.decode(beam.tokens).startswith(beam.text)
-        assert not completer.tokenizer.decode(beam.tokens[:-1]).startswith(beam.text) or not beam.tokens
+        assert not beam.tokens or not completer.tokenizer.decode(beam.tokens[:-1]).startswith(beam.text)
         logits, _ = completer.lm.logits_after_each(ids + beam.tokens)
-        logprobs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
-        logprobs -= logits.max(-1, keepdims=True)
-        expected = sum(logprobs[len(ids) - 1 + i, token] for i, token in enumerate(beam.tokens))
-        assert beam.logprob == pytest.approx(expected, abs=1e-3)
+        logprobs = logits - logits.max(-1, keepdims=True)
+        logprobs -= np.log(np.exp(logprobs).sum(-1, keepdims=True))
+        written = sum(logprobs[len(ids) - 1 + i, token] for i, token in enumerate(beam.tokens))
+        assert beam.logprob < written + 1e-4
 
 
-def test_a_stop_string_at_the_start_leaves_an_empty_beam_of_no_tokens(completer):
+def test_a_stop_string_at_the_start_leaves_an_empty_beam_that_paid_for_it(completer):
     first = completer.beam_search("the model", beams=1, max_tokens=3)[0]
     stop = completer.tokenizer.decode(first.tokens[:1])[:1]
     beam = completer.beam_search("the model", beams=1, max_tokens=3, stop=(stop,))[0]
-    assert (beam.text, beam.tokens, beam.logprob) == ("", [], 0.0)
+    assert (beam.text, beam.tokens) == ("", []) and beam.logprob < 0

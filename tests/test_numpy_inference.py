@@ -235,7 +235,7 @@ def test_long_prompts_are_primed_in_chunks(tok, monkeypatch):
 
 def test_bad_values_get_one_line_errors_naming_the_fix(tok):
     completer = Completer.for_module(model_of("gru", "fused", tok.vocab_size), tok)
-    with pytest.raises(RnngenError, match="repetition_penalty must be a positive number"):
+    with pytest.raises(RnngenError, match="repetition_penalty must be from 1e-06 to 1e\\+06"):
         SampleConfig(repetition_penalty=float("nan"))
     with pytest.raises(RnngenError, match="temperature must be >= 0"):
         SampleConfig(temperature=float("nan"))
@@ -251,7 +251,7 @@ def test_bad_values_get_one_line_errors_naming_the_fix(tok):
 def test_complete_refuses_bad_values_in_one_line(run_cli, tok, tmp_path):
     save_run(tmp_path, tok)
     cases = {
-        ("--repetition-penalty", "nan"): "--repetition-penalty must be a positive number",
+        ("--repetition-penalty", "nan"): "--repetition-penalty must be from 1e-06 to 1e+06",
         ("--beam", "2", "--length-penalty", "nan"): "--length-penalty must be a finite number",
         ("--seed", str(2**64)): "--seed must fit in 64 bits",
         ("--top-alternatives", "100000"): "is more than the vocabulary",

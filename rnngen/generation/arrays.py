@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-# torch.manual_seed's range: negative seeds are taken modulo 2**64, as torch does.
 # Prompt tokens per priming pass, on either backend: memory stays flat in the prompt's length
 # (1024 x 4 x 512 floats of the cpu preset's LSTM input projections are 8 MB).
 PRIME_CHUNK = 1024

@@ -45,7 +45,8 @@ def beam_search(
     Each beam is a batch row of the state. At each length the best 2 x `beams` extensions are ranked: an
     end-of-text among the first `beams` of them ends a hypothesis (as Hugging Face's rule), and so does one whose
     text reaches a stop string, which `cut(tokens)` reports as the number of its tokens that wrote the text before
-    the stop string (it is then scored and counted up to there); the best `beams` others go on. Hypotheses that end
+    the stop string: it keeps those tokens and, as an end-of-text does, is scored with the tokens that ended it; the
+    best `beams` others go on. Hypotheses that end
     with the same tokens are one. The search stops once `beams` hypotheses have ended, or at `max_tokens` (without
     computing a step past it). Returns (tokens, logprob, score) for up to `beams` hypotheses, best length-normalised
     score first.
@@ -59,12 +60,12 @@ def beam_search(
     logprobs = ops.log_softmax(memory.logits)[None]  # [1, V]
     vocab = logprobs.shape[-1]
     state = memory.state
-    paths: list[tuple[list[int], list[float]]] = [([], [])]  # each hypothesis: its tokens, its logprob after each
+    paths: list[tuple[list[int], float]] = [([], 0.0)]  # each hypothesis: its tokens, its summed logprob
     totals: Any = ops.floats_like([0.0], logprobs)
     finished: dict[tuple[int, ...], tuple[list[int], float, float]] = {}
 
-    def end(tokens: list[int], logprob: float) -> None:
-        ended = (tokens, logprob, length_normalised(logprob, len(tokens) or 1, length_penalty))
+    def end(tokens: list[int], logprob: float, length: int) -> None:
+        ended = (tokens, logprob, length_normalised(logprob, length, length_penalty))
         if tuple(tokens) not in finished or finished[tuple(tokens)][2] < ended[2]:
             finished[tuple(tokens)] = ended
 
@@ -74,27 +75,24 @@ def beam_search(
         rows, tokens, kept = [], [], []
         for rank, (score, flat) in enumerate(zip(values.tolist(), indices.tolist())):
             row, token = divmod(flat, vocab)
-            sequence, along = paths[row][0] + [token], paths[row][1] + [score]
+            sequence = paths[row][0] + [token]
             written = None if token == eot else cut(sequence)
             if token == eot or written is not None:
-                if rank < beams:
-                    if token == eot:
-                        end(sequence[:-1], score)
-                    else:
-                        end(sequence[:written], along[written - 1] if written else 0.0)
+                if rank < beams:  # an ending pays for the tokens that made it: the end of text, the stop string
+                    end(sequence[:-1] if token == eot else sequence[:written], score, length)
             elif len(kept) < beams:
                 rows.append(row)
                 tokens.append(token)
-                kept.append((sequence, along))
+                kept.append((sequence, score))
         # Stop once `beams` hypotheses have ended (early stopping, as Hugging Face's `early_stopping=True`).
         if not kept or len(finished) >= beams:
             break
         if length == max_tokens:  # the kept hypotheses end here: no step is computed past the last length
-            for sequence, along in kept:
-                end(sequence, along[-1])
+            for sequence, score in kept:
+                end(sequence, score, length)
             break
         paths = kept
-        totals = ops.floats_like([along[-1] for _, along in kept], logprobs)
+        totals = ops.floats_like([score for _, score in kept], logprobs)
         state = select_rows(state, rows)
         logits, state = step(ops.ids(tokens), state)
         logprobs = ops.log_softmax(logits)

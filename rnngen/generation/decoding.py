@@ -1,6 +1,6 @@
 """The one decoding core: completions in flight are rows of a batch, stepped together.
 
-A `Row` is one completion in flight: its sampling options, its random generator, the tokens it has seen (for the
+A `Row` is one completion in flight: its sampling options, its random generator, its prompt's tokens (for the
 repetition penalty), its streaming decoder, the hold-back of its stop strings, its budget and, once it ends, why.
 A `Batch` holds the rows that decode together and the model's state for all of them ([layers, rows, hidden]): each
 `step()` filters and draws the next token of every row in a few array operations (`rnngen.generation.sampling`),
@@ -24,9 +24,6 @@ from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.read_state import ReadState
 from rnngen.generation.sampling import RowOptions, draw_rows, filter_rows
 from rnngen.models.state import join_rows, select_rows
-
-REASONS = ("max_tokens", "end_of_text", "stop")  # why a row ended
-
 
 def choice_seed(seed: int | None, choice: int) -> int | None:
     """The seed of the `choice`-th completion of a request seeded with `seed` (`--num-samples`, the server's `n`):
@@ -53,7 +50,7 @@ class Row:
         self, tokenizer: Tokenizer, cfg: SampleConfig, generator: Any, seen: Sequence[int] = (), alternatives: int = 0
     ):
         self.tokenizer, self.cfg, self.generator, self.alternatives = tokenizer, cfg, generator, alternatives
-        self.seen = list(seen)  # the prompt's tokens: the repetition penalty counts them
+        self.seen = list(seen)  # the prompt's tokens, which the repetition penalty counts with those it writes
         self.steps: list[TokenStep] = []
         self.reason: str | None = None
         self.memory: ReadState | None = None
@@ -64,10 +61,6 @@ class Row:
     @property
     def finished(self) -> bool:
         return self.reason is not None
-
-    @property
-    def tokens(self) -> list[int]:
-        return [step.token for step in self.steps]
 
     def accept(self, step: TokenStep) -> str:
         """Take the token the batch drew for this row; the text that may be shown now ("" while a piece could still

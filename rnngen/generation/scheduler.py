@@ -38,6 +38,18 @@ class Busy(RnngenError):
     """The scheduler's queue is full: try again shortly."""
 
 
+class Closing(RnngenError):
+    """The scheduler is shutting down: it takes no more requests."""
+
+
+class TooLarge(RnngenError):
+    """A request that even an idle scheduler could not take; `field` names what to make smaller."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass(frozen=True)
 class Update:
     """What one step wrote for one choice of a request: `text` that may be shown now, the `steps` (tokens) drawn
@@ -107,17 +119,19 @@ class Scheduler:
         rows than the batch, or more waiting than the queue holds), `Busy` when this one cannot take them now."""
         rows = [ticket.choices for ticket in tickets]
         if max(rows) > self.max_batch:
-            raise RnngenError(f"n {max(rows)} is more than the {self.max_batch} rows this server decodes at once")
+            raise TooLarge(f"n {max(rows)} is more than the {self.max_batch} rows this server decodes at once", "n")
         if _waits(rows, 0, 0, self.max_batch) > self.max_queue:
-            raise RnngenError(
+            raise TooLarge(
                 f"{len(tickets)} prompts of n {max(rows)} are more than this server takes at once ({self.max_batch} "
-                f"rows decoding, {self.max_queue} requests waiting): send fewer prompts in one request"
+                f"rows decoding, {self.max_queue} requests waiting): send fewer prompts in one request",
+                "prompt",
             )
         with self._wake:
             if self._closing:
-                raise Busy("the server is shutting down")
+                raise Closing("the server is shutting down")
             # The rows decoding, being primed and waiting: what comes after them waits its turn.
-            promised = len(self.batch) + (self._priming.choices if self._priming is not None else 0)
+            priming = self._priming
+            promised = len(self.batch) + (priming.choices if priming is not None else 0)
             promised += sum(waiting.choices for waiting in self._waiting)
             waiting = _waits(rows, promised, len(self._waiting), self.max_batch)
             if len(self._waiting) + waiting > self.max_queue:
@@ -139,6 +153,10 @@ class Scheduler:
                     self._wake.wait()
                 if self._closing and not (self._waiting or self._priming or len(self.batch)):
                     return
+                if any(ticket.cancelled for ticket in self._waiting):  # a client gone while waiting frees its place
+                    self._waiting = collections.deque(ticket for ticket in self._waiting if not ticket.cancelled)
+                if self._priming is not None and self._priming.cancelled:
+                    self._priming = None
                 if self._priming is None and self._waiting:
                     head = self._waiting[0]
                     if head.cancelled or len(self.batch) + head.choices <= self.max_batch:
@@ -153,7 +171,12 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - every request in flight is told, and the server goes on
                 updates = self._fail(f"decoding failed: {type(exc).__name__}: {exc}")
             if updates:
-                self.deliver(updates)
+                try:
+                    self.deliver(updates)
+                except Exception:  # noqa: BLE001 - no one is left to hear (the server's event loop has closed)
+                    with self._wake:
+                        self._closing = True
+                    return
 
     def _fail(self, message: str) -> list[tuple[Ticket, Update]]:
         """End every row and the prompt being primed with `message`."""
@@ -161,7 +184,8 @@ class Scheduler:
         if self._priming is not None:
             ended += [(self._priming, choice) for choice in range(self._priming.choices)]
         self.batch = Batch(self.completer.lm, self.completer.tokenizer.vocab_size)
-        self._rows, self._priming = {}, None
+        with self._wake:
+            self._rows, self._priming = {}, None
         return [(ticket, Update(choice, "", [], error=message)) for ticket, choice in ended]
 
     def _drop_cancelled(self) -> None:
@@ -170,8 +194,6 @@ class Scheduler:
             self.batch.remove(gone)
             for row in gone:
                 del self._rows[id(row)]
-        if self._priming is not None and self._priming.cancelled:
-            self._priming = None
 
     def _prime_slice(self, ticket: Ticket) -> None:
         """Prime the next slice of `ticket`'s prompt; once it is all read, its choices join the batch."""
@@ -184,7 +206,6 @@ class Scheduler:
         ticket._memory, ticket._primed = ReadState(logits, state), ticket._primed + len(chunk)
         if ticket._primed < len(ticket._ids):
             return
-        self._priming = None
         prompt_ids = ticket._ids[len(completer.start) :]
         for choice in range(ticket.choices):
             generator = completer.generator(choice_seed(ticket.cfg.seed, choice))
@@ -192,6 +213,8 @@ class Scheduler:
             self._rows[id(row)] = (ticket, choice, 0)
             self.batch.add(row, ticket._memory)
         ticket._memory = None
+        with self._wake:  # after its rows joined: a failure before leaves every choice to `_fail`
+            self._priming = None
 
     def _step(self) -> list[tuple[Ticket, Update]]:
         written = self.batch.step()

@@ -22,9 +22,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from rnngen.errors import RnngenError
 from rnngen.generation.completer import Completer
-from rnngen.generation.scheduler import Busy, Scheduler, Ticket, Update
+from rnngen.generation.scheduler import Busy, Closing, Scheduler, Ticket, TooLarge, Update
 from rnngen.server.requests import MAX_BODY_BYTES, BadRequest, ChatRequest, CompletionRequest, parse
 from rnngen.server.responses import Choice, Reply, error_body
 
@@ -175,8 +174,10 @@ async def _respond(
         scheduler.submit(tickets)
     except Busy as exc:
         raise BadRequest(str(exc), None, 429, "rate_limit_exceeded") from exc
-    except RnngenError as exc:
-        raise BadRequest(str(exc), "n") from exc
+    except Closing as exc:
+        raise BadRequest(str(exc), None, 503, "shutting_down") from exc
+    except TooLarge as exc:
+        raise BadRequest(str(exc), exc.field) from exc
     choices = {
         (id(ticket), choice): Choice(number * ticket.choices + choice, prefixes[number] if prefixes else "")
         for number, ticket in enumerate(tickets)
@@ -256,7 +257,8 @@ async def _stream(
                     yield event(error_body(choice.error, 500))
                 elif text or steps or choice.reason:
                     yield event(shapes.chunk(choice, text, steps, alternatives))
-                    choice.offset += len(text)
+                    # Offsets count the tokens' text: a stop string's hold-back sends text later than its tokens.
+                    choice.offset += sum(len(step.text) for step in steps)
         if include_usage:
             completion_tokens = sum(len(choice.steps) for choice in choices.values())
             yield event(shapes.usage_chunk(sum(ticket.prompt_tokens for ticket in tickets), completion_tokens))

@@ -55,7 +55,7 @@ class Choice:
     steps: list[TokenStep] = field(default_factory=list)
     reason: str | None = None
     error: str | None = None  # why decoding failed, when it did
-    offset: int = 0  # characters already sent (streaming), for text_offset
+    offset: int = 0  # characters of the tokens already sent (streaming), for text_offset
 
     @property
     def finish_reason(self) -> str | None:
