@@ -25,6 +25,7 @@ from rnngen.generation.read_state import ReadState
 from rnngen.generation.sampling import RowOptions, draw_rows, filter_rows
 from rnngen.models.state import join_rows, select_rows
 
+
 def choice_seed(seed: int | None, choice: int) -> int | None:
     """The seed of the `choice`-th completion of a request seeded with `seed` (`--num-samples`, the server's `n`):
     seed + choice, within the 64 bits both backends take; None (the OS's entropy) stays None."""
