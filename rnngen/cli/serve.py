@@ -6,6 +6,7 @@ import click
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES
+from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
 
 
 @click.command()
@@ -27,14 +28,14 @@ from rnngen.config import DEVICES
 @click.option(
     "--max-batch",
     type=click.IntRange(min=1),
-    default=64,
+    default=MAX_BATCH,
     show_default=True,
     help="Completions decoded together in one batched step; more requests wait in a queue.",
 )
 @click.option(
     "--max-queue",
     type=click.IntRange(min=0),
-    default=256,
+    default=MAX_QUEUE,
     show_default=True,
     help="Requests that may wait for room in the batch; past it, 429 with Retry-After.",
 )

@@ -23,7 +23,7 @@ from rnngen.data.tokenizer import Tokenizer, load_checked
 from rnngen.errors import RnngenError, param
 from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
 from rnngen.generation.beam import Beam, beam_search
-from rnngen.generation.decoding import Batch, Row, TokenStep
+from rnngen.generation.decoding import Batch, Row, TokenStep, first_stop
 from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
 from rnngen.generation.read_state import ReadState
@@ -165,9 +165,13 @@ class Completer:
         ids = self.tokenizer.encode(prompt)
         if memory is not None and not ids:
             return memory, ids
-        feed = ids if memory is not None else self.start + ids
+        feed = ids if memory is not None else self.document(ids)
         logits, state = self.lm.prime(feed, memory.state if memory else None)
         return ReadState(logits, state), ids
+
+    def document(self, ids: list[int]) -> list[int]:
+        """The ids a model reads for a prompt of `ids` at the start of a document (see the module)."""
+        return self.start + ids
 
     def bits_per_character(self, text: str) -> float:
         """Bits per character of `text` (not empty), read from the start of a document: `bits_per_character` of
@@ -247,9 +251,8 @@ class Completer:
         for token in tokens:
             text += decoder.push(token)
             ends.append(len(text))
-            hits = [i for i in (text.find(s) for s in stop) if i >= 0]
-            if hits:
-                position = min(hits)
+            position = first_stop(text, stop)
+            if position is not None:
                 return text[:position], next(count for count, end in enumerate([0, *ends]) if end >= position)
         return text + decoder.flush(), None
 

@@ -43,6 +43,13 @@ class TokenStep:
     alternatives: list[tuple[str, float]] = field(default_factory=list)
 
 
+def first_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
+    """Where the first of the `stops` strings begins in `text` (searching from `start`), or None: where a
+    completion, or a beam, ends."""
+    hits = [i for i in (text.find(stop, start) for stop in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
 class Row:
     """One completion in flight: what it has written (`steps`, `text`) and, once it ended, `reason` and the model's
     `memory` after all its text (to continue from)."""
@@ -72,11 +79,10 @@ class Row:
         self.steps.append(step)
         step.text = self._decoder.push(step.token)
         self._text += step.text
-        hits = [i for i in (self._text.find(stop, max(0, self._emitted - self._holdback)) for stop in self.cfg.stop)]
-        hits = [i for i in hits if i >= 0]
-        if hits:
+        found = first_stop(self._text, self.cfg.stop, max(0, self._emitted - self._holdback))
+        if found is not None:
             self.reason = "stop"
-            self._text = self._text[: min(hits)]
+            self._text = self._text[:found]
             return self._rest()
         if len(self.steps) == self.cfg.max_tokens:
             self.reason = "max_tokens"

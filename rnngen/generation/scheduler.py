@@ -30,6 +30,8 @@ from rnngen.generation.completer import Completer
 from rnngen.generation.decoding import Batch, Row, TokenStep, choice_seed
 from rnngen.generation.read_state import ReadState
 
+# The rows decoded together and the requests that may wait for room, unless the server is told otherwise.
+MAX_BATCH, MAX_QUEUE = 64, 256
 # Prompt tokens primed between two steps of the batch: a 2x512 LSTM primes 64 tokens in a few milliseconds.
 PRIME_SLICE = 64
 
@@ -89,7 +91,7 @@ class Scheduler:
     """Decodes the requests `submit`ted to it on `completer`'s model, `max_batch` rows at most at once, with
     `max_queue` requests at most waiting; every step's updates go to `deliver` (called from its thread)."""
 
-    def __init__(self, completer: Completer, deliver: Deliver, max_batch: int = 64, max_queue: int = 256):
+    def __init__(self, completer: Completer, deliver: Deliver, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE):
         if max_batch < 1 or max_queue < 0:
             raise RnngenError(f"max_batch must be >= 1 and max_queue >= 0, got {max_batch} and {max_queue}")
         self.completer, self.deliver, self.max_batch, self.max_queue = completer, deliver, max_batch, max_queue
@@ -199,7 +201,7 @@ class Scheduler:
         """Prime the next slice of `ticket`'s prompt; once it is all read, its choices join the batch."""
         completer = self.completer
         if not ticket._ids:
-            ticket._ids = completer.start + completer.tokenizer.encode(ticket.prompt)
+            ticket._ids = completer.document(completer.tokenizer.encode(ticket.prompt))
             ticket.prompt_tokens = len(ticket._ids) - len(completer.start)
         chunk = ticket._ids[ticket._primed : ticket._primed + PRIME_SLICE]
         logits, state = completer.lm.prime(chunk, ticket._memory.state if ticket._memory else None)

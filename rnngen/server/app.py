@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from starlette.exceptions import HTTPException
 
 from rnngen.generation.completer import Completer
-from rnngen.generation.scheduler import Busy, Closing, Scheduler, Ticket, TooLarge, Update
+from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE, Busy, Closing, Scheduler, Ticket, TooLarge, Update
 from rnngen.server.requests import MAX_BODY_BYTES, BadRequest, ChatRequest, CompletionRequest, parse
 from rnngen.server.responses import Choice, Reply, error_body
 
@@ -42,7 +42,7 @@ class ServedModel:
 
 
 def create_app(
-    models: list[ServedModel], api_key: str | None = None, max_batch: int = 64, max_queue: int = 256
+    models: list[ServedModel], api_key: str | None = None, max_batch: int = MAX_BATCH, max_queue: int = MAX_QUEUE
 ) -> FastAPI:
     """The application serving `models`; with `api_key`, every route but the page and /health needs
     `Authorization: Bearer API_KEY`."""

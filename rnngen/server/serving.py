@@ -19,6 +19,7 @@ from typing import Any
 
 from rnngen.errors import RnngenError, param
 from rnngen.generation.loading import load_completer
+from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
 from rnngen.server.app import ServedModel, create_app
 from rnngen.store.hub import is_hub_ref
 
@@ -85,8 +86,8 @@ def serve(
     models: list[ServedModel],
     sock: socket.socket,
     api_key: str | None = None,
-    max_batch: int = 64,
-    max_queue: int = 256,
+    max_batch: int = MAX_BATCH,
+    max_queue: int = MAX_QUEUE,
 ) -> None:
     """Serve `models` on `sock` (bound by `bind`: clients may connect from then on, and are answered once the
     schedulers run) until SIGTERM or Ctrl-C."""
@@ -115,6 +116,9 @@ def in_thread(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
     thread.start()
     while not server.started and thread.is_alive():
         time.sleep(0.01)
+    if not server.started:
+        sock.close()
+        raise RnngenError("the server stopped before it started: see the lines above")
     try:
         yield f"http://{host}:{sock.getsockname()[1]}"
     finally:
