@@ -9,9 +9,12 @@ python -m benchmarks quality            # 180 s runs on tiny shakespeare (--mode
 python -m benchmarks firstrun           # the plain loop against the cpu preset at equal time, then
                                         # `rnngen train` + 20 completions scored for English
 python -m benchmarks firstrun --parts a --budgets 0.5M,1M,2M,4M,8M   # at equal tokens, per budget
+python -m benchmarks firstrun --parts a --clock 60,180,600            # at equal wall time, per budget
+python -m benchmarks sizing             # the runs the time-budget sizing rule is fitted on (--fit FILE: the fit)
 python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 python -m benchmarks serve              # `rnngen serve` under 1, 16 and 64 streaming clients (--clients, --tokens)
+python -m benchmarks prepare_speed --size 100M,500M,2G   # prepare of generated single-file texts vs bare sentencepiece
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ ALL = (
     "firstrun",
     "sweep",
     "serve",
+    "prepare_speed",
+    "sizing",
 )
 # Long runs (minutes each) that run only when named.
-NAMED_ONLY = ("quality", "firstrun", "sweep", "serve")
+NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing")
 
 
 @click.command()
@@ -110,6 +115,25 @@ NAMED_ONLY = ("quality", "firstrun", "sweep", "serve")
 )
 @click.option("--tokens", type=int, help="serve: max_tokens of each streamed request (default: serve.TOKENS).")
 @click.option(
+    "--clock",
+    help="firstrun: compare at equal wall time at each of these budgets in seconds, comma-separated (e.g. "
+    "60,180,600; default: --seconds).",
+)
+@click.option(
+    "--fit",
+    "fit_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="sizing: fit the rule to the runs of this JSON-lines file (e.g. benchmarks/sizing_runs.jsonl) instead of "
+    "training.",
+)
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="sizing: draw the fitted curves here.")
+@click.option(
+    "--size",
+    default="100M,500M,2G",
+    show_default=True,
+    help="prepare_speed: the sizes of the generated texts in bytes, comma-separated (generated in a temporary folder).",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("benchmarks/results"),
@@ -131,12 +155,16 @@ def main(
     models: str,
     clients: str | None,
     tokens: int | None,
+    clock: str | None,
+    fit_file: Path | None,
+    plot: Path | None,
+    size: str,
     out: Path,
 ) -> None:
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
     if (
-        {"prepare", "memory", "quality", "firstrun", "sweep"} & set(names)
+        ({"prepare", "memory", "quality", "firstrun", "sweep"} | (set() if fit_file else {"sizing"})) & set(names)
         and str(text) != "pydocs"
         and (text is None or not text.is_file())
     ):
@@ -209,6 +237,7 @@ def main(
                 tokenizers.split(","),
                 parts,
                 [firstrun.token_count(budget) for budget in budgets.split(",")] if budgets else None,
+                [float(seconds) for seconds in clock.split(",")] if clock else None,
             )
         elif name == "sweep":
             from benchmarks import sweep
@@ -230,6 +259,14 @@ def main(
 
             counts = [int(count) for count in clients.split(",")] if clients else None
             rows += serve.run(pydocs, quick, counts, tokens)
+        elif name == "prepare_speed":
+            from benchmarks import prepare_speed
+
+            rows += prepare_speed.run_sizes(size.split(","))
+        elif name == "sizing":
+            from benchmarks import sizing
+
+            rows += sizing.fit_file(fit_file, plot) if fit_file else sizing.run(text, out / "corpora", out)
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
     machine = result["machine"]

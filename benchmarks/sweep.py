@@ -94,6 +94,7 @@ def point(
         "tokenizer": f"{corpus.meta['tokenizer']['type']} {corpus.vocab_size}"
         if isinstance(corpus.meta.get("tokenizer"), dict)
         else str(corpus.vocab_size),
+        "sizing": config["sizing"],  # the shapes a time budget chose among, and their paces
         "steps": summary.steps,
         "seconds": summary.seconds,
         "tokens": summary.tokens,

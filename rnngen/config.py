@@ -227,11 +227,14 @@ class SampleConfig:
 class Preset:
     """Model sizes and a training recipe for a device and a time budget; every value can be overridden.
 
-    How each was chosen, with the measurements, is in docs/tuning.md.
+    `sizes` are the (width, batch rows) a run given only a time budget chooses among for the tokens that budget
+    buys on its machine (`rnngen.training.sizing`); `model` and `train` hold the shape a step budget keeps. How
+    each was chosen, with the measurements, is in docs/tuning.md.
     """
 
     model: ModelConfig
     train: TrainConfig
+    sizes: tuple[tuple[int, int], ...] = ()
 
 
 # The `cpu` preset is the configurations' defaults: there is one source for each value.
@@ -252,7 +255,7 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     # Three minutes on 2 CPU cores: the winner of `python -m benchmarks sweep` there.
-    "cpu": Preset(ModelConfig(), TrainConfig()),
+    "cpu": Preset(ModelConfig(), TrainConfig(), sizes=((256, 32), (384, 32), (512, 16))),
     # Fifteen minutes on one GPU; a wider, deeper model, bf16 autocast.
     "gpu": Preset(
         ModelConfig(hidden=1024, layers=3, dropout=0.2),

@@ -10,14 +10,21 @@ behind `rnngen evaluate`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rnngen.errors import RnngenError, param
 
 SPLITS = ("val", "train")
-# Streams read side by side, and the tokens a pass reads of each: they bound a pass's memory, and change the
-# figures only by the context each stream starts without.
-BATCH_SIZE, SEQ_LEN = 32, 256
+# Streams read side by side: they change the figures only by the context each stream starts without.
+BATCH_SIZE = 32
+# The tokens a pass reads of each stream at a time: at most MAX_SEQ_LEN, and few enough that a window's scores
+# (streams x tokens x vocabulary floats) stay under WINDOW_SCORES, so memory is bounded whatever the vocabulary.
+# The figures do not depend on it once the split fills BATCH_SIZE rows of a window (the state is carried from one
+# window to the next); a shorter split is read in fewer rows.
+MAX_SEQ_LEN, WINDOW_SCORES = 256, 1 << 24
+# Tokens read by default: a few minutes on a CPU for a small model, whatever the split's size (0: all of it).
+MAX_TOKENS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -42,19 +49,21 @@ def evaluate(
     *,
     corpus: str | None = None,
     split: str = "val",
-    max_tokens: int = 0,
+    max_tokens: int = MAX_TOKENS,
     batch_size: int = BATCH_SIZE,
-    seq_len: int = SEQ_LEN,
+    seq_len: int | None = None,
     device: str = "auto",
     corpora: str | os.PathLike | None = None,
     checkpoints: str | os.PathLike | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Loss, perplexity and bits per character of `checkpoint` on `split` ("val" or "train") of `corpus`.
 
     `checkpoint` is what `rnngen.load` takes, or None for the latest run under `checkpoints`; `corpus` is a
     prepared corpus encoded with the run's tokenizer, by default the one it was trained on. `max_tokens` reads
-    the first that many tokens only (0: the whole split). The state is carried through `batch_size` streams
-    read `seq_len` tokens at a time, on `device` ("auto", "cpu", "cuda" or "mps").
+    the first that many tokens only (0: the whole split; `bounded` in the result says whether the bound cut it).
+    The state is carried through `batch_size` streams read `seq_len` tokens at a time (None: `window_length`),
+    on `device` ("auto", "cpu", "cuda" or "mps"); `progress(done, total)` is told the tokens predicted so far.
     """
     if split not in SPLITS:
         raise RnngenError(f"unknown {param('split')} {split!r}: choose {' or '.join(SPLITS)}")
@@ -63,7 +72,7 @@ def evaluate(
             f"{param('max_tokens')} {max_tokens} leaves no token to predict (the first is context only): "
             "pass 2 or more, or 0 for the whole split"
         )
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+    for name, value in (("batch_size", batch_size), ("seq_len", 1 if seq_len is None else seq_len)):
         if value < 1:
             raise RnngenError(f"{param(name)} must be 1 or more, got {value}")
     import torch
@@ -93,9 +102,15 @@ def evaluate(
         data.tokens(split),
         data.characters(split),
         batch_size,
-        seq_len,
+        seq_len or window_length(batch_size, data.vocab_size),
         max_tokens,
         where,
         unknown_bytes=data.unknown_bytes(split),
+        progress=progress,
     )
     return Evaluation(checkpoint=str(path), corpus=data.name, split=split, **figures)
+
+
+def window_length(batch_size: int, vocab_size: int) -> int:
+    """The tokens read of each stream at a time when none is asked for (see WINDOW_SCORES)."""
+    return max(1, min(MAX_SEQ_LEN, WINDOW_SCORES // (batch_size * vocab_size)))

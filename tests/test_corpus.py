@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -261,3 +262,13 @@ def test_a_copied_corpus_is_named_after_its_folder(tmp_path, text_file):
     claim = copy.hold()  # the name it is read under is no sign of a rebuild
     if claim is not None:
         claim.release()
+
+
+def test_default_vocabulary_grows_to_hold_every_character_of_a_small_text(tmp_path):
+    syllables = [chr(0xAC00 + i) for i in range(1500)]
+    rng = random.Random(0)
+    path = tmp_path / "korean.txt"
+    path.write_text("\n".join(" ".join(rng.sample(syllables, len(syllables))) for _ in range(20)))
+    c, _ = prepare(tmp_path, path)
+    tok = c.tokenizer()
+    assert c.vocab_size > 1024 and all(not tok.sp.is_byte(i) for i in tok.encode("".join(syllables)))

@@ -120,10 +120,10 @@ REFERENCES = [
     ("rnngen/models/scratch.py", "gru_cell_cho", "(r_t * h) @ w_hn.T"),  # reset before the product
     ("rnngen/models/scratch.py", "gru_cell_cho", "(1 - z_t) * h + z_t * h_cand"),  # the lecture's direction
     ("rnngen/training/evaluate.py", "next_token_loss", "F.cross_entropy"),
-    ("rnngen/training/trainer.py", "Trainer.fit", "next_token_loss"),
-    ("rnngen/training/trainer.py", "Trainer.fit", "loss.backward()"),
-    ("rnngen/training/trainer.py", "Trainer.fit", "clip_grad_norm_"),
-    ("rnngen/training/trainer.py", "Trainer.fit", "detach_state"),
+    ("rnngen/training/trainer.py", "train_step", "next_token_loss"),
+    ("rnngen/training/trainer.py", "train_step", "loss.backward()"),
+    ("rnngen/training/trainer.py", "train_step", "clip_grad_norm_"),
+    ("rnngen/training/trainer.py", "train_step", "detach_state"),
     ("rnngen/analysis/gradients.py", "profile", "F.cross_entropy(model.logits(last), target).backward()"),
     ("rnngen/analysis/gradients.py", "profile", "last.backward(probe)"),
     ("rnngen/analysis/gradients.py", "profile", "matrix_norm"),

@@ -11,9 +11,11 @@ import torch
 
 from rnngen.lab import experiments
 from rnngen.lab.experiments import run_lab
+from rnngen.lab.models import LabModel, Size
 from rnngen.lab.runner import RunConfig, train_run
 from rnngen.lab.tasks import Adding, Copy, Recall
 from rnngen.lab.verdicts import verdict
+from rnngen.store.schema import split_gates
 
 TASKS = [Adding(30), Copy(25), Recall(6)]
 
@@ -68,7 +70,7 @@ def test_the_same_seed_gives_the_same_data_and_run():
 def test_a_run_stops_once_solved(monkeypatch):
     from rnngen.lab import runner
 
-    monkeypatch.setattr(runner, "verdict", lambda task, score: "solved")
+    monkeypatch.setattr(runner, "verdict", lambda task, score, curves=(): "solved")
     result = train_run(RunConfig("copy", "attention", 3, steps=50, eval_every=2, eval_size=8))
     assert result.steps == 2
 
@@ -77,7 +79,10 @@ def test_the_library_reports_every_task():
     reports = run_lab(["adding", "gradients", "speed"], ["rnn", "mingru"], lengths=[8], steps=2)
     adding, gradients, speed = reports
     assert [(cell.model, cell.length, cell.runs[0].steps) for cell in adding.cells] == [("rnn", 8, 2), ("mingru", 8, 2)]
-    assert [p.label for p in gradients.profiles] == ["rnn", "mingru"] and len(gradients.profiles[0].loss_grad) == 8
+    labels = [p.label for p in gradients.profiles]
+    assert labels == ["rnn fresh", "rnn trained", "mingru chrono fresh", "mingru chrono trained"]
+    assert len(gradients.profiles[0].loss_grad) == 8
+    assert gradients.profiles[2].loss_grad != gradients.profiles[3].loss_grad  # the trained model, not a fresh one
     assert set(speed.seconds) == {
         (case, 8) for case in ("gru-scratch", "mingru-loop", "gru-fused", "mingru-scan", "attention")
     }
@@ -90,7 +95,8 @@ def test_the_command_prints_json_of_every_run(run_cli):
     [run] = report["runs"]
     assert report["task"] == "adding" and report["metric"] == "mse"
     assert run["config"]["model"] == "rnn" and run["config"]["length"] == 5 and run["steps"] == 3
-    assert run["baseline"] == pytest.approx(1 / 6) and run["verdict"] in ("solved", "partly", "at baseline")
+    assert run["baseline"] == pytest.approx(1 / 6)
+    assert run["verdict"] in ("solved", "partly", "at baseline", "not learned in 3 steps")
     assert run["curve"][0][0] == 0 and run["curve"][-1][0] == 3
 
 
@@ -130,10 +136,12 @@ def test_the_plot_is_written(run_cli, tmp_path):
         (["copy", "--plot", "/no/such/folder/c.png"], "does not exist"),
         (["lstm"], "'lstm' is not one of 'adding'"),
         (["copy", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
+        (["adding", "--init", "default,xavier"], "--init: unknown 'xavier': choose among default, forget1, chrono"),
+        (["adding", "--init", ","], "--init: give at least one initialisation"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(run_cli, args, message, monkeypatch):
-    for work in ("train_run", "step_seconds", "gradient_reach"):
+    for work in ("train_model", "step_seconds", "gradient_reach"):
         monkeypatch.setattr(experiments, work, _must_not_run)
     result = run_cli("lab", *args)
     assert result.exit_code in (1, 2)
@@ -175,3 +183,77 @@ def test_the_help_does_not_import_torch():
         "result = CliRunner().invoke(cli, ['lab', '--help']); print(result.exit_code, 'torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.split() == ["0", "False"]
+
+
+def gate_bias(model: LabModel, gate: str) -> torch.Tensor:
+    """The bias the gate `gate` of a one-layer lab model adds up to (PyTorch's two vectors summed)."""
+    kind, rnn = model.kind, model.rnn
+    if kind in ("mingru", "minlstm"):
+        return split_gates(kind, rnn.layers[0].proj.bias.detach(), gate)[0]
+    return split_gates(kind, (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach(), gate)[0]
+
+
+def lab_model(kind: str, init: str, t_max: int = 100) -> LabModel:
+    torch.manual_seed(0)
+    return LabModel(kind, 2, 1, Size(), tokens=False, max_len=t_max, init=init)
+
+
+def test_the_gate_initialisations_set_the_keep_gate_as_the_papers_do():
+    assert torch.allclose(gate_bias(lab_model("lstm", "forget1"), "f"), torch.ones(64))
+    chrono = lab_model("lstm", "chrono")
+    forget = gate_bias(chrono, "f")
+    assert forget.min() >= 0 and forget.max() <= math.log(99) and forget.std() > 0.5  # log U(1, T_max - 1)
+    assert torch.allclose(gate_bias(chrono, "i"), -forget)
+    # PyTorch's GRU keeps the state with z (h' = (1 - z) n + z h): a positive bias; minGRU keeps it with 1 - z.
+    assert (gate_bias(lab_model("gru", "chrono"), "z") >= 0).all()
+    assert torch.allclose(gate_bias(lab_model("gru", "forget1"), "z"), torch.ones(64))
+    assert (gate_bias(lab_model("mingru", "chrono"), "z") <= 0).all()
+    assert torch.allclose(gate_bias(lab_model("mingru", "forget1"), "z"), -torch.ones(64))
+    minlstm = lab_model("minlstm", "chrono")
+    assert torch.allclose(gate_bias(minlstm, "i"), -gate_bias(minlstm, "f"))
+    # The other gates, and the gateless RNN, keep PyTorch's init.
+    default = lab_model("lstm", "default")
+    assert torch.equal(gate_bias(chrono, "o"), gate_bias(default, "o"))
+    assert gate_bias(default, "f").abs().max() < 2 / math.sqrt(64)
+    for init in ("forget1", "chrono"):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(lab_model("rnn", init).parameters(), lab_model("rnn", "default").parameters())
+        )
+
+
+def curve_of(scores: list[float], every: int = 100) -> list[tuple[int, float]]:
+    return [(i * every, score) for i, score in enumerate(scores)]
+
+
+def test_a_run_still_learning_at_its_end_is_not_called_at_baseline():
+    task = Adding(100)  # baseline 1/6, solved below 1/60
+    falling = curve_of([0.9, 0.17, 0.167, 0.166, 0.16, 0.15, 0.14, 0.12, 0.10])
+    assert verdict(task, 0.10, [falling]) == "not learned in 800 steps"
+    flat = curve_of([0.9, 0.17, 0.165, 0.168, 0.166, 0.171, 0.165, 0.169, 0.166])
+    assert verdict(task, 0.166, [flat]) == "at baseline"
+    assert verdict(task, 0.08, [curve_of([0.9, 0.1, 0.08, 0.081, 0.079, 0.08])]) == "partly"
+    assert verdict(task, 0.01, [falling]) == "solved"
+    # Any seed still learning makes the cell budget-limited; the longest run gives N.
+    assert verdict(task, 0.13, [flat, falling[:5] + [(500, 0.1)]]) == "not learned in 800 steps"
+    # Climbing from a fresh model's loss to the baseline is not learning the task.
+    assert verdict(task, 0.166, [curve_of([0.9, 0.166])]) == "at baseline"
+    # A seed that stopped because it was solved does not make a flat one budget-limited.
+    solved_early = curve_of([0.9, 0.17, 0.05, 0.01])
+    assert verdict(task, (0.01 + 0.166) / 2, [solved_early, flat]) == "partly"
+
+
+def test_init_compares_the_initialisations_once_per_model(run_cli):
+    args = ["adding", "--length", "6", "--models", "rnn,lstm", "--init", "default,forget1", "--steps", "2", "--json"]
+    result = run_cli("lab", *args)
+    assert result.exit_code == 0
+    [report] = json.loads(result.stdout)
+    runs = [(run["config"]["model"], run["config"]["init"]) for run in report["runs"]]
+    assert runs == [("rnn", "default"), ("lstm", "default"), ("lstm", "forget1")]
+
+
+def test_the_table_names_each_cells_initialisation(run_cli):
+    result = run_cli("lab", "adding", "--length", "6", "--models", "rnn,gru", "--steps", "2")
+    assert result.exit_code == 0
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    assert any("gru chrono" in row for row in rows) and any(" rnn " in row for row in rows)

@@ -412,7 +412,7 @@ def test_a_run_of_another_checkpoint_format_is_left_out_of_the_list_and_refused_
     config.write_text(json.dumps({**json.loads(config.read_text()), "format": 1}))
     assert "no runs in" in cli("runs").output
     assert one_line(cli("runs", "old")) == (
-        f"error: {config} is checkpoint format 1; this rnngen reads format 2: train the run again with this rnngen"
+        f"error: {config} is checkpoint format 1; this rnngen reads format 3: train the run again with this rnngen"
     )
 
 

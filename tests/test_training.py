@@ -215,14 +215,14 @@ def test_a_checkpoint_of_another_format_is_refused_naming_its_format_and_the_fix
     with safe_open(path, framework="pt") as file:
         metadata = file.metadata()
     tensors, header = load_file(path), json.loads(metadata["rnngen"])
-    for found, fix in ((1, "train the run again with this rnngen"), (3, "upgrade rnngen to read it")):
+    for found, fix in ((2, "train the run again with this rnngen"), (4, "upgrade rnngen to read it")):
         save_file(tensors, path, metadata={**metadata, "rnngen": json.dumps({**header, "format": found})})
         with pytest.raises(CheckpointError) as refused:
             checkpoint.load(path)
-        assert str(refused.value) == f"{path} is checkpoint format {found}; this rnngen reads format 2: {fix}"
+        assert str(refused.value) == f"{path} is checkpoint format {found}; this rnngen reads format 3: {fix}"
     # The run's config.json holds the same header: `rnngen runs` and the hub's model card read it.
     run.config_path.write_text(json.dumps({**header, "format": 1}))
-    with pytest.raises(CheckpointError, match="config.json is checkpoint format 1; this rnngen reads format 2"):
+    with pytest.raises(CheckpointError, match="config.json is checkpoint format 1; this rnngen reads format 3"):
         run.config()
 
 

@@ -11,6 +11,7 @@ also reports the spectral norm of W_h and the mean of (1 - tanh^2) over the wind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -58,16 +59,28 @@ def _top_layer_grads(last: torch.Tensor, states: list[torch.Tensor]) -> list[tor
     return [last.grad] + [h.grad[-1] for h in reversed(states)]
 
 
-def profile(model: RecurrentLM, ids: torch.Tensor, label: str, probes: int = 32, seed: int = 0) -> GradientProfile:
-    """Measure the gradient profile of `model` on `ids` [L + 1] (inputs and the last target)."""
+def profile(
+    model: RecurrentLM,
+    ids: torch.Tensor,
+    label: str,
+    probes: int = 32,
+    seed: int = 0,
+    loss: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> GradientProfile:
+    """Measure the gradient profile of `model` on `ids` [L + 1] (inputs and the last target). `loss`, given the
+    logits of the last step, replaces the next-token cross-entropy: for a model whose inputs are not token ids
+    (rows of `ids` are then its input vectors, and the last row is not read)."""
     model.eval()  # no dropout: the measurement is of the network, not of a random mask
     inputs, target = ids[None, :-1], ids[None, -1]
     last, states = _unroll(model, inputs)
-    F.cross_entropy(model.logits(last), target).backward()
+    if loss is None:
+        F.cross_entropy(model.logits(last), target).backward()
+    else:
+        loss(model.logits(last)).backward()
     loss_grad = [grad.norm().item() for grad in _top_layer_grads(last, states)]
     # ||J||_F^2 = E ||v^T J||^2 for v ~ N(0, I): one backward pass over `probes` copies of the window.
     model.zero_grad(set_to_none=True)
-    last, states = _unroll(model, inputs.expand(probes, -1))
+    last, states = _unroll(model, inputs.expand(probes, *inputs.shape[1:]))
     generator = torch.Generator(device=ids.device).manual_seed(seed)
     probe = torch.randn(last.shape, generator=generator, device=ids.device)
     last.backward(probe)

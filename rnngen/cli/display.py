@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rnngen.data.tokenizer import utf8_safe
+from rnngen.lab.verdicts import AT_BASELINE, NOT_LEARNED, PARTLY, SOLVED
 from rnngen.training.events import (
     Evaluated,
     Event,
@@ -34,6 +35,7 @@ from rnngen.training.events import (
     Prepared,
     Preparing,
     Sampled,
+    Sized,
     Started,
 )
 
@@ -234,6 +236,7 @@ class TrainDisplay(_Live):
             Preparing: self._on_preparing,
             Prepared: self._on_prepared,
             Notice: self._on_notice,
+            Sized: self._on_sized,
             Started: self._on_start,
             Logged: self._on_train,
             Evaluated: self._on_eval,
@@ -256,6 +259,9 @@ class TrainDisplay(_Live):
 
     def _on_notice(self, event: Notice) -> None:
         err.print(event.text, markup=False, soft_wrap=True)
+
+    def _on_sized(self, event: Sized) -> None:
+        err.print(event.line, markup=False, soft_wrap=True)
 
     def _on_start(self, event: Started) -> None:
         budget = " or ".join(
@@ -549,7 +555,13 @@ def beams_table(prompt: str, beams: list[Any]) -> Table:
     return table
 
 
-VERDICT_STYLES = {"solved": "bold green", "partly": "yellow", "at baseline": "red"}
+VERDICT_STYLES = {SOLVED: "bold green", PARTLY: "yellow", AT_BASELINE: "red", NOT_LEARNED: "magenta"}
+
+
+def verdict_text(verdict: str) -> Text:
+    """A lab verdict, styled; "not learned in 400 steps" is shown as "not learned" (a table's steps column says N)."""
+    name = next(name for name in VERDICT_STYLES if verdict.startswith(name))
+    return Text(name, VERDICT_STYLES[name])
 
 
 def lab_run_line(run: Any) -> Text:
@@ -558,33 +570,35 @@ def lab_run_line(run: Any) -> Text:
     return Text.assemble(
         (f"{c.task} {c.length:>4} {c.model:<9} seed {c.seed}: ", "dim"),
         f"{run.metric} {run.score:.4g} ",
-        (run.verdict, VERDICT_STYLES[run.verdict]),
+        (run.verdict, verdict_text(run.verdict).style),
         (f"  {run.steps} steps, {run.seconds:.0f}s", "dim"),
     )
 
 
 def lab_table(report: Any) -> Table:
-    """A trained task's cells: model x length, the score beside the memoryless baseline, and the verdict."""
+    """A trained task's cells: model (and its gate initialisation) x length, the score beside the memoryless
+    baseline, and the verdict."""
     unit = "pairs" if report.task == "recall" else "T"
     table = Table(
         title=f"{report.task}: {report.metric} on held-out sequences (mean over seeds)",
         title_justify="left",
+        caption="not learned: still improving when its steps ran out",
+        caption_justify="left",
         show_edge=False,  # fits 80 columns
     )
     metric = {"cross-entropy": "x-entropy"}.get(report.metric, report.metric)  # fits 80 columns
-    for name in (unit, "model", "params", metric, "baseline", "verdict", "steps", "time"):
+    for name in (unit, "model", "params", metric, "baseline", "verdict", "steps"):
         table.add_column(name, justify="left" if name in ("model", "verdict") else "right", no_wrap=True)
     for cell in report.cells:
         verdict = report.verdict(cell)
         table.add_row(
             str(cell.length),
-            cell.model,
+            cell.label,  # the model and its gate initialisation: "lstm chrono"
             human(cell.runs[0].parameters),
             f"{cell.score:.4g}",
             f"{report.baseline(cell.length):.4g}",
-            Text(verdict, VERDICT_STYLES[verdict]),
+            verdict_text(verdict),
             str(cell.steps),
-            f"{cell.seconds:.1f}s",
         )
     return table
 

@@ -59,6 +59,15 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     callback=_numbers("--seeds"),
     help=f"Seeds from 0 to {MAX_SEED}, comma-separated: one run per seed, the table shows their mean.",
 )
+@click.option(
+    "--init",
+    "init",
+    help=(
+        "Gate initialisations to compare, comma-separated: default (PyTorch's), forget1 (a forget-gate bias of 1: "
+        "Gers et al. 2000, Jozefowicz et al. 2015) and chrono (Tallec & Ollivier 2018, T_max the task's sequence "
+        "length); each gated model trains once with each. [default: the task's, shown in its table]"
+    ),
+)
 @click.option("--quick", is_flag=True, help="The quick preset: every task in under 10 minutes on a 2-core CPU.")
 @click.option("--steps", type=Count(), help="Training steps per run. [default: the preset's]")
 @click.option(
@@ -91,6 +100,7 @@ def lab(
     lengths,
     models: str,
     seeds,
+    init: str | None,
     quick: bool,
     steps: int | None,
     time_budget: float | None,
@@ -105,6 +115,7 @@ def lab(
     rnngen lab --quick                                   # every task, under 10 minutes on a 2-core CPU
     rnngen lab adding --length 50,100,200 --models rnn,lstm,gru
     rnngen lab recall --length 4,16 --seeds 0,1 --plot recall.png
+    rnngen lab adding --quick --models lstm,gru --init default,forget1,chrono   # the initialisations side by side
     rnngen lab copy --quick --json > copy.json
     """
     from rnngen.cli.display import err, lab_run_line, lab_table, out, speed_table
@@ -112,7 +123,8 @@ def lab(
 
     tasks = [task] if task else list(LAB_TASKS)
     names = [name.strip() for name in models.split(",") if name.strip()]
-    check_options(tasks, names, lengths, seeds, steps, time_budget)
+    inits = None if init is None else [name.strip() for name in init.split(",") if name.strip()]
+    check_options(tasks, names, lengths, seeds, steps, time_budget, inits)
     if plot_path:
         from rnngen.analysis.plot import check_image_path
 
@@ -152,6 +164,7 @@ def lab(
         on_run=lambda run: progress.print(lab_run_line(run)),
         on_report=show,
         device=device,
+        init=inits,
     )
     if as_json:
         echo_json([report.to_dict() for report in reports], indent=1)
@@ -180,7 +193,7 @@ def _draw(report, path: Path) -> None:
     else:
         series = {}
         for cell in report.cells:
-            series.setdefault(cell.model, []).append((cell.length, cell.score))
+            series.setdefault(cell.label, []).append((cell.length, cell.score))
         lengths = sorted({cell.length for cell in report.cells})
         baseline = [(n, report.baseline(n)) for n in lengths]
         solved = [(n, report.solved_at(n)) for n in lengths]
@@ -197,7 +210,7 @@ def _draw_curves(report, path: Path) -> None:
     series, baselines = {}, {}
     for cell in report.cells:
         for run in cell.runs:
-            label = f"{cell.model} {'pairs' if report.task == 'recall' else 'T'}={cell.length} seed {run.config.seed}"
+            label = f"{cell.label} {'pairs' if report.task == 'recall' else 'T'}={cell.length} seed {run.config.seed}"
             series[label] = run.curve
             baselines[label] = run.baseline
     title = f"{TITLES[report.task]}: learning curves (dashed: the memoryless baseline)"

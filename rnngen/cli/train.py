@@ -100,7 +100,13 @@ def _preset_help(section: str, key: str, text: str) -> str:
     "--time",
     "time_budget",
     type=click.FloatRange(min=0, min_open=True),
-    help=_preset_help("train", "time_budget", "Stop after this many seconds of training."),
+    help=_preset_help(
+        "train",
+        "time_budget",
+        "Stop after this many seconds of training. A time budget alone sizes the cpu preset's model for the tokens it "
+        "buys on this machine (a few seconds' probe, counted in it); --steps, --model, --hidden, --embed, --layers, "
+        "--batch-size or --seq-len keep the preset's shape.",
+    ),
 )
 @click.option(
     "--eval-every", type=click.IntRange(min=1), help=_preset_help("train", "eval_every", "Steps between evaluations.")
@@ -178,7 +184,7 @@ def train_command(
     """Train a recurrent language model; checkpoints go to checkpoints/RUN/.
 
     \b
-    rnngen train                                           # cpu preset: 2x512 LSTM, 3 minutes
+    rnngen train                                           # cpu preset: an LSTM sized for 3 minutes here
     rnngen train --model gru --layers 1 --hidden 256 --steps 2000
     rnngen train --corpus notes --time 600 --name notes-lstm
     rnngen train --resume notes-lstm --steps 5000          # continue where it stopped

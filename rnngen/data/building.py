@@ -7,6 +7,7 @@ corpus or run), both splits encoded into token files, and the meta that describe
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from array import array
 from collections.abc import Iterator
@@ -25,10 +26,9 @@ from rnngen.data.encoding import (
     split_by_characters,
     tail_split,
     token_dtype,
-    whole_documents,
 )
 from rnngen.data.reading import META_FORMAT
-from rnngen.data.sources import SourceSpec
+from rnngen.data.sources import Pieces, SourceSpec
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.data.vocabulary import TokenizerSpec, recorded_kind, sample_text, train_tokenizer
 from rnngen.errors import CorpusError, param
@@ -50,11 +50,15 @@ def build_corpus(
     by_characters = source.val is None and source.train_chars is not None
     by_tail = source.val is None and source.train_chars is None
 
-    def train_docs() -> Iterator[tuple[str, bool]]:
-        """A function, not a generator: the train documents are read twice (tokenizer sample, then encoding)."""
+    def split() -> Iterator[tuple[str, tuple[str, bool]]]:
+        """The source's pieces as (split, piece), train first: read twice (tokenizer sample, then encoding)."""
         if by_characters:
-            return split_by_characters(source.train, source.train_chars, val_fraction, "train")
-        return whole_documents(source.train)
+            return split_by_characters(source.train, source.train_chars, val_fraction)
+        train = (("train", piece) for piece in source.train)
+        return train if source.val is None else itertools.chain(train, (("val", piece) for piece in source.val))
+
+    def train_docs() -> Pieces:
+        return (piece for _, piece in itertools.takewhile(lambda item: item[0] == "train", split()))
 
     progress("tokenizer", 0, None)
     kind = tok_spec.kind
@@ -62,7 +66,7 @@ def build_corpus(
         model = Tokenizer.load(Path(tok_spec.from_path)).proto
         kind = recorded_kind(Path(tok_spec.from_path))
     else:
-        sample = sample_text((text for text, _ in train_docs()), source.train_chars)
+        sample = sample_text(train_docs(), source.train_chars)
         if not any(sample):
             raise CorpusError(f"{spec.dataset} has no text to train on")
         model = train_tokenizer(sample, tok_spec, source.train_chars, threads)
@@ -74,18 +78,12 @@ def build_corpus(
     dtype = token_dtype(tok.vocab_size)
     stats = {"train": SplitStats(), "val": SplitStats()}
     boundaries = (array("q"), array("q"), array("q")) if by_tail else None
-    out = TokenFile(work / "train.bin", dtype)
-    encode_into(train_docs(), tok, out, stats["train"], progress, threads, boundaries)
-    out.close()
-    if not by_tail:
-        val_docs = (
-            split_by_characters(source.train, source.train_chars, val_fraction, "val")
-            if by_characters
-            else whole_documents(source.val)
-        )
-        out = TokenFile(work / "val.bin", dtype)
-        encode_into(val_docs, tok, out, stats["val"], progress, threads)
+    outs = {name: TokenFile(work / f"{name}.bin", dtype) for name in stats}
+    for name, pieces in itertools.groupby(split(), key=lambda item: item[0]):
+        encode_into((piece for _, piece in pieces), tok, outs[name], stats[name], progress, threads, boundaries)
+    for out in outs.values():
         out.close()
+    if not by_tail:
         val_from = f"split {source.val_split}" if source.val_split else f"last {val_fraction:.0%} of the characters"
     else:
         train = tail_split(boundaries, val_fraction)

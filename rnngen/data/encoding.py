@@ -1,5 +1,8 @@
-"""Writing a corpus's token files: texts encoded in batches into flat arrays of token ids, and the two
-ways of holding out the validation text when the source has no validation split.
+"""Writing a corpus's token files: pieces of documents encoded in batches into flat arrays of token ids, and
+the two ways of holding out the validation text when the source has no validation split.
+
+Everything here reads its text as a stream of pieces (`sources.Pieces`), in one pass, so time is linear and
+memory bounded by a batch whatever the length of a document.
 
 When the size of the train split is known, its last characters are held out before encoding
 (`split_by_characters`). A streamed split's size is known only at its end, so the whole split is
@@ -12,19 +15,21 @@ from __future__ import annotations
 import os
 import shutil
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rnngen.data.sources import Pieces
 from rnngen.data.tokenizer import Tokenizer
 from rnngen.errors import CorpusError, param
 
 # Texts are encoded in batches of about BATCH_CHARS characters, spread over sentencepiece's threads.
-# Documents longer than CHUNK_CHARS are cut at a newline first, so that one long document is spread
+# Documents are cut into parts of at most CHUNK_CHARS at a newline first, so that one long document is spread
 # too (the newline is a piece of its own: cutting there does not change the tokens; only a single
-# line longer than CHUNK_CHARS is cut inside the line).
+# line longer than CHUNK_CHARS is cut inside the line). The cuts depend on the document's text only, not on
+# the pieces it was read in.
 BATCH_CHARS = 1_000_000
 CHUNK_CHARS = 65_536
 
@@ -68,16 +73,28 @@ class SplitStats:
     unknown_bytes: int = 0
 
 
-def _chunks(text: str) -> Iterator[str]:
-    while len(text) > CHUNK_CHARS:
-        cut = text.rfind("\n", 0, CHUNK_CHARS) + 1 or CHUNK_CHARS
-        yield text[:cut]
-        text = text[cut:]
-    yield text
+def parts(pieces: Pieces) -> Iterator[tuple[str, bool]]:
+    """The documents of `pieces` cut into parts of at most CHUNK_CHARS characters, each after the last newline
+    that fits (else at CHUNK_CHARS), as (part, ends_document); each character is copied a bounded number of times.
+    """
+    carry = ""
+    for piece, end in pieces:
+        text = carry + piece if carry else piece
+        start = 0
+        while len(text) - start > CHUNK_CHARS:
+            cut = text.rfind("\n", start, start + CHUNK_CHARS) + 1 or start + CHUNK_CHARS
+            yield text[start:cut], False
+            start = cut
+        carry = text[start:] if start else text
+        if end:
+            yield carry, True
+            carry = ""
+    if carry:
+        yield carry, False
 
 
 def encode_into(
-    pieces: Iterable[tuple[str, bool]],
+    pieces: Pieces,
     tok: Tokenizer,
     out: TokenFile,
     stats: SplitStats,
@@ -114,40 +131,32 @@ def encode_into(
         ends.clear()
         size = 0
 
-    for text, end in pieces:
-        parts = list(_chunks(text))
-        for i, part in enumerate(parts):
-            batch.append(part)
-            ends.append(end and i == len(parts) - 1)
-            size += len(part)
-            if size >= BATCH_CHARS:
-                flush()
+    for part, end in parts(pieces):
+        batch.append(part)
+        ends.append(end)
+        size += len(part)
+        if size >= BATCH_CHARS:
+            flush()
     if batch:
         flush()
 
 
-def whole_documents(docs: Iterable[str]) -> Iterator[tuple[str, bool]]:
-    """`docs` as pieces for `encode_into`, each ending its document."""
-    return ((doc, True) for doc in docs)
-
-
-def split_by_characters(docs: Iterable[str], total: int, val_fraction: float, split: str) -> Iterator[tuple[str, bool]]:
-    """The train (or val) part of `docs` when the last `val_fraction` of the characters is held out.
+def split_by_characters(pieces: Pieces, total: int, val_fraction: float) -> Iterator[tuple[str, tuple[str, bool]]]:
+    """The pieces of `total` characters as ("train" or "val", piece) when the last `val_fraction` of the characters
+    is held out: the train pieces, then the val pieces, in one pass.
 
     The document that straddles the cut is cut by characters, as nanoGPT and char-rnn cut their
-    single text, so a single-document corpus is split too.
+    single text, so a single-document corpus is split too; the train part then ends inside it.
     """
     cut = total - round(total * val_fraction)
     seen = 0
-    for doc in docs:
-        start, end = seen, seen + len(doc)
+    for text, ends in pieces:
+        start, end = seen, seen + len(text)
         seen = end
-        if split == "train" and start < cut:
-            yield (doc, True) if end <= cut else (doc[: cut - start], False)
-        elif split == "val" and end > cut:
-            yield doc[max(0, cut - start) :], True
-        if split == "train" and end >= cut:
-            return
+        if start < cut:
+            yield "train", (text, ends) if end <= cut else (text[: cut - start], False)
+        if end > cut:
+            yield "val", (text[max(0, cut - start) :], ends)
 
 
 def tail_split(boundaries: tuple[array, array, array], val_fraction: float) -> SplitStats:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from rnngen.store.runs import require_same_tokenizer
 
 META_FORMAT = 2
 IN_USE = ".lock"  # in a corpus folder: claimed by the runs that train on it and by a prepare that replaces it
+# Passes over a whole split (the id check, the unigram counts) read it this many tokens at a time.
+BLOCK_TOKENS = 1 << 22
 
 
 class Corpus:
@@ -64,9 +67,8 @@ class Corpus:
 
     def _check_ids(self, split: str) -> None:
         """Refuse a split whose token file is the right size but holds an id past the vocabulary (a bit flip, a
-        bad copy): caught here in one pass over the memory map, not as an index error deep in the first step."""
-        tokens = self.tokens(split)
-        top = int(tokens.max()) if len(tokens) else 0
+        bad copy): caught here in one pass over the file, not as an index error deep in the first step."""
+        top = max((int(block.max()) for block in self.blocks(split)), default=0)
         if top >= self.vocab_size:
             raise CorpusError(
                 f"{self.path / f'{split}.bin'} is damaged: it holds token id {top}, beyond the vocabulary of "
@@ -110,9 +112,20 @@ class Corpus:
             raise CorpusError(f"{path} is {state}: rebuild the corpus with `rnngen prepare ... --force`")
         return np.memmap(path, dtype=self.dtype, mode="r", shape=(expected,))
 
+    def blocks(self, split: str) -> Iterator[np.ndarray]:
+        """The split's tokens in blocks of BLOCK_TOKENS, read from the file: a pass over the whole split that holds
+        one block at a time (reading through the memory map would keep every page read resident)."""
+        tokens = len(self.tokens(split))  # checks the file's size
+        with open(self.path / f"{split}.bin", "rb") as file:
+            for _ in range(0, tokens, BLOCK_TOKENS):
+                yield np.fromfile(file, dtype=self.dtype, count=BLOCK_TOKENS)
+
     def token_counts(self, split: str = "train") -> np.ndarray:
-        """How often each id of the vocabulary occurs in `split` (read once through the memory map)."""
-        return np.bincount(self.tokens(split), minlength=self.vocab_size)
+        """How often each id of the vocabulary occurs in `split`, counted block by block."""
+        counts = np.zeros(self.vocab_size, dtype=np.int64)
+        for block in self.blocks(split):
+            counts += np.bincount(block, minlength=self.vocab_size)
+        return counts
 
     def tokenizer(self) -> Tokenizer:
         return Tokenizer.load(self.path / "tokenizer.model")

@@ -1,20 +1,27 @@
-"""Where text comes from: every source goes through `datasets.load_dataset`.
+"""Where text comes from: every source goes through `datasets` (`load_dataset`; for local text files,
+`load_dataset_builder`, which says which files make which split).
 
 A source is a hub id (with optional config and revision), a local file (.txt, .md, .json, .jsonl,
 .csv, .parquet), a local folder of such files, or a local folder laid out like a hub dataset repo
 (a README.md whose YAML header names configs and splits). The embedded default, `pydocs`, is built
-in-process by `rnngen.data.pydocs`. This module yields documents as strings; it knows nothing of tokens.
+in-process by `rnngen.data.pydocs`. This module knows nothing of tokens.
+
+A split is read as pieces of documents, `(text, ends_document)`, so that a document of any length (a
+single 2 GB text file) is never held whole: local text files are read here in pieces of PIECE_CHARS,
+decoded as `datasets` decodes them (UTF-8, universal newlines), without converting them to Arrow.
 """
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from rnngen.errors import CorpusError, param
@@ -30,6 +37,9 @@ VALIDATION_SPLITS = ("validation", "valid")
 DOCUMENT_MODES = ("auto", "rows", "lines", "paragraphs", "articles")
 _ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?\n?$")
 DETECT_ROWS = 2000
+# Local text files are read this many characters at a time; the cuts fall where the document mode would
+# cut anyway (see `_SAFE_CUT`), so the documents are those of the whole text.
+PIECE_CHARS = 1_000_000
 # How each local file type is read. A .txt file is one document, so a single text file (tiny
 # shakespeare) is a single-document corpus and lines are not torn into separate documents.
 FILE_BUILDERS = {
@@ -58,12 +68,18 @@ class SourceSpec:
     documents: str = "auto"
 
 
+# A stream of pieces of documents: (text, ends_document). A document is the text of its pieces up to the
+# one that ends it; a stream may stop inside a document (the train part of a text cut by characters).
+Pieces = Iterable[tuple[str, bool]]
+
+
 @dataclass
 class Source:
-    """An opened source: document iterables for train (and validation, when the source has it)."""
+    """An opened source: re-iterable pieces of the train documents (and the validation ones, when the source
+    has a validation split)."""
 
-    train: Iterable[str]
-    val: Iterable[str] | None
+    train: Pieces
+    val: Pieces | None
     text_column: str
     val_split: str | None
     info: dict[str, Any]
@@ -133,6 +149,11 @@ def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
     return [str(path), spec.config], kwargs
 
 
+def _reads_text(kwargs: dict[str, Any]) -> bool:
+    """Whether `_load_kwargs` read a local source of text files only (each file one document)."""
+    return kwargs.get("sample_by") == "document"
+
+
 def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
     """Turn what `datasets` raises into one line a user can act on (None: not a known case)."""
     chain = []
@@ -169,7 +190,8 @@ def _explain(exc: BaseException, spec: SourceSpec) -> CorpusError | None:
 
 
 def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
-    """`load_dataset` for the spec, with the hub probed first so an offline machine fails in seconds.
+    """`load_dataset` for the spec, with the hub probed first so an offline machine fails in seconds; for local
+    text files, the `TextFiles` of each split (the files `datasets` would read, read here in pieces).
 
     Local sources are converted in `cache_dir`: the shared cache keys local folders by their name,
     so two folders called `data` would otherwise be read as one.
@@ -188,12 +210,84 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
     unreachable = not is_local(spec.dataset) and not hub_reachable()
     try:
         with _offline() if unreachable else contextlib.nullcontext():
+            if _reads_text(kwargs):
+                # Which files make which split is `datasets`' rule; reading them is ours, in pieces.
+                kwargs.pop("streaming")
+                builder = datasets.load_dataset_builder(*args, **kwargs)
+                return {str(split): TextFiles(files) for split, files in builder.config.data_files.items()}
             return datasets.load_dataset(*args, **kwargs)
     except Exception as exc:
         explained = _explain(exc, spec)
         if explained is None:
             raise
         raise explained from exc
+
+
+class TextFiles:
+    """A split made of local text files, each one document, read PIECE_CHARS characters at a time."""
+
+    # As `datasets` describes a text file: one string column.
+    features = {"text": SimpleNamespace(dtype="string")}
+
+    def __init__(self, files: list[str]):
+        self.files = [str(file) for file in files]
+
+    def rows(self, cut: Callable[[str, str], int] | None) -> Iterator[tuple[str, bool]]:
+        """Each file's text in pieces, the last piece of a file marked; an empty file is one empty piece.
+
+        Without `cut`, pieces end anywhere. With it, a piece ends where a document mode cuts anyway: at
+        `cut(held, text)` into the text just read (0: nowhere), `held` being the last text read before it and
+        not given out yet; what follows the cut is held for the next piece. Each character is scanned once.
+        """
+        for file in self.files:
+            with _opened(file) as handle:
+                held: list[str] = []
+                text = handle.read(PIECE_CHARS)
+                while more := handle.read(PIECE_CHARS):
+                    end = len(text) if cut is None else cut(held[-1] if held else "", text)
+                    if end:
+                        yield "".join(held) + text[:end], False
+                        held = [text[end:]]
+                    else:
+                        held.append(text)
+                    text = more
+                yield "".join(held) + text, True
+
+    def first_rows(self) -> Iterator[str]:
+        """What `detect_documents` needs of each file's text without reading it whole: its first line and the two
+        characters after it (a row is a heading when it is one line followed by at most two newlines)."""
+        for file in self.files:
+            with _opened(file) as handle:
+                yield handle.readline(PIECE_CHARS) + handle.read(2)
+
+
+@contextlib.contextmanager
+def _opened(file: str) -> Iterator[Any]:
+    """`file` opened as `datasets`' text builder opens it: UTF-8, universal newlines translated to "\\n"; a byte
+    that is not UTF-8 reported at its offset in the file (the decoder counts from the block it was decoding)."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            yield handle
+    except UnicodeDecodeError as exc:
+        raise _first_bad_byte(file) or exc from exc
+
+
+def _first_bad_byte(file: str) -> UnicodeDecodeError | None:
+    """The error of decoding all of `file` as UTF-8 at once (None if it decodes), found block by block."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # of the block in the file; the decoder's error counts from the bytes it held back before it
+    with open(file, "rb") as raw:
+        while True:
+            block = raw.read(PIECE_CHARS)
+            held = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                start, end = offset - held + exc.start, offset - held + exc.end
+                return UnicodeDecodeError(exc.encoding, exc.object, start, end, exc.reason)
+            if not block:
+                return None
+            offset += len(block)
 
 
 def _is_text(feature: Any) -> bool:
@@ -275,26 +369,62 @@ def detect_documents(rows: Iterable[str]) -> str:
     return "rows"
 
 
-def _limited(docs: Iterable[str], max_chars: int | None) -> Iterator[str]:
-    """The documents up to `max_chars` characters in all (the last one cut)."""
+def _limited(pieces: Pieces, max_chars: int | None) -> Iterator[tuple[str, bool]]:
+    """The pieces up to `max_chars` characters in all (the last one cut, ending its document)."""
     seen = 0
-    for text in docs:
+    for text, end in pieces:
         if max_chars is not None and seen + len(text) >= max_chars:
-            yield text[: max_chars - seen]
+            yield text[: max_chars - seen], True
             return
         seen += len(text)
-        yield text
+        yield text, end
+
+
+def _after_last_line(held: str, text: str) -> int:
+    return text.rfind("\n") + 1
+
+
+def _after_last_paragraph(held: str, text: str) -> int:
+    # A break that starts in the held text starts at its last newline (a break holds no other).
+    before = held[held.rfind("\n") :] if "\n" in held else ""
+    ends = (found.end() - len(before) for found in _PARAGRAPH_BREAK.finditer(before + text))
+    return max(ends, default=0)
+
+
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+# Where a local text file may be cut into pieces for each document mode: anywhere for `rows` (a file is one
+# document, read in pieces), after a line for `lines` and `articles`, after a paragraph break for `paragraphs`
+# (the break `split_documents` splits at, found by the same scan).
+_SAFE_CUT = {"lines": _after_last_line, "articles": _after_last_line, "paragraphs": _after_last_paragraph}
 
 
 class _Documents:
-    """A re-iterable view of a split's documents (prepare reads the train split twice)."""
+    """A re-iterable view of a split's documents as pieces (prepare reads the train split more than once)."""
 
     def __init__(self, split_data: Any, column: str, mode: str, spec: SourceSpec):
         self._args = (split_data, column, mode, spec)
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[tuple[str, bool]]:
         split_data, column, mode, spec = self._args
-        return _limited(split_documents(_rows(split_data, column, spec), mode), spec.max_chars)
+        return _limited(self._pieces(split_data, column, mode, spec), spec.max_chars)
+
+    @staticmethod
+    def _pieces(split_data: Any, column: str, mode: str, spec: SourceSpec) -> Iterator[tuple[str, bool]]:
+        if not isinstance(split_data, TextFiles):
+            return ((doc, True) for doc in split_documents(_rows(split_data, column, spec), mode))
+        if mode == "rows":
+            # An empty file is no document; any other is streamed in pieces, whatever its length.
+            return _decoded((piece for piece in split_data.rows(None) if piece != ("", True)), spec)
+        rows = (text for text, _ in split_data.rows(_SAFE_CUT[mode]))
+        return _decoded(((doc, True) for doc in split_documents(rows, mode)), spec)
+
+
+def _decoded(items: Iterator[Any], spec: SourceSpec) -> Iterator[Any]:
+    """`items` read from local text files, with a file that is not UTF-8 reported as `datasets` reports it."""
+    try:
+        yield from items
+    except UnicodeDecodeError as exc:
+        raise _explain(exc, spec) from exc
 
 
 def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
@@ -319,13 +449,14 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
     column = _pick_column(train.features, spec.text_column, spec.dataset)
     mode = spec.documents
     if mode == "auto":
-        mode = detect_documents(_rows(train, column, spec))
+        texts = _decoded(train.first_rows(), spec) if isinstance(train, TextFiles) else _rows(train, column, spec)
+        mode = detect_documents(texts)
     elif mode not in DOCUMENT_MODES:
         raise CorpusError(f"unknown {param('documents')} {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
     train_docs = _Documents(train, column, mode, spec)
     train_chars = None
     if not spec.streaming:
-        train_chars = sum(len(doc) for doc in train_docs)
+        train_chars = sum(len(text) for text, _ in train_docs)
     val_docs = _Documents(data[val_name], column, mode, spec) if val_name else None
     info = {
         "dataset": spec.dataset,

@@ -43,7 +43,11 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 def utf8_safe(text: str) -> str:
     """`text` with each lone surrogate (what Python makes of a byte that is not UTF-8, in a command-line
     argument or a file read with surrogateescape) replaced by U+FFFD, as a UTF-8 decoder replaces the byte."""
-    return _SURROGATE.sub("\ufffd", text)
+    try:
+        text.encode()  # several times faster than the search below, which only text that fails it needs
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+    return text
 
 
 def escape(text: str) -> str:
@@ -78,6 +82,17 @@ class VocabTooLarge(CorpusError):
             f"{largest}; pass {param('vocab_size')} {largest} or less"
         )
         self.largest = largest
+
+
+class VocabTooSmall(CorpusError):
+    """The requested vocabulary cannot hold every character of the corpus (with the bytes and specials)."""
+
+    def __init__(self, requested: int, smallest: int):
+        super().__init__(
+            f"{param('vocab_size')} {requested} is too small: this corpus needs at least "
+            f"{smallest} pieces (its characters, 256 bytes and the specials)"
+        )
+        self.smallest = smallest
 
 
 def _sentences(texts: Iterable[str]) -> Iterator[str]:
@@ -125,10 +140,7 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
             raise VocabTooLarge(vocab_size, int(largest.group(1))) from exc
         smallest = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
         if smallest:
-            raise CorpusError(
-                f"{param('vocab_size')} {vocab_size} is too small: this corpus needs at least "
-                f"{smallest.group(1)} pieces (its characters, 256 bytes and the specials)"
-            ) from exc
+            raise VocabTooSmall(vocab_size, int(smallest.group(1))) from exc
         if "no sentences" in str(exc).lower() or "empty" in str(exc).lower():
             raise CorpusError("the corpus has no text to train a tokenizer on") from exc
         raise

@@ -4,12 +4,13 @@ and the sample of the train text the tokenizer is trained on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rnngen.data import tokenizer
+from rnngen.data.sources import Pieces
 from rnngen.errors import CorpusError, param
 
 # The tokenizer is trained on at most this many characters, taken evenly across the train split in
@@ -59,20 +60,28 @@ def default_vocab_size(kind: str, train_chars: int | None) -> int:
     return 16384
 
 
-def sample_text(texts: Iterable[str], total: int | None) -> list[str]:
-    """About TOKENIZER_SAMPLE_CHARS characters of `texts`: every piece when they fit, else pieces spread evenly
-    over the `total` characters, so that the tokenizer sees the end of the corpus as well as its start."""
+def sample_text(pieces: Pieces, total: int | None) -> list[str]:
+    """About TOKENIZER_SAMPLE_CHARS characters of the documents in `pieces`: every document when they fit, else
+    pieces of SAMPLE_PIECE_CHARS (counted from each document's start) spread evenly over the `total` characters,
+    so that the tokenizer sees the end of the corpus as well as its start."""
     limit = TOKENIZER_SAMPLE_CHARS
-    sample, size = [], 0
+    sample: list[str] = []
     if total is None or total <= limit:
-        for text in texts:
-            sample.append(text[: limit - size])
-            size += len(sample[-1])
-            if size >= limit:
-                break
+        document: list[str] = []
+        size = 0
+        for text, end in pieces:
+            document.append(text[: limit - size])
+            size += len(document[-1])
+            if end or size >= limit:
+                sample.append("".join(document))
+                document = []
+                if size >= limit:
+                    break
+        if document:
+            sample.append("".join(document))
         return sample
     share, piece_index = limit / total, 0
-    for text in texts:
+    for text in _aligned(pieces, SAMPLE_PIECE_CHARS):
         for start in range(0, len(text), SAMPLE_PIECE_CHARS):
             # Piece i is taken when floor((i + 1) * share) steps up: a share of the pieces, evenly spaced.
             if int((piece_index + 1) * share) > int(piece_index * share):
@@ -81,9 +90,23 @@ def sample_text(texts: Iterable[str], total: int | None) -> list[str]:
     return sample
 
 
+def _aligned(pieces: Pieces, unit: int) -> Iterator[str]:
+    """The documents of `pieces` in texts that start at a multiple of `unit` characters into their document."""
+    carry = ""
+    for piece, end in pieces:
+        text = carry + piece if carry else piece
+        whole = len(text) if end else len(text) - len(text) % unit
+        if whole:
+            yield text[:whole]
+        carry = text[whole:]
+    if carry:
+        yield carry
+
+
 def train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | None, threads: int) -> bytes:
     """The serialized tokenizer trained on `sample`, of the size asked for, else of the default size for
-    `train_chars` characters (or the largest that the sample fills, when that is smaller)."""
+    `train_chars` characters (or the size that the sample fills or needs, when the default is too large for it,
+    or too small for its characters)."""
     if spec.vocab_size is not None:
         return tokenizer.train(sample, spec.kind, spec.vocab_size, threads)
     try:
@@ -91,6 +114,9 @@ def train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | N
     except tokenizer.VocabTooLarge as exc:
         # A default size the corpus cannot fill: take the largest that works rather than fail.
         return tokenizer.train(sample, spec.kind, exc.largest, threads)
+    except tokenizer.VocabTooSmall as exc:
+        # A text of many characters (Hangul, Chinese) needs a piece for each.
+        return tokenizer.train(sample, spec.kind, exc.smallest, threads)
 
 
 def recorded_kind(model_path: Path) -> str:

@@ -20,12 +20,13 @@ import torch
 from rnngen.config import MAX_SEED
 from rnngen.errors import RnngenError, param
 from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
-from rnngen.lab.models import LAB_MODELS, LabModel, Size
-from rnngen.lab.runner import RunConfig, RunResult, make_task, train_run
+from rnngen.lab.models import ATTENTION, LAB_MODELS, LabModel, Size
+from rnngen.lab.runner import RunConfig, RunResult, make_task, start_model, train_model
 from rnngen.lab.speed import CASES, step_seconds
-from rnngen.lab.tasks import TASKS, Copy, Recall
+from rnngen.lab.tasks import TASKS, Adding, Recall
 from rnngen.lab.verdicts import solved_at, verdict
 from rnngen.models.device import pick
+from rnngen.models.initialise import applies, check_init
 
 TRAINED = tuple(TASKS)  # adding, copy, recall
 GRADIENTS, SPEED = "gradients", "speed"
@@ -35,26 +36,35 @@ RECURRENT = tuple(model for model in LAB_MODELS if model != "attention")
 
 @dataclass(frozen=True)
 class Preset:
-    """A task's default lengths and budget (`steps`, learning rate, batch, model size)."""
+    """A task's default lengths, budget (`steps`, learning rate, batch, model size) and the gate initialisation its
+    gated models start with (`rnngen.models.initialise`; chrono's T_max is the task's sequence length)."""
 
     lengths: tuple[int, ...]
     steps: int
     lr: float = 3e-3
     batch_size: int = 32
     size: Size = field(default_factory=Size)
+    init: str = "chrono"
+    attention_lr: float | None = None  # the attention reference's own, where the recurrent models' is too high for it
+
+    def lr_of(self, model: str) -> float:
+        """The learning rate `model` trains with: each model at one that works for it, as Zoology tunes per model."""
+        return self.attention_lr if model == ATTENTION and self.attention_lr else self.lr
 
 
+# The quick budgets are the smallest that let the gated models solve what the papers show them solving, chosen from
+# the runs in docs/lab.md ("Choosing the quick budget"): hence 1e-2, copy's 128 units and recall's attention at 1e-3.
 QUICK = {
-    "adding": Preset(lengths=(10, 100), steps=400),
-    "copy": Preset(lengths=(10, 100), steps=300),
-    "recall": Preset(lengths=(2, 8), steps=800, lr=1e-3, batch_size=64),
+    "adding": Preset(lengths=(10, 100), steps=600, lr=1e-2),
+    "copy": Preset(lengths=(10, 20), steps=1800, lr=1e-2, size=Size(hidden=128)),
+    "recall": Preset(lengths=(1, 2, 4), steps=2400, lr=1e-2, batch_size=64, attention_lr=1e-3),
     GRADIENTS: Preset(lengths=(100,), steps=0),
     SPEED: Preset(lengths=(64, 256), steps=2),
 }
 FULL = {
-    "adding": Preset(lengths=(100, 200, 400, 600), steps=5000),
-    "copy": Preset(lengths=(50, 100, 200, 500), steps=5000),
-    "recall": Preset(lengths=(4, 8, 16, 32, 64), steps=5000, lr=1e-3, batch_size=64),
+    "adding": Preset(lengths=(100, 200, 400, 600), steps=5000, lr=1e-2),
+    "copy": Preset(lengths=(50, 100, 200, 500), steps=5000, lr=1e-2, size=Size(hidden=128)),
+    "recall": Preset(lengths=(4, 8, 16, 32, 64), steps=5000, lr=1e-2, batch_size=64, attention_lr=1e-3),
     GRADIENTS: Preset(lengths=(200,), steps=0),
     SPEED: Preset(lengths=(64, 256, 1024, 4096), steps=3),
 }
@@ -62,11 +72,18 @@ FULL = {
 
 @dataclass
 class Cell:
-    """One model at one length: its runs (one per seed) and their summary."""
+    """One model with one initialisation at one length: its runs (one per seed), their trained models and summary."""
 
     model: str
     length: int
     runs: list[RunResult]
+    init: str = "default"
+    trained: list[LabModel] = field(default_factory=list, repr=False)  # each run's trained model, in the runs' order
+
+    @property
+    def label(self) -> str:
+        """The model and, where it is not PyTorch's, its initialisation: "lstm chrono"."""
+        return self.model if self.init == "default" else f"{self.model} {self.init}"
 
     @property
     def score(self) -> float:
@@ -76,10 +93,6 @@ class Cell:
     @property
     def steps(self) -> int:
         return round(mean(run.steps for run in self.runs))
-
-    @property
-    def seconds(self) -> float:
-        return sum(run.seconds for run in self.runs)
 
 
 @dataclass
@@ -97,7 +110,7 @@ class TaskReport:
         return solved_at(self.metric, self.baseline(length))
 
     def verdict(self, cell: Cell) -> str:
-        return verdict(make_task(self.task, cell.length), cell.score)
+        return verdict(make_task(self.task, cell.length), cell.score, [run.curve for run in cell.runs])
 
     def to_dict(self) -> dict:
         return {"task": self.task, "metric": self.metric, "runs": [run.to_dict() for c in self.cells for run in c.runs]}
@@ -105,7 +118,8 @@ class TaskReport:
 
 @dataclass
 class GradientReport:
-    """`rnngen.analysis.gradients` profiles of the fresh recurrent models on one copy-task sequence."""
+    """`rnngen.analysis.gradients` profiles of the recurrent models on one adding-problem sequence, fresh and as the
+    adding task trained them."""
 
     length: int
     profiles: list
@@ -163,8 +177,14 @@ def check_options(
     seeds: Sequence[int],
     steps: int | None,
     time_budget: float | None,
+    init: Sequence[str] | None = None,
 ) -> None:
     """Refuse what cannot run, before any work or memory is taken, naming the parameter."""
+    if init is not None:
+        if not init:
+            raise RnngenError(f"{param('init')}: give at least one initialisation")
+        for name in init:
+            check_init(name)
     unknown = [task for task in tasks if task not in LAB_TASKS]
     if unknown or not tasks:
         raise RnngenError(f"unknown task {', '.join(unknown) or 'none'}: choose among {', '.join(LAB_TASKS)}")
@@ -204,6 +224,11 @@ def distinct(values: Sequence) -> tuple:
     return tuple(dict.fromkeys(values))
 
 
+def model_inits(model: str, inits: Sequence[str]) -> tuple[str, ...]:
+    """The initialisations `model` runs with: each of `inits` that changes it (the RNN has no gate to set)."""
+    return distinct([applies(model, init) for init in inits])
+
+
 def run_trained(
     task: str,
     models: Sequence[str],
@@ -212,45 +237,57 @@ def run_trained(
     time_budget: float | None,
     on_run: Callable[[RunResult], None] | None = None,
     device: str = "cpu",
+    inits: Sequence[str] | None = None,
 ) -> TaskReport:
-    """Train every model at every length of `preset` with every seed."""
+    """Train every model with every initialisation (`inits`, by default the preset's) at every length of `preset`
+    with every seed."""
     cells = []
     for length in preset.lengths:
         for model in models:
-            runs = []
-            for seed in seeds:
-                config = RunConfig(
-                    task,
-                    model,
-                    length,
-                    seed=seed,
-                    steps=preset.steps,
-                    time_budget=time_budget,
-                    batch_size=preset.batch_size,
-                    lr=preset.lr,
-                    size=preset.size,
-                    device=device,
-                )
-                runs.append(train_run(config))
-                if on_run:
-                    on_run(runs[-1])
-            cells.append(Cell(model, length, runs))
+            for init in model_inits(model, inits or (preset.init,)):
+                cell = Cell(model, length, [], init)
+                for seed in seeds:
+                    config = RunConfig(
+                        task,
+                        model,
+                        length,
+                        seed=seed,
+                        steps=preset.steps,
+                        time_budget=time_budget,
+                        batch_size=preset.batch_size,
+                        lr=preset.lr_of(model),
+                        size=preset.size,
+                        init=init,
+                        device=device,
+                    )
+                    run, trained = train_model(config)
+                    cell.runs.append(run)
+                    cell.trained.append(trained)
+                    if on_run:
+                        on_run(run)
+                cells.append(cell)
     return TaskReport(task, make_task(task, preset.lengths[0]).metric, cells)
 
 
-def gradient_reach(models: Sequence[str], length: int, size: Size, seed: int) -> GradientReport:
-    """||dL_T/dh_t|| against T - t for the fresh recurrent models, on a copy-task sequence of `length` steps."""
+def gradient_reach(cells: Sequence[Cell], length: int, seed: int) -> GradientReport:
+    """||dL_T/dh_t|| against T - t on one adding-problem sequence of `length` steps, for the recurrent models of the
+    adding task's `cells` at that length: each fresh (built as its run started: same seed, size and initialisation)
+    and as its first seed's run left it. The loss is the adding problem's own, the squared error at the last step."""
     from rnngen.analysis.gradients import profile
 
-    task = Copy(max(1, length + 1 - 2 * Copy(1).remember))  # T + 20 steps: a window of `length`, and its target
-    inputs, _ = task.sample(1, torch.Generator().manual_seed(seed))
-    ids = inputs[0, : length + 1]
+    task = Adding(length)
+    inputs, target = task.sample(1, torch.Generator().manual_seed(seed))
+    window = torch.cat([inputs[0], inputs[0, -1:]])  # profile takes L + 1 rows and reads the first L
+
+    def loss(last_output: torch.Tensor) -> torch.Tensor:
+        return task.loss(last_output[:, None], target)
+
     profiles = []
-    for model in models:
-        if model in RECURRENT:
-            torch.manual_seed(seed)
-            lab_model = LabModel(model, task.inputs, task.outputs, size, tokens=True, max_len=ids.numel())
-            profiles.append(profile(lab_model, ids, model, seed=seed))
+    for cell in cells:
+        if cell.model in RECURRENT and cell.length == length:
+            fresh = start_model(cell.runs[0].config, max_len=length)
+            profiles.append(profile(fresh, window, f"{cell.label} fresh", seed=seed, loss=loss))
+            profiles.append(profile(cell.trained[0], window, f"{cell.label} trained", seed=seed, loss=loss))
     return GradientReport(length, profiles)
 
 
@@ -286,16 +323,21 @@ def run_lab(
     on_run: Callable[[RunResult], None] | None = None,
     on_report: Callable[[object], None] | None = None,
     device: str = "cpu",
+    init: Sequence[str] | None = None,
 ) -> list:
     """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
 
     `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
     in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
     `device` is "cpu", "cuda", "mps" or "auto" (`rnngen.models.device.pick`); gradient reach runs on the CPU.
+    `init` names gate initialisations to compare (`rnngen.models.initialise.INITS`): each gated model trains once
+    with each; by default every task uses its preset's. Gradient reach measures the models the adding task trained
+    in the same call, or trains them itself (as the adding task would, at its length).
     """
     tasks, models, seeds = distinct(tasks), distinct(models), distinct(seeds)
     lengths = None if lengths is None else distinct(lengths)
-    check_options(tasks, models, lengths, seeds, steps, time_budget)
+    init = None if init is None else distinct(init)
+    check_options(tasks, models, lengths, seeds, steps, time_budget, init)
     presets = QUICK if quick else FULL
     device = str(pick(device))
     reports = []
@@ -306,11 +348,17 @@ def run_lab(
             if task == GRADIENTS and not set(models) & set(RECURRENT):
                 continue  # attention alone: no recurrence to measure
             if task == GRADIENTS:
-                report = gradient_reach(models, preset.lengths[-1], presets["adding"].size, seeds[0])
+                length = preset.lengths[-1]
+                adding = next((r for r in reports if r.task == "adding"), None)
+                if adding is None:
+                    at_length = replace(presets["adding"], lengths=(length,), steps=steps or presets["adding"].steps)
+                    recurrent = [model for model in models if model in RECURRENT]
+                    adding = run_trained("adding", recurrent, at_length, seeds[:1], time_budget, on_run, device, init)
+                report = gradient_reach(adding.cells, length, seeds[0])
             elif task == SPEED:
                 report = speed(preset.lengths, preset.steps, device=device)
             else:
-                report = run_trained(task, models, preset, seeds, time_budget, on_run, device)
+                report = run_trained(task, models, preset, seeds, time_budget, on_run, device, init)
             reports.append(report)
             if on_report:
                 on_report(report)

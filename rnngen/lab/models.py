@@ -14,6 +14,7 @@ from torch import nn
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError, param
 from rnngen.lab.attention import CausalAttention
+from rnngen.models.initialise import initialise
 from rnngen.models.recurrent import recurrent_layers
 
 ATTENTION = "attention"
@@ -32,9 +33,14 @@ class Size:
 
 
 class LabModel(nn.Module):
-    """Inputs [B, T] token ids (`tokens`; `inputs` is the vocabulary) or [B, T, inputs] floats -> [B, T, outputs]."""
+    """Inputs [B, T] token ids (`tokens`; `inputs` is the vocabulary) or [B, T, inputs] floats -> [B, T, outputs].
 
-    def __init__(self, kind: str, inputs: int, outputs: int, size: Size, tokens: bool, max_len: int):
+    A recurrent stack's gate biases start as `init` (`rnngen.models.initialise`) for dependencies of up to `max_len`
+    steps (chrono's T_max: the task's sequence length)."""
+
+    def __init__(
+        self, kind: str, inputs: int, outputs: int, size: Size, tokens: bool, max_len: int, init: str = "default"
+    ):
         super().__init__()
         if kind not in LAB_MODELS:
             raise RnngenError(f"unknown {param('models')} {kind!r}: choose among {', '.join(LAB_MODELS)}")
@@ -47,6 +53,7 @@ class LabModel(nn.Module):
             # The ModelConfig that gradients.profile reads, and that builds the stack as a language model's.
             self.config = ModelConfig(kind, embed=size.width, hidden=size.hidden, layers=size.layers, tie=False)
             self.rnn, out_size = recurrent_layers(self.config)
+            initialise(self.rnn, kind, init, max_len)
         self.head = nn.Linear(out_size, outputs)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:

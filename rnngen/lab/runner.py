@@ -16,7 +16,7 @@ import torch
 
 from rnngen.lab.models import LabModel, Size
 from rnngen.lab.tasks import TASKS
-from rnngen.lab.verdicts import verdict
+from rnngen.lab.verdicts import SOLVED, verdict
 from rnngen.training.optim import parameter_groups
 
 EVAL_SEED_OFFSET = 10_000  # the held-out set's seed: far from the training seeds a user passes
@@ -36,6 +36,7 @@ class RunConfig:
     lr: float = 3e-3
     clip: float = 1.0
     size: Size = field(default_factory=Size)
+    init: str = "default"  # the gate biases' start (rnngen.models.initialise), T_max the task's sequence length
     eval_every: int = 100
     eval_size: int = 256
     stop_when_solved: bool = True
@@ -67,15 +68,26 @@ def make_task(name: str, length: int):
 
 def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = None) -> RunResult:
     """Train `config.model` on `config.task` and score it; `on_eval(step, score)` after each evaluation."""
+    return train_model(config, on_eval)[0]
+
+
+def start_model(config: RunConfig, max_len: int) -> LabModel:
+    """The model a run of `config` starts from, for sequences of up to `max_len` steps (chrono's T_max): its weights
+    and chrono's draws seeded by `config.seed`, so the lab can rebuild a run's start beside what it trained."""
     task = make_task(config.task, config.length)
-    tokens = task.name != "adding"
     torch.manual_seed(config.seed)
+    tokens = task.name != "adding"
+    return LabModel(config.model, task.inputs, task.outputs, config.size, tokens, max_len=max_len, init=config.init)
+
+
+def train_model(config: RunConfig, on_eval: Callable[[int, float], None] | None = None) -> tuple[RunResult, LabModel]:
+    """`train_run`, also returning the trained model (on the CPU, in eval mode): the lab measures its gradients."""
+    task = make_task(config.task, config.length)
     generator = torch.Generator().manual_seed(config.seed)
     device = torch.device(config.device)
     held_out = task.sample(config.eval_size, torch.Generator().manual_seed(config.seed + EVAL_SEED_OFFSET))
     held_out = tuple(tensor.to(device) for tensor in held_out)
-    model = LabModel(config.model, task.inputs, task.outputs, config.size, tokens, max_len=held_out[0].size(1))
-    model.to(device)
+    model = start_model(config, max_len=held_out[0].size(1)).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, 0.0), lr=config.lr)
     curve: list[tuple[int, float]] = []
 
@@ -102,7 +114,7 @@ def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = 
         out_of_time = config.time_budget is not None and time.perf_counter() - started >= config.time_budget
         if step % config.eval_every == 0 or step == config.steps or out_of_time:
             score = evaluate(step)
-            if out_of_time or (config.stop_when_solved and verdict(task, score) == "solved"):
+            if out_of_time or (config.stop_when_solved and verdict(task, score) == SOLVED):
                 break
     if curve[-1][0] != step:
         score = evaluate(step)
@@ -111,9 +123,9 @@ def train_run(config: RunConfig, on_eval: Callable[[int, float], None] | None = 
         metric=task.metric,
         score=score,
         baseline=task.baseline,
-        verdict=verdict(task, score),
+        verdict=verdict(task, score, [curve]),
         steps=step,
         seconds=time.perf_counter() - started,
         parameters=model.parameter_count,
         curve=curve,
-    )
+    ), model.cpu().eval()

@@ -131,6 +131,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         resume_state=_unflatten(trainer, tensors) if trainer is not None else None,
         step=header.step,
         best_val_loss=header.best_val_loss,
+        sizing=header.sizing,
     )
 
 

@@ -23,7 +23,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.store.schema import parameter_shapes
 
-FORMAT = 2  # 2: `patience` and `eval_tokens` are 0 for off and the whole split, no longer null
+FORMAT = 3  # 3: "sizing", the shape a time budget chose (rnngen.training.sizing), or null
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Checkpoint:
     resume_state: dict[str, Any] | None = None
     step: int = 0
     best_val_loss: float | None = None
+    sizing: dict[str, Any] | None = None  # how a time budget chose the model's shape, when it did
 
     def header(self) -> dict[str, Any]:
         """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
@@ -54,6 +55,7 @@ class Checkpoint:
             "corpus": self.corpus,
             "step": self.step,
             "best_val_loss": self.best_val_loss,
+            "sizing": self.sizing,
         }
 
 
@@ -66,6 +68,7 @@ class Header:
     corpus: dict[str, Any]
     step: int
     best_val_loss: float | None
+    sizing: dict[str, Any] | None
     trainer: Any  # the flattened resume state (JSON with tensor names), None in weights-only files
     shapes: dict[str, tuple[int, ...]]  # every tensor in the file
 
@@ -99,6 +102,9 @@ def read_header(path: Path) -> Header:
         model = ModelConfig.from_dict(header["model"])
         train = TrainConfig.from_dict(header["train"])
         corpus, step, best_val_loss = header["corpus"], int(header["step"]), header["best_val_loss"]
+        sizing = header["sizing"]
+        if sizing is not None and not isinstance(sizing, dict):
+            raise TypeError(f"sizing is {type(sizing).__name__}, not an object")
     except (KeyError, TypeError, ValueError, RnngenError) as exc:
         raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
     check_shapes(
@@ -110,6 +116,7 @@ def read_header(path: Path) -> Header:
         corpus=corpus,
         step=step,
         best_val_loss=best_val_loss,
+        sizing=sizing,
         trainer=trainer,
         shapes=shapes,
     )
@@ -178,4 +185,5 @@ def read_numpy(path: Path) -> Checkpoint:
         weights=weights,
         step=header.step,
         best_val_loss=header.best_val_loss,
+        sizing=header.sizing,
     )

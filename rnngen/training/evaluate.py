@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ def evaluate(
     device: torch.device,
     world: distributed.World = distributed.World(),
     unknown_bytes: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
@@ -40,7 +42,8 @@ def evaluate(
     bits per character use the matching share of the split's characters. With several processes
     every rank reads its share of the streams and the sums are added over the ranks: every rank
     calls this and gets the same figures. The split's `unknown_bytes` (text the word tokenizer cannot spell)
-    are charged as `bits_per_character` charges them, in the share read.
+    are charged as `bits_per_character` charges them, in the share read. `progress(done, total)` is told the
+    tokens predicted so far after each window.
     """
     total = len(tokens)
     used = min(total, max_tokens) if max_tokens else total
@@ -56,6 +59,8 @@ def evaluate(
         with devices.autocast(device):
             logits, state = model(chunk[:, :-1], state)
         sums.append(next_token_loss(logits, chunk[:, 1:], reduction="sum"))
+        if progress:
+            progress(rows * min(start + seq_len, row_len - 1), rows * (row_len - 1))
     model.train(was_training)
     # Each window's sum is float32 on the device; they are added in float64 on the host (Python
     # floats), since Apple's MPS has no float64 tensors.

@@ -54,6 +54,15 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class Sized:
+    """A new run chose its model's shape for its time budget (`rnngen.training.sizing`): `line` says which and
+    why, `sizing` is the record config.json keeps."""
+
+    line: str
+    sizing: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Logged:
     """The mean figures of one log interval; `progress` (share of the budget spent) is shown, not stored."""
 

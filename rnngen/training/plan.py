@@ -25,6 +25,7 @@ from rnngen.store.resolve import resolve_checkpoint
 from rnngen.store.runs import BEST, LAST, RunFolder, require_same_tokenizer
 from rnngen.training.resume import seconds_of
 from rnngen.training.schedule import progress_of
+from rnngen.training.sizing import sized_configs
 
 MODEL_FIELDS = frozenset(field.name for field in dataclasses.fields(ModelConfig)) - {"vocab_size"}
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
@@ -53,6 +54,8 @@ class RunPlan:
 
     `resume_from` is the run's own `last` checkpoint when it continues; `init_from` the checkpoint file
     whose weights a fine-tune starts from; `notice` a line the user should read before training starts.
+    `candidates` are the shapes a new run's time budget chooses among before it trains
+    (`rnngen.training.sizing`); `sizing` records the choice made.
     """
 
     run: RunFolder
@@ -62,6 +65,8 @@ class RunPlan:
     resume_from: Checkpoint | None = None
     init_from: Path | None = None
     notice: str | None = None
+    candidates: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
+    sizing: dict[str, Any] | None = None
 
     @property
     def resuming(self) -> bool:
@@ -109,7 +114,8 @@ def plan_new(corpus: Corpus, preset: Preset, overrides: dict[str, Any], run: Run
         **{key: value for key, value in overrides.items() if key in MODEL_FIELDS},
         vocab_size=corpus.vocab_size,
     )
-    return RunPlan(run, corpus, model, train_config(preset.train, overrides))
+    train = train_config(preset.train, overrides)
+    return RunPlan(run, corpus, model, train, candidates=tuple(sized_configs(model, train, preset.sizes, overrides)))
 
 
 def plan_fine_tune(
@@ -188,7 +194,7 @@ def plan_resume(
             f"from the run's source to resume, or start a new run from its weights with {param('init_from')} "
             f"{run.name}"
         )
-    return RunPlan(run, corpus, saved.model, train, resume_from=saved, notice=notice)
+    return RunPlan(run, corpus, saved.model, train, resume_from=saved, notice=notice, sizing=saved.sizing)
 
 
 def last_checkpoint(run: RunFolder) -> Checkpoint:

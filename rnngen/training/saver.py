@@ -17,8 +17,17 @@ from rnngen.training.events import Saved
 class Saver:
     """Writes one run's checkpoints: `last` (with the resume state) and `best` (weights only)."""
 
-    def __init__(self, run: RunFolder, model: RecurrentLM, model_cfg: ModelConfig, cfg: TrainConfig, corpus: Corpus):
+    def __init__(
+        self,
+        run: RunFolder,
+        model: RecurrentLM,
+        model_cfg: ModelConfig,
+        cfg: TrainConfig,
+        corpus: Corpus,
+        sizing: dict[str, Any] | None = None,
+    ):
         self.run, self.model, self.model_cfg, self.cfg, self.corpus = run, model, model_cfg, cfg, corpus
+        self.sizing = sizing
 
     def checkpoint(self, step: int, best_val_loss: float, resume_state: dict[str, Any] | None) -> Checkpoint:
         return Checkpoint(
@@ -29,6 +38,7 @@ class Saver:
             resume_state=resume_state,
             step=step,
             best_val_loss=None if math.isinf(best_val_loss) else best_val_loss,
+            sizing=self.sizing,
         )
 
     def start_run(self) -> None:

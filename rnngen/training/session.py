@@ -9,6 +9,7 @@ writes its files and reports events; all ranks train.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import threading
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from rnngen.store.lock import Lock
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training import distributed, trackers
 from rnngen.training.distributed import World
-from rnngen.training.events import EventFn, Finished, Notice, Prepared, Preparing
+from rnngen.training.events import EventFn, Finished, Notice, Prepared, Preparing, Sized
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
 from rnngen.training.signals import StopFlag, stop_on_signals
 from rnngen.training.threads import on_free_cores
@@ -165,11 +166,27 @@ def fit(
     from rnngen.models import device as devices
 
     if world.size > 1 or devices.pick(plan.train.device).type != "cpu":
-        return _fit_on_threads(plan, world, on_event, sampler, stop)
+        return _fit_on_threads(_sized(plan, world, on_event), world, on_event, sampler, stop)
     with on_free_cores() as note:
         if note and on_event is not None:
             on_event(Notice(note))
-        return _fit_on_threads(plan, world, on_event, sampler, stop)
+        return _fit_on_threads(_sized(plan, world, on_event), world, on_event, sampler, stop)
+
+
+def _sized(plan: RunPlan, world: World, on_event: EventFn | None) -> RunPlan:
+    """The plan with the shape its time budget buys the lowest predicted loss with, measured on the threads the run
+    will train on; a plan with no candidates, or one of several processes (each would measure its own), as it is."""
+    if not plan.candidates or world.size > 1:
+        return plan
+    from rnngen.training import sizing
+
+    model, train, chosen = sizing.choose(
+        list(plan.candidates), plan.corpus.tokens("train"), plan.corpus.meta["tokenizer"]["type"]
+    )
+    record = chosen.to_dict()
+    if on_event is not None:
+        on_event(Sized(chosen.line(), record))
+    return dataclasses.replace(plan, model=model, train=train, candidates=(), sizing=record)
 
 
 def _fit_on_threads(
@@ -188,6 +205,7 @@ def _fit_on_threads(
         world=world,
         on_event=on_event if world.is_main else None,
         sampler=sampler,
+        sizing=plan.sizing,
     )
     try:
         trainer.fit()

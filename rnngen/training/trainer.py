@@ -43,6 +43,36 @@ from rnngen.training.signals import Interrupted, StopFlag
 SamplerFactory = Callable[[RecurrentLM, Corpus, "str | None", torch.device], Callable[[int], Sampled]]
 
 
+def window_on(stream: TokenStream, index: int, device: torch.device) -> torch.Tensor:
+    """Window `index` of `stream`, tokens [rows, seq_len + 1], on `device`."""
+    batch = torch.from_numpy(stream.window(index))
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)
+
+
+def train_step(
+    train_model: torch.nn.Module,
+    model: RecurrentLM,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    hidden: Any,
+    clip: float,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """One window of truncated backpropagation through time: forward from the carried state `hidden`, cross-entropy
+    against the next tokens, backward through this window only, clip at `clip`, step. Returns the loss and the
+    gradient norm (on the device, not waited for) and the state to carry into the next window."""
+    with devices.autocast(device):
+        logits, hidden = train_model(batch[:, :-1], hidden)
+        loss = next_token_loss(logits, batch[:, 1:])
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm, detach_state(hidden)
+
+
 class Trainer:
     """Trains one model on one corpus into one run folder."""
 
@@ -58,6 +88,7 @@ class Trainer:
         world: World = World(),
         init_from: Path | None = None,
         sampler: SamplerFactory | None = None,
+        sizing: dict[str, Any] | None = None,
     ):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
@@ -84,7 +115,7 @@ class Trainer:
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
-        self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus)
+        self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus, sizing)
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
@@ -138,18 +169,11 @@ class Trainer:
         while not done:
             if self.stream.starts_epoch(self.budget.step):
                 self.hidden = None  # the streams start again from the beginning of the text
-            batch = self._window()
+            batch = window_on(self.stream, self.budget.step, self.device)
             self._set_lr(self.budget.lr())
-            # One window of truncated backpropagation through time: forward from the carried state,
-            # cross-entropy against the next tokens, backward through this window only, clip, step.
-            with devices.autocast(self.device):
-                logits, hidden = self.train_model(batch[:, :-1], self.hidden)
-                loss = next_token_loss(logits, batch[:, 1:])
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.hidden = detach_state(hidden)
+            loss, grad_norm, self.hidden = train_step(
+                self.train_model, self.model, self.optimizer, batch, self.hidden, clip, self.device
+            )
             interval.add(loss, grad_norm)
             self.budget.tick()
             if self.average is not None:
@@ -185,13 +209,6 @@ class Trainer:
         if self.average is not None:
             load_weights(self.model, dataclasses.replace(ckpt, weights=training) if training else ckpt, path)
             self.average.restore()
-
-    def _window(self) -> torch.Tensor:
-        """This step's tokens [rows, seq_len + 1] on the device."""
-        batch = torch.from_numpy(self.stream.window(self.budget.step))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        return batch.to(self.device, non_blocking=True)
 
     def _set_lr(self, lr: float) -> None:
         self.lr = lr
