@@ -254,7 +254,8 @@ PRESETS: dict[str, Preset] = {
             log_every=5,
         ),
     ),
-    # Three minutes on 2 CPU cores: the winner of `python -m benchmarks sweep` there.
+    # Three minutes on 2 CPU cores: a time budget alone trains the one of `sizes` its clock buys the lowest loss with
+    # (docs/tuning.md#sized-for-the-clock); a step budget trains the 2x512, the winner of `python -m benchmarks sweep`.
     "cpu": Preset(ModelConfig(), TrainConfig(), sizes=((256, 32), (384, 32), (512, 16))),
     # Fifteen minutes on one GPU; a wider, deeper model, bf16 autocast.
     "gpu": Preset(
