@@ -80,7 +80,7 @@ def evaluate(
     if as_json:
         echo_json(dataclasses.asdict(result))
         return
-    bound = f" (first {result.val_tokens} tokens: --max-tokens 0 for the whole split)" if result.bounded else ""
+    bound = f" (first {result.val_tokens:,} tokens: --max-tokens 0 for the whole split)" if result.bounded else ""
     out.print(f"{result.checkpoint} on {result.corpus}/{result.split}{bound}")
     out.print(
         f"loss {result.val_loss:.4f} nats/token   perplexity {result.val_ppl:.2f}   {result.val_bpc:.4f} bits/char"

@@ -105,18 +105,24 @@ def _aligned(pieces: Pieces, unit: int) -> Iterator[str]:
 
 def train_tokenizer(sample: list[str], spec: TokenizerSpec, train_chars: int | None, threads: int) -> bytes:
     """The serialized tokenizer trained on `sample`, of the size asked for, else of the default size for
-    `train_chars` characters (or the size that the sample fills or needs, when the default is too large for it,
-    or too small for its characters)."""
+    `train_chars` characters: more by the pieces its characters need when they outnumber the default (Hangul,
+    Chinese), and no more than the sample fills."""
     if spec.vocab_size is not None:
         return tokenizer.train(sample, spec.kind, spec.vocab_size, threads)
+    size = default_vocab_size(spec.kind, train_chars)
     try:
-        return tokenizer.train(sample, spec.kind, default_vocab_size(spec.kind, train_chars), threads)
-    except tokenizer.VocabTooLarge as exc:
-        # A default size the corpus cannot fill: take the largest that works rather than fail.
-        return tokenizer.train(sample, spec.kind, exc.largest, threads)
+        return _filled(sample, spec.kind, size, threads)
     except tokenizer.VocabTooSmall as exc:
-        # A text of many characters (Hangul, Chinese) needs a piece for each.
-        return tokenizer.train(sample, spec.kind, exc.smallest, threads)
+        # A piece for each character, and the default's room beyond them for longer pieces.
+        return _filled(sample, spec.kind, exc.smallest + size, threads)
+
+
+def _filled(sample: list[str], kind: str, size: int, threads: int) -> bytes:
+    """A tokenizer of `size` pieces, or of the largest size that `sample` fills when that is smaller."""
+    try:
+        return tokenizer.train(sample, kind, size, threads)
+    except tokenizer.VocabTooLarge as exc:
+        return tokenizer.train(sample, kind, exc.largest, threads)
 
 
 def recorded_kind(model_path: Path) -> str:
