@@ -24,7 +24,7 @@ from rnngen.errors import RnngenError, param
 from rnngen.store.hub import is_hub_ref
 from rnngen.store.lock import Lock
 from rnngen.store.resolve import resolve_checkpoint
-from rnngen.training import distributed, trackers
+from rnngen.training import distributed, sizing, trackers
 from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice, Prepared, Preparing, Sized
 from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
@@ -178,8 +178,6 @@ def _sized(plan: RunPlan, world: World, on_event: EventFn | None) -> RunPlan:
     will train on; a plan with no candidates, or one of several processes (each would measure its own), as it is."""
     if not plan.candidates or world.size > 1:
         return plan
-    from rnngen.training import sizing
-
     model, train, chosen = sizing.choose(
         list(plan.candidates), plan.corpus.tokens("train"), plan.corpus.meta["tokenizer"]["type"]
     )

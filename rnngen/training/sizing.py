@@ -193,15 +193,10 @@ def choose(
         paces.append(measure(model, train, tokens))
     probe = clock() - started
     left = max(budget - probe, 0.0)
+    sizes = [recurrent_parameters(model) for model, _ in candidates]
     options = tuple(
-        Option(
-            model.hidden,
-            train.batch_size,
-            recurrent_parameters(model),
-            speed,
-            rule.excess(recurrent_parameters(model), speed * left, len(tokens)),
-        )
-        for (model, train), speed in zip(candidates, paces)
+        Option(model.hidden, train.batch_size, size, speed, rule.excess(size, speed * left, len(tokens)))
+        for (model, train), size, speed in zip(candidates, sizes, paces)
     )
     best = min(range(len(options)), key=lambda i: options[i].excess_bpc)
     model, train = candidates[best]
