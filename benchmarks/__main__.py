@@ -11,6 +11,7 @@ python -m benchmarks firstrun           # the plain loop against the cpu preset 
 python -m benchmarks firstrun --parts a --budgets 0.5M,1M,2M,4M,8M   # at equal tokens, per budget
 python -m benchmarks firstrun --parts a --clock 60,180,600            # at equal wall time, per budget
 python -m benchmarks sizing             # the runs the time-budget sizing rule is fitted on (--fit FILE: the fit)
+python -m benchmarks sizing --only shakespeare-char,384x32 --budgets 2M,8M   # some of those runs
 python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 python -m benchmarks serve              # `rnngen serve` under 1, 16 and 64 streaming clients (--clients, --tokens)
@@ -77,7 +78,11 @@ NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing"
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="sweep: a JSON list of points (default: one change at a time around the --preset).",
 )
-@click.option("--only", help="sweep: run only these points of the grid, comma-separated names.")
+@click.option(
+    "--only",
+    help="sweep: run only these points of the grid, comma-separated names; sizing: only these corpora and shapes "
+    "(e.g. shakespeare-char,384x32).",
+)
 @click.option(
     "--preset",
     type=click.Choice(["cpu", "gpu"]),
@@ -95,7 +100,7 @@ NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing"
     "--budgets",
     type=str,
     help="firstrun: compare at equal tokens, at each of these budgets (e.g. 0.5M,1M,2M,4M,8M), instead of "
-    "at equal --seconds.",
+    "at equal --seconds; sizing: train each candidate at these budgets (default 1M,4M).",
 )
 @click.option(
     "--parts",
@@ -264,9 +269,19 @@ def main(
 
             rows += prepare_speed.run_sizes(size.split(","))
         elif name == "sizing":
-            from benchmarks import sizing
+            from benchmarks import firstrun, sizing
 
-            rows += sizing.fit_file(fit_file, plot) if fit_file else sizing.run(text, out / "corpora", out)
+            rows += (
+                sizing.fit_file(fit_file, plot)
+                if fit_file
+                else sizing.run(
+                    text,
+                    out / "corpora",
+                    out / "sizing.jsonl",
+                    [firstrun.token_count(budget) for budget in budgets.split(",")] if budgets else None,
+                    only.split(",") if only else None,
+                )
+            )
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
     machine = result["machine"]

@@ -44,15 +44,30 @@ def family(tokenizer: str) -> str:
     return "char" if tokenizer.startswith("char") else "subword"
 
 
-def run(text: Path, root: Path, out: Path) -> list[dict[str, Any]]:
-    """Every candidate of the cpu preset at every budget on every corpus, each row appended to `out` as it ends."""
+def run(
+    text: Path, root: Path, out: Path, budgets: list[int] | None = None, only: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Every candidate of the cpu preset at every budget (tokens; default BUDGETS) on every corpus, each row
+    appended to `out` as it ends. `only` keeps the corpora (`shakespeare-char`, `shakespeare-unigram1024`,
+    `pydocs-default`) and shapes (`256x32`) it names, each kind of name filtering only when some are given."""
+    corpora = {f"{source}-{kind or 'default'}{vocab or ''}": (source, kind, vocab) for source, kind, vocab in CORPORA}
+    shapes = {f"{width}x{batch}": (width, batch) for width, batch in PRESETS["cpu"].sizes}
+    named = set(only or ())
+    if named - set(corpora) - set(shapes):
+        raise SystemExit(
+            f"sizing --only names {sorted(named - set(corpora) - set(shapes))}: choose among "
+            f"{', '.join([*corpora, *shapes])}"
+        )
     rows = []
-    for (source, kind, vocab), (width, batch), budget in itertools.product(CORPORA, PRESETS["cpu"].sizes, BUDGETS):
+    for name, shape, budget in itertools.product(corpora, shapes, budgets or BUDGETS):
+        if (named & set(corpora) and name not in named) or (named & set(shapes) and shape not in named):
+            continue
+        (source, kind, vocab), (width, batch) = corpora[name], shapes[shape]
         dataset = "pydocs" if source == "pydocs" else str(text)
-        corpus = prepared(root, dataset, kind or "unigram", vocab, f"{source}-{kind or 'default'}{vocab or ''}")
+        corpus = prepared(root, dataset, kind or "unigram", vocab, name)
         row = sweep.point(
             corpus,
-            {"name": f"{width}x{batch}", "model": {"hidden": width, "embed": width}, "train": {"batch_size": batch}},
+            {"name": shape, "model": {"hidden": width, "embed": width}, "train": {"batch_size": batch}},
             None,
             budget // (batch * PRESETS["cpu"].train.seq_len),
             "cpu",

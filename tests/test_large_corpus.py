@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import sample_text
 
 import rnngen
-from rnngen.cli import evaluate as evaluate_command
+from rnngen.cli import display
 from rnngen.cli.main import cli
 from rnngen.data import encoding, reading, sources, vocabulary
 from rnngen.data.preparing import prepare
@@ -122,7 +122,7 @@ def test_evaluation_takes_no_progress_callback_as_documented(trained):
 def test_evaluate_says_the_default_bound_and_json_keeps_progress_on_stderr(trained, monkeypatch):
     assert rnngen.evaluation.MAX_TOKENS == 1_000_000
     assert "[default: 1000000; x>=0]" in " ".join(CliRunner().invoke(cli, ["evaluate", "-h"]).output.split())
-    monkeypatch.setattr(evaluate_command, "LINE_SECONDS", 0.0)
+    monkeypatch.setattr(display.EvaluateProgress, "LINE_SECONDS", 0.0)
     result = CliRunner().invoke(cli, ["evaluate", "--checkpoint", trained, "--json", "--max-tokens", "2000"])
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)

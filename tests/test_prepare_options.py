@@ -24,6 +24,14 @@ def test_word_tokenizer_counts_the_real_characters_and_says_it_is_lossy(tmp_path
     assert tok.encode("reads.\nThe")[-1] != tok.unk_id
 
 
+def test_a_run_of_text_without_spaces_is_an_unknown_word_not_a_broken_tokenizer(tmp_path, text_file):
+    # sentencepiece cannot load a model holding a piece of about 8 kB: such a "word" must not become one.
+    text = tmp_path / "long-word.txt"
+    text.write_text(text_file.read_text() + "\n" + "ab" * 5000 + "\n" + text_file.read_text())
+    c, _ = prepare(SourceSpec(dataset=str(text)), TokenizerSpec("word"), root=tmp_path / "c", name="words")
+    assert c.tokenizer().encode("ab" * 5000) == [c.tokenizer().unk_id]
+
+
 def test_tokenizer_from_a_corpus_or_a_run_is_reused_as_is(tmp_path, run_cli, char_corpus, trained):
     more = tmp_path / "more.txt"
     more.write_text(sample_text(8000, seed=5))

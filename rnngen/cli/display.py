@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console, ConsoleOptions
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TaskID,
@@ -134,6 +135,31 @@ class PrepareProgress(_Live):
             rate = done / max(time.perf_counter() - self.started[stage], 1e-9)
             detail = f"{human(done)} characters, {rate / 1e6:.2f} MB/s"
         self.progress.update(self.tasks[stage], completed=done, total=total, detail=detail)
+
+
+class EvaluateProgress(_Live):
+    """Renders `rnngen.evaluate` progress: a live bar; plain (--json, no terminal), a line on stderr every
+    LINE_SECONDS and one at the end when there were any, so that stdout holds only the result and a short
+    evaluation prints nothing else."""
+
+    LINE_SECONDS = 5.0
+
+    def __init__(self, plain: bool):
+        super().__init__(plain)
+        self.progress = Progress(
+            "evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err
+        )
+        self.task = self.progress.add_task("evaluate", total=None)
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.plain:
+            self.progress.update(self.task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        if now - self.last >= self.LINE_SECONDS or (done == total and self.last > self.started):
+            self.last = now
+            err.print(f"evaluated {done:,} of {total:,} tokens ({done / total:.0%}, {now - self.started:.0f} s)")
 
 
 def corpus_table(meta: dict[str, Any], reused: bool) -> Table:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import click
 
 from rnngen.cli.common import Paths, echo_json, pass_paths
 from rnngen.config import DEVICES
 from rnngen.evaluation import BATCH_SIZE, MAX_SEQ_LEN, MAX_TOKENS, SPLITS
-
-# Under --json (or without a terminal) progress is a line on stderr every LINE_SECONDS, and one at the end when
-# there were any: a short evaluation prints nothing but its result.
-LINE_SECONDS = 5.0
 
 
 @click.command()
@@ -61,10 +54,10 @@ def evaluate(
     rnngen evaluate --checkpoint notes-lstm --split train --max-tokens 100000
     rnngen evaluate --max-tokens 0 --json            # the whole split; progress lines on stderr
     """
-    from rnngen.cli.display import out
+    from rnngen.cli.display import EvaluateProgress, out
     from rnngen.evaluation import evaluate as evaluate_checkpoint
 
-    with _progress(as_json) as progress:
+    with EvaluateProgress(plain=as_json) as progress:
         result = evaluate_checkpoint(
             checkpoint,
             corpus=corpus_name,
@@ -85,31 +78,3 @@ def evaluate(
     out.print(
         f"loss {result.val_loss:.4f} nats/token   perplexity {result.val_ppl:.2f}   {result.val_bpc:.4f} bits/char"
     )
-
-
-@contextmanager
-def _progress(as_json: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress callback for `rnngen.evaluate`: a live bar on a terminal, else (and under --json) a line on
-    stderr every LINE_SECONDS, so that stdout holds only the result."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-    from rnngen.cli.display import err
-
-    if not as_json and err.is_terminal:
-        bar = Progress(
-            "evaluating", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=err
-        )
-        task = bar.add_task("evaluate", total=None)
-        with bar:
-            yield lambda done, total: bar.update(task, completed=done, total=total)
-        return
-    started = last = time.monotonic()
-
-    def line(done: int, total: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= LINE_SECONDS or (done == total and last > started):
-            last = now
-            click.echo(f"evaluated {done:,} of {total:,} tokens ({done / total:.0%}, {now - started:.0f} s)", err=True)
-
-    yield line

@@ -33,6 +33,10 @@ TOKENIZER_TYPES = ("unigram", "bpe", "char", "word")
 LOSSY_TYPES = ("word",)
 # sentencepiece skips training sentences longer than this many bytes; longer lines are cut.
 MAX_SENTENCE_BYTES = 16384
+# The word model learns any run without a space as a piece, and sentencepiece refuses to load a model that holds a
+# piece of about 8 kB: runs longer than this are left out of its training text (they encode as unknown).
+MAX_WORD_CHARS = 1024
+_LONG_WORD = re.compile(f"[^ ]{{{MAX_WORD_CHARS + 1},}}")
 SPACE_META = "\u2581"
 ESCAPE = "\uf8ff"
 ESCAPED_META = "\uf8fe"
@@ -95,9 +99,11 @@ class VocabTooSmall(CorpusError):
         self.smallest = smallest
 
 
-def _sentences(texts: Iterable[str]) -> Iterator[str]:
+def _sentences(texts: Iterable[str], kind: str) -> Iterator[str]:
     for text in texts:
         for line in escape(text).split("\n"):
+            if kind == "word":
+                line = _LONG_WORD.sub("", line)
             while len(line.encode()) > MAX_SENTENCE_BYTES:
                 yield line[: MAX_SENTENCE_BYTES // 4]
                 line = line[MAX_SENTENCE_BYTES // 4 :]
@@ -116,7 +122,7 @@ def train(texts: Iterable[str], kind: str, vocab_size: int, threads: int = 1) ->
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=_sentences(texts),
+            sentence_iterator=_sentences(texts, kind),
             model_writer=model,
             model_type=kind,
             vocab_size=vocab_size,

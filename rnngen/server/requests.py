@@ -50,19 +50,20 @@ class _Sampling(_Strict):
     """The fields both routes share."""
 
     model: str
-    temperature: float | None = Field(None, ge=0, le=100)
-    top_p: float | None = Field(None, gt=0, le=1)
+    # The sampling options are checked where every caller's are, by `SampleConfig`: its message names the field.
+    temperature: float | None = None
+    top_p: float | None = None
     n: int = Field(1, ge=1, le=MAX_CHOICES)
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=-(2**63), lt=2**64)
+    seed: int | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logit_bias: dict[str, float] | None = None
     user: str | None = None  # who asks, for the caller's own records: it changes nothing here
-    top_k: int | None = Field(None, ge=0)
-    repetition_penalty: float | None = Field(None, gt=0, le=100)
+    top_k: int | None = None
+    repetition_penalty: float | None = None
 
     def sample_config(self, max_tokens: int | None) -> SampleConfig:
         """rnngen's options for this request; a neutral-only OpenAI field at another value is refused by name."""

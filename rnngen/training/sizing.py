@@ -67,7 +67,7 @@ def effective_tokens(tokens: float, unique: int, repeats: float) -> float:
 # One fit per kind of tokenizer (a character and a subword differ in what a token holds), printed by
 # `python -m benchmarks sizing --fit benchmarks/sizing_runs.jsonl` (docs/tuning.md#sized-for-the-clock).
 FITS = {
-    "char": LossFit(a=1.776, alpha=0.05, b=0.2375, beta=1.2, repeats=100.0),
+    "char": LossFit(a=1.589, alpha=0.05, b=0.26, beta=1.1, repeats=100.0),
     "subword": LossFit(a=1.264, alpha=0.05, b=3.801, beta=0.05, repeats=3.0),
 }
 
