@@ -49,6 +49,21 @@ ALL = (
 NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing")
 
 
+def _token_budgets(value: str | None) -> list[int] | None:
+    """--budgets as token counts; a usage error when one is not a count such as 0.5M, 500k or 2000000."""
+    if not value:
+        return None
+    from benchmarks.firstrun import token_count
+
+    try:
+        counts = [token_count(budget) for budget in value.split(",")]
+    except ValueError:
+        counts = []
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{value!r}: give token counts, comma-separated, such as 0.5M,1M,2000000")
+    return counts
+
+
 @click.command()
 @click.argument("names", nargs=-1, type=click.Choice(ALL))
 @click.option("--quick", is_flag=True, help="Small sizes: a smoke run, not figures to quote.")
@@ -98,7 +113,7 @@ NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing"
 )
 @click.option(
     "--budgets",
-    type=str,
+    callback=lambda _ctx, _param, value: _token_budgets(value),
     help="firstrun: compare at equal tokens, at each of these budgets (e.g. 0.5M,1M,2M,4M,8M), instead of "
     "at equal --seconds; sizing: train each candidate at these budgets (default 1M,4M).",
 )
@@ -155,7 +170,7 @@ def main(
     only: str | None,
     preset: str,
     tokenizers: str,
-    budgets: str | None,
+    budgets: list[int] | None,
     parts: str,
     models: str,
     clients: str | None,
@@ -241,7 +256,7 @@ def main(
                 20.0 if quick else seconds,
                 tokenizers.split(","),
                 parts,
-                [firstrun.token_count(budget) for budget in budgets.split(",")] if budgets else None,
+                budgets,
                 [float(seconds) for seconds in clock.split(",")] if clock else None,
             )
         elif name == "sweep":
@@ -269,7 +284,7 @@ def main(
 
             rows += prepare_speed.run_sizes(size.split(","))
         elif name == "sizing":
-            from benchmarks import firstrun, sizing
+            from benchmarks import sizing
 
             rows += (
                 sizing.fit_file(fit_file, plot)
@@ -278,7 +293,7 @@ def main(
                     text,
                     out / "corpora",
                     out / "sizing.jsonl",
-                    [firstrun.token_count(budget) for budget in budgets.split(",")] if budgets else None,
+                    budgets,
                     only.split(",") if only else None,
                 )
             )

@@ -196,6 +196,7 @@ BAD = [
     (json.dumps({"model": "notes-run", "n": 1000}), 400, "n", "less than or equal to 16"),
     (json.dumps({"model": "notes-run", "temperature": -1}), 400, "temperature", "temperature must be >= 0"),
     (json.dumps({"model": "notes-run", "top_p": 0}), 400, "top_p", "top_p must be in (0, 1]"),
+    (json.dumps({"model": "notes-run", "top_k": -1}), 400, "top_k", "top_k must be from 1"),
     (json.dumps({"model": "notes-run", "seed": 2**64}), 400, "seed", "seed must fit in 64 bits"),
     (json.dumps({"model": "notes-run", "repetition_penalty": 0}), 400, "repetition_penalty", "repetition_penalty must"),
     (json.dumps({"model": "notes-run", "frequency_penalty": 0.5}), 400, "frequency_penalty", "repetition_penalty"),
