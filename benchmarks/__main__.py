@@ -12,6 +12,7 @@ python -m benchmarks firstrun --parts a --budgets 0.5M,1M,2M,4M,8M   # at equal 
 python -m benchmarks firstrun --parts a --clock 60,180,600            # at equal wall time, per budget
 python -m benchmarks sizing             # the runs the time-budget sizing rule is fitted on (--fit FILE: the fit)
 python -m benchmarks sizing --only shakespeare-char,384x32 --budgets 2M,8M   # some of those runs
+python -m benchmarks precision --text input.txt --budgets 2M --only 384x32   # bf16 against float32: speed, bits/char
 python -m benchmarks sweep --steps 300  # one change at a time around the cpu preset (--grid FILE)
 python -m benchmarks sweep --preset gpu # the same around the gpu preset, on a GPU machine
 python -m benchmarks serve              # `rnngen serve` under 1, 16 and 64 streaming clients (--clients, --tokens)
@@ -44,9 +45,10 @@ ALL = (
     "serve",
     "prepare_speed",
     "sizing",
+    "precision",
 )
 # Long runs (minutes each) that run only when named.
-NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing")
+NAMED_ONLY = ("quality", "firstrun", "sweep", "serve", "prepare_speed", "sizing", "precision")
 
 
 def _token_budgets(value: str | None) -> list[int] | None:
@@ -96,7 +98,7 @@ def _token_budgets(value: str | None) -> list[int] | None:
 @click.option(
     "--only",
     help="sweep: run only these points of the grid, comma-separated names; sizing: only these corpora and shapes "
-    "(e.g. shakespeare-char,384x32).",
+    "(e.g. shakespeare-char,384x32); precision: only these shapes.",
 )
 @click.option(
     "--preset",
@@ -115,7 +117,8 @@ def _token_budgets(value: str | None) -> list[int] | None:
     "--budgets",
     callback=lambda _ctx, _param, value: _token_budgets(value),
     help="firstrun: compare at equal tokens, at each of these budgets (e.g. 0.5M,1M,2M,4M,8M), instead of "
-    "at equal --seconds; sizing: train each candidate at these budgets (default 1M,4M).",
+    "at equal --seconds; sizing: train each candidate at these budgets (default 1M,4M); precision: train each "
+    "shape in both precisions at these budgets (default: speed only).",
 )
 @click.option(
     "--parts",
@@ -184,7 +187,8 @@ def main(
     """Measure rnngen against bare PyTorch and sentencepiece loops in the same run."""
     names = names or tuple(name for name in ALL if name not in NAMED_ONLY)
     if (
-        ({"prepare", "memory", "quality", "firstrun", "sweep"} | (set() if fit_file else {"sizing"})) & set(names)
+        ({"prepare", "memory", "quality", "firstrun", "sweep", "precision"} | (set() if fit_file else {"sizing"}))
+        & set(names)
         and str(text) != "pydocs"
         and (text is None or not text.is_file())
     ):
@@ -297,6 +301,10 @@ def main(
                     only.split(",") if only else None,
                 )
             )
+        elif name == "precision":
+            from benchmarks import precision
+
+            rows += precision.run(text, out / "corpora", budgets, only.split(",") if only else None)
         # Written after each benchmark, so that a run stopped part-way keeps what it measured.
         save()
     machine = result["machine"]

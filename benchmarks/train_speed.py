@@ -1,7 +1,7 @@
 """Training throughput: rnngen's loop against a bare PyTorch loop, same model, data and optimizer.
 
 The bare loop is what a person would write by hand: slice a window, forward, loss, backward, clip,
-step, carry the detached state (on the same device, with the same bf16 autocast on CUDA). rnngen's
+step, carry the detached state (on the same device, in the same arithmetic: `TrainConfig.precision`). rnngen's
 `Trainer.fit` adds batching from the memmap, the schedule, logging and metrics; its final evaluation
 and checkpoint are not counted. Runs alternate
 (bare, rnngen, bare, rnngen, ...) and medians are compared.
@@ -40,7 +40,7 @@ def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
     sync()
     started = time.perf_counter()
     for batch in windows:
-        with devices.autocast(device):
+        with devices.autocast(device, cfg.precision):
             logits, state = model(batch[:, :-1], state)
             loss = next_token_loss(logits, batch[:, 1:])
         loss.backward()

@@ -17,6 +17,9 @@ MODEL_KINDS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 MIN_KINDS = ("mingru", "minlstm")
 IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# "auto": bf16 autocast where the device computes bf16 natively (CUDA; x86 CPUs with AVX512-BF16 or AMX), float32
+# elsewhere; the weights and the optimizer stay float32 either way (rnngen.models.device.autocast).
+PRECISIONS = ("auto", "fp32", "bf16")
 MAX_SEED = 2**63 - 1  # torch takes 64 bits; each process of a data-parallel run adds its rank
 
 
@@ -117,6 +120,7 @@ class TrainConfig(JsonConfig):
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"
+    precision: str = "auto"
     compile: bool = False
     # At each evaluation rank 0 completes a fixed prompt (None: the corpus's own, see training.samples).
     samples: bool = True
@@ -170,6 +174,8 @@ class TrainConfig(JsonConfig):
             raise RnngenError(f"{param('clip')} must be >= 0 (0 turns clipping off), got {self.clip}")
         if self.device not in DEVICES:
             raise RnngenError(f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        if self.precision not in PRECISIONS:
+            raise RnngenError(f"unknown {param('precision')} {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         if self.eval_tokens < 0:
             raise RnngenError(f"{param('eval_tokens')} must be >= 0 (0 reads the whole split), got {self.eval_tokens}")
         if 0 < self.eval_tokens < self.seq_len + 1:

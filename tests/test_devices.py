@@ -8,12 +8,14 @@ import time
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors import safe_open
 from torch.overrides import TorchFunctionMode
 
 from rnngen.cli.main import cli
 from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import RnngenError
 from rnngen.models import build, checkpoint, minimal
+from rnngen.models import device as devices
 from rnngen.store.runs import LAST, RunFolder
 from rnngen.training import distributed
 from rnngen.training.evaluate import evaluate
@@ -165,3 +167,44 @@ def test_the_time_budget_counts_the_wait_for_the_device(char_corpus, tmp_path, m
     assert summary["seconds"] == 2.0
     logged = [row for row in RunFolder(tmp_path / "runs" / "queued").metrics() if row["event"] == "train"]
     assert [row["tokens_per_s"] for row in logged] == [5 * 4 * 16 / 1.0] * 2
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
+    model = build(ModelConfig(kind="lstm", vocab_size=50, embed=16, hidden=32, layers=1))
+    ids = torch.randint(0, 50, (2, 8))
+    cpu = torch.device("cpu")
+    for native, precision, dtype in (
+        (True, "auto", torch.bfloat16),
+        (False, "auto", torch.float32),
+        (True, "fp32", torch.float32),
+        (False, "bf16", torch.bfloat16),  # asked for: emulated, slower, but what the user chose
+    ):
+        monkeypatch.setattr(torch.cpu, "get_capabilities", lambda native=native: {"avx512_bf16": native})
+        with devices.autocast(cpu, precision):
+            logits, state = model(ids)
+        assert logits.dtype == dtype, (native, precision)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_bf16_where_it_cannot_run_and_an_unknown_precision_are_refused_naming_the_choices():
+    with pytest.raises(RnngenError, match=r"precision.* bf16 runs on cpu or cuda, not mps: use fp32 \(or auto\)"):
+        devices.autocast(torch.device("mps"), "bf16")
+    with pytest.raises(RnngenError, match="unknown .*precision.* 'fp16': choose one of auto, fp32, bf16"):
+        TrainConfig(precision="fp16")
+
+
+def test_a_bf16_run_saves_float32_tensors_and_resumes_in_fp32(char_corpus, tmp_path):
+    model_cfg = ModelConfig(kind="lstm", vocab_size=char_corpus.vocab_size, embed=16, hidden=16, layers=2)
+    train_cfg = TrainConfig(
+        batch_size=4, seq_len=16, warmup=2, steps=10, time_budget=None, eval_every=10, eval_tokens=500, precision="bf16"
+    )
+    run = RunFolder(tmp_path / "runs" / "bf16")
+    Trainer(char_corpus, model_cfg, train_cfg, run).fit()
+    assert run.config()["train"]["precision"] == "bf16"
+    # Every tensor of the checkpoint, the carried state included, is float32: NumPy readers can open it.
+    with safe_open(run.file(LAST), framework="pt") as file:
+        assert {file.get_slice(name).get_dtype() for name in file.keys()} <= {"F32", "I64", "U8"}
+    longer = TrainConfig(**{**train_cfg.to_dict(), "steps": 20, "precision": "fp32"})
+    resumed = Trainer(char_corpus, model_cfg, longer, run, resume_from=checkpoint.load(run.file(LAST)))
+    assert resumed.fit()["steps"] == 20
+    assert checkpoint.load(run.file(LAST)).training.precision == "fp32"

@@ -228,7 +228,14 @@ def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpu
     run = RunFolder(tmp_path / "checkpoints" / "ranks")
     model, _, _ = checkpoint.load_model(run, run.file(LAST))
     figures = evaluate(
-        model, char_corpus.tokens("val"), char_corpus.characters("val"), 6, 16, None, torch.device("cpu")
+        model,
+        char_corpus.tokens("val"),
+        char_corpus.characters("val"),
+        6,
+        16,
+        None,
+        torch.device("cpu"),
+        precision=run.config()["train"]["precision"],  # the arithmetic the ranks evaluated in
     )
     assert abs(figures["val_loss"] - ranks[0]["val_loss"]) < 1e-5
 

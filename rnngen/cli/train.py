@@ -15,7 +15,7 @@ from rnngen.cli.common import (
     pass_paths,
     print_listing,
 )
-from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRESETS
+from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRECISIONS, PRESETS
 from rnngen.errors import RnngenError
 from rnngen.store.runs import DamagedRun, RunFolder, figures
 from rnngen.training.trackers import parse_report_to, require
@@ -138,12 +138,18 @@ def _preset_help(section: str, key: str, text: str) -> str:
 @click.option("--log-every", type=click.IntRange(min=1), help="Steps between metric lines. [default: 10]")
 @click.option("--seed", type=click.IntRange(0, MAX_SEED), help="Random seed (weights, dropout). [default: 1337]")
 @click.option("--device", type=click.Choice(DEVICES), help="Where to train. [default: auto: CUDA, then MPS, then CPU]")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    help="The forward pass's arithmetic: bf16 autocast (weights stay float32) or float32. [default: auto: bf16 "
+    "on CUDA and on CPUs with AVX512-BF16 or AMX, float32 elsewhere]",
+)
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
 @click.option(
     "--resume",
     help="Continue a run (name or folder) from its last checkpoint; --steps/--time/--eval-*/"
-    "--log-every/--device/--compile/--patience/--samples/--sample-prompt may change.",
+    "--log-every/--device/--precision/--compile/--patience/--samples/--sample-prompt may change.",
 )
 @click.option(
     "--init-from",

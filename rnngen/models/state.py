@@ -27,8 +27,10 @@ def map_state(state: Any, fn: Callable[[Any], Any]) -> Any:
 
 
 def detach_state(state: State | None) -> State | None:
-    """Cut the graph behind a carried state: truncated backpropagation through time."""
-    return map_state(state, lambda part: part.detach())
+    """Cut the graph behind a carried state: truncated backpropagation through time. The state is carried (and saved
+    with a run) in float32, the weights' precision, whatever the arithmetic that made it: a bf16 state would cost
+    nothing to carry but could not be read by every reader of a checkpoint."""
+    return map_state(state, lambda part: part.detach().float())
 
 
 def state_to(state: State | None, device: torch.device | str) -> State | None:

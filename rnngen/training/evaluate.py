@@ -34,6 +34,7 @@ def evaluate(
     world: distributed.World = distributed.World(),
     unknown_bytes: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Loss (nats/token), perplexity and bits per character over a split, carrying the state.
 
@@ -43,7 +44,8 @@ def evaluate(
     every rank reads its share of the streams and the sums are added over the ranks: every rank
     calls this and gets the same figures. The split's `unknown_bytes` (text the word tokenizer cannot spell)
     are charged as `bits_per_character` charges them, in the share read. `progress(done, total)` is told the
-    tokens predicted so far after each window.
+    tokens predicted so far after each window. The forward pass runs in `precision` (config.PRECISIONS): a
+    score taken apart from training is full precision, a run's own evaluations use the run's.
     """
     total = len(tokens)
     used = min(total, max_tokens) if max_tokens else total
@@ -56,7 +58,7 @@ def evaluate(
     state, sums = None, []
     for start in range(0, row_len - 1, seq_len) if len(mine) else ():
         chunk = torch.from_numpy(np.asarray(mine[:, start : start + seq_len + 1], dtype=np.int64)).to(device)
-        with devices.autocast(device):
+        with devices.autocast(device, precision):
             logits, state = model(chunk[:, :-1], state)
         sums.append(next_token_loss(logits, chunk[:, 1:], reduction="sum"))
         if progress:

@@ -29,7 +29,8 @@ from rnngen.training.sizing import sized_configs
 
 MODEL_FIELDS = frozenset(field.name for field in dataclasses.fields(ModelConfig)) - {"vocab_size"}
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
-# A resumed run may change its budget, where it runs, its samples and its patience; the rest is the run's own.
+# A resumed run may change its budget, where and in what arithmetic it runs, its samples and its patience; the
+# rest is the run's own.
 RESUMABLE = frozenset(
     {
         "steps",
@@ -38,6 +39,7 @@ RESUMABLE = frozenset(
         "eval_tokens",
         "log_every",
         "device",
+        "precision",
         "compile",
         "samples",
         "sample_prompt",

@@ -117,7 +117,14 @@ def pace(
             started = clock()
         batch = window_on(stream, index, setup.device)
         loss, _, hidden = train_step(
-            setup.train_model, setup.model, setup.optimizer, batch, hidden, train.clip or math.inf, setup.device
+            setup.train_model,
+            setup.model,
+            setup.optimizer,
+            batch,
+            hidden,
+            train.clip or math.inf,
+            setup.device,
+            train.precision,
         )
         loss.item()  # waits for the device
     return TIMED_WINDOWS * train.batch_size * train.seq_len / max(clock() - started, 1e-9)

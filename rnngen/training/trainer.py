@@ -59,11 +59,13 @@ def train_step(
     hidden: Any,
     clip: float,
     device: torch.device,
+    precision: str,
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """One window of truncated backpropagation through time: forward from the carried state `hidden`, cross-entropy
-    against the next tokens, backward through this window only, clip at `clip`, step. Returns the loss and the
-    gradient norm (on the device, not waited for) and the state to carry into the next window."""
-    with devices.autocast(device):
+    against the next tokens, backward through this window only, clip at `clip`, step; the forward pass in
+    `precision`'s arithmetic (rnngen.models.device.autocast). Returns the loss and the gradient norm (on the
+    device, not waited for) and the state to carry into the next window."""
+    with devices.autocast(device, precision):
         logits, hidden = train_model(batch[:, :-1], hidden)
         loss = next_token_loss(logits, batch[:, 1:])
     loss.backward()
@@ -172,7 +174,7 @@ class Trainer:
             batch = window_on(self.stream, self.budget.step, self.device)
             self._set_lr(self.budget.lr())
             loss, grad_norm, self.hidden = train_step(
-                self.train_model, self.model, self.optimizer, batch, self.hidden, clip, self.device
+                self.train_model, self.model, self.optimizer, batch, self.hidden, clip, self.device, self.cfg.precision
             )
             interval.add(loss, grad_norm)
             self.budget.tick()
@@ -246,6 +248,7 @@ class Trainer:
             self.device,
             self.world,
             self.corpus.unknown_bytes("val"),
+            precision=self.cfg.precision,
         )
         result = Evaluated(step=self.budget.step, **figures)
         self.report(result)
