@@ -17,8 +17,8 @@ MODEL_KINDS = ("rnn", "lstm", "gru", "mingru", "minlstm")
 MIN_KINDS = ("mingru", "minlstm")
 IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# "auto": bf16 autocast where the device computes bf16 natively (CUDA; x86 CPUs with AVX512-BF16 or AMX), float32
-# elsewhere; the weights and the optimizer stay float32 either way (rnngen.models.device.autocast).
+# "auto": bf16 autocast where the device computes bf16 natively (CUDA since Ampere; x86 CPUs with AVX512-BF16 or
+# AMX), float32 elsewhere; the weights and the optimizer stay float32 either way (rnngen.models.device.autocast).
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_SEED = 2**63 - 1  # torch takes 64 bits; each process of a data-parallel run adds its rank
 

@@ -186,6 +186,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+def test_auto_precision_on_cuda_is_bf16_only_on_gpus_that_compute_it(monkeypatch):
+    for native in (True, False):  # an A100 or H100; a T4 or V100, where torch emulates bf16
+        monkeypatch.setattr(
+            torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation
+        )
+        assert devices.computes_bf16(torch.device("cuda")) is native
+
+
 def test_bf16_where_it_cannot_run_and_an_unknown_precision_are_refused_naming_the_choices():
     with pytest.raises(RnngenError, match=r"precision.* bf16 runs on cpu or cuda, not mps: use fp32 \(or auto\)"):
         devices.autocast(torch.device("mps"), "bf16")

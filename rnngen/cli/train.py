@@ -142,7 +142,7 @@ def _preset_help(section: str, key: str, text: str) -> str:
     "--precision",
     type=click.Choice(PRECISIONS),
     help="The forward pass's arithmetic: bf16 autocast (weights stay float32) or float32. [default: auto: bf16 "
-    "on CUDA and on CPUs with AVX512-BF16 or AMX, float32 elsewhere]",
+    "on CUDA GPUs since Ampere and on CPUs with AVX512-BF16 or AMX, float32 elsewhere]",
 )
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")

@@ -27,10 +27,11 @@ def pick(name: str = "auto") -> torch.device:
 
 
 def computes_bf16(device: torch.device) -> bool:
-    """Whether `device` has bf16 arithmetic of its own: CUDA GPUs, and x86 CPUs with AVX512-BF16 or AMX, where
-    oneDNN's LSTM trains about 1.6x faster in bf16 (docs/performance.md). Elsewhere bf16 is emulated, and slower."""
+    """Whether `device` has bf16 arithmetic of its own: CUDA GPUs since Ampere, and x86 CPUs with AVX512-BF16 or AMX,
+    where oneDNN's LSTM trains 1.6-1.8x faster in bf16 (docs/performance.md). Elsewhere bf16 is emulated, and
+    slower."""
     if device.type == "cuda":
-        return True
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return False
     capabilities = torch.cpu.get_capabilities()

@@ -27,9 +27,9 @@ def map_state(state: Any, fn: Callable[[Any], Any]) -> Any:
 
 
 def detach_state(state: State | None) -> State | None:
-    """Cut the graph behind a carried state: truncated backpropagation through time. The state is carried (and saved
-    with a run) in float32, the weights' precision, whatever the arithmetic that made it: a bf16 state would cost
-    nothing to carry but could not be read by every reader of a checkpoint."""
+    """Cut the graph behind a carried state: truncated backpropagation through time. The state is carried, and saved
+    with a run, in float32 whatever the arithmetic that made it (bf16 under autocast): NumPy, which reads checkpoints
+    for completion on the CPU, has no bf16."""
     return map_state(state, lambda part: part.detach().float())
 
 
