@@ -1,4 +1,4 @@
-"""bf16 autocast against float32 on this machine, for the `cpu` preset's candidate shapes (`Preset.sizes`).
+"""bf16 autocast against float32 on this machine's CPU, for the `cpu` preset's candidate shapes (`Preset.sizes`).
 
 Speed: training tokens per second of each shape in each precision, measured as the sizing probe measures them
 (`rnngen.training.sizing.pace`), the two precisions alternating, the median of REPEATS. It answers the equal
@@ -45,7 +45,7 @@ def run(text: Path, root: Path, budgets: list[int] | None, only: list[str] | Non
         paces: dict[str, list[float]] = {precision: [] for precision in PRECISIONS}
         for _ in range(REPEATS):
             for precision in PRECISIONS:
-                train = dataclasses.replace(preset.train, batch_size=batch, precision=precision)
+                train = dataclasses.replace(preset.train, batch_size=batch, precision=precision, device="cpu")
                 paces[precision].append(pace(model, train, tokens))
         fp32, bf16 = (statistics.median(paces[precision]) for precision in PRECISIONS)
         rows.append(
@@ -66,7 +66,7 @@ def run(text: Path, root: Path, budgets: list[int] | None, only: list[str] | Non
                     {
                         "name": f"{name}-{precision}",
                         "model": {"hidden": width, "embed": width},
-                        "train": {"batch_size": batch, "precision": precision},
+                        "train": {"batch_size": batch, "precision": precision, "device": "cpu"},
                     },
                     None,
                     budget // (batch * preset.train.seq_len),

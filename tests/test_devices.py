@@ -187,10 +187,8 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_bf16(monkeypatch):
 
 
 def test_auto_precision_on_cuda_is_bf16_only_on_gpus_that_compute_it(monkeypatch):
-    for native in (True, False):  # an A100 or H100; a T4 or V100, where torch emulates bf16
-        monkeypatch.setattr(
-            torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n or including_emulation
-        )
+    for capability, native in (((9, 0), True), ((8, 0), True), ((7, 5), False)):  # H100, A100; a T4 emulates bf16
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, found=capability: found)
         assert devices.computes_bf16(torch.device("cuda")) is native
 
 

@@ -31,11 +31,12 @@ def computes_bf16(device: torch.device) -> bool:
     where oneDNN's LSTM trains 1.6-1.8x faster in bf16 (docs/performance.md). Elsewhere bf16 is emulated, and
     slower."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type != "cpu":
+        return torch.cuda.get_device_capability(device)[0] >= 8  # Ampere's compute capability 8.0 and later
+    capabilities = getattr(torch.cpu, "get_capabilities", None)  # newer than the oldest torch rnngen runs on
+    if device.type != "cpu" or capabilities is None:
         return False
-    capabilities = torch.cpu.get_capabilities()
-    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+    found = capabilities()
+    return bool(found.get("avx512_bf16") or found.get("amx_bf16"))
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -28,8 +28,8 @@ def map_state(state: Any, fn: Callable[[Any], Any]) -> Any:
 
 def detach_state(state: State | None) -> State | None:
     """Cut the graph behind a carried state: truncated backpropagation through time. The state is carried, and saved
-    with a run, in float32 whatever the arithmetic that made it (bf16 under autocast): NumPy, which reads checkpoints
-    for completion on the CPU, has no bf16."""
+    with a run, in float32 whatever the arithmetic that made it (bf16 under autocast): a run's checkpoint holds the
+    same tensors in either precision, and a resumed run may change its precision."""
     return map_state(state, lambda part: part.detach().float())
 
 
