@@ -138,6 +138,12 @@ def _token_budgets(value: str | None) -> list[int] | None:
 )
 @click.option("--tokens", type=int, help="serve: max_tokens of each streamed request (default: serve.TOKENS).")
 @click.option(
+    "--conversation",
+    is_flag=True,
+    help="serve: measure the state cache instead, with `rnngen serve` over the latest run: a 20-turn chat, questions "
+    "about one document, the cache at its bound, NumPy's threads.",
+)
+@click.option(
     "--clock",
     help="firstrun: compare at equal wall time at each of these budgets in seconds, comma-separated (e.g. "
     "60,180,600; default: --seconds).",
@@ -178,6 +184,7 @@ def main(
     models: str,
     clients: str | None,
     tokens: int | None,
+    conversation: bool,
     clock: str | None,
     fit_file: Path | None,
     plot: Path | None,
@@ -281,8 +288,11 @@ def main(
         elif name == "serve":
             from benchmarks import serve
 
-            counts = [int(count) for count in clients.split(",")] if clients else None
-            rows += serve.run(pydocs, quick, counts, tokens)
+            if conversation:
+                rows += serve.conversation(quick)
+            else:
+                counts = [int(count) for count in clients.split(",")] if clients else None
+                rows += serve.run(pydocs, quick, counts, tokens)
         elif name == "prepare_speed":
             from benchmarks import prepare_speed
 

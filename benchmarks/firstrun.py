@@ -36,7 +36,7 @@ from torch import nn
 from benchmarks import sweep
 from benchmarks.common import prepared
 from rnngen.config import PRESETS
-from rnngen.training.evaluate import evaluate
+from rnngen.training.evaluate import score
 
 PROMPT = "Studying Deep Learning is really"
 WORDS = Path("/usr/share/dict/words")
@@ -82,10 +82,10 @@ def held_out_bpc(corpus, tokens: np.ndarray | None = None) -> Callable[[nn.Modul
     for twice as many cold starts as the preset (16)."""
     held_out = corpus.tokens("val") if tokens is None else tokens
 
-    def score(model: nn.Module) -> float:
-        return evaluate(model, held_out, corpus.characters("val"), 1, 64, None, torch.device("cpu"))["val_bpc"]
+    def bpc(model: nn.Module) -> float:
+        return score(model, held_out, corpus.characters("val"), 1, 64, None, torch.device("cpu"))["bpc"]
 
-    return score
+    return bpc
 
 
 def plain_loop(

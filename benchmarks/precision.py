@@ -20,7 +20,7 @@ from benchmarks import sweep
 from benchmarks.common import prepared
 from benchmarks.firstrun import held_out_bpc
 from rnngen.config import PRESETS
-from rnngen.models.device import computes_bf16
+from rnngen.models.precision import lacks_bf16
 from rnngen.training.sizing import pace
 
 REPEATS = 3
@@ -36,7 +36,7 @@ def run(text: Path, root: Path, budgets: list[int] | None, only: list[str] | Non
         raise SystemExit(f"precision --only names {sorted(set(only or ()) - set(shapes))}: choose among {list(shapes)}")
     corpus = prepared(root, str(text), "char", None, "shakespeare-char")
     tokens = corpus.tokens("train")
-    native = computes_bf16(torch.device("cpu"))
+    native = lacks_bf16(torch.device("cpu")) is None
     rows: list[dict[str, Any]] = []
     for name, (width, batch) in shapes.items():
         if only and name not in only:

@@ -168,7 +168,7 @@ async def _one(reader: Any, writer: Any, request: dict, into: list[Stream], stop
     whose tokens are counted in the `token_logprobs` array (numbers only, so its commas count them) rather than by
     parsing JSON, so that the measuring clients take little of the 2 cores the server runs on."""
     payload = json.dumps(request).encode()
-    head = "POST /v1/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: "
+    head = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: "
     stream = Stream(time.monotonic())
     into.append(stream)
     writer.write(head.encode() + str(len(payload)).encode() + b"\r\n\r\n" + payload)
@@ -442,3 +442,366 @@ def _print(device: str, lines: Sequence[dict[str, Any]], probe: dict[str, Any], 
     for name, check in checks.items():
         mark = "[green]met[/]" if check["pass"] else "[red]missed[/]"
         console.print(f"  {name} = {check['value']:.3g} (target {check['bound']}): {mark}")
+
+
+# `python -m benchmarks serve --conversation`: what the state cache saves, against the same server without it.
+
+TURNS, QUICK_TURNS = 20, 4  # (a) turns of one chat
+TURN_TOKENS = 100  # (a) tokens of user text a turn, and the reply's max_tokens
+DOCUMENT_TOKENS = 4000  # (b) the shared document
+QUESTIONS, QUICK_QUESTIONS = 16, 4  # (b) questions about it
+QUESTION_TOKENS = 30
+AT_ONCE = 4  # (b) questions sent together
+ANSWER_TOKENS = 30
+FILL_MB = 2  # (c) the bound of the cache the fill measures
+FILL_REQUESTS, QUICK_FILL_REQUESTS = 600, 60
+SEED = 1
+CHATS = 3  # (a) chats of other text, whose times are taken the median of
+CHAT_START, CHAT_APART = 40_000, 15_000  # (a) where each chat's user text starts in the source text
+# The issue's targets for the conversation.
+LAST_TURN_RATIO = 1.5  # (a) the last turn's time to the first token over the first's, with the cache, at most
+QUESTION_READ_TOKENS = 40  # (b) tokens read a question at most, besides the document once
+
+
+class Server:
+    """`rnngen serve` as a user starts it (the default checkpoint, NumPy's threads chosen by the command), in a
+    process of its own on a free loopback port, with `options` added."""
+
+    def __init__(self, *options: str, env: dict[str, str] | None = None):
+        import subprocess
+        import sys
+
+        command = [sys.executable, "-m", "rnngen", "serve", "--device", "cpu", "--port", "0", *options]
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+        line = self.process.stderr.readline()
+        if "listening on " not in line:
+            self.process.kill()
+            raise RuntimeError(f"rnngen serve did not start: {line}{self.process.stderr.read()}")
+        self.url = line.split("listening on ")[1].split(" ")[0]
+        self.model = line.rsplit("serving ", 1)[1].split(";")[0]
+        # The line on the cores other processes keep busy, printed at once when there is one.
+        import select
+
+        noted = select.select([self.process.stderr], [], [], 1.0)[0]
+        self.note = self.process.stderr.readline().strip() if noted else ""
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def resident_mb(self) -> float:
+        with open(f"/proc/{self.process.pid}/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics, each sample by its name (labels dropped: one model)."""
+        import urllib.request
+
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.url + "/metrics") as response:
+            text = response.read().decode()
+        return {
+            s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples if not s.labels.get("le")
+        }
+
+    def ask(self, body: dict[str, Any], chat: bool) -> dict[str, Any]:
+        """One streamed request: the time to its first token, its text and its usage."""
+        import http.client
+
+        host, port = self.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=600)
+        request = {**body, "model": self.model, "stream": True, "stream_options": {"include_usage": True}}
+        request["logprobs"] = True if chat else 0
+        sent = time.monotonic()
+        connection.request(
+            "POST",
+            "/v1/chat/completions" if chat else "/v1/completions",
+            json.dumps(request),
+            {"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"the server answered {response.status}: {response.read()!r}")
+        first, text, usage = None, "", None
+        for line in response:
+            if not line.startswith(b"data: {"):
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"]["message"])
+            usage = chunk.get("usage") or usage
+            for choice in chunk["choices"]:
+                tokens = (choice["logprobs"] or {}).get("content" if chat else "tokens") or []
+                if tokens and first is None:
+                    first = time.monotonic() - sent
+                text += choice["delta"].get("content") or "" if chat else choice["text"]
+        connection.close()
+        return {"first_token_s": first, "text": text, "usage": usage}
+
+
+def _words(tok, text: str, tokens: int, start: int = 0) -> tuple[str, int]:
+    """A piece of `text` from character `start` of about `tokens` tokens, cut after a space, and where it ended."""
+    end = start + 1
+    while len(tok.encode(text[start:end])) < tokens and end < len(text):
+        end = text.find(" ", end + 1) + 1 or len(text)
+    return text[start:end], end
+
+
+def _chat(server: Server, tok, source: str, turns: int, at: int) -> list[dict[str, Any]]:
+    """(a): `turns` turns, each adding about `TURN_TOKENS` tokens of user text (from character `at` of `source`)
+    and a reply of as many at most."""
+    messages: list[dict[str, str]] = []
+    measured = []
+    for turn in range(turns):
+        user, at = _words(tok, source, TURN_TOKENS, at)
+        messages.append({"role": "user", "content": user})
+        answer = server.ask({"messages": messages, "max_tokens": TURN_TOKENS, "seed": SEED + turn}, chat=True)
+        messages.append({"role": "assistant", "content": answer["text"]})
+        usage = answer["usage"]
+        measured.append(
+            {
+                "turn": turn + 1,
+                "first_token_s": answer["first_token_s"],
+                "prompt_tokens": usage["prompt_tokens"],
+                "cached_tokens": usage["prompt_tokens_details"]["cached_tokens"],
+                "reply_tokens": usage["completion_tokens"],
+                "text": answer["text"],
+            }
+        )
+    return measured
+
+
+def _questions(server: Server, tok, source: str, questions: int) -> dict[str, Any]:
+    """(b): a document of `DOCUMENT_TOKENS` tokens read once, then `questions` questions about it, `AT_ONCE` at a
+    time: each question's time to its first token and usage, and the prompt tokens read in all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    document, at = _words(tok, source, DOCUMENT_TOKENS)
+    before = server.metrics()
+    read = server.ask({"prompt": document, "max_tokens": 1, "seed": SEED}, chat=False)
+    prompts = []
+    for _ in range(questions):
+        question, at = _words(tok, source, QUESTION_TOKENS, at)
+        prompts.append(f"{document}\n{question}")
+    with ThreadPoolExecutor(AT_ONCE) as pool:
+        answers = list(
+            pool.map(
+                lambda p: server.ask({"prompt": p, "max_tokens": ANSWER_TOKENS, "seed": SEED}, chat=False), prompts
+            )
+        )
+    after = server.metrics()
+    asked = [read, *answers]
+    read_tokens = sum(a["usage"]["prompt_tokens"] - a["usage"]["prompt_tokens_details"]["cached_tokens"] for a in asked)
+    return {
+        "document_tokens": read["usage"]["prompt_tokens"],
+        "first_token_s": [a["first_token_s"] for a in answers],
+        "cached_tokens": [a["usage"]["prompt_tokens_details"]["cached_tokens"] for a in answers],
+        "prompt_tokens": [a["usage"]["prompt_tokens"] for a in answers],
+        "texts": [a["text"] for a in answers],
+        "read_tokens": read_tokens,
+        # The server's own count of what it did not read, over the same requests, for the answers' to agree with.
+        "metrics_cached_tokens": after["rnngen_cached_prompt_tokens_total"]
+        - before["rnngen_cached_prompt_tokens_total"],
+    }
+
+
+def _fill(quick: bool) -> dict[str, Any]:
+    """(c): a server with a `FILL_MB` MB cache sent many distinct prompts: the most bytes its cache held (read after
+    every request), its bound, and the server's resident memory before and after."""
+    requests = QUICK_FILL_REQUESTS if quick else FILL_REQUESTS
+    with Server("--state-cache", str(FILL_MB)) as server:
+        server.ask({"prompt": "warm", "max_tokens": 1}, chat=False)
+        resident = server.resident_mb()
+        most = entries = 0.0
+        for number in range(requests):
+            prompt = f"Request {number}: " + " ".join(f"word{(number * 7 + k) % 1000}" for k in range(40))
+            server.ask({"prompt": prompt, "max_tokens": 1}, chat=False)
+            figures = server.metrics()
+            most = max(most, figures["rnngen_state_cache_bytes"])
+            entries = figures["rnngen_state_cache_entries"]
+        return {
+            "bound_bytes": FILL_MB * 2**20,
+            "most_bytes": most,
+            "entries_at_end": entries,
+            "requests": requests,
+            "resident_mb_before": resident,
+            "resident_mb_after": server.resident_mb(),
+        }
+
+
+THREADS_TOKENS = 500  # (d) the request timed under each choice of NumPy's threads
+THREAD_ROUNDS = 5
+THREAD_CHOICES = {"chosen by rnngen serve": None, "1": "1", "all cores": str(os.cpu_count() or 1)}
+
+
+def _threads(quick: bool) -> dict[str, Any]:
+    """(d): the time of one request of `THREADS_TOKENS` tokens with NumPy's threads as `rnngen serve` chooses them
+    for the cores other processes leave free, with one, and with every core: a fresh server each, in rounds that
+    take turns (a shared machine's load changes), each round the best of a few requests after one to warm up; the
+    median over the rounds, and the machine's load meanwhile."""
+    rounds: dict[str, list[float]] = {name: [] for name in THREAD_CHOICES}
+    body = {"prompt": "The gradient", "max_tokens": THREADS_TOKENS, "seed": SEED}
+    for _ in range(1 if quick else THREAD_ROUNDS):
+        for name, threads in THREAD_CHOICES.items():
+            env = {
+                key: value
+                for key, value in os.environ.items()
+                if key not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+            }
+            if threads is not None:
+                env["OPENBLAS_NUM_THREADS"] = threads
+            with Server(env=env) as server:
+                server.ask({**body, "max_tokens": 8}, chat=False)
+                times = []
+                for _ in range(3):
+                    started = time.monotonic()
+                    server.ask(body, chat=False)
+                    times.append(time.monotonic() - started)
+            rounds[name].append(min(times))
+    return {"seconds": {name: float(np.median(times)) for name, times in rounds.items()}, "load": os.getloadavg()}
+
+
+def conversation(quick: bool) -> list[dict[str, Any]]:
+    """(a) a chat, (b) questions about one document, each with the state cache and without it, and (c) the cache's
+    memory at its bound, served by `rnngen serve` over the latest run: the rows of the JSON results."""
+    from rnngen.generation.loading import load_completer
+    from rnngen.store.locations import checkpoints_dir
+
+    completer = load_completer(None, checkpoints_dir(None), "cpu").completer
+    tok = completer.tokenizer
+    model = completer.lm.config
+    source = _source_text()
+    turns, questions = (QUICK_TURNS, QUICK_QUESTIONS) if quick else (TURNS, QUESTIONS)
+    about = {"model": f"{model.kind} {model.layers}x{model.hidden}, vocab {tok.vocab_size}", "load": os.getloadavg()}
+    rows: list[dict[str, Any]] = []
+    chats: dict[str, list[list[dict[str, Any]]]] = {"on": [], "off": []}
+    asked = {}
+    for cache in ("on", "off"):
+        with Server(*(["--state-cache", "0"] if cache == "off" else [])) as server:
+            server.ask({"prompt": "Warm up.", "max_tokens": 8}, chat=False)  # a first request costs more
+            # Each chat of other text (no turn of one is a prefix of another's): a time a turn is the median of them.
+            for repeat in range(1 if quick else CHATS):
+                chats[cache].append(_chat(server, tok, source, turns, CHAT_START + repeat * CHAT_APART))
+            asked[cache] = _questions(server, tok, source, questions)
+            about["threads_note"] = about.get("threads_note") or server.note
+    # At a seed, the cache changes no text.
+    same = all(
+        [turn["text"] for turn in on] == [turn["text"] for turn in off] for on, off in zip(chats["on"], chats["off"])
+    )
+    same = same and asked["on"]["texts"] == asked["off"]["texts"]
+    first = {
+        cache: [float(np.median([chat[turn]["first_token_s"] for chat in chats[cache]])) for turn in range(turns)]
+        for cache in chats
+    }
+    chats = {cache: runs[0] for cache, runs in chats.items()}  # the first chat's tokens, as an example
+    rows.append(
+        {
+            "benchmark": "serve conversation (a) chat",
+            **about,
+            "turns": turns,
+            "first_token_s_cached": first["on"],
+            "first_token_s_uncached": first["off"],
+            "prompt_tokens": [turn["prompt_tokens"] for turn in chats["on"]],
+            "cached_tokens": [turn["cached_tokens"] for turn in chats["on"]],
+            "reply_tokens": [turn["reply_tokens"] for turn in chats["on"]],
+            "last_over_first_cached": first["on"][-1] / first["on"][0],
+            "last_over_first_uncached": first["off"][-1] / first["off"][0],
+            "same_text": same,
+            "pass": first["on"][-1] <= LAST_TURN_RATIO * first["on"][0] and same,
+        }
+    )
+    budget = asked["on"]["document_tokens"] + questions * QUESTION_READ_TOKENS
+    rows.append(
+        {
+            "benchmark": "serve conversation (b) questions",
+            **about,
+            "questions": questions,
+            "at_once": AT_ONCE,
+            "read_tokens_cached": asked["on"]["read_tokens"],
+            "read_tokens_uncached": asked["off"]["read_tokens"],
+            "read_budget": budget,
+            "first_token_s_cached": asked["on"]["first_token_s"],
+            "first_token_s_uncached": asked["off"]["first_token_s"],
+            "cached_tokens": asked["on"]["cached_tokens"],
+            "cached_tokens_agree_with_metrics": sum(asked["on"]["cached_tokens"])
+            == asked["on"]["metrics_cached_tokens"],
+            "same_text": same,
+            "pass": asked["on"]["read_tokens"] <= budget and same,
+        }
+    )
+    filled = _fill(quick)
+    rows.append(
+        {
+            "benchmark": "serve conversation (c) cache at its bound",
+            **about,
+            **filled,
+            "pass": filled["most_bytes"] <= filled["bound_bytes"],
+        }
+    )
+    timed = _threads(quick)
+    chosen, one = timed["seconds"]["chosen by rnngen serve"], timed["seconds"]["1"]
+    rows.append(
+        {
+            "benchmark": "serve conversation (d) NumPy threads",
+            **about,
+            **timed,
+            "tokens": THREADS_TOKENS,
+            "chosen_over_one_thread": chosen / one,
+            "pass": chosen <= 1.3 * one,
+        }
+    )
+    _print_conversation(rows)
+    return rows
+
+
+def _source_text() -> str:
+    """Plain English prose to chat and ask about: the docstrings of this package, joined."""
+    import ast
+    import pathlib
+
+    import rnngen
+
+    texts = []
+    for path in sorted(pathlib.Path(rnngen.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(node):
+                texts.append(" ".join(ast.get_docstring(node).split()))
+    return " ".join(texts)
+
+
+def _print_conversation(rows: Sequence[dict[str, Any]]) -> None:
+    console = Console()
+    chat, questions, fill, threads = rows
+    table = Table(title="rnngen serve: a chat, time to the first token of each turn (s)", title_justify="left")
+    for header in ("turn", "prompt tokens", "cached", "with the cache", "without"):
+        table.add_column(header, justify="right")
+    for turn, (prompt, cached, on, off) in enumerate(
+        zip(chat["prompt_tokens"], chat["cached_tokens"], chat["first_token_s_cached"], chat["first_token_s_uncached"]),
+        1,
+    ):
+        table.add_row(str(turn), f"{prompt:,}", f"{cached:,}", f"{on:.3f}", f"{off:.3f}")
+    console.print(table)
+    console.print(
+        f"(b) {questions['questions']} questions about a {DOCUMENT_TOKENS}-token document, {AT_ONCE} at a time: "
+        f"{questions['read_tokens_cached']:,} prompt tokens read with the cache (budget {questions['read_budget']:,}), "
+        f"{questions['read_tokens_uncached']:,} without; median time to the first token "
+        f"{np.median(questions['first_token_s_cached']):.3f} s against "
+        f"{np.median(questions['first_token_s_uncached']):.3f} s"
+    )
+    console.print(
+        f"(c) a {fill['bound_bytes'] / 2**20:g} MB cache after {fill['requests']} prompts: at most "
+        f"{fill['most_bytes'] / 2**20:.2f} MB, {fill['entries_at_end']:.0f} states; the server's resident memory "
+        f"{fill['resident_mb_before']:.0f} -> {fill['resident_mb_after']:.0f} MB"
+    )
+    console.print(
+        f"(d) one {threads['tokens']}-token request: "
+        + ", ".join(f"{name} {value:.2f} s" for name, value in threads["seconds"].items())
+        + f" (load average {threads['load'][0]:.1f})"
+    )

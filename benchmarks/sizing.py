@@ -9,8 +9,9 @@ measured and fitted curves (`--plot PNG`).
 
 The fit is Hoffmann et al. 2022's approach 3 in the form bpc = E_corpus + A / N^alpha + B / D'^beta, N the
 recurrent parameters in millions and D' the tokens in millions discounted for repeated passes (Muennighoff et al.
-2023): alpha, beta and R* by a grid, E (an offset per corpus), A and B by least squares, A and B kept positive. With
-three widths alpha comes out small, as Kaplan et al. 2020 found for N (0.076), and E then absorbs most of A: the
+2023): alpha, beta and R* by a grid, E (an offset per corpus), A and B by least squares, A and B kept positive. The
+grid reaches the physical bounds: a power of 0 (its limit, the log: `sizing.decay`) and R* = inf (no discount). With
+three widths alpha comes out at 0, near Kaplan et al. 2020's small 0.076 for N, and E then absorbs the constant: the
 offsets are not the texts' entropies, and the rule uses only the differences between shapes.
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +29,17 @@ from benchmarks import sweep
 from benchmarks.common import prepared
 from benchmarks.firstrun import held_out_bpc
 from rnngen.config import PRESETS, ModelConfig
-from rnngen.training.sizing import LossFit, effective_tokens, recurrent_parameters
+from rnngen.training.sizing import LossFit, decay, effective_tokens, recurrent_parameters
 
 # (corpus, tokenizer, vocabulary): the texts the rule is fitted on.
 CORPORA = (("shakespeare", "char", None), ("shakespeare", "unigram", 1024), ("pydocs", None, None))
 BUDGETS = (1_000_000, 4_000_000)  # tokens per run
-ALPHAS = BETAS = np.round(np.arange(0.05, 1.51, 0.05), 2)
-REPEATS = (1.0, 2.0, 3.0, 5.0, 8.0, 15.0, 30.0, 100.0)
+# The grid of the powers and R*: each from its physical bound to well past where the stored runs put it.
+ALPHAS = BETAS = np.round(np.arange(0.0, 2.01, 0.05), 2)
+REPEATS = (1.0, 2.0, 3.0, 5.0, 8.0, 15.0, 30.0, 100.0, 300.0, 1000.0, math.inf)
+# The bounds no wider grid could pass: a power of 0 (the log; below it a larger model would gain more per parameter)
+# and R* = inf (every pass counts in full). A best value on any other edge of the grid means a wider grid fits better.
+BOUNDS = {"alpha": 0.0, "beta": 0.0, "repeats": math.inf}
 # Past this many passes over the text the held-out loss rises again (overfitting), which the form cannot express:
 # such runs are left out of the fit.
 MAX_PASSES = 10
@@ -91,7 +97,8 @@ def _features(rows: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The coefficients of one family's rows: alpha, beta, R*, A, B, each corpus's E, and the fit's RMS error."""
+    """The coefficients of one family's rows: alpha, beta, R*, A, B, each corpus's E, the fit's RMS error, the most
+    passes over a text among the rows (where the rule stops), and the coefficients on an open edge of the grid."""
     params, tokens, unique, bpc, names = _features(rows)
     corpus = np.array([names.index(f"{row['corpus']} {row['tokenizer']}") for row in rows])
     offsets = np.eye(len(names))[corpus]
@@ -99,7 +106,7 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for repeats in REPEATS:
         seen = np.array([effective_tokens(d, u, repeats) for d, u in zip(tokens, unique)]) / 1e6
         for alpha, beta in itertools.product(ALPHAS, BETAS):
-            design = np.column_stack([offsets, params**-alpha, seen**-beta])
+            design = np.column_stack([offsets, decay(params, alpha), decay(seen, beta)])
             solution, *_ = np.linalg.lstsq(design, bpc, rcond=None)
             a, b = solution[-2:]
             if a <= 0 or b <= 0:
@@ -115,10 +122,13 @@ def fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
                     "offsets": dict(zip(names, map(float, solution[: len(names)]))),
                     "rms": rms,
                     "runs": len(rows),
+                    "passes": float(np.max(tokens / unique)),
                 }
     if best is None:
         raise SystemExit("no fit with positive A and B: the rows do not show loss falling with size and tokens")
-    return best
+    grids = {"alpha": ALPHAS, "beta": BETAS, "repeats": REPEATS}
+    clipped = [name for name, grid in grids.items() if best[name] in (grid[0], grid[-1]) and best[name] != BOUNDS[name]]
+    return best | {"clipped": clipped}
 
 
 def fit_file(path: Path, plot: Path | None) -> list[dict[str, Any]]:
@@ -151,7 +161,7 @@ def draw(rows: list[dict[str, Any]], fits: dict[str, dict[str, Any]], path: Path
         chosen = [row for row in rows if (row["corpus"], row["tokenizer"]) == (source, tokenizer)]
         coefficients = fits[family(tokenizer)]
         offset = coefficients["offsets"][f"{source} {tokenizer}"]
-        rule = LossFit(**{key: coefficients[key] for key in ("a", "alpha", "b", "beta", "repeats")})
+        rule = LossFit(**{key: coefficients[key] for key in ("a", "alpha", "b", "beta", "repeats", "passes")})
         unique = chosen[0]["train_tokens"]
         for width in sorted({row["model"]["hidden"] for row in chosen}):
             mine = sorted((row for row in chosen if row["model"]["hidden"] == width), key=lambda row: row["tokens"])

@@ -21,6 +21,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.streams import TokenStream
 from rnngen.models import build, detach_state
 from rnngen.models import device as devices
+from rnngen.models.precision import autocast, resolve
 from rnngen.store.runs import RunFolder
 from rnngen.training.evaluate import next_token_loss
 from rnngen.training.trainer import Trainer
@@ -35,12 +36,12 @@ def bare_loop(corpus, model_cfg: ModelConfig, cfg: TrainConfig) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     stream = TokenStream(corpus.tokens("train"), cfg.batch_size, cfg.seq_len)
     windows = [torch.from_numpy(stream.window(i)).to(device) for i in range(cfg.steps)]
-    state = None
+    state, precision = None, resolve(cfg.precision, device, model_cfg).precision
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     started = time.perf_counter()
     for batch in windows:
-        with devices.autocast(device, cfg.precision):
+        with autocast(device, precision):
             logits, state = model(batch[:, :-1], state)
             loss = next_token_loss(logits, batch[:, 1:])
         loss.backward()

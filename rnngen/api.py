@@ -8,6 +8,8 @@ It is the CLI's own completion path (`generation.loading.load_completer`, the sa
     for piece in model.stream("The gradient", top_p=0.9):
         print(piece, end="")
     model.score("Some text")                          # bits per character of the text under the model
+    state = model.read(document)                      # read a text once...
+    model.complete("Question: why?", after=state)     # ...and complete after it many times, reading only the rest
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError, param
+from rnngen.generation.read_state import TextState
 
 
 class Model:
@@ -46,12 +49,15 @@ class Model:
         repetition_penalty: float = SampleConfig.repetition_penalty,
         seed: int | None = None,
         stop: str | tuple[str, ...] | list[str] | None = (),
+        after: TextState | None = None,
     ) -> str:
         """The completion of `prompt` (without the prompt), as `rnngen complete` writes it.
 
         temperature 0 is greedy decoding; top_k 0 and top_p 1 switch those filters off; `seed` makes
         the sample reproducible; the completion ends at the end of a document, after `max_tokens`
-        tokens, or before the first `stop` string (one string or several; None is none).
+        tokens, or before the first `stop` string (one string or several; None is none). `after` (a state from
+        `read`) continues its text: the completion of that text followed by `prompt`, to the last bit, reading only
+        `prompt`.
         """
         return "".join(
             self.stream(
@@ -63,13 +69,25 @@ class Model:
                 repetition_penalty=repetition_penalty,
                 seed=seed,
                 stop=stop,
+                after=after,
             )
         )
 
-    def stream(self, prompt: str = "", **options: Any) -> Iterator[str]:
+    def stream(self, prompt: str = "", after: TextState | None = None, **options: Any) -> Iterator[str]:
         """The completion of `prompt` as it is written, piece by piece; the options are `complete`'s keywords, checked
         at the call (not at the first piece)."""
-        return iter(self.completer.complete(_text("prompt", prompt), sample_config(**options)))
+        return iter(
+            self.completer.complete(
+                _text("prompt", prompt), sample_config(**options), after=_state("after", after, self.completer)
+            )
+        )
+
+    def read(self, text: str, after: TextState | None = None) -> TextState:
+        """The model after reading `text` from the start of a document (or after `after`'s text), to complete from
+        many times: `model.complete("question", after=state)` writes what `model.complete(text + "question")`
+        writes, at a seed to the last bit, and reads only the question. The state holds a few kilobytes however
+        long the text; `after` reads more text after an earlier state (a growing document, a chat's turns)."""
+        return self.completer.read(_text("text", text), _state("after", after, self.completer))
 
     def score(self, text: str) -> float:
         """Bits per character of `text` under the model, read as a document from its start: the total
@@ -86,6 +104,17 @@ def _text(name: str, value: Any) -> str:
     if not isinstance(value, str):
         hint = ": decode it first, e.g. value.decode('utf-8')" if isinstance(value, (bytes, bytearray)) else ""
         raise RnngenError(f"{param(name)} must be a string, got {type(value).__name__}{hint}")
+    return value
+
+
+def _state(name: str, value: Any, completer: Any) -> TextState | None:
+    """`value`, refused unless it is None or a state this model read (another model's state means nothing here)."""
+    if value is None:
+        return None
+    if not isinstance(value, TextState):
+        raise RnngenError(f"{param(name)} must be a state from Model.read, got {type(value).__name__}")
+    if value.model is not completer.lm:
+        raise RnngenError(f"{param(name)} is a state of another model: read the text with this one")
     return value
 
 

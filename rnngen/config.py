@@ -18,7 +18,8 @@ MIN_KINDS = ("mingru", "minlstm")
 IMPLS = ("fused", "scratch")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # "auto": bf16 autocast where the device computes bf16 natively (CUDA since Ampere; x86 CPUs with AVX512-BF16 or
-# AMX), float32 elsewhere; the weights and the optimizer stay float32 either way (rnngen.models.device.autocast).
+# AMX) and the model runs in it, float32 elsewhere; the weights and the optimizer stay float32 either way. What a
+# request resolves to on a device is rnngen.models.precision.resolve.
 PRECISIONS = ("auto", "fp32", "bf16")
 MAX_SEED = 2**63 - 1  # torch takes 64 bits; each process of a data-parallel run adds its rank
 
@@ -227,6 +228,12 @@ class SampleConfig:
             raise RnngenError(f"{param('stop')} must not be empty: an empty string would end every completion at once")
         if self.seed is not None and not -(2**63) <= self.seed < 2**64:
             raise RnngenError(f"{param('seed')} must fit in 64 bits (from -2**63 to 2**64 - 1), got {self.seed}")
+
+
+# Below this time budget (seconds) a preset's sizing (rnngen.training.sizing) trains its smallest candidate unprobed:
+# the first candidate's probe alone (about 3 s on a 2-core machine) would take a tenth of it or more, and below it the
+# rule chooses the smallest at every pace up to three times the fastest measured (docs/tuning.md#sized-for-the-clock).
+MIN_PROBED_BUDGET = 30.0
 
 
 @dataclass(frozen=True)

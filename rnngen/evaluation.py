@@ -3,25 +3,28 @@ behind `rnngen evaluate`.
 
     import rnngen
     result = rnngen.evaluate("notes-lstm")                      # the run's corpus, its validation split
-    result.val_bpc, result.val_loss, result.val_ppl
-    rnngen.evaluate("hf:alice/notes-lstm", corpus="notes", split="train", max_tokens=100_000)
+    result.bpc, result.loss, result.ppl                          # also as result.val_bpc, ... (`--json`'s names)
+    rnngen.evaluate("hf:alice/notes-lstm", corpus="notes", split="train", max_tokens=0).train_bpc  # all of it
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rnngen.errors import RnngenError, param
+from rnngen.store.runs import FIGURES, figure_key, named
 
 SPLITS = ("val", "train")
-# Streams read side by side: they change the figures only by the context each stream starts without.
+# Streams read side by side (at most: a short split is read in fewer): each but the first reads the context before
+# it unscored (rnngen.training.evaluate.WARMUP), so they change the figures only by context older than that.
 BATCH_SIZE = 32
 # The tokens a pass reads of each stream at a time: at most MAX_SEQ_LEN, and few enough that a window's scores
 # (streams x tokens x vocabulary floats) stay under WINDOW_SCORES, so memory is bounded whatever the vocabulary.
-# The figures do not depend on it once the split fills BATCH_SIZE rows of a window (the state is carried from one
-# window to the next); a shorter split is read in fewer rows.
+# The figures do not depend on it: the state is carried from one window to the next.
 MAX_SEQ_LEN, WINDOW_SCORES = 256, 1 << 24
 # Tokens read by default: a few minutes on a CPU for a small model, whatever the split's size (0: all of it).
 MAX_TOKENS = 1_000_000
@@ -29,19 +32,33 @@ MAX_TOKENS = 1_000_000
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A checkpoint's figures on a corpus split, named as training's evaluations whichever the split:
-    `val_loss` (nats per token), `val_ppl` (perplexity per token), `val_bpc` (bits per character, what
-    `Model.score` gives for one text), `val_tokens` (the tokens predicted) and `bounded` (only the first
-    `max_tokens` tokens were read)."""
+    """A checkpoint's figures on a corpus split: `loss` (nats per token), `ppl` (perplexity per token), `bpc` (bits
+    per character, what `Model.score` gives for one text), `tokens` (the tokens predicted: every one after the
+    first of the part read) and `bounded` (only the first `max_tokens` tokens were read). They are also read under
+    the names `to_dict` gives them, those of the split (`val_bpc`, or `train_bpc` for the training split)."""
 
     checkpoint: str
     corpus: str
     split: str
-    val_loss: float
-    val_ppl: float
-    val_bpc: float
-    val_tokens: int
+    loss: float
+    ppl: float
+    bpc: float
+    tokens: int
     bounded: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as `rnngen evaluate --json` prints them: named after the split (`val_bpc`, `train_bpc`)."""
+        return named(self.split, dataclasses.asdict(self))
+
+    def __getattr__(self, name: str) -> Any:
+        # `val_bpc` (`train_bpc` on the training split): a figure under the name `to_dict` gives it. Only names not
+        # found otherwise arrive here; copy and pickle ask before `split` is set.
+        split = self.__dict__.get("split")
+        for figure in FIGURES:
+            if split and name == figure_key(split, figure):
+                return getattr(self, figure)
+        names = f": this {split} split's are {', '.join(figure_key(split, f) for f in FIGURES)}" if split else ""
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{names}")
 
 
 def evaluate(
@@ -83,7 +100,7 @@ def evaluate(
     from rnngen.store.locations import checkpoints_dir, corpora_dir
     from rnngen.store.resolve import require_tokenizer, resolve_checkpoint
     from rnngen.store.runs import require_same_tokenizer
-    from rnngen.training.evaluate import evaluate as evaluate_split
+    from rnngen.training.evaluate import score
 
     where = torch.device(pick_device(device))  # first: an unknown device is told before anything is read
     run, path = resolve_checkpoint(None if checkpoint is None else str(checkpoint), checkpoints_dir(checkpoints))
@@ -97,7 +114,7 @@ def evaluate(
         {"sha256": tok.sha256, "vocab_size": tok.vocab_size},
         f"pick a corpus prepared with the tokenizer of {run.name}",
     )
-    figures = evaluate_split(
+    figures = score(
         model,
         data.tokens(split),
         data.characters(split),

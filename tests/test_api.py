@@ -3,7 +3,6 @@ rnngen.evaluate."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import subprocess
@@ -115,10 +114,10 @@ def test_score_of_a_text_longer_than_a_chunk_is_the_sum_of_its_steps(model):
 def test_evaluate_gives_the_figures_rnngen_evaluate_prints(run_cli, trained):
     result = rnngen.evaluate(trained, max_tokens=500, device="cpu")
     printed = json.loads(run_cli("evaluate", "--checkpoint", trained, "--max-tokens", "500", "--json").output)
-    assert dataclasses.asdict(result) == printed
+    assert result.to_dict() == printed
     assert result.corpus == "notes" and result.split == "val" and result.bounded and 0 < result.val_bpc < 10
     whole = rnngen.evaluate(trained, split="train", batch_size=4, seq_len=64, device="cpu")
-    assert whole.split == "train" and not whole.bounded and whole.val_tokens > result.val_tokens
+    assert whole.split == "train" and not whole.bounded and whole.train_tokens > result.val_tokens
 
 
 @pytest.mark.parametrize(
@@ -167,6 +166,27 @@ def test_wrong_types_and_values_are_named_at_the_call(model, call, message):
 def test_an_unknown_device_is_refused_at_once_by_name(trained, tmp_path):
     with pytest.raises(RnngenError, match="unknown device 'tpu': choose one of auto, cpu, cuda, mps"):
         rnngen.load(tmp_path / "checkpoints" / trained, device="tpu")
+
+
+def test_a_text_read_once_is_completed_after_many_times_as_the_whole_text(model, trained, tmp_path):
+    document = "the model reads a token and updates its hidden state " * 20
+    state = model.read(document)
+    read = []
+    real = model.completer.lm.read
+    model.completer.lm.read = lambda ids, *args: (read.append(len(ids)), real(ids, *args))[1]
+    for question, seed in (("while gradients", 1), (" flow", 2)):
+        read.clear()
+        assert model.complete(question, after=state, max_tokens=20, seed=seed) == "".join(
+            model.stream(document + question, max_tokens=20, seed=seed)
+        )
+        assert sum(read[:1]) < 2 * len(question) + 10  # the question, not the document, was read
+    longer = model.read(" more", after=state)
+    assert longer.text == document + " more"
+    other = rnngen.load(tmp_path / "checkpoints" / trained)  # another Model, another model's states
+    with pytest.raises(RnngenError, match="after is a state of another model"):
+        other.complete("x", after=state)
+    with pytest.raises(RnngenError, match="after must be a state from Model.read, got str"):
+        model.complete("x", after="the model")
 
 
 def test_stop_none_means_no_stop_strings_and_one_string_is_one_stop(model):

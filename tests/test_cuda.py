@@ -11,8 +11,7 @@ import torch
 import torch.distributed as dist
 
 from rnngen.config import PRESETS, ModelConfig, TrainConfig
-from rnngen.models import build, checkpoint
-from rnngen.models import device as devices
+from rnngen.models import build, checkpoint, precision
 from rnngen.models.minimal import MinRecurrent
 from rnngen.store.runs import LAST, RunFolder
 from rnngen.training import distributed
@@ -59,7 +58,7 @@ def test_bf16_cuda_training_learns_and_gives_the_same_logits_on_the_cpu(char_cor
 
 def test_the_autocast_on_cuda_is_bf16_and_the_weights_stay_fp32():
     model = build(ModelConfig(kind="lstm", vocab_size=50, embed=16, hidden=32, layers=1)).cuda()
-    with devices.autocast(torch.device("cuda"), "bf16"):
+    with precision.autocast(torch.device("cuda"), "bf16"):
         logits, _ = model(torch.randint(0, 50, (2, 8), device="cuda"))
     assert logits.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in model.parameters())

@@ -16,7 +16,7 @@ import torch
 from rnngen.data.streams import TokenStream
 from rnngen.models import checkpoint
 from rnngen.store.runs import LAST, RunFolder
-from rnngen.training.evaluate import evaluate
+from rnngen.training.evaluate import score
 
 
 def train(tmp_path: Path, run: str, nproc: int, batch: int | None, *extra: str) -> subprocess.CompletedProcess:
@@ -175,7 +175,6 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.data.reading import Corpus
 from rnngen.models import checkpoint
 from rnngen.training import distributed
-from rnngen.training.evaluate import evaluate
 from rnngen.store.runs import LAST, RunFolder
 from rnngen.training.trainer import Trainer
 
@@ -227,7 +226,7 @@ def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpu
     assert ranks[0]["val_loss"] == ranks[1]["val_loss"]
     run = RunFolder(tmp_path / "checkpoints" / "ranks")
     model, _, _ = checkpoint.load_model(run, run.file(LAST))
-    figures = evaluate(
+    figures = score(
         model,
         char_corpus.tokens("val"),
         char_corpus.characters("val"),
@@ -235,9 +234,9 @@ def test_ranks_evaluate_their_share_and_resume_their_own_random_state(char_corpu
         16,
         None,
         torch.device("cpu"),
-        precision=run.config()["train"]["precision"],  # the arithmetic the ranks evaluated in
+        precision=run.config()["arithmetic"]["precision"],  # the arithmetic the ranks evaluated in
     )
-    assert abs(figures["val_loss"] - ranks[0]["val_loss"]) < 1e-5
+    assert abs(figures["loss"] - ranks[0]["val_loss"]) < 1e-5
 
 
 TIMED_SCRIPT = """

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import threading
+import time
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from rnngen.analysis.gradients import profile
 from rnngen.config import ModelConfig
+from rnngen.interrupts import Terminated, sigterm_raises
 from rnngen.models import build
 
 
@@ -79,3 +85,35 @@ def test_a_picture_format_matplotlib_cannot_write_is_refused_before_any_work(run
         assert result.exit_code == 1 and result.output.startswith(f"error: {option} {path}: end the name"), command
         assert ".png" in result.output and len(result.output.splitlines()) == 1, result.output
     assert not any(tmp_path.iterdir())  # nothing prepared, trained or written
+
+
+def test_a_window_longer_than_the_labs_is_refused_before_any_work(run_cli, tmp_path):
+    result = run_cli("gradients", "--corpus", "nowhere", "--length", "100000")
+    assert result.exit_code == 2 and "100000 is not in the range 2<=x<=2000" in result.output
+    assert not any(tmp_path.iterdir())  # no corpus prepared, no model built
+
+
+def test_sigterm_stops_a_profile_within_a_step_of_its_backward_pass():
+    torch.manual_seed(0)
+    model = build(ModelConfig(kind="lstm", vocab_size=30, embed=32, hidden=32, layers=1))
+    ids, sent = window(2000), []
+
+    def loss_then_sigterm(logits: torch.Tensor) -> torch.Tensor:
+        # The signal lands in the backward pass that follows: 2,000 steps back, one call into torch.
+        def send() -> None:
+            time.sleep(0.1)
+            sent.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=send).start()
+        return F.cross_entropy(logits, ids[None, -1])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a steady pace: the whole pass takes about a second
+    try:
+        with pytest.raises(Terminated), sigterm_raises():
+            profile(model, ids, "lstm", loss=loss_then_sigterm)
+            time.sleep(5)  # the profile ended first: the signal, still due, is raised here
+    finally:
+        torch.set_num_threads(threads)
+    assert time.monotonic() - sent[0] < 0.3

@@ -66,6 +66,19 @@ def test_upload_folder_holds_the_run_and_a_model_card_from_its_files(run_cli, tr
     best = checkpoint.load(run.file("best.safetensors"))
     params = sum(tensor.numel() for tensor in best.weights.values())
     assert f"{params:,} parameters" in card and f"for {best.step} steps" in card
+    # config.json is the uploaded weights' own header, the card's step, however far `last` (the run's config.json)
+    # has gone past them.
+    uploaded = json.loads((folder / "config.json").read_text())
+    assert uploaded == best.header() and uploaded["step"] == best.step
+
+
+def test_the_uploaded_config_is_the_best_weights_own_when_the_run_trained_past_them(run_cli, trained, tmp_path):
+    run = RunFolder(tmp_path / "checkpoints" / trained)
+    config = run.config()
+    run.write_config({**config, "step": config["step"] + 1000})  # `last` ahead of `best`
+    folder = hub.upload_folder(run, "alice/notes-lstm", tmp_path / "upload")
+    best = checkpoint.load(run.file("best.safetensors"))
+    assert json.loads((folder / "config.json").read_text())["step"] == best.step != run.config()["step"]
 
 
 def test_a_hub_corpus_is_named_in_the_card_metadata(run_cli, trained, tmp_path):

@@ -12,7 +12,7 @@ import torch
 from rnngen.lab import experiments
 from rnngen.lab.experiments import run_lab
 from rnngen.lab.models import LabModel, Size
-from rnngen.lab.runner import RunConfig, train_run
+from rnngen.lab.runner import RunConfig, start_model, train_run
 from rnngen.lab.tasks import Adding, Copy, Recall
 from rnngen.lab.verdicts import verdict
 from rnngen.store.schema import split_gates
@@ -96,7 +96,7 @@ def test_the_command_prints_json_of_every_run(run_cli):
     assert report["task"] == "adding" and report["metric"] == "mse"
     assert run["config"]["model"] == "rnn" and run["config"]["length"] == 5 and run["steps"] == 3
     assert run["baseline"] == pytest.approx(1 / 6)
-    assert run["verdict"] in ("solved", "partly", "at baseline", "not learned in 3 steps")
+    assert run["verdict"] in ("solved", "partly", "at baseline", "worse than baseline", "not learned in 3 steps")
     assert run["curve"][0][0] == 0 and run["curve"][-1][0] == 3
 
 
@@ -138,6 +138,12 @@ def test_the_plot_is_written(run_cli, tmp_path):
         (["copy", "--device", "cuda"], "--device cuda: no CUDA GPU is visible"),
         (["adding", "--init", "default,xavier"], "--init: unknown 'xavier': choose among default, forget1, chrono"),
         (["adding", "--init", ","], "--init: give at least one initialisation"),
+        (["copy", "--curves"], "--curves draws beside the --plot picture: add --plot FILE"),
+        (["speed", "--curves", "--plot", "s.png"], "--curves draws the learning curves of a trained task: name adding"),
+        (["speed", "--init", "chrono"], "--init sets how runs train; speed times fixed models, one at a time: drop"),
+        (["speed", "--time", "5"], "--time sets how runs train"),
+        (["speed", "--jobs", "2"], "--jobs sets how runs train"),
+        (["copy", "--jobs", "0"], "--jobs must be at least 1, got 0"),
     ],
 )
 def test_bad_options_are_refused_in_one_line(run_cli, args, message, monkeypatch):
@@ -257,3 +263,75 @@ def test_the_table_names_each_cells_initialisation(run_cli):
     assert result.exit_code == 0
     rows = [line for line in result.stdout.splitlines() if "│" in line]
     assert any("gru chrono" in row for row in rows) and any(" rnn " in row for row in rows)
+
+
+def test_a_score_clearly_worse_than_the_baseline_is_named_so():
+    adding, copy, recall = Adding(100), Copy(10), Recall(4)  # baselines 1/6, 0.693, 1/16
+    assert verdict(adding, 3.739, [curve_of([4.1, 3.9, 3.739])]) == "worse than baseline"
+    assert verdict(adding, 0.19, [curve_of([0.9, 0.19, 0.19, 0.19])]) == "worse than baseline"  # above 110% of it
+    assert verdict(adding, 0.18, [curve_of([0.9, 0.18, 0.18, 0.18])]) == "at baseline"  # within 10% of it
+    # Ending worse than the baseline outranks a curve that dipped below it late.
+    assert verdict(copy, 0.9, [curve_of([2.3, 0.7, 0.69, 0.69, 0.69, 0.69, 0.5, 0.9])]) == "worse than baseline"
+    # An accuracy cannot fall 10% of the way from chance to perfect below a chance of 1/16.
+    assert verdict(recall, 0.0, [curve_of([0.0, 0.0])]) == "at baseline"
+
+
+def test_the_table_says_when_a_run_ends_worse_than_the_baseline(run_cli):
+    result = run_cli("lab", "adding", "--length", "6", "--models", "gru", "--steps", "1", "--json")
+    assert result.exit_code == 0
+    [report] = json.loads(result.stdout)
+    [run] = report["runs"]
+    assert run["score"] > 1.1 / 6 and run["verdict"] == "worse than baseline"  # one step from a fresh model
+    result = run_cli("lab", "adding", "--length", "6", "--models", "gru", "--steps", "1")
+    assert result.exit_code == 0 and "worse than baseline" in result.stdout
+
+
+def without_seconds(report) -> dict:
+    runs = [{key: value for key, value in run.items() if key != "seconds"} for run in report.to_dict()["runs"]]
+    return {**report.to_dict(), "runs": runs}
+
+
+def test_runs_trained_side_by_side_give_the_same_results_in_the_same_order():
+    args = (["adding", "copy", "gradients"], ["rnn", "mingru", "attention"])
+    ended = []
+    apart = run_lab(*args, lengths=[6], steps=3, jobs=2, on_run=ended.append)
+    alone = run_lab(*args, lengths=[6], steps=3, jobs=1)
+    assert [without_seconds(report) for report in apart[:2]] == [without_seconds(report) for report in alone[:2]]
+    assert apart[2].to_dict() == alone[2].to_dict()  # gradient reach of the models the workers trained
+    assert sorted((run.config.task, run.config.model) for run in ended) == sorted(
+        (task, model) for task in ("adding", "copy") for model in args[1]
+    )
+
+
+def test_an_interrupted_lab_ends_its_workers_at_once():
+    import multiprocessing
+    import time
+
+    def interrupt(run):
+        raise KeyboardInterrupt
+
+    # attention solves copy at T = 2 in a few hundred steps; the RNN would train for minutes beside it
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        run_lab(["copy"], ["attention", "rnn"], lengths=[2], steps=200_000, jobs=2, on_run=interrupt)
+    assert time.perf_counter() - started < 60 and multiprocessing.active_children() == []
+
+
+def test_jobs_are_refused_where_runs_train_one_at_a_time(monkeypatch):
+    from rnngen.errors import RnngenError
+
+    monkeypatch.setattr(experiments, "pick", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(experiments, "train_model", _must_not_run)
+    with pytest.raises(RnngenError, match="on cuda they train one at a time: drop jobs or choose device cpu"):
+        run_lab(["copy"], ["rnn"], device="cuda", jobs=2)
+
+
+def test_the_minimal_models_step_their_recurrence_on_the_cpu_for_short_sequences():
+    config = RunConfig("copy", "mingru", 20, size=Size(hidden=16))
+    stepped, scanned = start_model(config, max_len=40), start_model(config, max_len=40)
+    scanned.rnn.sequential = False
+    assert stepped.rnn.sequential  # the quick form's lengths, on the CPU
+    inputs = Copy(20).sample(4, torch.Generator().manual_seed(0))[0]
+    assert torch.allclose(stepped(inputs), scanned(inputs), atol=1e-5)  # the same function
+    assert not start_model(config, max_len=520).rnn.sequential  # long: the scan is the faster
+    assert not start_model(RunConfig("copy", "mingru", 20, device="cuda"), max_len=40).rnn.sequential

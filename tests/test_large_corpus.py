@@ -110,7 +110,7 @@ def test_evaluation_reports_progress_and_its_figures_do_not_depend_on_the_window
     result = rnngen.evaluate(trained, device="cpu", progress=lambda done, total: told.append((done, total)))
     assert told[-1] == (result.val_tokens, result.val_tokens) and len(told) > 1
     assert [done for done, _ in told] == sorted(done for done, _ in told)
-    # The split fills 32 rows of either window: the figures are the same.
+    # The window is how much is read at a time, not what is read: the figures are the same.
     long, short = (rnngen.evaluate(trained, device="cpu", seq_len=length) for length in (64, 7))
     assert short.val_loss == pytest.approx(long.val_loss, rel=1e-5) and short.val_tokens == long.val_tokens
 

@@ -54,6 +54,7 @@ LAYERS = [
     {"generation"},
     {"analysis"},
     {"lab"},  # synthetic experiments: models, training, analysis; never api or cli
+    {"export"},  # rnngen export: a checkpoint's model as ONNX and a web page, checked against the NumPy model
     {"rnngen.api", "rnngen.pipeline", "rnngen.evaluation"},  # rnngen.load; rnngen.train, rnngen.prepare; evaluate
     {"server"},  # rnngen serve's HTTP application over the generation layer's scheduler
     {"cli", "rnngen.__main__"},

@@ -222,9 +222,9 @@ def test_long_prompts_are_primed_in_chunks(tok, monkeypatch):
     sizes = []
     real = NumpyLM._run
 
-    def watched(self, x, state):
+    def watched(self, x, state, *rest):
         sizes.append(x.shape[0])
-        return real(self, x, state)
+        return real(self, x, state, *rest)
 
     monkeypatch.setattr(NumpyLM, "_run", watched)
     completer = Completer.for_module(model, tok)

@@ -135,11 +135,11 @@ def test_the_best_figures_of_a_summary_are_one_evaluations(char_corpus, tmp_path
     # The lowest loss at step 3, the lowest bits per character at step 6 (say, after --eval-tokens changed).
     scripted = iter([(1.0, 2.0), (1.5, 1.0)])
 
-    def evaluate(*args, **kwargs):
+    def score(*args, **kwargs):
         loss, bpc = next(scripted)
-        return {"val_loss": loss, "val_ppl": 2.0, "val_bpc": bpc, "val_tokens": 100, "bounded": True}
+        return {"loss": loss, "ppl": 2.0, "bpc": bpc, "tokens": 100, "bounded": True}
 
-    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    monkeypatch.setattr(trainer, "score", score)
     summary = rnngen.train(
         "notes",
         "tiny",

@@ -22,6 +22,7 @@ from test_training import tiny
 from rnngen.errors import CheckpointError, RnngenError, TrainingDiverged
 from rnngen.models import checkpoint
 from rnngen.store.atomic import remove_stale_temps, write_atomic
+from rnngen.store.checkpoint_format import FORMAT
 from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.events import Logged
 from rnngen.training.trainer import Trainer
@@ -412,7 +413,8 @@ def test_a_run_of_another_checkpoint_format_is_left_out_of_the_list_and_refused_
     config.write_text(json.dumps({**json.loads(config.read_text()), "format": 1}))
     assert "no runs in" in cli("runs").output
     assert one_line(cli("runs", "old")) == (
-        f"error: {config} is checkpoint format 1; this rnngen reads format 3: train the run again with this rnngen"
+        f"error: {config} is checkpoint format 1; this rnngen reads format {FORMAT}: "
+        "train the run again with this rnngen"
     )
 
 
@@ -472,21 +474,16 @@ def test_json_output_never_carries_nan(cli, tmp_path, monkeypatch):
     from rnngen.evaluation import Evaluation
 
     assert cli(*TRAIN, "--name", "ok").exit_code == 0
-    overflowed = Evaluation(
-        "x", "notes", "val", val_loss=math.nan, val_ppl=math.inf, val_bpc=math.nan, val_tokens=9, bounded=False
-    )
+    overflowed = Evaluation("x", "notes", "val", loss=math.nan, ppl=math.inf, bpc=math.nan, tokens=9, bounded=False)
     monkeypatch.setattr(rnngen.evaluation, "evaluate", lambda *args, **kwargs: overflowed)
     result = cli("evaluate", "--checkpoint", "ok", "--json")
     assert result.exit_code == 0, result.output
     row = json.loads(result.output, parse_constant=lambda word: pytest.fail(f"{word} is not JSON"))
     assert row["val_loss"] is None and row["corpus"] == "notes"
-    # Every command's --json goes through the one writer that turns NaN and inf into null.
-    writers = [
-        path.name
-        for path in (Path(rnngen.evaluation.__file__).parent / "cli").glob("*.py")
-        if "json.dumps" in path.read_text()
-    ]
-    assert writers == ["common.py"]
+    # Every file rnngen writes and every --json output goes through the one writer that turns NaN and inf into null.
+    package = Path(rnngen.evaluation.__file__).parent
+    writers = [str(path.relative_to(package)) for path in package.rglob("*.py") if "json.dumps" in path.read_text()]
+    assert writers == ["store/atomic.py"]
 
 
 def test_a_damaged_run_is_listed_on_its_own_row_and_each_command_names_the_fix(cli, tmp_path):

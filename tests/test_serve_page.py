@@ -168,3 +168,29 @@ def test_ctrl_enter_during_a_completion_starts_no_second_one_and_stop_ends_it(ru
         assert browser.find_element(By.ID, "go").is_enabled() and not browser.find_element(By.ID, "stop").is_enabled()
         scheduler = app.state.schedulers["notes-run"]
         WebDriverWait(browser, 5).until(lambda d: scheduler.rows == 0)  # the server stopped decoding it too
+
+
+def test_in_chat_mode_each_turn_continues_the_conversation_and_shows_its_cached_tokens(run_dir, browser):
+    model = rnngen.load("notes-run", checkpoints_dir=run_dir / "checkpoints")
+    with running(run_dir) as (base, app):
+        open_page(browser, base)
+        browser.find_element(By.ID, "chat").click()
+        options = {"seed": 3, "max_tokens": 20, "alternatives": 0}
+        assert complete(browser, prompt="the model reads", **options) == "20 tokens, finished: length"
+        first = "".join(token["text"] for token in tokens(browser))
+        assert first == model.complete("the model reads", max_tokens=20, seed=3)
+        assert browser.find_element(By.ID, "prompt").get_attribute("value") == ""  # ready for the next turn
+        test_serve.wait_for_cache(app)
+        assert complete(browser, prompt=" and the", **options) == "20 tokens, finished: length"
+        second = "".join(token["text"] for token in tokens(browser)[20:])
+        conversation = "the model reads" + first + " and the"
+        assert second == model.complete(conversation, max_tokens=20, seed=3)
+        # The turns and replies stay on the page; the usage says how much the server did not read again.
+        typed = [span.text for span in browser.find_elements(By.CSS_SELECTOR, "#output .prompt")]
+        assert [text.strip() for text in typed] == ["the model reads", "and the"]
+        usage = browser.find_element(By.ID, "usage")
+        cached = int(usage.get_attribute("data-cached"))
+        assert cached >= len("the model reads" + first) - 25 and f"prompt: {len(conversation)} tokens" in usage.text
+        browser.find_element(By.ID, "reset").click()
+        assert tokens(browser) == [] and complete(browser, prompt="a", **options) == "20 tokens, finished: length"
+        assert "".join(token["text"] for token in tokens(browser)) == model.complete("a", max_tokens=20, seed=3)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,13 +54,13 @@ SPEEDS = {256: 26_000.0, 384: 14_000.0, 512: 6_600.0}
 
 def test_the_width_grows_with_the_time_the_run_is_given():
     chosen = {}
-    for seconds in (20.0, 180.0, 7200.0):
+    for seconds in (40.0, 180.0, 7200.0):
         model, train, record = sizing.choose(candidates(time_budget=seconds), TEXT, "char", Clock(), paced(SPEEDS))
         chosen[seconds] = model.hidden
         assert (model.embed, train.batch_size) == (model.hidden, dict(CPU.sizes)[model.hidden])
         assert record.chosen.excess_bpc == min(option.excess_bpc for option in record.options)
-    assert chosen[20.0] < chosen[7200.0] == 512
-    assert chosen[20.0] <= chosen[180.0] <= chosen[7200.0]
+    assert chosen[40.0] < chosen[7200.0] == 512
+    assert chosen[40.0] <= chosen[180.0] <= chosen[7200.0]
 
 
 def test_a_faster_machine_buys_a_wider_model_in_the_same_time():
@@ -73,6 +76,50 @@ def test_the_probe_is_taken_from_the_budget_and_stops_at_its_share():
     assert [option.width for option in record.options] == [256, 384]
     assert record.probe_seconds == 4.0 and train.time_budget == 56.0
     assert "60 s" in record.line() and "probe 4.0 s" in record.line()
+
+
+def never_probed(model, train, tokens):
+    raise AssertionError("a budget this short is not probed")
+
+
+@pytest.mark.parametrize("seconds", [0.001, 5.0, 29.9])
+def test_a_budget_too_short_to_probe_trains_the_smallest_candidate_unprobed(seconds):
+    model, train, record = sizing.choose(candidates(time_budget=seconds), TEXT, "char", Clock(), never_probed)
+    assert (model.hidden, train.batch_size) == CPU.sizes[0]
+    assert train.time_budget == seconds and record.probe_seconds == 0.0 and record.options == ()
+    assert record.line().startswith(
+        f"sized for the clock: 2x256, batch 32, the smallest candidate, not probed: {seconds:g} s"
+    )
+    assert not re.search(r"-\d", record.line())
+
+
+def test_a_probe_that_eats_the_budget_still_trains_and_reports_no_negative_tokens():
+    clock = Clock(step=40.0)  # a loaded machine: the first probe alone takes longer than the whole budget
+    model, train, record = sizing.choose(candidates(time_budget=30.0), TEXT, "char", clock, clock.measure(SPEEDS))
+    assert train.time_budget == sizing.MIN_TRAINING_SECONDS
+    assert "26k tokens" in record.line() and not re.search(r"-\d", record.line())
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "unigram"])
+def test_past_the_passes_it_was_fitted_on_more_tokens_predict_no_gain(tokenizer):
+    rule, unique, parameters = sizing.fit_for(tokenizer), 100_000, 2_000_000
+    edge = rule.excess(parameters, rule.passes * unique, unique)
+    assert rule.excess(parameters, 0.5 * rule.passes * unique, unique) > edge
+    assert [rule.excess(parameters, times * rule.passes * unique, unique) for times in (2, 10, 1000)] == [edge] * 3
+
+
+def test_on_a_tiny_text_the_larger_model_wins_once_both_pass_the_fitted_passes():
+    tiny = np.zeros(100_000, dtype=np.uint16)
+    # In 120 s 2x256 reads the text 30 times and 2x512 8 times (2x384 next to nothing): were more passes than the
+    # fit saw worth what its curve says, 2x256's would win.
+    speeds = {256: 25_000.0, 384: 1.0, 512: 6_700.0}
+    model, _, _ = sizing.choose(candidates(time_budget=120.0), tiny, "char", Clock(), paced(speeds))
+    assert model.hidden == 512
+    # A budget of an hour on it: no extrapolation, so the largest, at the fitted edge's prediction.
+    model, _, record = sizing.choose(candidates(time_budget=3600.0), tiny, "char", Clock(), paced(SPEEDS))
+    rule = sizing.fit_for("char")
+    assert model.hidden == 512
+    assert record.chosen.excess_bpc == rule.excess(record.chosen.parameters, rule.passes * len(tiny), len(tiny))
 
 
 @pytest.mark.parametrize(
@@ -111,6 +158,7 @@ def small_cpu_preset(monkeypatch):
     monkeypatch.setitem(PRESETS, "cpu", preset)
     # Paces as a real probe measures them (test_the_probe_trains_as_the_run_will), without its seconds.
     monkeypatch.setattr(sizing, "pace", paced({16: 20_000.0, 32: 9_000.0}))
+    return monkeypatch
 
 
 def test_the_probe_trains_as_the_run_will_and_reports_tokens_per_second(char_corpus):
@@ -120,6 +168,7 @@ def test_the_probe_trains_as_the_run_will_and_reports_tokens_per_second(char_cor
 
 
 def test_train_with_a_time_budget_says_and_records_the_shape_it_chose(run_cli, text_file, tmp_path, small_cpu_preset):
+    small_cpu_preset.setattr(sizing, "MIN_PROBED_BUDGET", 1.0)  # the seconds a test can spare are probed
     assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes").exit_code == 0
     result = run_cli("train", "--corpus", "notes", "--preset", "cpu", "--time", "2", "--plain", "--name", "clock")
     assert result.exit_code == 0, result.output
@@ -131,11 +180,23 @@ def test_train_with_a_time_budget_says_and_records_the_shape_it_chose(run_cli, t
     assert config["train"]["batch_size"] == chosen["batch_size"]
     assert config["sizing"]["time_budget"] == 2.0
     assert config["train"]["time_budget"] == pytest.approx(2.0 - config["sizing"]["probe_seconds"])
-    # A resumed run keeps its shape and the record of why.
-    result = run_cli("train", "--resume", "clock", "--time", "3", "--plain")
+    # A resumed run keeps its shape and the record of why; its budget a second past what a loaded machine spent.
+    spent = RunFolder(tmp_path / "checkpoints" / "clock").seconds_at(10**9)  # the seconds of its last step
+    result = run_cli("train", "--resume", "clock", "--time", f"{spent + 1:.1f}", "--plain")
     assert result.exit_code == 0, result.output
     assert "sized for the clock" not in result.output
     assert json.loads((tmp_path / "checkpoints" / "clock" / "config.json").read_text())["sizing"] == config["sizing"]
+
+
+def test_train_with_a_budget_too_short_to_probe_says_so_and_records_why(run_cli, text_file, tmp_path, small_cpu_preset):
+    assert run_cli("prepare", "--dataset", str(text_file), "--tokenizer", "char", "--name", "notes").exit_code == 0
+    result = run_cli("train", "--corpus", "notes", "--preset", "cpu", "--time", "1", "--plain", "--name", "quick")
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("sized for the clock: ")]
+    assert line.startswith("sized for the clock: 2x16, batch 4, the smallest candidate, not probed: 1 s is too short")
+    config = RunFolder(tmp_path / "checkpoints" / "quick").config()
+    assert config["model"]["hidden"] == 16 and config["train"]["time_budget"] == 1.0
+    assert config["sizing"]["chosen"]["tokens_per_s"] is None and config["sizing"]["options"] == []
 
 
 def test_a_named_width_or_a_step_budget_trains_the_shape_asked_for(run_cli, text_file, tmp_path, small_cpu_preset):
@@ -152,7 +213,7 @@ def test_a_named_width_or_a_step_budget_trains_the_shape_asked_for(run_cli, text
 def test_the_benchmark_fit_recovers_the_coefficients_its_runs_were_drawn_from():
     from benchmarks import sizing as runs
 
-    truth = sizing.LossFit(a=0.3, alpha=0.5, b=0.4, beta=0.35, repeats=5.0)
+    truth = sizing.LossFit(a=0.3, alpha=0.5, b=0.4, beta=0.35, repeats=5.0, passes=math.inf)
     rows = []
     for corpus, floor, unique in (("a", 1.2, 1_000_000), ("b", 1.9, 400_000)):
         for width in (256, 384, 512):
@@ -173,3 +234,26 @@ def test_the_benchmark_fit_recovers_the_coefficients_its_runs_were_drawn_from():
     assert (fitted["alpha"], fitted["beta"], fitted["repeats"]) == (0.5, 0.35, 5.0)
     assert fitted["a"] == pytest.approx(0.3, rel=1e-3) and fitted["b"] == pytest.approx(0.4, rel=1e-3)
     assert fitted["offsets"] == pytest.approx({"a unigram 100": 1.2, "b unigram 100": 1.9}, rel=1e-3)
+
+
+def test_the_shipped_rule_is_the_fit_of_the_stored_runs_and_each_coefficient_is_inside_its_grid_or_on_its_bound():
+    from benchmarks import sizing as runs
+
+    fits = {row["family"]: row for row in runs.fit_file(Path(runs.__file__).with_name("sizing_runs.jsonl"), None)}
+    for family, rule in sizing.FITS.items():
+        fitted = fits[family]
+        assert fitted["clipped"] == []
+        assert (rule.alpha, rule.beta, rule.repeats) == (fitted["alpha"], fitted["beta"], fitted["repeats"])
+        assert (rule.a, rule.b) == pytest.approx((fitted["a"], fitted["b"]), rel=1e-3)
+        assert rule.passes == pytest.approx(fitted["passes"], abs=0.01)
+
+
+def test_a_grid_that_stops_short_of_the_bounds_says_which_coefficients_it_clipped(monkeypatch):
+    from benchmarks import sizing as runs
+
+    monkeypatch.setattr(runs, "ALPHAS", np.round(np.arange(0.05, 1.51, 0.05), 2))  # the grid before 2026-12-07
+    path = Path(runs.__file__).with_name("sizing_runs.jsonl")
+    assert {row["family"]: row["clipped"] for row in runs.fit_file(path, None)} == {
+        "char": ["alpha"],
+        "subword": ["alpha"],
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.errors import CheckpointError, TrainingDiverged
 from rnngen.generation.completer import Completer
 from rnngen.models import checkpoint
+from rnngen.store.checkpoint_format import FORMAT
 from rnngen.store.resolve import resolve_checkpoint
 from rnngen.store.runs import BEST, LAST, RunFolder
 from rnngen.training.events import Logged
@@ -215,14 +217,14 @@ def test_a_checkpoint_of_another_format_is_refused_naming_its_format_and_the_fix
     with safe_open(path, framework="pt") as file:
         metadata = file.metadata()
     tensors, header = load_file(path), json.loads(metadata["rnngen"])
-    for found, fix in ((2, "train the run again with this rnngen"), (4, "upgrade rnngen to read it")):
+    for found, fix in ((FORMAT - 1, "train the run again with this rnngen"), (FORMAT + 1, "upgrade rnngen to read it")):
         save_file(tensors, path, metadata={**metadata, "rnngen": json.dumps({**header, "format": found})})
         with pytest.raises(CheckpointError) as refused:
             checkpoint.load(path)
-        assert str(refused.value) == f"{path} is checkpoint format {found}; this rnngen reads format 3: {fix}"
+        assert str(refused.value) == f"{path} is checkpoint format {found}; this rnngen reads format {FORMAT}: {fix}"
     # The run's config.json holds the same header: `rnngen runs` and the hub's model card read it.
     run.config_path.write_text(json.dumps({**header, "format": 1}))
-    with pytest.raises(CheckpointError, match="config.json is checkpoint format 1; this rnngen reads format 3"):
+    with pytest.raises(CheckpointError, match=f"config.json is checkpoint format 1; this rnngen reads format {FORMAT}"):
         run.config()
 
 
@@ -237,3 +239,15 @@ def test_a_tokenizer_mismatch_says_what_differs():
         require_same_tokenizer(
             "corpus c", {"sha256": "a", "vocab_size": 512}, {"sha256": "b", "vocab_size": 1024}, "fix it"
         )
+
+
+def test_a_run_stopped_before_its_first_evaluation_resumes(char_corpus, tmp_path):
+    from rnngen.training.signals import StopFlag
+
+    model_cfg, train_cfg = tiny(char_corpus, steps=40, eval_every=30)
+    run, stop = RunFolder(tmp_path / "runs" / "early"), StopFlag()
+    stop.signal = signal.SIGTERM  # at the first log step, before any evaluation: no best loss yet
+    with pytest.raises(Interrupted):
+        Trainer(char_corpus, model_cfg, train_cfg, run, stop=stop).fit()
+    resumed = Trainer(char_corpus, model_cfg, train_cfg, run, resume_from=checkpoint.load(run.file(LAST)))
+    assert resumed.fit()["steps"] == 40

@@ -39,24 +39,36 @@ class GradientProfile:
         return next((d for d, g in enumerate(self.loss_grad) if g < VANISHED * self.loss_grad[0]), None)
 
 
-def _unroll(model: RecurrentLM, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Run the layers one step at a time: the last output (h_T of the top layer) and, for every
-    earlier step, the state tensor the next step reads (h_t of every layer)."""
+def _unroll(model: RecurrentLM, ids: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """Run the layers one step at a time: the last output (h_T of the top layer), for every earlier step the state
+    tensor the next step reads (h_t of every layer), and the list a backward pass then fills with the gradients of
+    the top layer's h_t, from t = T back to t = 1.
+
+    Python hooks fill that list rather than `retain_grad`: a backward pass is one call into torch, and the hooks run
+    Python at every step back, where a SIGTERM or Ctrl-C is acted on (rnngen.interrupts); without them a signal
+    waited for the whole pass, minutes for a long window."""
     x = model.embedding(ids)
+    steps = ids.size(1)
+    grads: list[torch.Tensor] = [torch.empty(0)] * steps
     state, states = None, []
-    for t in range(ids.size(1)):
+    for t in range(steps):
         out, state = model.rnn(x[:, t : t + 1], state)
-        h = hidden_of(state)
-        h.retain_grad()
-        states.append(h)
+        if t < steps - 1:  # h_T is read by no later step: its gradient is the last output's
+            h = hidden_of(state)
+            h.register_hook(_keeper(grads, steps - 1 - t, top_layer=True))
+            states.append(h)
     last = out[:, -1]
-    last.retain_grad()
-    return last, states[:-1]
+    last.register_hook(_keeper(grads, 0, top_layer=False))
+    return last, states, grads
 
 
-def _top_layer_grads(last: torch.Tensor, states: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Gradients w.r.t. the top layer's h_t, from t = T back to t = 1."""
-    return [last.grad] + [h.grad[-1] for h in reversed(states)]
+def _keeper(grads: list[torch.Tensor], distance: int, top_layer: bool) -> Callable[[torch.Tensor], None]:
+    """A hook that keeps the gradient it is given (the top layer's, of a state of every layer) at `distance`."""
+
+    def keep(grad: torch.Tensor) -> None:
+        grads[distance] = grad[-1] if top_layer else grad
+
+    return keep
 
 
 def profile(
@@ -72,19 +84,19 @@ def profile(
     (rows of `ids` are then its input vectors, and the last row is not read)."""
     model.eval()  # no dropout: the measurement is of the network, not of a random mask
     inputs, target = ids[None, :-1], ids[None, -1]
-    last, states = _unroll(model, inputs)
+    last, _, grads = _unroll(model, inputs)
     if loss is None:
         F.cross_entropy(model.logits(last), target).backward()
     else:
         loss(model.logits(last)).backward()
-    loss_grad = [grad.norm().item() for grad in _top_layer_grads(last, states)]
+    loss_grad = [grad.norm().item() for grad in grads]
     # ||J||_F^2 = E ||v^T J||^2 for v ~ N(0, I): one backward pass over `probes` copies of the window.
     model.zero_grad(set_to_none=True)
-    last, states = _unroll(model, inputs.expand(probes, *inputs.shape[1:]))
+    last, states, grads = _unroll(model, inputs.expand(probes, *inputs.shape[1:]))
     generator = torch.Generator(device=ids.device).manual_seed(seed)
     probe = torch.randn(last.shape, generator=generator, device=ids.device)
     last.backward(probe)
-    jacobian = [grad.square().sum(-1).mean().sqrt().item() for grad in _top_layer_grads(last, states)]
+    jacobian = [grad.square().sum(-1).mean().sqrt().item() for grad in grads]
     model.zero_grad(set_to_none=True)
     result = GradientProfile(label, loss_grad, jacobian)
     if model.config.kind == "rnn":

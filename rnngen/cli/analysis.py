@@ -14,6 +14,7 @@ from rnngen.cli.common import (
 )
 from rnngen.config import MODEL_KINDS, ModelConfig
 from rnngen.errors import RnngenError
+from rnngen.lab.limits import MAX_LENGTH
 
 if TYPE_CHECKING:
     from rnngen.store.runs import RunFolder
@@ -37,7 +38,13 @@ if TYPE_CHECKING:
 )
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True, help="With --model.")
 @click.option("--hidden", type=click.IntRange(min=1), default=128, show_default=True, help="With --model.")
-@click.option("--length", type=click.IntRange(min=2), default=100, show_default=True, help="Window length T.")
+@click.option(
+    "--length",
+    type=click.IntRange(min=2, max=MAX_LENGTH),
+    default=100,
+    show_default=True,
+    help=f"Window length T, at most {MAX_LENGTH} (as `rnngen lab gradients`): memory and time grow with it.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the fresh models and the probes.")
 @click.option(
     "--plot",

@@ -3,6 +3,11 @@
 Lines that start with `/` change the session: sampling settings in place (`/temperature 0.7`),
 whether the model's state is kept from one turn to the next (`/keep`), `/reset`, `/help`, `/quit`.
 Ctrl-C stops the completion being written, not the session; Ctrl-D or `/quit` leaves.
+
+With `/keep` the turns and replies are one running text, held as a `TextState` (what `Model.read` gives): each
+turn reads only its line, and after the reply the reply is read again the way a prompt is read, so that the next
+turn writes what `rnngen complete` writes for the whole running text, and what `rnngen serve` writes for the same
+messages.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from rnngen.cli.main import flag
 from rnngen.config import SampleConfig
 from rnngen.errors import RnngenError
 from rnngen.generation.completer import Completer
-from rnngen.generation.read_state import ReadState
+from rnngen.generation.read_state import TextState
 from rnngen.interrupts import Terminated
 
 # command -> (SampleConfig field, parser, help)
@@ -59,7 +64,8 @@ class ChatSession:
         self.completer, self.cfg, self.console, self.keep = completer, cfg, console, keep
         self.read = read or console.input  # input() with readline history, prompt drawn by rich
         self.generator = completer.generator(cfg.seed)
-        self.memory: ReadState | None = None  # the model after the running text, with /keep
+        # The running text read (its text, tokens and the model after it), with /keep.
+        self.memory: TextState | None = None
 
     def run(self) -> None:
         """Read lines until Ctrl-D or /quit."""
@@ -82,9 +88,7 @@ class ChatSession:
 
     def turn(self, prompt: str) -> None:
         """Complete one line, streaming; Ctrl-C stops this completion only."""
-        completion = self.completer.complete(
-            prompt, self.cfg, self.generator, memory=self.memory if self.keep else None
-        )
+        completion = self.completer.complete(prompt, self.cfg, self.generator, after=self.memory if self.keep else None)
         try:
             for piece in completion:
                 self.console.print(visible(piece), style="cyan", end="", markup=False, highlight=False)
@@ -94,8 +98,11 @@ class ChatSession:
             self.console.print(" [dim]\\[stopped][/]", end="")
         self.console.print()
         if self.keep:
-            # After Ctrl-C too: the running text goes on from where the completion was stopped.
-            self.memory = completion.memory
+            # After Ctrl-C too: the running text goes on with what was written until then.
+            read = completion.prompt_state
+            self.memory = self.completer.read(
+                completion.written if read is not None else prompt, after=read if read is not None else self.memory
+            )
 
     def command(self, words: list[str]) -> bool:
         """Run a /command; False means leave the session."""

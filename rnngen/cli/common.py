@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+
+from rnngen.store.atomic import strict_json
 
 
 @dataclass(frozen=True)
@@ -66,20 +66,8 @@ def require_folder_of(path: Path, option: str) -> None:
 
 
 def echo_json(data: Any, indent: int | None = None) -> None:
-    """Print a command's `--json` output: valid JSON, so a number that is NaN or infinite is written as null
-    (`json.dumps` would write a bare `NaN`, which JSON readers refuse)."""
-    click.echo(json.dumps(_finite(data), indent=indent, allow_nan=False))
-
-
-def _finite(data: Any) -> Any:
-    """`data` with every float that is NaN or infinite replaced by None."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {key: _finite(value) for key, value in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(value) for value in data]
-    return data
+    """Print a command's `--json` output as strict JSON (`rnngen.store.atomic.strict_json`)."""
+    click.echo(strict_json(data, indent))
 
 
 def print_listing(rows: list[dict[str, Any]], as_json: bool, table: Any, empty: str) -> None:

@@ -26,7 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rnngen.data.tokenizer import utf8_safe
-from rnngen.lab.verdicts import AT_BASELINE, NOT_LEARNED, PARTLY, SOLVED
+from rnngen.lab.verdicts import AT_BASELINE, NOT_LEARNED, PARTLY, SOLVED, WORSE
 from rnngen.training.events import (
     Evaluated,
     Event,
@@ -284,7 +284,7 @@ class TrainDisplay(_Live):
         out.print(corpus_table(event.meta, False))
 
     def _on_notice(self, event: Notice) -> None:
-        err.print(event.text, markup=False, soft_wrap=True)
+        err.print(visible(event.text), markup=False, soft_wrap=True)  # it may quote a prompt
 
     def _on_sized(self, event: Sized) -> None:
         err.print(event.line, markup=False, soft_wrap=True)
@@ -305,6 +305,7 @@ class TrainDisplay(_Live):
             f"{human(event.tokens_per_step)} tokens per step, {human(event.train_tokens)} training tokens, "
             f"budget {budget}" + (f", resuming at step {event.step}" if event.step else "")
         )
+        err.print(event.arithmetic, markup=False, soft_wrap=True)
         err.print(f"run folder: {event.run}")
         if not self.plain and not self.live:
             self.progress.start()
@@ -581,7 +582,7 @@ def beams_table(prompt: str, beams: list[Any]) -> Table:
     return table
 
 
-VERDICT_STYLES = {SOLVED: "bold green", PARTLY: "yellow", AT_BASELINE: "red", NOT_LEARNED: "magenta"}
+VERDICT_STYLES = {SOLVED: "bold green", PARTLY: "yellow", AT_BASELINE: "red", WORSE: "red", NOT_LEARNED: "magenta"}
 
 
 def verdict_text(verdict: str) -> Text:

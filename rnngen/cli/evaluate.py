@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from rnngen.cli.common import Paths, echo_json, pass_paths
@@ -24,7 +22,8 @@ from rnngen.evaluation import BATCH_SIZE, MAX_SEQ_LEN, MAX_TOKENS, SPLITS
     type=click.IntRange(min=0),
     default=MAX_TOKENS,
     show_default=True,
-    help="Evaluate the first N tokens only; 0 is the whole split (on a large split, minutes to hours).",
+    help="Evaluate the first N tokens only; 0 is the whole split, every token after the first scored once "
+    "(on a large split, minutes to hours).",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=BATCH_SIZE, show_default=True)
 @click.option(
@@ -71,10 +70,8 @@ def evaluate(
             progress=progress,
         )
     if as_json:
-        echo_json(dataclasses.asdict(result))
+        echo_json(result.to_dict())
         return
-    bound = f" (first {result.val_tokens:,} tokens: --max-tokens 0 for the whole split)" if result.bounded else ""
-    out.print(f"{result.checkpoint} on {result.corpus}/{result.split}{bound}")
-    out.print(
-        f"loss {result.val_loss:.4f} nats/token   perplexity {result.val_ppl:.2f}   {result.val_bpc:.4f} bits/char"
-    )
+    read = f"its first {result.tokens + 1:,} tokens: --max-tokens 0 for the whole split" if result.bounded else "whole"
+    out.print(f"{result.checkpoint} on {result.corpus}/{result.split} ({read}; {result.tokens:,} tokens predicted)")
+    out.print(f"loss {result.loss:.4f} nats/token   perplexity {result.ppl:.2f}   {result.bpc:.4f} bits/char")

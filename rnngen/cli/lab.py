@@ -8,9 +8,10 @@ import click
 
 from rnngen.cli.common import Count, echo_json, require_folder_of
 from rnngen.config import DEVICES, MAX_SEED
-from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
+from rnngen.lab.limits import MAX_JOBS, MAX_LENGTH, MAX_SPEED_LENGTH
 
-TASK_CHOICES = ("adding", "copy", "recall", "gradients", "speed")
+TRAINED_CHOICES = ("adding", "copy", "recall")
+TASK_CHOICES = (*TRAINED_CHOICES, "gradients", "speed")
 TITLES = {"adding": "adding problem", "copy": "copy memory", "recall": "associative recall"}
 
 
@@ -28,6 +29,18 @@ def _numbers(option: str):
             ) from None
 
     return parse
+
+
+def check_pairs(tasks: list[str], curves: bool, plot_path: Path | None) -> None:
+    """Refuse an option that would do nothing without another, before any work, naming the fix."""
+    from rnngen.errors import RnngenError
+
+    if curves and plot_path is None:
+        raise RnngenError("--curves draws beside the --plot picture: add --plot FILE (e.g. --plot lab.png)")
+    if curves and not set(tasks) & set(TRAINED_CHOICES):
+        raise RnngenError(
+            f"--curves draws the learning curves of a trained task: name {', '.join(TRAINED_CHOICES)}, or drop --curves"
+        )
 
 
 def _plot_path(base: Path, task: str, several: bool) -> Path:
@@ -88,6 +101,14 @@ def _plot_path(base: Path, task: str, several: bool) -> Path:
     show_default=True,
     help="Where to train and time (auto: CUDA, then MPS, then the CPU).",
 )
+@click.option(
+    "--jobs",
+    type=int,
+    help=(
+        "Runs to train at once on the CPU, each in a process of its own on one thread; a run gives the same numbers "
+        f"either way. [default: one per core, at most {MAX_JOBS}]"
+    ),
+)
 @click.option("--json", "as_json", is_flag=True, help="Print every run as JSON instead of tables.")
 @click.option(
     "--plot",
@@ -106,6 +127,7 @@ def lab(
     time_budget: float | None,
     curves: bool,
     device: str,
+    jobs: int | None,
     as_json: bool,
     plot_path: Path | None,
 ) -> None:
@@ -113,6 +135,7 @@ def lab(
 
     \b
     rnngen lab --quick                                   # every task, under 10 minutes on a 2-core CPU
+    rnngen lab copy --quick --jobs 1                     # one run at a time, in this process
     rnngen lab adding --length 50,100,200 --models rnn,lstm,gru
     rnngen lab recall --length 4,16 --seeds 0,1 --plot recall.png
     rnngen lab adding --quick --models lstm,gru --init default,forget1,chrono   # the initialisations side by side
@@ -124,7 +147,8 @@ def lab(
     tasks = [task] if task else list(LAB_TASKS)
     names = [name.strip() for name in models.split(",") if name.strip()]
     inits = None if init is None else [name.strip() for name in init.split(",") if name.strip()]
-    check_options(tasks, names, lengths, seeds, steps, time_budget, inits)
+    check_pairs(tasks, curves, plot_path)
+    check_options(tasks, names, lengths, seeds, steps, time_budget, inits, jobs)
     if plot_path:
         from rnngen.analysis.plot import check_image_path
 
@@ -165,6 +189,7 @@ def lab(
         on_report=show,
         device=device,
         init=inits,
+        jobs=jobs,
     )
     if as_json:
         echo_json([report.to_dict() for report in reports], indent=1)

@@ -51,6 +51,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "rnngen.cli.serve:serve",
         "Serve models over an OpenAI-compatible HTTP API, with a web page at /.",
     ),
+    "export": ("rnngen.cli.export:export", "Write a run's model as ONNX, or as a web page that runs it in a browser."),
     "push": (
         "rnngen.cli.push:push",
         "Upload a run (best checkpoint, config, tokenizer, model card) to the Hugging Face Hub.",

@@ -12,8 +12,9 @@ from rnngen.cli.common import Count, Paths, pass_paths, print_listing
     "--dataset",
     default="pydocs",
     show_default=True,
-    help="A hub id (Salesforce/wikitext), a local file (.txt .md .json .jsonl .csv .parquet) or folder, "
-    "or `pydocs`, the embedded docstring corpus that needs no network.",
+    help="A hub id (Salesforce/wikitext), a local file (.txt .md .json .jsonl .csv .parquet), a folder of such "
+    "files (all read, text files first, then JSON, CSV, Parquet), or `pydocs`, the embedded docstring corpus that "
+    "needs no network.",
 )
 @click.option("--config", "config_name", help="The dataset's config (subset), e.g. wikitext-2-raw-v1.")
 @click.option("--revision", help="A hub branch, tag or commit, e.g. refs/convert/parquet.")
@@ -91,7 +92,7 @@ def prepare(
     rnngen prepare --dataset Salesforce/wikitext --config wikitext-2-raw-v1   # rows joined into articles
     rnngen prepare --dataset names.txt --documents lines  # one document per line
     rnngen prepare --dataset roneneldan/TinyStories --streaming --max-chars 50M
-    rnngen prepare --dataset ./my_texts/                  # a folder of .txt/.jsonl/.parquet files
+    rnngen prepare --dataset ./my_texts/                  # a folder of .txt/.jsonl/.parquet files, all read
     rnngen prepare --dataset notes.txt --tokenizer char --name notes
     rnngen prepare --dataset more_notes/ --tokenizer-from notes-lstm   # the run's vocabulary
     """

@@ -6,7 +6,7 @@ import click
 
 from rnngen.cli.common import Paths, pass_paths
 from rnngen.config import DEVICES
-from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
+from rnngen.generation.limits import GRACE_SECONDS, MAX_BATCH, MAX_PROMPT_TOKENS, MAX_QUEUE, STATE_CACHE_MB
 
 
 @click.command()
@@ -23,7 +23,41 @@ from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
 @click.option(
     "--api-key",
     envvar="RNNGEN_API_KEY",
-    help="Require `Authorization: Bearer KEY` on every route but the page and /health (or set RNNGEN_API_KEY).",
+    help="Require `Authorization: Bearer KEY` on every route but the page and /health. Prefer setting "
+    "RNNGEN_API_KEY: an option is visible to every user in `ps`.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name clients reach the server by, besides loopback ones (repeatable; * for any). [default: loopback "
+    "names on a loopback address, any name on another]",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="A web page's origin (https://app.example) that may call the API from a browser (repeatable; * for any). "
+    "[default: none but the server's own page]",
+)
+@click.option(
+    "--state-cache",
+    "state_cache_mb",
+    type=click.FloatRange(min=0),
+    default=STATE_CACHE_MB,
+    show_default=True,
+    metavar="MB",
+    help="Memory for the states of prompts already read, per model: a request that starts with one reads only the "
+    "rest. 0 keeps none.",
+)
+@click.option(
+    "--max-prompt-tokens",
+    type=click.IntRange(min=1),
+    default=MAX_PROMPT_TOKENS,
+    show_default=True,
+    help="Prompt tokens one request may ask to read; past it, 400.",
 )
 @click.option(
     "--max-batch",
@@ -40,6 +74,15 @@ from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
     help="Requests that may wait for room in the batch; past it, 429 with Retry-After.",
 )
 @click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    default=GRACE_SECONDS,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGTERM or Ctrl-C, the time requests in flight have to finish; streams still open then end with an "
+    "error event.",
+)
+@click.option(
     "--device",
     type=click.Choice(DEVICES),
     default="auto",
@@ -53,8 +96,13 @@ def serve(
     host: str,
     port: int,
     api_key: str | None,
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    state_cache_mb: float,
+    max_prompt_tokens: int,
     max_batch: int,
     max_queue: int,
+    shutdown_grace: float,
     device: str,
 ) -> None:
     """Serve models over an OpenAI-compatible HTTP API, with a web page at /.
@@ -63,15 +111,19 @@ def serve(
     pip install "rnngen[serve]"
     rnngen serve                                           # the latest run, on http://127.0.0.1:8000
     rnngen serve --checkpoint notes-lstm --checkpoint notes-gru --port 8080
-    rnngen serve --host 0.0.0.0 --api-key "$(openssl rand -hex 16)"
+    export RNNGEN_API_KEY="$(openssl rand -hex 16)"; rnngen serve --host 0.0.0.0 --allowed-host notes.example
+    rnngen serve --state-cache 512 --cors-origin https://app.example
     curl http://127.0.0.1:8000/v1/completions -H "Content-Type: application/json" \\
         -d '{"model": "notes-lstm", "prompt": "The gradient", "max_tokens": 40}'
     """
     from rnngen.cli.display import err
     from rnngen.errors import RnngenError
 
+    note = _blas_threads()
     try:
         from rnngen.server import serving
+        from rnngen.server.guards import allowed_hosts as host_policy
+        from rnngen.server.guards import host_name, is_loopback_name
     except ImportError as exc:
         raise RnngenError(f'rnngen serve needs its extra ({exc.name} is missing): pip install "rnngen[serve]"') from exc
 
@@ -85,7 +137,9 @@ def serve(
         markup=False,
         soft_wrap=True,
     )
-    if not serving.is_loopback(host) and not api_key:
+    if note:
+        err.print(note, style="dim", markup=False, soft_wrap=True)
+    if not is_loopback_name(host_name(host)) and not api_key:
         err.print(
             f"warning: {host} is reachable from other machines and no --api-key is set: anyone who reaches it can "
             "use the models",
@@ -93,4 +147,44 @@ def serve(
             markup=False,
             soft_wrap=True,
         )
-    serving.serve(models, sock, api_key, max_batch, max_queue)
+    serving.serve(
+        models,
+        sock,
+        shutdown_grace,
+        api_key=api_key,
+        max_batch=max_batch,
+        max_queue=max_queue,
+        state_cache_mb=state_cache_mb,
+        max_prompt_tokens=max_prompt_tokens,
+        allowed_hosts=host_policy(host, allowed_hosts),
+        cors_origins=cors_origins,
+    )
+
+
+def _blas_threads() -> str | None:
+    """Let NumPy's BLAS use the cores other processes leave free, less one for the server's own event loop and
+    scheduler; call before anything imports NumPy. A line saying so when other processes take cores, else None; a
+    value the user set wins.
+
+    BLAS threads wait for each other at every product, spinning: where another thread holds a core (another process,
+    or the event loop writing the streams), a step waits for the thread that shares it. On 2 cores, with the server's
+    clients on the same machine, two threads against one gave 26 against 437 tokens/s to one stream and 1,145
+    against 1,816 to 64 on a busy machine, and 309 against 1,192 to 16 streams on one otherwise idle
+    (docs/serve.md).
+    """
+    import os
+
+    from rnngen.training.threads import busy_cores, free_threads
+
+    if "OPENBLAS_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = os.cpu_count() or 1
+    free = free_threads(cores, busy_cores())
+    threads = max(1, free - 1)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
+    if free == cores:
+        return None
+    return (
+        f"other processes keep {cores - free} of this machine's {cores} cores busy: NumPy computes on {threads} "
+        f"thread{'s' * (threads != 1)} (set OPENBLAS_NUM_THREADS to choose)"
+    )

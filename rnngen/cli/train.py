@@ -15,7 +15,7 @@ from rnngen.cli.common import (
     pass_paths,
     print_listing,
 )
-from rnngen.config import DEVICES, IMPLS, MAX_SEED, MODEL_KINDS, PRECISIONS, PRESETS
+from rnngen.config import DEVICES, IMPLS, MAX_SEED, MIN_PROBED_BUDGET, MODEL_KINDS, PRECISIONS, PRESETS
 from rnngen.errors import RnngenError
 from rnngen.store.runs import DamagedRun, RunFolder, figures
 from rnngen.training.trackers import parse_report_to, require
@@ -104,8 +104,9 @@ def _preset_help(section: str, key: str, text: str) -> str:
         "train",
         "time_budget",
         "Stop after this many seconds of training. A time budget alone sizes the cpu preset's model for the tokens it "
-        "buys on this machine (a few seconds' probe, counted in it); --steps, --model, --hidden, --embed, --layers, "
-        "--batch-size or --seq-len keep the preset's shape.",
+        "buys on this machine (a few seconds' probe, counted in it; under "
+        f"{MIN_PROBED_BUDGET:g} s, the smallest shape, unprobed); "
+        "--steps, --model, --hidden, --embed, --layers, --batch-size or --seq-len keep the preset's shape.",
     ),
 )
 @click.option(
@@ -141,8 +142,10 @@ def _preset_help(section: str, key: str, text: str) -> str:
 @click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
-    help="The forward pass's arithmetic: bf16 autocast (weights stay float32) or float32. [default: auto: bf16 "
-    "on CUDA GPUs since Ampere and on CPUs with AVX512-BF16 or AMX, float32 elsewhere]",
+    help="The forward pass's arithmetic: bf16 autocast (weights stay float32) or float32; the run's first lines "
+    "say which it uses and why. bf16 where the model cannot run in it (oneDNN's LSTM on a CPU without bf16) is "
+    "refused. [default: auto: bf16 on CUDA GPUs since Ampere and on CPUs with AVX512-BF16 or AMX where the model "
+    "runs in it, float32 elsewhere]",
 )
 @click.option("--compile", "compile", is_flag=True, help="torch.compile the model.")
 @click.option("--name", "run_name", help="The run folder name under checkpoints/. [default: CORPUS-MODEL-TIME]")
@@ -305,6 +308,8 @@ def _run_row(run: RunFolder, damaged: str | None = None) -> dict[str, Any]:
         "damaged": damaged,
         "model": None,
         "corpus": None,
+        "precision": None,
+        "requested": None,
         "steps": None,
         "best": None,
         "last": None,
@@ -317,13 +322,16 @@ def _run_row(run: RunFolder, damaged: str | None = None) -> dict[str, Any]:
     if damaged:
         return row
     config, metrics = run.config(), run.metrics()
-    model = config["model"]
+    model, arithmetic = config["model"], config.get("arithmetic")
     # metrics.jsonl may have been edited or cut short: only figures that are numbers count.
     evals = figures(metrics, "eval", "val_bpc")
     seconds, rates = figures(metrics, "train", "seconds"), figures(metrics, "train", "tokens_per_s")
     return row | {
         "model": f"{model.get('kind')} {model.get('layers')}x{model.get('hidden')}",
         "corpus": config["corpus"].get("name"),
+        # What the run computed in (the arithmetic its request resolved to), and the request.
+        "precision": arithmetic.get("precision") if isinstance(arithmetic, dict) else None,
+        "requested": config["train"].get("precision"),
         "steps": max(figures(metrics, None, "step"), default=None),
         "best": run.best_val_bpc(),
         "last": evals[-1] if evals else None,

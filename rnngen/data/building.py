@@ -41,10 +41,6 @@ def build_corpus(
     progress("load", 0, None)
     source = sources.open_source(spec, cache_dir=work / ".datasets-cache")
     progress("load", 1, 1)
-    if source.train_chars == 0:
-        raise CorpusError(
-            f"{spec.dataset} has no text in split {source.info['train_split']!r} (column {source.text_column!r})"
-        )
     # Validation text: the source's validation split, else the last characters of the train split when its
     # size is known, else (streaming) the tail of train.bin, moved into val.bin once the split is encoded.
     by_characters = source.val is None and source.train_chars is not None
@@ -60,6 +56,13 @@ def build_corpus(
     def train_docs() -> Pieces:
         return (piece for _, piece in itertools.takewhile(lambda item: item[0] == "train", split()))
 
+    # A text of only whitespace is no text, as an empty one is: refused here, before a tokenizer or a run is trained
+    # on it. Reading stops at the first piece that holds text.
+    if not any(text and not text.isspace() for text, _ in train_docs()):
+        raise CorpusError(
+            f"{spec.dataset} has no text in split {source.info['train_split']!r} (column {source.text_column!r})"
+        )
+
     progress("tokenizer", 0, None)
     kind = tok_spec.kind
     if tok_spec.from_path:
@@ -67,8 +70,6 @@ def build_corpus(
         kind = recorded_kind(Path(tok_spec.from_path))
     else:
         sample = sample_text(train_docs(), source.train_chars)
-        if not any(sample):
-            raise CorpusError(f"{spec.dataset} has no text to train on")
         model = train_tokenizer(sample, tok_spec, source.train_chars, threads)
         del sample
     (work / "tokenizer.model").write_bytes(model)

@@ -7,14 +7,16 @@ A source is a hub id (with optional config and revision), a local file (.txt, .m
 in-process by `rnngen.data.pydocs`. This module knows nothing of tokens.
 
 A split is read as pieces of documents, `(text, ends_document)`, so that a document of any length (a
-single 2 GB text file) is never held whole: local text files are read here in pieces of PIECE_CHARS,
-decoded as `datasets` decodes them (UTF-8, universal newlines), without converting them to Arrow.
+single 2 GB text file, a 300 MB line) is never held whole, in any document mode: local text files are read
+here in pieces of PIECE_CHARS, decoded as `datasets` decodes them (UTF-8, universal newlines), without
+converting them to Arrow, and a document is given out PIECE_CHARS at a time.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import itertools
 import os
 import re
 import sys
@@ -35,10 +37,16 @@ VALIDATION_SPLITS = ("validation", "valid")
 # wikitext-style ` = Title = ` heading. `auto` is `rows`, or `articles` when the rows are the lines
 # of a text (headings among the first rows).
 DOCUMENT_MODES = ("auto", "rows", "lines", "paragraphs", "articles")
-_ARTICLE_HEADING = re.compile(r"^ ?= [^=].* = ?\n?$")
+_HEADING = r" ?= [^=\n].* = ?"
+_ARTICLE_HEADING = re.compile(rf"^{_HEADING}\n?$")  # a row that is a heading line (detection)
+# The heading lines of a text (cutting): one at its start, the others after a newline (a literal that `re` finds
+# fast, where `^` tries every position).
+_HEADING_LINE = re.compile(rf"{_HEADING}$", re.MULTILINE)
+_NEXT_HEADING = re.compile(rf"\n(?={_HEADING}$)", re.MULTILINE)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 DETECT_ROWS = 2000
-# Local text files are read this many characters at a time; the cuts fall where the document mode would
-# cut anyway (see `_SAFE_CUT`), so the documents are those of the whole text.
+# Local text files are read, and documents given out, this many characters at a time; the documents are those
+# of the whole text, whatever the pieces it was read in.
 PIECE_CHARS = 1_000_000
 # How each local file type is read. A .txt file is one document, so a single text file (tiny
 # shakespeare) is a single-document corpus and lines are not torn into separate documents.
@@ -127,7 +135,8 @@ def _offline_error(dataset: str) -> CorpusError:
 
 
 def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
-    """The arguments for `load_dataset` that read `spec.dataset`."""
+    """The arguments for `load_dataset` that read `spec.dataset`; for a local folder not laid out like a hub
+    dataset repo, `folder` and no arguments: `_folder` reads it."""
     kwargs: dict[str, Any] = {"streaming": spec.streaming}
     if spec.revision:
         kwargs["revision"] = spec.revision
@@ -143,10 +152,66 @@ def _load_kwargs(spec: SourceSpec) -> tuple[list[Any], dict[str, Any]]:
         if builder == "text":
             kwargs["sample_by"] = "document"
         return [builder], {**kwargs, "data_files": {"train": str(path)}}
+    if spec.config is None and not _laid_out_as_repo(path):
+        return [], {**kwargs, "folder": path}
     files = [p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".") and p.name != "README.md"]
     if files and all(FILE_BUILDERS.get(p.suffix.lower()) == "text" for p in files):
         kwargs["sample_by"] = "document"
     return [str(path), spec.config], kwargs
+
+
+def _laid_out_as_repo(folder: Path) -> bool:
+    """Whether `folder` is laid out like a hub dataset repo: a README.md whose YAML header names its configs, or
+    a loading script named after the folder (which `datasets` refuses, naming the fix)."""
+    if (folder / f"{folder.resolve().name}.py").is_file():
+        return True
+    readme = folder / "README.md"
+    if not readme.is_file():
+        return False
+    import yaml
+    from huggingface_hub.repocard import metadata_load
+
+    try:
+        metadata = metadata_load(readme)
+    except (yaml.YAMLError, UnicodeDecodeError):  # a README of the user's own, not a dataset card
+        return False
+    return isinstance(metadata, dict) and "configs" in metadata
+
+
+def _folder(folder: Path, spec: SourceSpec, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A local folder's splits: the files of each as `datasets` names them (by their names: train, validation, test;
+    else all train), each kind read as a file of that kind alone is (text files as `TextFiles`, the others by their
+    `datasets` builder), and a split that holds several kinds read kind after kind (`Mixed`), none left out."""
+    import datasets
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    base = folder.resolve().as_posix()
+    data: dict[str, Any] = {}
+    for split, files in DataFilesDict.from_patterns(get_data_patterns(base), base_path=base).items():
+        kinds: dict[str, list[str]] = {builder: [] for builder in FILE_BUILDERS.values()}  # in a stable order
+        unread = sorted({Path(file).suffix.lower() or Path(file).name for file in files} - set(FILE_BUILDERS))
+        if unread:  # refused rather than left out without a word
+            raise CorpusError(
+                f"{spec.dataset} holds {', '.join(unread)} files, which rnngen does not read as text: move them out, "
+                f"or keep {', '.join(sorted(FILE_BUILDERS))} files only"
+            )
+        for file in files:
+            kinds[FILE_BUILDERS[Path(file).suffix.lower()]].append(file)
+        parts = [
+            (
+                builder,
+                TextFiles(files)
+                if builder == "text"
+                else datasets.load_dataset(builder, data_files={str(split): files}, split=str(split), **kwargs),
+            )
+            for builder, files in kinds.items()
+            if files
+        ]
+        if parts:
+            data[str(split)] = parts[0][1] if len(parts) == 1 else Mixed(parts, spec)
+    if not data:
+        raise CorpusError(f"{spec.dataset} holds no file to read: put {', '.join(sorted(FILE_BUILDERS))} files in it")
+    return data
 
 
 def _reads_text(kwargs: dict[str, Any]) -> bool:
@@ -210,6 +275,8 @@ def load(spec: SourceSpec, cache_dir: Path | None = None) -> Any:
     unreachable = not is_local(spec.dataset) and not hub_reachable()
     try:
         with _offline() if unreachable else contextlib.nullcontext():
+            if "folder" in kwargs:
+                return _folder(kwargs.pop("folder"), spec, kwargs)
             if _reads_text(kwargs):
                 # Which files make which split is `datasets`' rule; reading them is ours, in pieces.
                 kwargs.pop("streaming")
@@ -232,26 +299,16 @@ class TextFiles:
     def __init__(self, files: list[str]):
         self.files = [str(file) for file in files]
 
-    def rows(self, cut: Callable[[str, str], int] | None) -> Iterator[tuple[str, bool]]:
-        """Each file's text in pieces, the last piece of a file marked; an empty file is one empty piece.
-
-        Without `cut`, pieces end anywhere. With it, a piece ends where a document mode cuts anyway: at
-        `cut(held, text)` into the text just read (0: nowhere), `held` being the last text read before it and
-        not given out yet; what follows the cut is held for the next piece. Each character is scanned once.
-        """
+    def rows(self) -> Iterator[tuple[str, bool]]:
+        """Each file's text in pieces of PIECE_CHARS, the last piece of a file marked; an empty file is one empty
+        piece."""
         for file in self.files:
             with _opened(file) as handle:
-                held: list[str] = []
                 text = handle.read(PIECE_CHARS)
                 while more := handle.read(PIECE_CHARS):
-                    end = len(text) if cut is None else cut(held[-1] if held else "", text)
-                    if end:
-                        yield "".join(held) + text[:end], False
-                        held = [text[end:]]
-                    else:
-                        held.append(text)
+                    yield text, False
                     text = more
-                yield "".join(held) + text, True
+                yield text, True
 
     def first_rows(self) -> Iterator[str]:
         """What `detect_documents` needs of each file's text without reading it whole: its first line and the two
@@ -259,6 +316,21 @@ class TextFiles:
         for file in self.files:
             with _opened(file) as handle:
                 yield handle.readline(PIECE_CHARS) + handle.read(2)
+
+
+class Mixed:
+    """A split of a local folder that holds files of several kinds, read kind after kind (text files first, then
+    JSON, CSV and Parquet, as in FILE_BUILDERS), each kind by its own text column, found as in a file of that kind
+    alone."""
+
+    def __init__(self, parts: list[tuple[str, Any]], spec: SourceSpec):
+        self.features = {spec.text_column or "text": SimpleNamespace(dtype="string")}
+        self.parts = [
+            (data, _pick_column(data.features, spec.text_column, f"the {builder} files of {spec.dataset}"))
+            if builder != "text"
+            else (data, "text")
+            for builder, data in parts
+        ]
 
 
 @contextlib.contextmanager
@@ -336,27 +408,133 @@ def _rows(split_data: Any, column: str, spec: SourceSpec) -> Iterator[str]:
         raise explained from exc
 
 
-def split_documents(rows: Iterable[str], mode: str) -> Iterator[str]:
-    """Cut row texts into the non-empty documents of `mode` (one of DOCUMENT_MODES but auto)."""
+def split_documents(pieces: Pieces, mode: str) -> Iterator[tuple[str, bool]]:
+    """Cut rows, given in pieces `(text, ends_row)`, into the non-empty documents of `mode` (one of DOCUMENT_MODES
+    but auto), given in pieces `(text, ends_document)`. A row ends a line, and a paragraph; a document longer than
+    PIECE_CHARS is given out in pieces, as `rows` gives out a long file (`_Document`)."""
     if mode == "rows":
-        yield from (row for row in rows if row)
-    elif mode == "lines":
-        yield from (line for row in rows for line in row.split("\n") if line.strip())
-    elif mode == "paragraphs":
-        for row in rows:
-            yield from (part.strip("\n") for part in re.split(r"\n[ \t]*\n", row) if part.strip())
-    elif mode == "articles":
-        article: list[str] = []
-        # A hub dataset has a row per line; a local text file is one row holding every line.
-        for line in (line for row in rows for line in (row.splitlines(keepends=True) or [row])):
-            if _ARTICLE_HEADING.match(line) and any(part.strip() for part in article):
-                yield "".join(article).strip("\n")
-                article = []
-            article.append(line if line.endswith("\n") else line + "\n")
-        if any(part.strip() for part in article):
-            yield "".join(article).strip("\n")
-    else:
-        raise CorpusError(f"unknown {param('documents')} {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
+        # An empty row (an empty file) is no document; any other is passed on as it was read.
+        return (piece for piece in pieces if piece != ("", True))
+    if mode == "lines":
+        return _separated(pieces, lambda text: text.split("\n"), len)
+    if mode == "paragraphs":
+        return _separated(pieces, _PARAGRAPH_BREAK.split, _break_start)
+    return _articles(pieces)
+
+
+class _Document:
+    """The document being cut from a stream of text, as `text.strip("\\n")` of its whole text, and none when that
+    holds only whitespace. Its text is held until it passes PIECE_CHARS, then given out as a piece of it, so no
+    document is held whole; what is given out is not taken back, so a document of only whitespace longer than
+    that is kept."""
+
+    def __init__(self) -> None:
+        self.held: list[str] = []
+        self.size = 0
+        self.given = False  # a piece of it was given out
+        self.visible = False  # it holds a character that is not whitespace
+
+    def add(self, text: str) -> Iterator[tuple[str, bool]]:
+        """Add `text` to the document: nothing, or a piece of it when the text held passes PIECE_CHARS."""
+        if not self.started():
+            text = text.lstrip("\n")
+        if not text:
+            return
+        self.held.append(text)
+        self.size += len(text)
+        self.visible = self.visible or not text.isspace()
+        if self.size > PIECE_CHARS:
+            whole = "".join(self.held)
+            # Newlines at its end are held back: they are left out if the document ends after them.
+            body = whole.rstrip("\n") or whole
+            yield body, False
+            rest = whole[len(body) :]
+            self.held, self.size, self.given = [rest] if rest else [], len(rest), True
+
+    def started(self) -> bool:
+        """Whether some of its text was added (newlines at its start aside)."""
+        return self.given or bool(self.held)
+
+    def end(self, text: str = "") -> Iterator[tuple[str, bool]]:
+        """Add `text` and end the document: its last piece, unless it has no text; the next document starts empty."""
+        yield from self.add(text)
+        if self.given or self.visible:
+            yield "".join(self.held).rstrip("\n"), True
+        self.held, self.size, self.given, self.visible = [], 0, False, False
+
+
+def _separated(
+    pieces: Pieces, split: Callable[[str], list[str]], break_start: Callable[[str], int]
+) -> Iterator[tuple[str, bool]]:
+    """The documents between the separators that `split` splits at (and at each row's end). `break_start(text)` is
+    where a separator may begin at the end of `text` and end in the next piece: that end is read again with it."""
+    document = _Document()
+    carry = ""
+    for text, ends_row in pieces:
+        parts = split(carry + text if carry else text)
+        carry, last = "", None if ends_row else parts.pop()
+        if parts and document.started():
+            yield from document.end(parts.pop(0))
+        # The documents wholly within the piece: given out as `_Document` would give them.
+        yield from ((part.strip("\n"), True) for part in parts if part.strip())
+        if last is not None:
+            start = break_start(last)
+            if len(last) - start <= PIECE_CHARS:
+                last, carry = last[:start], last[start:]
+            yield from document.add(last)
+
+
+def _break_start(text: str) -> int:
+    """Where a paragraph break may begin at the end of `text`: its last newline, when only spaces and tabs follow."""
+    start = text.rfind("\n")
+    return start if start >= 0 and not text[start + 1 :].strip(" \t") else len(text)
+
+
+def _joined(pieces: Pieces) -> Iterator[str]:
+    """Rows, given in pieces, as one text (a row that does not end with a newline gets one), in pieces of about
+    PIECE_CHARS: many short rows make one piece."""
+    batch: list[str] = []
+    size = 0
+    row_end = ""  # the last character of the row being read
+    for text, ends_row in pieces:
+        row_end = text[-1:] or row_end
+        if ends_row:
+            text += "" if row_end == "\n" else "\n"
+            row_end = ""
+        batch.append(text)
+        size += len(text)
+        if size >= PIECE_CHARS:
+            yield "".join(batch)
+            batch, size = [], 0
+    yield "".join(batch)
+
+
+def _articles(pieces: Pieces) -> Iterator[tuple[str, bool]]:
+    """The rows joined into one text, cut before each heading line that follows text. A line longer than
+    PIECE_CHARS is given to its article unread: it is no heading."""
+    document = _Document()
+    line = ""  # the start of the line being read, held until its end says whether it is a heading
+    long = False  # the line being read passed PIECE_CHARS: its start is in the article already
+    for text in _joined(pieces):
+        text = line + text if line else text
+        if long:
+            rest = text.find("\n") + 1
+            yield from document.add(text[:rest] if rest else text)
+            text, long = (text[rest:], False) if rest else ("", True)
+        cut = text.rfind("\n") + 1
+        lines, line = text[:cut], text[cut:]
+        start = 0
+        first = [0] if _HEADING_LINE.match(lines) else []
+        for heading in itertools.chain(first, (found.end() for found in _NEXT_HEADING.finditer(lines))):
+            yield from document.add(lines[start:heading])
+            if document.visible:
+                yield from document.end()
+            start = heading
+        yield from document.add(lines[start:])
+        if len(line) > PIECE_CHARS:
+            yield from document.add(line)
+            line, long = "", True
+    yield from document.end()
 
 
 def detect_documents(rows: Iterable[str]) -> str:
@@ -380,24 +558,6 @@ def _limited(pieces: Pieces, max_chars: int | None) -> Iterator[tuple[str, bool]
         yield text, end
 
 
-def _after_last_line(held: str, text: str) -> int:
-    return text.rfind("\n") + 1
-
-
-def _after_last_paragraph(held: str, text: str) -> int:
-    # A break that starts in the held text starts at its last newline (a break holds no other).
-    before = held[held.rfind("\n") :] if "\n" in held else ""
-    ends = (found.end() - len(before) for found in _PARAGRAPH_BREAK.finditer(before + text))
-    return max(ends, default=0)
-
-
-_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# Where a local text file may be cut into pieces for each document mode: anywhere for `rows` (a file is one
-# document, read in pieces), after a line for `lines` and `articles`, after a paragraph break for `paragraphs`
-# (the break `split_documents` splits at, found by the same scan).
-_SAFE_CUT = {"lines": _after_last_line, "articles": _after_last_line, "paragraphs": _after_last_paragraph}
-
-
 class _Documents:
     """A re-iterable view of a split's documents as pieces (prepare reads the train split more than once)."""
 
@@ -410,13 +570,25 @@ class _Documents:
 
     @staticmethod
     def _pieces(split_data: Any, column: str, mode: str, spec: SourceSpec) -> Iterator[tuple[str, bool]]:
-        if not isinstance(split_data, TextFiles):
-            return ((doc, True) for doc in split_documents(_rows(split_data, column, spec), mode))
-        if mode == "rows":
-            # An empty file is no document; any other is streamed in pieces, whatever its length.
-            return _decoded((piece for piece in split_data.rows(None) if piece != ("", True)), spec)
-        rows = (text for text, _ in split_data.rows(_SAFE_CUT[mode]))
-        return _decoded(((doc, True) for doc in split_documents(rows, mode)), spec)
+        return _decoded(split_documents(_row_pieces(split_data, column, spec), mode), spec)
+
+
+def _row_pieces(split_data: Any, column: str, spec: SourceSpec) -> Iterator[tuple[str, bool]]:
+    """The rows of a split as pieces `(text, ends_row)`: a dataset's rows whole, a text file's in pieces."""
+    if isinstance(split_data, Mixed):
+        return itertools.chain.from_iterable(_row_pieces(part, own, spec) for part, own in split_data.parts)
+    if isinstance(split_data, TextFiles):
+        return split_data.rows()
+    return ((row, True) for row in _rows(split_data, column, spec))
+
+
+def _first_rows(split_data: Any, column: str, spec: SourceSpec) -> Iterator[str]:
+    """What `detect_documents` reads of a split's first rows."""
+    if isinstance(split_data, Mixed):
+        return itertools.chain.from_iterable(_first_rows(part, own, spec) for part, own in split_data.parts)
+    if isinstance(split_data, TextFiles):
+        return split_data.first_rows()
+    return _rows(split_data, column, spec)
 
 
 def _decoded(items: Iterator[Any], spec: SourceSpec) -> Iterator[Any]:
@@ -449,8 +621,7 @@ def open_source(spec: SourceSpec, cache_dir: Path | None = None) -> Source:
     column = _pick_column(train.features, spec.text_column, spec.dataset)
     mode = spec.documents
     if mode == "auto":
-        texts = _decoded(train.first_rows(), spec) if isinstance(train, TextFiles) else _rows(train, column, spec)
-        mode = detect_documents(texts)
+        mode = detect_documents(_decoded(_first_rows(train, column, spec), spec))
     elif mode not in DOCUMENT_MODES:
         raise CorpusError(f"unknown {param('documents')} {mode!r}: choose one of {', '.join(DOCUMENT_MODES)}")
     train_docs = _Documents(train, column, mode, spec)

@@ -186,6 +186,12 @@ class Tokenizer:
     def sha256(self) -> str:
         return hashlib.sha256(self.proto).hexdigest()
 
+    @property
+    def piece_bytes(self) -> list[bytes]:
+        """The UTF-8 bytes each piece stands for, by id (a byte piece its byte, a control piece none): what a
+        decoder outside sentencepiece joins into text."""
+        return self._piece_bytes
+
     def _bytes_of(self, index: int) -> bytes:
         if self.sp.is_byte(index):
             return bytes([int(self.sp.id_to_piece(index)[1:-1], 16)])

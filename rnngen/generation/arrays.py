@@ -16,6 +16,12 @@ import numpy as np
 # Prompt tokens per priming pass, on either backend: memory stays flat in the prompt's length
 # (1024 x 4 x 512 floats of the cpu preset's LSTM input projections are 8 MB).
 PRIME_CHUNK = 1024
+# The block every reading of a prompt is aligned to, on either backend, so that where a read is cut changes no number:
+# NumPy computes the input projections as products of this many rows (a token at position p is row p % PRIME_BLOCK;
+# 64 rows cost little more a token than a whole chunk's product, and a lone token pays for 64), torch ends its passes
+# at multiples of it, and the server reads prompts in slices of it between steps (a 2x512 LSTM reads 64 tokens in a
+# few milliseconds).
+PRIME_BLOCK = 64
 
 
 class NumpyOps:

@@ -1,4 +1,4 @@
-"""Completion: prime the prompt in one pass, then decode token by token with the carried state.
+"""Completion: read the prompt in one pass, then decode token by token with the carried state.
 
 Each generated token costs one step of the recurrence whatever the length so far: the state is all
 the model remembers. Prompts start after the end-of-text id, the state in which every training
@@ -8,6 +8,9 @@ newline from the zero state, the state every training stream started from.
 
 On the CPU the model runs in NumPy (`NumpyLM`) and completion never imports torch; on a GPU it is
 the torch model (`TorchLM`). Sampling and beam search are the same code on either's arrays.
+
+A prompt is read by `rnngen.generation.reading`, the path the server reads with too: `read` keeps what a text
+left (a `TextState`), and `complete(..., after=state)` continues that text, reading only what it lacks.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from rnngen.generation.beam import Beam, beam_search
 from rnngen.generation.decoding import Batch, Row, TokenStep, first_stop
 from rnngen.generation.language_model import LanguageModel
 from rnngen.generation.numpy_lm import NumpyLM
-from rnngen.generation.read_state import ReadState
+from rnngen.generation.read_state import ReadState, TextState
+from rnngen.generation.reading import Reading, keep_point
 from rnngen.store.runs import RunFolder
 from rnngen.training.bits import bits_per_character
 
@@ -49,10 +53,12 @@ class Completion:
         generator: Any,
         start: ReadState | None = None,
         alternatives: int = 0,
+        after: TextState | None = None,
     ):
         self.memory: ReadState | None = None  # the model after the prompt and the text so far, to continue from
+        self.prompt_state: TextState | None = None  # the text read before the completion (`after`'s and the prompt)
         self._row: Row | None = None
-        self._pieces = self._generate(completer, prompt, cfg, generator, start, alternatives)
+        self._pieces = self._generate(completer, prompt, cfg, generator, start, alternatives, after)
 
     @property
     def finished(self) -> bool:
@@ -74,6 +80,12 @@ class Completion:
     def tokens(self) -> list[int]:
         return [step.token for step in self.steps]
 
+    @property
+    def written(self) -> str:
+        """The text written so far, all of it (shown or held back while it could begin a stop string), without a stop
+        string that ended it: what a running text goes on with."""
+        return self._row.text if self._row is not None else ""
+
     def __iter__(self) -> Iterator[str]:
         return self._pieces
 
@@ -89,8 +101,15 @@ class Completion:
         generator: Any,
         start: ReadState | None,
         alternatives: int,
+        after: TextState | None,
     ) -> Iterator[str]:
-        self.memory, prompt_ids = completer.prime(prompt, start)
+        if start is None:
+            text = (after.text if after is not None else "") + prompt
+            reading = completer.reading(text, after=after)
+            self.prompt_state = reading.text_state(text)
+            self.memory, prompt_ids = self.prompt_state.memory, reading.ids[len(completer.start) :]
+        else:
+            self.memory, prompt_ids = completer.prime(prompt, start)
         self._row = row = Row(completer.tokenizer, cfg, generator, prompt_ids, alternatives)
         batch = Batch(completer.lm, completer.tokenizer.vocab_size)
         batch.add(row, self.memory)
@@ -122,6 +141,8 @@ class Completer:
         self.lm = lm
         self.start = [tokenizer.eot_id] if start_with_eot else tokenizer.encode("\n")
         self.tokenizer = tokenizer
+        self._word_starts: np.ndarray | None = None  # per id: its piece begins a word (`keep_point`)
+        self._newline = tokenizer.sp.piece_to_id("\n")
 
     @classmethod
     def for_module(
@@ -163,11 +184,35 @@ class Completer:
         """Run the prompt through the model in one pass, from the start of a document or from
         `memory`; returns the model's state after it and the prompt's ids."""
         ids = self.tokenizer.encode(prompt)
-        if memory is not None and not ids:
+        if memory is None:
+            reading = self.reading_ids(self.document(ids))
+            reading.advance()
+            return reading.memory, ids
+        if not ids:
             return memory, ids
-        feed = ids if memory is not None else self.document(ids)
-        logits, state = self.lm.prime(feed, memory.state if memory else None)
+        # A state of unknown place in its document: the prompt is read as if it began one.
+        logits, state = self.lm.prime(ids, memory.state)
         return ReadState(logits, state), ids
+
+    def reading(self, text: str, cache: Any = None, after: TextState | None = None) -> Reading:
+        """A `Reading` of `text` from the start of a document, resuming from `cache` (a `StateCache` of this model)
+        or from `after` (a `TextState` of a text `text` starts with) where they hold a state of its first tokens."""
+        return self.reading_ids(self.document(self.tokenizer.encode(text)), cache, after)
+
+    def reading_ids(self, ids: list[int], cache: Any = None, after: TextState | None = None) -> Reading:
+        """`reading` of a document's `ids` (its start included)."""
+        if self._word_starts is None:
+            pieces = [self.tokenizer.sp.id_to_piece(i) for i in range(self.tokenizer.vocab_size)]
+            self._word_starts = np.array([piece.startswith("\u2581") for piece in pieces])
+        point = keep_point(ids, self._word_starts, self._newline, len(self.start), self.lm.exact_every)
+        return Reading(self.lm, ids, point, cache, after)
+
+    def read(self, text: str, after: TextState | None = None) -> TextState:
+        """The model after reading `text` from the start of a document, or `after`'s text followed by `text`: a
+        `TextState` to complete from many times (`complete(..., after=state)`). With `after`, only what its
+        state lacks is read, and the result is to the last bit that of reading the whole text at once."""
+        whole = (after.text if after is not None else "") + text
+        return self.reading(whole, after=after).text_state(whole)
 
     def document(self, ids: list[int]) -> list[int]:
         """The ids a model reads for a prompt of `ids` at the start of a document (see the module)."""
@@ -202,11 +247,13 @@ class Completer:
         generator: Any = None,
         memory: ReadState | None = None,
         alternatives: int = 0,
+        after: TextState | None = None,
     ) -> Completion:
         """A streamed completion of `prompt` (the prompt itself is not repeated in the output).
 
-        `memory` continues from an earlier completion instead of the start of a document;
-        `alternatives` > 0 records that many most likely tokens at each step.
+        `after` continues the text a `TextState` read (`read`): the completion is that of its text followed by
+        `prompt`, reading only what the state lacks. `memory` continues from a bare state instead of the start of a
+        document; `alternatives` > 0 records that many most likely tokens at each step.
         """
         vocab = self.tokenizer.vocab_size
         if alternatives > vocab:
@@ -216,7 +263,7 @@ class Completer:
             )
         if generator is None:
             generator = self.generator(cfg.seed)
-        return Completion(self, prompt, cfg, generator, memory, alternatives)
+        return Completion(self, prompt, cfg, generator, memory, alternatives, after)
 
     def beam_search(
         self, prompt: str, beams: int, max_tokens: int, length_penalty: float = 1.0, stop: tuple[str, ...] = ()

@@ -70,6 +70,12 @@ class Row:
     def finished(self) -> bool:
         return self.reason is not None
 
+    @property
+    def text(self) -> str:
+        """All the text written so far (some perhaps held back from `accept`'s pieces), without a stop string that
+        ended the row."""
+        return self._text
+
     def accept(self, step: TokenStep) -> str:
         """Take the token the batch drew for this row; the text that may be shown now ("" while a piece could still
         be the start of a stop string). Sets `reason` when the row ends."""

@@ -19,8 +19,20 @@ class LanguageModel(Protocol):
     config: ModelConfig
     ops: Any  # the backend's array operations (`rnngen.generation.arrays`), for sampling and beam search
 
-    def prime(self, ids: list[int], state: Any = None) -> tuple[Any, Any]:
+    # States after this many tokens of a document (and multiples) are the same bits in every read of it, however
+    # the read was cut or wherever it resumed: where a kept state may be resumed from.
+    exact_every: int
+
+    def prime(self, ids: list[int], state: Any = None, position: int = 0) -> tuple[Any, Any]:
         """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it."""
+        ...
+
+    def read(
+        self, ids: list[int], state: Any = None, position: int = 0, keep: int | None = None
+    ) -> tuple[Any, Any, Any]:
+        """Feed `ids` (at least one) to one row from `state`, ids[0] standing at `position` in its document: the
+        next-token logits [vocab], the state after them, and the state after the first `keep` of them (a multiple of
+        `exact_every` from the document's start, or all of them), else None. The one priming path."""
         ...
 
     def logits_after_each(self, ids: list[int], state: Any = None) -> tuple[np.ndarray, Any]:

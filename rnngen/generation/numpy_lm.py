@@ -14,10 +14,16 @@ NumPy imports in 0.1 s where torch takes 2-3 s. The equations are the models' ow
   minGRU, minLSTM: `rnngen.models.minimal`: pre-norm residual blocks, each the plain recurrence
       h_t = a_t * h_{t-1} + b_t and a GELU feed-forward layer, then a final LayerNorm.
 
-A prompt is primed layer by layer: one matrix product gives a layer's input projections for a
-whole chunk of the prompt, then the recurrence runs step by step (only the h-dependent product per
-step). Chunks of `PRIME_CHUNK` tokens keep memory flat in the prompt's length. The head runs on the last
+A prompt is primed layer by layer: matrix products give a layer's input projections for a run of
+the prompt's tokens, then the recurrence runs step by step (only the h-dependent product per step).
+Chunks of `PRIME_CHUNK` tokens keep memory flat in the prompt's length. The head runs on the last
 position only. Tests hold every kind equal to `RecurrentLM.forward` to float32 tolerance.
+
+A token's arithmetic while priming depends on its place in the document alone: its input projections are
+row `position % PRIME_BLOCK` of a `PRIME_BLOCK`-row product (`_aligned_linear`), whatever run of tokens it
+came in. BLAS may round one row of a product apart from the same row of a product of another shape, so
+this is what makes a document read in slices (the server's), in one pass (`rnngen complete`) or resumed
+from a kept state (`rnngen.generation.state_cache`) give the same bits.
 
 The weights are found by the names `rnngen.store.schema` gives, and each layer's stacked gates are
 reordered from the stored order into the one the cells here read (`GATE_ORDER`).
@@ -31,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from rnngen.config import MIN_KINDS, ModelConfig
-from rnngen.generation.arrays import NUMPY, PRIME_CHUNK
+from rnngen.generation.arrays import NUMPY, PRIME_BLOCK, PRIME_CHUNK
 from rnngen.store import schema
 
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default
@@ -165,22 +171,40 @@ class NumpyLM:
         zeros = np.zeros((self.config.layers, batch, self.config.hidden), dtype=np.float32)
         return (zeros, zeros.copy()) if self.config.kind == "lstm" else zeros
 
-    def prime(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
+    # A state read in any pieces is the state read at once, at every position (see the module).
+    exact_every = 1
+
+    def prime(
+        self, ids: list[int], state: NumpyState | None = None, position: int = 0
+    ) -> tuple[np.ndarray, NumpyState]:
         """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it."""
+        logits, state, _ = self.read(ids, state, position)
+        return logits, state
+
+    def read(
+        self, ids: list[int], state: NumpyState | None = None, position: int = 0, keep: int | None = None
+    ) -> tuple[np.ndarray, NumpyState, NumpyState | None]:
+        """Feed `ids` (at least one) to one row from `state`, ids[0] standing at `position` in its document: the
+        next-token logits [vocab], the state after them, and with `keep` (1 to len(ids)) the state after the first
+        `keep` of them (else None). Each token is computed as it is in any other read of the document."""
         state = self.init_state(1) if state is None else state
+        kept = None
         for start in range(0, len(ids), PRIME_CHUNK):
-            x, state = self._run(self.embedding[np.asarray(ids[start : start + PRIME_CHUNK])][:, None], state)
-        return self._logits(x[-1])[0], state
+            chunk = ids[start : start + PRIME_CHUNK]
+            inside = keep - start if keep is not None and 0 < keep - start <= len(chunk) else None
+            x, state, found = self._run(self.embedding[np.asarray(chunk)][:, None], state, position + start, inside)
+            kept = found if found is not None else kept
+        return self._logits(x[-1])[0], state, kept
 
     def logits_after_each(self, ids: list[int], state: NumpyState | None = None) -> tuple[np.ndarray, NumpyState]:
         """Feed up to `PRIME_CHUNK` ids to one row: the next-token logits after each [len(ids), vocab] and the state."""
         state = self.init_state(1) if state is None else state
-        x, state = self._run(self.embedding[np.asarray(ids)][:, None], state)
+        x, state, _ = self._run(self.embedding[np.asarray(ids)][:, None], state)
         return self._logits(x[:, 0]), state
 
     def step(self, ids: np.ndarray, state: NumpyState) -> tuple[np.ndarray, NumpyState]:
         """Feed one token per row (ids [batch]): next-token logits [batch, vocab] and the new state."""
-        x, state = self._run(self.embedding[np.asarray(ids)][None], state)
+        x, state, _ = self._run(self.embedding[np.asarray(ids)][None], state)
         return self._logits(x[0]), state
 
     @staticmethod
@@ -203,18 +227,24 @@ class NumpyLM:
             x = _product(x, self.proj)
         return _product(x, self.head) + self.head_bias
 
-    def _run(self, x: np.ndarray, state: NumpyState) -> tuple[np.ndarray, NumpyState]:
-        """x [time, batch, embed] through every layer, layer by layer: outputs and the final state."""
+    def _run(
+        self, x: np.ndarray, state: NumpyState, position: int | None = None, keep: int | None = None
+    ) -> tuple[np.ndarray, NumpyState, NumpyState | None]:
+        """x [time, batch, embed] through every layer, layer by layer: outputs, the final state, and with `keep` the
+        state after that many steps. With `position` (a prompt's place in its document, one row) each step is
+        computed as priming computes it wherever a read starts (see the module); without, as decoding does."""
         lstm = self.config.kind == "lstm"
         hs = list(state[0] if lstm else state)
         cs = list(state[1]) if lstm else None
+        kept_h, kept_c = [], []
         for k, layer in enumerate(self.layers):
             if self.config.kind in MIN_KINDS:
-                x, hs[k] = self._min_block(layer, x, hs[k])
+                x, hs[k], found = self._min_block(layer, x, hs[k], position, keep)
+                kept_h.append(found)
                 continue
             h = hs[k]
-            if "w_cat" in layer and len(x) == 1:
-                # One token: one product of [x, h] with [W_ih; W_hh] instead of two.
+            if position is None and "w_cat" in layer and len(x) == 1:
+                # One token a row, decoding: one product of [x, h] with [W_ih; W_hh] instead of two.
                 gates = _product(np.concatenate([x[0], h], -1), layer["w_cat"]) + layer["b_in"]
                 if lstm:
                     h, cs[k] = _lstm_update(gates, cs[k])
@@ -222,24 +252,39 @@ class NumpyLM:
                     h = np.tanh(gates)
                 hs[k], x = h, h[None]
                 continue
-            projected = _linear(x, layer["w_in"], layer["b_in"])  # all time steps of the chunk in one product
+            projected = _projected(x, layer["w_in"], layer["b_in"], position)  # all time steps of the chunk at once
             out = np.empty(projected.shape[:2] + (self.config.hidden,), dtype=np.float32)
             if lstm:
                 c, w_h = cs[k], layer["w_h"]
                 for t in range(len(projected)):
                     h, c = _lstm_update(projected[t] + _product(h, w_h), c)
                     out[t] = h
+                    if t + 1 == keep:
+                        kept_h.append(h)
+                        kept_c.append(c)
                 cs[k] = c
             else:
                 cell = _cho_gru_cell if self.cho else _gru_cell if self.config.kind == "gru" else _rnn_cell
                 for t in range(len(projected)):
                     out[t] = h = cell(projected[t], h, layer)
+                    if t + 1 == keep:
+                        kept_h.append(h)
             hs[k], x = h, out
-        return x, ((np.stack(hs), np.stack(cs)) if lstm else np.stack(hs))
+        kept = None
+        if keep is not None:
+            kept = (np.stack(kept_h), np.stack(kept_c)) if lstm else np.stack(kept_h)
+        return x, ((np.stack(hs), np.stack(cs)) if lstm else np.stack(hs)), kept
 
-    def _min_block(self, layer: dict, x: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One minGRU/minLSTM residual block over x [time, batch, embed]: its output and final state."""
-        projected = _linear(_layer_norm(x, *layer["norm"]), layer["w_in"], layer["b_in"])
+    def _min_block(
+        self, layer: dict, x: np.ndarray, h: np.ndarray, position: int | None = None, keep: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One minGRU/minLSTM residual block over x [time, batch, embed]: its output, its final state and with `keep`
+        its state after that many steps (`position` as in `_run`)."""
+
+        def linear(inputs: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+            return _projected(inputs, weight_t, bias, position)
+
+        projected = linear(_layer_norm(x, *layer["norm"]), layer["w_in"], layer["b_in"])
         if self.config.kind == "mingru":
             k, h_tilde = np.split(projected, 2, -1)
             a, b = _sigmoid(-k), _sigmoid(k) * _g(h_tilde)  # 1 - z and z * g(h~)
@@ -248,11 +293,14 @@ class NumpyLM:
             diff = _softplus(-k_f) - _softplus(-k_i)  # log i - log f
             a, b = _sigmoid(-diff), _sigmoid(diff) * _g(h_tilde)  # f / (f + i) and i / (f + i) * g(h~)
         hidden = np.empty_like(a)
+        kept = None
         for t in range(len(a)):
             hidden[t] = h = a[t] * h + b[t]
-        x = x + _linear(hidden, layer["w_out"], layer["b_out"])
-        ff = _gelu(_linear(_layer_norm(x, *layer["ff_norm"]), layer["w_ff1"], layer["b_ff1"]))
-        return x + _linear(ff, layer["w_ff2"], layer["b_ff2"]), h
+            if t + 1 == keep:
+                kept = h
+        x = x + linear(hidden, layer["w_out"], layer["b_out"])
+        ff = _gelu(linear(_layer_norm(x, *layer["ff_norm"]), layer["w_ff1"], layer["b_ff1"]))
+        return x + linear(ff, layer["w_ff2"], layer["b_ff2"]), h, kept
 
 
 # Up to this many rows, a product row by row (matrix-vector products, which read the weights as they are) is faster
@@ -272,6 +320,29 @@ def _linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray) -> np.ndarray
     """x [time, batch, in] @ weight_t [in, out] + bias as ONE 2-D product: NumPy runs a 3-D matmul as
     one small product per time step, which made priming 4x slower."""
     return (_product(x.reshape(-1, x.shape[-1]), weight_t) + bias).reshape(*x.shape[:-1], -1)
+
+
+def _projected(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray, position: int | None) -> np.ndarray:
+    """x [time, batch, in] @ weight_t + bias: decoding's product (`position` None), else priming's (one row, its
+    first step at `position` in the document)."""
+    return _linear(x, weight_t, bias) if position is None else _aligned_linear(x, weight_t, bias, position)
+
+
+def _aligned_linear(x: np.ndarray, weight_t: np.ndarray, bias: np.ndarray, position: int) -> np.ndarray:
+    """x [time, 1, in] @ weight_t [in, out] + bias, the step at document position p computed as row p % PRIME_BLOCK
+    of a PRIME_BLOCK-row product (zeros in the rows of other steps): a step's bits never depend on the steps read
+    with it."""
+    rows = x.reshape(-1, x.shape[-1])
+    out = np.empty((len(rows), weight_t.shape[1]), dtype=np.float32)
+    done = 0
+    while done < len(rows):
+        first = (position + done) % PRIME_BLOCK
+        take = min(PRIME_BLOCK - first, len(rows) - done)
+        block = np.zeros((PRIME_BLOCK, rows.shape[1]), dtype=np.float32)
+        block[first : first + take] = rows[done : done + take]
+        out[done : done + take] = (block @ weight_t)[first : first + take]
+        done += take
+    return (out + bias).reshape(*x.shape[:-1], -1)
 
 
 def _rnn_cell(xp: np.ndarray, h: np.ndarray, layer: dict) -> np.ndarray:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rnngen.generation.arrays import PRIME_CHUNK, ops_for
+from rnngen.generation.arrays import PRIME_BLOCK, PRIME_CHUNK, ops_for
 from rnngen.models import RecurrentLM, State
 
 
 class TorchLM:
-    """`prime` a prompt in fused passes, then `step` one token per row, on the model's device."""
+    """`read` a prompt in fused passes, then `step` one token per row, on the model's device."""
 
     def __init__(self, model: RecurrentLM, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
@@ -18,17 +18,36 @@ class TorchLM:
         self.config = model.config
         self.ops = ops_for(torch.empty(0))
 
-    @torch.no_grad()
-    def prime(self, ids: list[int], state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it.
+    # torch picks its kernels by a pass's length, so a state is the same in any read only where every read cuts
+    # its passes: at multiples of this many tokens from the document's start.
+    exact_every = PRIME_BLOCK
 
-        Each chunk is one fused pass; the head runs on the last position only, so a long prompt
+    def prime(self, ids: list[int], state: State | None = None, position: int = 0) -> tuple[torch.Tensor, State]:
+        """Feed a prompt (at least one id) to one row: the next-token logits [vocab] and the state after it."""
+        logits, state, _ = self.read(ids, state, position)
+        return logits, state
+
+    @torch.no_grad()
+    def read(
+        self, ids: list[int], state: State | None = None, position: int = 0, keep: int | None = None
+    ) -> tuple[torch.Tensor, State, State | None]:
+        """Feed `ids` (at least one) to one row from `state`, ids[0] standing at `position` in its document: the
+        next-token logits [vocab], the state after them, and the state after the first `keep` ids where that is the
+        end of a pass (a multiple of `exact_every` from the document's start, or all of them), else None.
+
+        Each pass is fused and ends at such a multiple; the head runs on the last position only, so a long prompt
         never holds a [tokens, vocab] array.
         """
-        for start in range(0, len(ids), PRIME_CHUNK):
-            chunk = torch.tensor([ids[start : start + PRIME_CHUNK]], device=self.device)
+        align = min(PRIME_BLOCK, PRIME_CHUNK)
+        done, kept = 0, None
+        while done < len(ids):
+            end = min(len(ids), done + align - (position + done) % align)
+            chunk = torch.tensor([ids[done:end]], device=self.device)
             out, state = self.model.rnn(self.model.embedding(chunk), state)
-        return self.model.logits(out[0, -1]), state
+            done = end
+            if done == keep:
+                kept = state
+        return self.model.logits(out[0, -1]), state, kept
 
     @torch.no_grad()
     def logits_after_each(self, ids: list[int], state: State | None = None) -> tuple[np.ndarray, State]:

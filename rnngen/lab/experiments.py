@@ -3,15 +3,21 @@
 `run_lab` is the library call behind `rnngen lab` (a notebook can run it too): it runs the trained tasks
 (adding, copy, recall) and the measured ones (gradient reach, time per step) and returns typed reports; the
 command line only renders them. `QUICK` and `FULL` hold each task's lengths and budget: the quick form is sized
-to finish every task in under 10 minutes on a 2-core CPU, the full form is meant for a GPU.
+to finish every task in under 10 minutes on a 2-core CPU, the full form is meant for a GPU. On the CPU the runs
+train side by side, each in a worker process of its own on one thread (`train_each`): each seeds its own data and
+weights, so a run gives the same numbers alone or beside others.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from statistics import mean
 
@@ -19,7 +25,7 @@ import torch
 
 from rnngen.config import MAX_SEED
 from rnngen.errors import RnngenError, param
-from rnngen.lab.limits import MAX_LENGTH, MAX_SPEED_LENGTH
+from rnngen.lab.limits import MAX_JOBS, MAX_LENGTH, MAX_SPEED_LENGTH
 from rnngen.lab.models import ATTENTION, LAB_MODELS, LabModel, Size
 from rnngen.lab.runner import RunConfig, RunResult, make_task, start_model, train_model
 from rnngen.lab.speed import CASES, step_seconds
@@ -178,8 +184,9 @@ def check_options(
     steps: int | None,
     time_budget: float | None,
     init: Sequence[str] | None = None,
+    jobs: int | None = None,
 ) -> None:
-    """Refuse what cannot run, before any work or memory is taken, naming the parameter."""
+    """Refuse what cannot run, or what would be ignored, before any work or memory is taken, naming the parameter."""
     if init is not None:
         if not init:
             raise RnngenError(f"{param('init')}: give at least one initialisation")
@@ -217,6 +224,16 @@ def check_options(
         raise RnngenError(f"{param('steps')} must be at least 1, got {steps}")
     if time_budget is not None and not (0 < time_budget < math.inf):
         raise RnngenError(f"{param('time_budget')} must be a positive number of seconds, got {time_budget}")
+    if jobs is not None and jobs < 1:
+        raise RnngenError(f"{param('jobs')} must be at least 1, got {jobs}")
+    if set(tasks) == {SPEED}:
+        ignored = [name for name, value in (("init", init), ("time_budget", time_budget)) if value is not None]
+        ignored += ["jobs"] if jobs is not None and jobs > 1 else []
+        if ignored:
+            raise RnngenError(
+                f"{param(ignored[0])} sets how runs train; speed times fixed models, one at a time: drop "
+                f"{param(ignored[0])}, or name a trained task ({', '.join(TRAINED)})"
+            )
 
 
 def distinct(values: Sequence) -> tuple:
@@ -229,25 +246,23 @@ def model_inits(model: str, inits: Sequence[str]) -> tuple[str, ...]:
     return distinct([applies(model, init) for init in inits])
 
 
-def run_trained(
+def plan_cells(
     task: str,
     models: Sequence[str],
     preset: Preset,
     seeds: Sequence[int],
     time_budget: float | None,
-    on_run: Callable[[RunResult], None] | None = None,
-    device: str = "cpu",
+    device: str,
     inits: Sequence[str] | None = None,
-) -> TaskReport:
-    """Train every model with every initialisation (`inits`, by default the preset's) at every length of `preset`
-    with every seed."""
-    cells = []
+) -> list[tuple[Cell, list[RunConfig]]]:
+    """A cell for every model with every initialisation (`inits`, by default the preset's) at every length of
+    `preset`, each with its runs' configurations, one per seed, in the seeds' order."""
+    plans = []
     for length in preset.lengths:
         for model in models:
             for init in model_inits(model, inits or (preset.init,)):
-                cell = Cell(model, length, [], init)
-                for seed in seeds:
-                    config = RunConfig(
+                configs = [
+                    RunConfig(
                         task,
                         model,
                         length,
@@ -260,13 +275,61 @@ def run_trained(
                         init=init,
                         device=device,
                     )
-                    run, trained = train_model(config)
-                    cell.runs.append(run)
-                    cell.trained.append(trained)
-                    if on_run:
-                        on_run(run)
-                cells.append(cell)
-    return TaskReport(task, make_task(task, preset.lengths[0]).metric, cells)
+                    for seed in seeds
+                ]
+                plans.append((Cell(model, length, [], init), configs))
+    return plans
+
+
+def default_jobs() -> int:
+    """How many runs train at once on the CPU unless told: one per core this process may use, at most `MAX_JOBS`.
+    Every core, not only the free ones: one-thread processes do not wait for each other, so a core another process
+    takes slows only the run on it (where two threads of one run would both wait; see `one_thread`)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, MAX_JOBS))
+
+
+def start_worker() -> None:
+    """A worker process's start: one thread, as the lab's runs have in this process, and Ctrl-C left to the parent,
+    which ends its workers itself (`workers`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    use_one_thread()
+
+
+@contextlib.contextmanager
+def workers(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """`jobs` worker processes, started fresh (spawned: a fork of a process that has run PyTorch's threads may hang).
+    When the block fails or is interrupted (Ctrl-C, SIGTERM), they are ended at once, not left to finish their runs."""
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker)
+    try:
+        yield pool
+    except BaseException:
+        for process in list((pool._processes or {}).values()):  # no public way to end them before Python 3.14
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def train_each(configs: Sequence[RunConfig], jobs: int) -> Iterator[tuple[int, tuple[RunResult, LabModel]]]:
+    """Train every one of `configs` and yield (its index, `train_model`'s result) as each run ends: in this process
+    with one job, else `jobs` at a time in worker processes of one thread each. Processes, because threads of one
+    process share PyTorch's global seed, which each run sets (two threads gave a run other numbers); and one thread
+    each: on 2 cores, two runs of 5 s alone took 5.2 and 6.0 s side by side in two processes (docs/lab.md)."""
+    if jobs == 1 or len(configs) < 2:
+        for index, config in enumerate(configs):
+            yield index, train_model(config)
+        return
+    with workers(min(jobs, len(configs))) as pool:
+        futures = {pool.submit(train_model, config): index for index, config in enumerate(configs)}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BrokenProcessPool:
+            raise RnngenError(
+                f"a worker process of the lab ended abruptly (out of memory?): train fewer runs at once with "
+                f"{param('jobs')} 1"
+            ) from None
 
 
 def gradient_reach(cells: Sequence[Cell], length: int, seed: int) -> GradientReport:
@@ -298,18 +361,65 @@ def speed(lengths: Sequence[int], steps: int, width: int = 64, batch: int = 8, d
     return SpeedReport(seconds, width, batch, device)
 
 
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run on one CPU thread (unless OMP_NUM_THREADS says otherwise), restored after. The lab's models are small, so
-    a second thread gains little, and it loses much when another process takes the other core mid-run: measured on
-    2 cores, a GRU run that took 22 s on one thread took 203 s on two once another process started."""
-    threads = torch.get_num_threads()
+def use_one_thread() -> None:
+    """Train on one CPU thread, unless OMP_NUM_THREADS says otherwise. The lab's models are small, so a second
+    thread gains little, and it loses much when another process takes the other core mid-run: measured on 2 cores, a
+    GRU run that took 22 s on one thread took 203 s on two once another process started."""
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """`use_one_thread` inside the block; the thread count is restored after it."""
+    threads = torch.get_num_threads()
+    use_one_thread()
     try:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+Plans = dict[str, list[tuple[Cell, list[RunConfig]]]]  # task -> its cells, each with its runs' configurations
+
+
+class Runs:
+    """Every training run of a lab call, handed out at the start (`train_each`), so that a task's last run trains
+    beside the next task's first; a task's cells are filled once its own runs have ended. `close` ends the workers."""
+
+    def __init__(self, plans: Plans, jobs: int, on_run: Callable[[RunResult], None] | None):
+        self.plans, self.on_run = plans, on_run
+        self.owners = [(task, cell) for task, plan in plans.items() for cell, configs in plan for _ in configs]
+        configs = [config for plan in plans.values() for _, configs in plan for config in configs]
+        self.pending = train_each(configs, jobs)
+        self.ended: dict[int, tuple[RunResult, LabModel]] = {}
+        self.filled: set[str] = set()
+
+    def record(self, index: int, result: tuple[RunResult, LabModel]) -> None:
+        self.ended[index] = result
+        if self.on_run:
+            self.on_run(result[0])
+
+    def cells(self, task: str) -> list[Cell]:
+        """`task`'s cells, each holding its runs and trained models in the seeds' order, once all have ended."""
+        mine = [index for index, (owner, _) in enumerate(self.owners) if owner == task]
+        while not all(index in self.ended for index in mine):
+            self.record(*next(self.pending))
+        if task not in self.filled:
+            self.filled.add(task)
+            for index in mine:
+                run, trained = self.ended[index]
+                self.owners[index][1].runs.append(run)
+                self.owners[index][1].trained.append(trained)
+        return [cell for cell, _ in self.plans[task]]
+
+    def finish(self) -> None:
+        """Wait for every run; the workers end with the last."""
+        for index, result in self.pending:
+            self.record(index, result)
+
+    def close(self) -> None:
+        self.pending.close()
 
 
 def run_lab(
@@ -324,42 +434,66 @@ def run_lab(
     on_report: Callable[[object], None] | None = None,
     device: str = "cpu",
     init: Sequence[str] | None = None,
+    jobs: int | None = 1,
 ) -> list:
     """Run the lab's `tasks` and return one report per task (`TaskReport`, `GradientReport` or `SpeedReport`).
 
     `lengths` and `steps` replace the preset's (`QUICK` with `quick`, else `FULL`); `time_budget` caps each run
-    in seconds; `on_run` sees every training run as it ends and `on_report` every task's report.
+    in seconds; `on_run` sees every training run as it ends and `on_report` every task's report, in the tasks' order.
     `device` is "cpu", "cuda", "mps" or "auto" (`rnngen.models.device.pick`); gradient reach runs on the CPU.
     `init` names gate initialisations to compare (`rnngen.models.initialise.INITS`): each gated model trains once
     with each; by default every task uses its preset's. Gradient reach measures the models the adding task trained
     in the same call, or trains them itself (as the adding task would, at its length).
+    `jobs` runs train at once on the CPU, each in a worker process of its own (None: `default_jobs()`); in a script,
+    more than one needs the `if __name__ == "__main__":` guard, as any spawned process does. The time per step
+    (`speed`) is measured once every run has ended, alone.
     """
     tasks, models, seeds = distinct(tasks), distinct(models), distinct(seeds)
     lengths = None if lengths is None else distinct(lengths)
     init = None if init is None else distinct(init)
-    check_options(tasks, models, lengths, seeds, steps, time_budget, init)
+    check_options(tasks, models, lengths, seeds, steps, time_budget, init, jobs)
     presets = QUICK if quick else FULL
     device = str(pick(device))
+    if jobs is None:
+        jobs = default_jobs() if device == "cpu" else 1
+    elif jobs > 1 and device != "cpu":
+        raise RnngenError(
+            f"{param('jobs')} trains runs side by side on the CPU; on {device} they train one at a time: drop "
+            f"{param('jobs')} or choose {param('device')} cpu"
+        )
+    chosen = {
+        task: replace(
+            presets[task], lengths=tuple(lengths or presets[task].lengths), steps=steps or presets[task].steps
+        )
+        for task in tasks
+    }
+    recurrent = [model for model in models if model in RECURRENT]
+    plans: Plans = {
+        task: plan_cells(task, models, chosen[task], seeds, time_budget, device, init)
+        for task in tasks
+        if task in TRAINED
+    }
+    if GRADIENTS in tasks and recurrent and "adding" not in tasks:
+        at_length = replace(
+            presets["adding"], lengths=chosen[GRADIENTS].lengths[-1:], steps=steps or presets["adding"].steps
+        )
+        plans[GRADIENTS] = plan_cells("adding", recurrent, at_length, seeds[:1], time_budget, device, init)
     reports = []
-    with one_thread():
+    with one_thread(), contextlib.closing(Runs(plans, jobs, on_run)) as runs:
         for task in tasks:
-            preset = presets[task]
-            preset = replace(preset, lengths=tuple(lengths or preset.lengths), steps=steps or preset.steps)
-            if task == GRADIENTS and not set(models) & set(RECURRENT):
+            preset = chosen[task]
+            if task == GRADIENTS and not recurrent:
                 continue  # attention alone: no recurrence to measure
             if task == GRADIENTS:
-                length = preset.lengths[-1]
-                adding = next((r for r in reports if r.task == "adding"), None)
-                if adding is None:
-                    at_length = replace(presets["adding"], lengths=(length,), steps=steps or presets["adding"].steps)
-                    recurrent = [model for model in models if model in RECURRENT]
-                    adding = run_trained("adding", recurrent, at_length, seeds[:1], time_budget, on_run, device, init)
-                report = gradient_reach(adding.cells, length, seeds[0])
+                cells = runs.cells("adding" if "adding" in plans else GRADIENTS)
+                report = gradient_reach(cells, preset.lengths[-1], seeds[0])
             elif task == SPEED:
+                runs.finish()  # timed alone, with no run training beside it
                 report = speed(preset.lengths, preset.steps, device=device)
             else:
-                report = run_trained(task, models, preset, seeds, time_budget, on_run, device, init)
+                report = TaskReport(task, make_task(task, preset.lengths[0]).metric, runs.cells(task))
             reports.append(report)
             if on_report:
                 on_report(report)
+        runs.finish()
     return reports

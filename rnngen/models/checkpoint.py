@@ -7,7 +7,6 @@ disk at any moment leaves the previous checkpoint whole.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from safetensors.torch import save_file
 
 from rnngen.data.tokenizer import load_checked
 from rnngen.errors import CheckpointError
-from rnngen.store.atomic import replacing
+from rnngen.store.atomic import replacing, strict_json
 from rnngen.store.checkpoint_format import FORMAT, Checkpoint, check_finite, read_header
 from rnngen.store.runs import RunFolder, what_is_kept, write_failed
 
@@ -74,7 +73,7 @@ def save(path: Path, ckpt: Checkpoint) -> None:
     try:
         tensors = {f"model.{name}": t.detach().cpu().contiguous() for name, t in ckpt.weights.items()}
         trainer = _flatten(ckpt.resume_state, "trainer", tensors) if ckpt.resume_state is not None else None
-        metadata = {"rnngen": json.dumps(ckpt.header()), "trainer": json.dumps(trainer)}
+        metadata = {"rnngen": strict_json(ckpt.header()), "trainer": strict_json(trainer)}
         # Written straight to the file: serializing to bytes first needs the whole file in memory
         # twice more, and safetensors aborts the process when that allocation fails.
         with replacing(path) as tmp:
@@ -132,6 +131,7 @@ def load(path: Path, map_location: str | torch.device = "cpu") -> Checkpoint:
         step=header.step,
         best_val_loss=header.best_val_loss,
         sizing=header.sizing,
+        arithmetic=header.arithmetic,
     )
 
 

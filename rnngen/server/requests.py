@@ -154,6 +154,52 @@ class ChatRequest(_Sampling):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
+class _Served(_Strict):
+    """A request of the operators' routes: `model` may be left out where one model is served."""
+
+    model: str | None = None
+
+    def model_id(self, models: list[Any]) -> str:
+        if self.model is not None:
+            return self.model
+        if len(models) > 1:
+            raise BadRequest(f"{len(models)} models are served here: name one with model", "model")
+        return models[0].id
+
+
+class TokenizeRequest(_Served):
+    """POST /tokenize, as llama.cpp (`content`, `add_special`, `with_pieces`) or vLLM (`prompt` or `messages`,
+    `add_special_tokens`, `return_token_strs`) send it."""
+
+    content: str | None = None
+    prompt: str | None = None
+    messages: list[Message] | None = Field(None, min_length=1, max_length=MAX_MESSAGES)
+    add_special: bool | None = None
+    add_special_tokens: bool | None = None
+    with_pieces: bool = False
+    return_token_strs: bool = False
+
+    @property
+    def text(self) -> str:
+        given = [name for name in ("content", "prompt", "messages") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise BadRequest("send the text as one of content, prompt or messages", "content")
+        if self.messages is not None:
+            return utf8_safe("".join(message.text for message in self.messages))
+        return utf8_safe(self.content if self.content is not None else self.prompt)
+
+    @property
+    def special(self) -> bool:
+        """Whether the start of a document is counted in (what a completion reads before its prompt)."""
+        return bool(self.add_special if self.add_special is not None else self.add_special_tokens)
+
+
+class DetokenizeRequest(_Served):
+    """POST /detokenize: `tokens`, as llama.cpp and vLLM send them."""
+
+    tokens: list[int] = Field(max_length=MAX_BODY_BYTES // 2)
+
+
 def parse(body: bytes, kind: type[_Strict]) -> Any:
     """The request `kind` in `body`, or `BadRequest` naming what is wrong: not UTF-8, not JSON, not an object, or a
     field of the wrong type, out of range or unknown."""

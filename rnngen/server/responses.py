@@ -20,7 +20,9 @@ FINISH = {"max_tokens": "length", "end_of_text": "stop", "stop": "stop"}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
+    403: "permission_error",
     404: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
@@ -92,9 +94,11 @@ class Reply:
             body["usage"] = usage
         return body
 
-    def whole(self, choices: list[Choice], prompt_tokens: int, alternatives: int | None) -> dict[str, Any]:
+    def whole(
+        self, choices: list[Choice], prompt_tokens: int, cached_tokens: int, alternatives: int | None
+    ) -> dict[str, Any]:
         """The response to a request that did not stream."""
-        usage = _usage(prompt_tokens, sum(len(choice.steps) for choice in choices))
+        usage = _usage(prompt_tokens, cached_tokens, sum(len(choice.steps) for choice in choices))
         if self.chat:
             return self._object(
                 "chat.completion",
@@ -147,17 +151,20 @@ class Reply:
         }
         return self._object("text_completion", [part], None)
 
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    def usage_chunk(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> dict[str, Any]:
         """The last streamed chunk with `stream_options.include_usage`: no choices, the usage."""
         kind = "chat.completion.chunk" if self.chat else "text_completion"
-        return self._object(kind, [], _usage(prompt_tokens, completion_tokens))
+        return self._object(kind, [], _usage(prompt_tokens, cached_tokens, completion_tokens))
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+def _usage(prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage: the prompt's tokens (`cached_tokens` of them resumed from the state cache, not read) and the
+    completion's."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 

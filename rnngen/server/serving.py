@@ -2,13 +2,13 @@
 
 The socket is bound here, before uvicorn starts, so that an address in use is one clear error and `port=0` (a free
 port, for tests and scripts) is known before the first request. SIGTERM and Ctrl-C stop accepting connections, let
-the streams in flight finish within `GRACE_SECONDS`, then return.
+the requests in flight finish within the grace period (`GRACE_SECONDS` unless told), and end those still open a
+little before it runs out (`app.begin_shutdown`): a stream then ends with an error event and `[DONE]`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import socket
 import threading
@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.errors import RnngenError, param
+from rnngen.generation.limits import GRACE_SECONDS
 from rnngen.generation.loading import load_completer
-from rnngen.generation.scheduler import MAX_BATCH, MAX_QUEUE
-from rnngen.server.app import ServedModel, create_app
+from rnngen.server.app import ServedModel, begin_shutdown, create_app
 from rnngen.store.hub import is_hub_ref
-
-GRACE_SECONDS = 30
 
 
 def load_models(references: Sequence[str], checkpoints: Path, device: str) -> list[ServedModel]:
@@ -40,16 +38,6 @@ def load_models(references: Sequence[str], checkpoints: Path, device: str) -> li
             )
         models.append(ServedModel(model_id, completer, int(os.path.getmtime(path))))
     return models
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is reached from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -73,34 +61,30 @@ def _server_class():
 
     class Server(uvicorn.Server):
         """uvicorn's server, whose stop on SIGTERM or Ctrl-C is the command's normal end (exit 0): uvicorn would raise
-        the signal again once it has stopped, and the command would end as killed by it."""
+        the signal again once it has stopped, and the command would end as killed by it. The application is told,
+        so that it ends its open requests before the grace period runs out."""
 
         def handle_exit(self, sig, frame) -> None:
+            if not self.should_exit:
+                begin_shutdown(self.config.app, self.config.timeout_graceful_shutdown)
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
     return Server
 
 
-def serve(
-    models: list[ServedModel],
-    sock: socket.socket,
-    api_key: str | None = None,
-    max_batch: int = MAX_BATCH,
-    max_queue: int = MAX_QUEUE,
-) -> None:
+def serve(models: list[ServedModel], sock: socket.socket, grace: float = GRACE_SECONDS, **options: Any) -> None:
     """Serve `models` on `sock` (bound by `bind`: clients may connect from then on, and are answered once the
-    schedulers run) until SIGTERM or Ctrl-C."""
+    schedulers run) until SIGTERM or Ctrl-C, then end within `grace` seconds. `options` are `create_app`'s."""
     import uvicorn
 
-    if max_batch < 1 or max_queue < 0:
+    if options.get("max_batch", 1) < 1 or options.get("max_queue", 0) < 0:
         raise RnngenError(
-            f"{param('max_batch')} must be at least 1 and {param('max_queue')} at least 0, got {max_batch}, {max_queue}"
+            f"{param('max_batch')} must be at least 1 and {param('max_queue')} at least 0, got "
+            f"{options.get('max_batch')}, {options.get('max_queue')}"
         )
-    app = create_app(models, api_key, max_batch, max_queue)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS, lifespan="on"
-    )
+    app = create_app(models, **options)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_graceful_shutdown=grace, lifespan="on")
     _server_class()(config).run(sockets=[sock])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -64,8 +65,26 @@ def _umask() -> int:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """`write_atomic` of `data` as indented JSON."""
-    write_atomic(path, json.dumps(data, indent=2).encode())
+    """`write_atomic` of `data` as indented JSON (`strict_json`)."""
+    write_atomic(path, strict_json(data, indent=2).encode())
+
+
+def strict_json(data: Any, indent: int | None = None, ensure_ascii: bool = True) -> str:
+    """`data` as JSON every reader parses, the only way rnngen writes JSON: a number that is NaN or infinite is
+    written as null (`json.dumps` would write a bare `NaN` or `Infinity`, which JSON.parse and other strict readers
+    refuse), so a reader of what rnngen wrote takes null where a figure has no finite value."""
+    return json.dumps(_finite(data), indent=indent, allow_nan=False, ensure_ascii=ensure_ascii)
+
+
+def _finite(data: Any) -> Any:
+    """`data` with every float that is NaN or infinite replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

@@ -23,7 +23,7 @@ from rnngen.config import ModelConfig, TrainConfig
 from rnngen.errors import CheckpointError, RnngenError
 from rnngen.store.schema import parameter_shapes
 
-FORMAT = 3  # 3: "sizing", the shape a time budget chose (rnngen.training.sizing), or null
+FORMAT = 4  # 4: "arithmetic", what the run computed in and why (rnngen.models.precision), or null
 
 
 @dataclass
@@ -44,6 +44,9 @@ class Checkpoint:
     step: int = 0
     best_val_loss: float | None = None
     sizing: dict[str, Any] | None = None  # how a time budget chose the model's shape, when it did
+    # What the training computed in ("precision": fp32 or bf16), what it asked for and why; None in a file no run
+    # wrote (a test's, a conversion's).
+    arithmetic: dict[str, str] | None = None
 
     def header(self) -> dict[str, Any]:
         """The JSON header: everything but the tensors (also written alone as the run's config.json)."""
@@ -56,6 +59,7 @@ class Checkpoint:
             "step": self.step,
             "best_val_loss": self.best_val_loss,
             "sizing": self.sizing,
+            "arithmetic": self.arithmetic,
         }
 
 
@@ -69,6 +73,7 @@ class Header:
     step: int
     best_val_loss: float | None
     sizing: dict[str, Any] | None
+    arithmetic: dict[str, str] | None
     trainer: Any  # the flattened resume state (JSON with tensor names), None in weights-only files
     shapes: dict[str, tuple[int, ...]]  # every tensor in the file
 
@@ -102,9 +107,10 @@ def read_header(path: Path) -> Header:
         model = ModelConfig.from_dict(header["model"])
         train = TrainConfig.from_dict(header["train"])
         corpus, step, best_val_loss = header["corpus"], int(header["step"]), header["best_val_loss"]
-        sizing = header["sizing"]
-        if sizing is not None and not isinstance(sizing, dict):
-            raise TypeError(f"sizing is {type(sizing).__name__}, not an object")
+        sizing, arithmetic = header["sizing"], header["arithmetic"]
+        for name, value in (("sizing", sizing), ("arithmetic", arithmetic)):
+            if value is not None and not isinstance(value, dict):
+                raise TypeError(f"{name} is {type(value).__name__}, not an object")
     except (KeyError, TypeError, ValueError, RnngenError) as exc:
         raise CheckpointError(f"{path} has an unreadable configuration ({exc})") from exc
     check_shapes(
@@ -117,9 +123,20 @@ def read_header(path: Path) -> Header:
         step=step,
         best_val_loss=best_val_loss,
         sizing=sizing,
+        arithmetic=arithmetic,
         trainer=trainer,
         shapes=shapes,
     )
+
+
+def stored_header(path: Path) -> dict[str, Any]:
+    """The JSON header of checkpoint `path` as the file stores it (what a run's config.json holds), once
+    `read_header` has checked it."""
+    from safetensors import safe_open
+
+    read_header(path)
+    with safe_open(path, framework="numpy") as file:
+        return json.loads(file.metadata()["rnngen"])
 
 
 def check_format(path: Path, header: Any) -> None:
@@ -186,4 +203,5 @@ def read_numpy(path: Path) -> Checkpoint:
         step=header.step,
         best_val_loss=header.best_val_loss,
         sizing=header.sizing,
+        arithmetic=header.arithmetic,
     )

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from rnngen import __version__
 from rnngen.errors import CheckpointError, RnngenError, param
-from rnngen.store.checkpoint_format import Checkpoint, read_header, read_numpy
+from rnngen.store.atomic import write_json_atomic
+from rnngen.store.checkpoint_format import Checkpoint, read_header, read_numpy, stored_header
 from rnngen.store.runs import RunFolder
 
 PREFIX = "hf:"
 WEIGHTS, CONFIG, TOKENIZER, CARD = "best.safetensors", "config.json", "tokenizer.model", "README.md"
-UPLOADED = (WEIGHTS, CONFIG, TOKENIZER)  # copied from the run folder
+UPLOADED = (WEIGHTS, CONFIG, TOKENIZER)  # the run's files an upload needs
 FILES = (*UPLOADED, CARD)
 HUB_PROBE_SECONDS = 3.0
 # The hub's repository id rules, in short: one namespace, one name, letters, digits, '-', '_', '.'.
@@ -247,8 +248,10 @@ def upload_folder(run: RunFolder, repo_id: str, folder: Path) -> Path:
             f"for {param('dry_run')}"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    for name in UPLOADED:
+    for name in (WEIGHTS, TOKENIZER):
         shutil.copyfile(run.file(name), folder / name)
+    # The uploaded weights' own configuration: the run's config.json follows `last`, which may be steps ahead of `best`.
+    write_json_atomic(folder / CONFIG, stored_header(run.file(WEIGHTS)))
     (folder / CARD).write_text(model_card(run, repo_id))
     return folder
 

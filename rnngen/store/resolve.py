@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 from rnngen.errors import CheckpointError
@@ -30,9 +31,7 @@ def resolve_checkpoint(checkpoint: str | None, root: Path) -> tuple[RunFolder, P
             raise CheckpointError(f"no trained run in {root}: train one with `rnngen train`, or pass --checkpoint PATH")
         run = runs[-1]
     else:
-        path = Path(checkpoint).expanduser()
-        if not _exists(path) and _exists(Path(root) / checkpoint):
-            path = Path(root) / checkpoint
+        path = _named_path(checkpoint, Path(root))
         if _exists(path) and path.is_file():
             return RunFolder(path.parent), path
         if not _exists(path) or not path.is_dir():
@@ -70,6 +69,45 @@ def require_tokenizer(run: RunFolder) -> None:
     raise CheckpointError(
         f"{run.tokenizer_path} is missing: copy the tokenizer the run was trained with ({source}) into {run.path}"
     )
+
+
+def _named_path(checkpoint: str, root: Path) -> Path:
+    """The file or folder `checkpoint` names: a path, else a run under `root`. A bare name (no folder in it) that
+    is both a run under `root` and a file or folder here names the one that is a run, as `rnngen runs` lists it;
+    when both are, the error names both."""
+    here, under_root = Path(checkpoint).expanduser(), root / checkpoint
+    if not _exists(here):
+        return under_root if _exists(under_root) else here
+    if Path(checkpoint).name != checkpoint or not _exists(under_root) or _same(here, under_root):
+        return here
+    runs = [path for path in (under_root, here) if _holds_run(path)]
+    if len(runs) == 2:
+        raise CheckpointError(
+            f"{checkpoint} names two runs, {under_root} and {here.resolve()}: pass the one you mean as a path, "
+            f"{under_root} or ./{checkpoint}"
+        )
+    return runs[0] if runs else here
+
+
+def _holds_run(path: Path) -> bool:
+    """Whether `path` is a checkpoint file or a folder holding a run's checkpoints or its configuration (a
+    config.json rnngen wrote, not another tool's, such as a Hugging Face model's)."""
+    if path.is_file():
+        return path.suffix == ".safetensors"
+    if any((path / name).is_file() for name in (BEST, LAST)):
+        return True
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(config, dict) and "rnngen_version" in config
+
+
+def _same(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
 
 
 def _exists(path: Path) -> bool:

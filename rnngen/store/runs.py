@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rnngen.errors import CheckpointError, RnngenError, param
-from rnngen.store.atomic import remove_stale_temps, write_atomic, write_json_atomic
+from rnngen.store.atomic import remove_stale_temps, strict_json, write_atomic, write_json_atomic
 from rnngen.store.checkpoint_format import check_format
 from rnngen.store.lock import Lock
 
@@ -25,6 +25,21 @@ BEST, LAST = "best.safetensors", "last.safetensors"
 LOCK = ".lock"
 # What a run writes: a folder holding anything else is not a run, and a new run does not write into it.
 RUN_FILES = {"config.json", "tokenizer.model", "metrics.jsonl", BEST, LAST, LOCK}
+
+
+# A split's figures (rnngen.training.evaluate.score) are stored and printed under the split's name (`figure_key`).
+FIGURES = ("loss", "ppl", "bpc", "tokens")
+
+
+def figure_key(split: str, figure: str) -> str:
+    """The name of a split's figure wherever one is stored or printed: `val_bpc` in metrics.jsonl and
+    `rnngen evaluate --json`, `train_loss` for the training split."""
+    return f"{split}_{figure}"
+
+
+def named(split: str, figures: dict[str, Any]) -> dict[str, Any]:
+    """`figures` with each of FIGURES named for `split` (`figure_key`); the others keep their names."""
+    return {figure_key(split, key) if key in FIGURES else key: value for key, value in figures.items()}
 
 
 class RunFolder:
@@ -156,13 +171,14 @@ class RunFolder:
     def best_val_bpc(self) -> float | None:
         """The validation bits per character of the evaluation with the lowest loss (the first of equals: the one
         `best` holds), not the lowest of another evaluation; None before the first evaluation."""
-        evals = logged(self.metrics(), "eval", ("val_loss", "val_bpc"))
-        return min(evals, key=lambda row: row["val_loss"])["val_bpc"] if evals else None
+        loss, bpc = figure_key("val", "loss"), figure_key("val", "bpc")
+        evals = logged(self.metrics(), "eval", (loss, bpc))
+        return min(evals, key=lambda row: row[loss])[bpc] if evals else None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         try:
             with open(self.metrics_path, "a") as file:
-                file.write(json.dumps(row) + "\n")
+                file.write(strict_json(row) + "\n")
         except OSError as exc:
             raise write_failed(self.metrics_path, exc) from exc
 
@@ -170,7 +186,7 @@ class RunFolder:
         """Drop metrics logged after `step`: on resume they are logged again."""
         rows = [row for row in self.metrics() if _number(row.get("step", 0)) <= step]
         try:
-            write_atomic(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows).encode())
+            write_atomic(self.metrics_path, "".join(strict_json(row) + "\n" for row in rows).encode())
         except OSError as exc:
             raise write_failed(self.metrics_path, exc) from exc
 
@@ -238,6 +254,8 @@ def require_same_tokenizer(what: str, found: dict[str, Any], expected: dict[str,
 
 
 def list_runs(root: Path) -> list[RunFolder]:
-    """Run folders under `root`, the most recently written last."""
-    runs = [RunFolder(p.parent) for p in Path(root).glob("*/config.json")]
+    """Run folders under `root`, the most recently written last: the folders holding a file only a run writes, so
+    that a run whose config.json is gone is listed (and refused as a `DamagedRun` when it is read)."""
+    kept = RUN_FILES - {LOCK}  # a lock alone is left by a run killed before it wrote anything
+    runs = [RunFolder(p) for p in Path(root).glob("*") if p.is_dir() and any((p / f).exists() for f in kept)]
     return sorted(runs, key=lambda run: max((p.stat().st_mtime for p in run.path.iterdir()), default=0))

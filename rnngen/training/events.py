@@ -19,6 +19,7 @@ class Started:
 
     run: str
     device: str
+    arithmetic: str  # what the run computes in and why (rnngen.models.precision.Arithmetic.line)
     step: int
     parameters: int
     processes: int

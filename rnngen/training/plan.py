@@ -19,6 +19,7 @@ from rnngen.data.tokenizer import utf8_safe
 from rnngen.errors import CheckpointError, RnngenError, param
 from rnngen.models import checkpoint
 from rnngen.models.checkpoint import Checkpoint
+from rnngen.models.precision import Arithmetic, resolve
 from rnngen.store.hub import is_hub_ref
 from rnngen.store.names import check_name
 from rnngen.store.resolve import resolve_checkpoint
@@ -57,7 +58,8 @@ class RunPlan:
     `resume_from` is the run's own `last` checkpoint when it continues; `init_from` the checkpoint file
     whose weights a fine-tune starts from; `notice` a line the user should read before training starts.
     `candidates` are the shapes a new run's time budget chooses among before it trains
-    (`rnngen.training.sizing`); `sizing` records the choice made.
+    (`rnngen.training.sizing`); `sizing` records the choice made. `arithmetic` is what its `precision` computes in
+    on its device (`with_arithmetic`).
     """
 
     run: RunFolder
@@ -69,6 +71,7 @@ class RunPlan:
     notice: str | None = None
     candidates: tuple[tuple[ModelConfig, TrainConfig], ...] = ()
     sizing: dict[str, Any] | None = None
+    arithmetic: Arithmetic | None = None
 
     @property
     def resuming(self) -> bool:
@@ -197,6 +200,27 @@ def plan_resume(
             f"{run.name}"
         )
     return RunPlan(run, corpus, saved.model, train, resume_from=saved, notice=notice, sizing=saved.sizing)
+
+
+def arithmetic_of(model: ModelConfig, train: TrainConfig) -> Arithmetic:
+    """What `train.precision` computes `model` in on `train.device`; a precision that cannot run there is refused
+    here, before any folder is made."""
+    from rnngen.models import device as devices
+
+    return resolve(train.precision, devices.pick(train.device), model)
+
+
+def with_arithmetic(plan: RunPlan) -> RunPlan:
+    """The plan with its arithmetic (`arithmetic_of`)."""
+    return dataclasses.replace(plan, arithmetic=arithmetic_of(plan.model, plan.train))
+
+
+def new_run_arithmetic(preset: Preset, overrides: dict[str, Any]) -> Arithmetic:
+    """The arithmetic of a new run of `preset` with `overrides`, known before its corpus is (the embedded corpus may
+    take minutes to prepare): it depends on the model's kind and the device alone, which sizing keeps."""
+    check_overrides(overrides)
+    model = dataclasses.replace(preset.model, **{key: value for key, value in overrides.items() if key in MODEL_FIELDS})
+    return arithmetic_of(model, train_config(preset.train, overrides))
 
 
 def last_checkpoint(run: RunFolder) -> Checkpoint:

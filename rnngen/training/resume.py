@@ -104,7 +104,7 @@ def restore(
     restore_rng(saved["rng"], device, world, seed)
     return Restored(
         float(saved["seconds"]),
-        float(saved["best"]),
+        math.inf if saved["best"] is None else float(saved["best"]),  # strict JSON stores no evaluation's inf as null
         rank_rows(state_to(saved["hidden"], device), rows, world),
         int(saved["stale"]),
     )

@@ -25,9 +25,10 @@ class Saver:
         cfg: TrainConfig,
         corpus: Corpus,
         sizing: dict[str, Any] | None = None,
+        arithmetic: dict[str, str] | None = None,
     ):
         self.run, self.model, self.model_cfg, self.cfg, self.corpus = run, model, model_cfg, cfg, corpus
-        self.sizing = sizing
+        self.sizing, self.arithmetic = sizing, arithmetic
 
     def checkpoint(self, step: int, best_val_loss: float, resume_state: dict[str, Any] | None) -> Checkpoint:
         return Checkpoint(
@@ -39,6 +40,7 @@ class Saver:
             step=step,
             best_val_loss=None if math.isinf(best_val_loss) else best_val_loss,
             sizing=self.sizing,
+            arithmetic=self.arithmetic,
         )
 
     def start_run(self) -> None:
@@ -52,17 +54,37 @@ class Saver:
         except OSError as exc:
             raise write_failed(self.run.tokenizer_path, exc) from exc
 
-    def restore_config(self) -> None:
-        """A resumed run whose config.json cannot be read gets it back from its checkpoint's own configuration, so
-        that every command reads the run again."""
+    def resume_config(self, step: int, best_val_loss: float) -> list[str]:
+        """A resumed run's config.json rewritten to what now runs (a damaged one written again from the checkpoint);
+        returns what changed, "precision bf16 -> fp32" and the like, for the line that says so."""
+        header = self.checkpoint(step, best_val_loss, None).header()
         try:
-            self.run.config()
+            before = self.run.config()
         except DamagedRun:
-            self.run.write_config(self.checkpoint(0, math.inf, None).header())
+            before = None
+        if before != header:
+            self.run.write_config(header)
+        if before is None:
+            return []
+        changed = [
+            f"{name} {_shown(before['train'].get(name))} -> {_shown(value)}"
+            for name, value in header["train"].items()
+            if before["train"].get(name) != value
+        ]
+        then, now = (before.get("arithmetic") or {}).get("precision"), self.arithmetic and self.arithmetic["precision"]
+        if then != now and before["train"].get("precision") == header["train"]["precision"]:  # "auto" on another CPU
+            changed.append(f"arithmetic {_shown(then)} -> {_shown(now)}")
+        return changed
 
     def save(self, step: int, best_val_loss: float, resume_state: dict[str, Any], best: bool) -> Saved:
         """Write `best` when asked, then `last`."""
         if best:
             checkpoint.save(self.run.file(BEST), self.checkpoint(step, best_val_loss, None))
         checkpoint.save(self.run.file(LAST), self.checkpoint(step, best_val_loss, resume_state))
+        # config.json is `last`'s header: what `rnngen runs`, `rnngen push` and the hub's model card read.
+        self.run.write_config(self.checkpoint(step, best_val_loss, None).header())
         return Saved(step=step, best=best, path=str(self.run.path))
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is None else str(value)

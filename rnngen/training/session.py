@@ -27,7 +27,16 @@ from rnngen.store.resolve import resolve_checkpoint
 from rnngen.training import distributed, sizing, trackers
 from rnngen.training.distributed import World
 from rnngen.training.events import EventFn, Finished, Notice, Prepared, Preparing, Sized
-from rnngen.training.plan import RunPlan, new_run_name, plan_fine_tune, plan_new, plan_resume, run_folder
+from rnngen.training.plan import (
+    RunPlan,
+    new_run_arithmetic,
+    new_run_name,
+    plan_fine_tune,
+    plan_new,
+    plan_resume,
+    run_folder,
+    with_arithmetic,
+)
 from rnngen.training.signals import StopFlag, stop_on_signals
 from rnngen.training.threads import on_free_cores
 from rnngen.training.trainer import SamplerFactory, Trainer
@@ -63,10 +72,15 @@ def plan_run(
     if resume:
         named = corpus.name if isinstance(corpus, Corpus) else corpus
         plan = plan_resume(resume, overrides, corpora, checkpoints, named)
-        return plan, distributed.setup(plan.train.device)  # the run's device, unless an override changes it
+        world = distributed.setup(plan.train.device)  # the run's device, unless an override changes it
+        return with_arithmetic(plan), world
     chosen = preset_for(preset)
     world = distributed.setup(overrides.get("device") or chosen.train.device)
-    return _plan_start(corpus, chosen, name, init_from, overrides, corpora, checkpoints, world, on_event), world
+    # A new run's arithmetic is known, or refused, before its corpus is prepared; a fine-tune's model is the
+    # checkpoint's, known once it is read.
+    arithmetic = None if init_from else new_run_arithmetic(chosen, overrides)
+    plan = _plan_start(corpus, chosen, name, init_from, overrides, corpora, checkpoints, world, on_event)
+    return (dataclasses.replace(plan, arithmetic=arithmetic) if arithmetic else with_arithmetic(plan)), world
 
 
 def _plan_start(
@@ -204,6 +218,7 @@ def _fit_on_threads(
         on_event=on_event if world.is_main else None,
         sampler=sampler,
         sizing=plan.sizing,
+        arithmetic=plan.arithmetic,
     )
     try:
         trainer.fit()

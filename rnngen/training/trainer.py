@@ -23,16 +23,16 @@ from rnngen.data.reading import Corpus
 from rnngen.data.streams import TokenStream
 from rnngen.errors import TrainingDiverged, param
 from rnngen.models import RecurrentLM
-from rnngen.models import device as devices
 from rnngen.models.checkpoint import Checkpoint, load_weights, model_weights
+from rnngen.models.precision import Arithmetic, autocast, resolve
 from rnngen.models.state import detach_state, map_state
-from rnngen.store.runs import BEST, LAST, RunFolder
+from rnngen.store.runs import BEST, LAST, RunFolder, named
 from rnngen.training import distributed, resume
 from rnngen.training.averaging import WeightAverage
 from rnngen.training.build import build_for_training
 from rnngen.training.distributed import World
-from rnngen.training.evaluate import evaluate, next_token_loss
-from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Sampled, Started
+from rnngen.training.evaluate import next_token_loss, score
+from rnngen.training.events import Evaluated, EventFn, Finished, Logged, Notice, Sampled, Started
 from rnngen.training.metrics import Interval, Reporter
 from rnngen.training.saver import Saver
 from rnngen.training.schedule import Budget
@@ -62,10 +62,10 @@ def train_step(
     precision: str,
 ) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """One window of truncated backpropagation through time: forward from the carried state `hidden`, cross-entropy
-    against the next tokens, backward through this window only, clip at `clip`, step; the forward pass in
-    `precision`'s arithmetic (rnngen.models.device.autocast). Returns the loss and the gradient norm (on the
+    against the next tokens, backward through this window only, clip at `clip`, step; the forward pass in the
+    resolved `precision`, fp32 or bf16 (rnngen.models.precision). Returns the loss and the gradient norm (on the
     device, not waited for) and the state to carry into the next window."""
-    with devices.autocast(device, precision):
+    with autocast(device, precision):
         logits, hidden = train_model(batch[:, :-1], hidden)
         loss = next_token_loss(logits, batch[:, 1:])
     loss.backward()
@@ -91,6 +91,7 @@ class Trainer:
         init_from: Path | None = None,
         sampler: SamplerFactory | None = None,
         sizing: dict[str, Any] | None = None,
+        arithmetic: Arithmetic | None = None,
     ):
         self.corpus, self.model_cfg, self.cfg, self.run, self.world = corpus, model_cfg, train_cfg, run, world
         self.stop = stop or StopFlag()
@@ -104,6 +105,8 @@ class Trainer:
             setup.train_model,
             setup.optimizer,
         )
+        # What `precision` computes in here: resolved once, before a folder is made, by whoever planned the run.
+        self.arithmetic = arithmetic or resolve(train_cfg.precision, self.device, model_cfg)
         # Rank r reads its own rows of the global batch: the ranks see disjoint streams of the corpus.
         self.stream = TokenStream(
             corpus.tokens("train"),
@@ -117,7 +120,7 @@ class Trainer:
         # With --ema, an average of the weights is what is evaluated, sampled and saved as the model;
         # the training weights travel in `last`'s resume state.
         self.average = WeightAverage(self.model, train_cfg.ema) if train_cfg.ema > 0 else None
-        self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus, sizing)
+        self.saver = Saver(run, self.saved_model, model_cfg, train_cfg, corpus, sizing, self.arithmetic.to_dict())
         self.report = Reporter(run, world, on_event)
         self.budget = Budget(train_cfg)
         self.best = math.inf  # the lowest validation loss so far
@@ -128,6 +131,7 @@ class Trainer:
             else None
         )
         self.last_sample: Sampled | None = None
+        self.resume_notice: str | None = None  # what a resume changed in config.json, said when it starts
         self.lr = train_cfg.lr  # the rate of the last step, for the log line
         self.hidden = None  # the state carried into the next window: this rank's rows
         if resume_from is not None:
@@ -137,7 +141,9 @@ class Trainer:
             self.best, self.hidden = restored.best, restored.hidden
             self.evals_without_improvement = restored.evals_without_improvement
             if world.is_main:
-                self.saver.restore_config()
+                changed = self.saver.resume_config(resume_from.step, self.best)
+                if changed:
+                    self.resume_notice = f"{run.config_path} now says what this resume runs: {', '.join(changed)}"
                 run.truncate_metrics(resume_from.step)
         elif world.is_main:
             self.saver.start_run()
@@ -161,6 +167,8 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train until the budget is spent, patience runs out or a signal arrives; returns the summary as one
         flat dict (`Finished.to_dict()`), and keeps it as `finished`."""
+        if self.resume_notice:
+            self.report(Notice(self.resume_notice))
         self.report(self._started())
         self.model.train()
         clip = self.cfg.clip if self.cfg.clip > 0 else math.inf
@@ -174,7 +182,14 @@ class Trainer:
             batch = window_on(self.stream, self.budget.step, self.device)
             self._set_lr(self.budget.lr())
             loss, grad_norm, self.hidden = train_step(
-                self.train_model, self.model, self.optimizer, batch, self.hidden, clip, self.device, self.cfg.precision
+                self.train_model,
+                self.model,
+                self.optimizer,
+                batch,
+                self.hidden,
+                clip,
+                self.device,
+                self.arithmetic.precision,
             )
             interval.add(loss, grad_norm)
             self.budget.tick()
@@ -238,7 +253,7 @@ class Trainer:
         """Evaluate (each rank its share of the rows) and, on rank 0, draw the sample; then save `last`,
         and `best` when the validation loss improved. Every rank calls this and gets the same figures.
         Like evaluation, the sample is outside the budget's clock."""
-        figures = evaluate(
+        figures = score(
             self.saved_model,
             self.corpus.tokens("val"),
             self.corpus.characters("val"),
@@ -248,9 +263,9 @@ class Trainer:
             self.device,
             self.world,
             self.corpus.unknown_bytes("val"),
-            precision=self.cfg.precision,
+            precision=self.arithmetic.precision,
         )
-        result = Evaluated(step=self.budget.step, **figures)
+        result = Evaluated(step=self.budget.step, **named("val", figures))  # val_loss, ..., as metrics.jsonl has them
         self.report(result)
         if self.sampler is not None:
             self.last_sample = self.sampler(self.budget.step)
@@ -292,6 +307,7 @@ class Trainer:
         return Started(
             run=str(self.run.path),
             device=str(self.device),
+            arithmetic=self.arithmetic.line(),
             step=self.budget.step,
             parameters=sum(p.numel() for p in self.model.parameters()),
             processes=self.world.size,
