@@ -16,6 +16,9 @@ from rnngen.data.sources import SourceSpec
 from rnngen.data.vocabulary import TokenizerSpec
 from rnngen.training import threads
 
+# The `browser` fixture of the page tests (headless Chromium).
+pytest_plugins = ["browser"]
+
 WORDS = (
     "the model reads a token and updates its hidden state before it predicts the next one while "
     "gradients flow back through time and vanish when the recurrent weights are small"

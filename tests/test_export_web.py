@@ -11,8 +11,6 @@ import contextlib
 import functools
 import http.server
 import json
-import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from test_export import greedy_with_onnxruntime, save_run  # noqa: E402
@@ -31,7 +28,6 @@ from rnngen.errors import RnngenError  # noqa: E402
 from rnngen.export import web  # noqa: E402
 from rnngen.export.folder import export  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 MAX_TOKENS = 40
 
 
@@ -42,23 +38,6 @@ def packages() -> Path:
         return web.npm_packages()
     except RnngenError as exc:
         pytest.skip(f"no npm packages for the page: {exc}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs a browser: apt-get install chromium chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--window-size=1000,800", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    if os.geteuid() == 0:  # Chromium refuses to run as root inside its sandbox
-        options.add_argument("--no-sandbox")
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):

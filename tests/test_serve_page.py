@@ -7,16 +7,13 @@ Needs Debian's `chromium` and `chromium-driver` (CI installs them); without them
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from collections.abc import Iterator
 
 import pytest
 
 pytest.importorskip("fastapi")
 pytest.importorskip("selenium")
 import test_serve  # noqa: E402
-from selenium import webdriver  # noqa: E402
+from browser import CHROMEDRIVER, CHROMIUM, MISSING  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
@@ -26,28 +23,10 @@ from test_serve import running, slow_steps  # noqa: E402
 import rnngen  # noqa: E402
 from rnngen.server.app import ServedModel  # noqa: E402
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 run_dir = test_serve.run_dir  # the fixture training the tiny run, found by pytest here too
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="needs a browser: apt-get install chromium chromium-driver"
-)
+pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason=MISSING)
 
 PROMPT, SEED, MAX_TOKENS = "the model", 7, 40
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--window-size=1000,800", "--disable-dev-shm-usage"):
-        options.add_argument(argument)
-    if os.geteuid() == 0:  # Chromium refuses to run as root inside its sandbox
-        options.add_argument("--no-sandbox")
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def open_page(browser, base: str) -> None:
